@@ -1,0 +1,14 @@
+"""Keras -> TFLite conversion, .tflite parsing, size and FLOPs analysis, size budgets.
+
+Public names are imported lazily (TensorFlow is only loaded by what needs it).
+Layering: converters may import `mobile_opt.errors` and `mobile_opt._tf`
+(leaf modules), never the rest of `mobile_opt`.
+"""
+
+from mobile_opt._lazy import lazy_exports
+
+# name -> submodule of converters that defines it
+_EXPORTS: dict[str, str] = {}
+
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

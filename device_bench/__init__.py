@@ -1,0 +1,13 @@
+"""Devices over ADB (adb server, direct adb-shell) or the host; benchmarks and energy.
+
+Public names are imported lazily. Layering: device_bench may import
+`mobile_opt.errors` (a leaf module) and `converters`, never the rest of `mobile_opt`.
+"""
+
+from mobile_opt._lazy import lazy_exports
+
+# name -> submodule of device_bench that defines it
+_EXPORTS: dict[str, str] = {}
+
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -1,0 +1,60 @@
+"""Late, quiet import of TensorFlow, tf_keras and TF-MOT.
+
+TF-MOT 0.8.1 needs Keras 2, so `TF_USE_LEGACY_KERAS=1` must be set before
+TensorFlow is first imported; doing it here means users need not. TensorFlow's
+C++ and absl logs are silenced unless the user set `TF_CPP_MIN_LOG_LEVEL`.
+Importing is deferred so that `mobile-opt devices` or `analyze` start fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import warnings
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@functools.cache
+def tf():
+    """Returns the `tensorflow` module, imported quietly with legacy Keras."""
+    if os.environ.get("TF_USE_LEGACY_KERAS") not in ("1", "true", "True"):
+        # TensorFlow was told otherwise by the user's environment; TF-MOT would
+        # then refuse our tf_keras models with an obscure error.
+        logging.getLogger(__name__).warning(
+            "TF_USE_LEGACY_KERAS=%s; mobile-opt needs Keras 2 (tf_keras) for TF-MOT.",
+            os.environ.get("TF_USE_LEGACY_KERAS"),
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import tensorflow as tf_module
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") != "0":
+        tf_module.get_logger().setLevel(logging.ERROR)
+        try:
+            import absl.logging
+
+            absl.logging.set_verbosity(absl.logging.ERROR)
+        except ImportError:  # absl ships with TensorFlow; guard only against odd installs
+            pass
+    return tf_module
+
+
+@functools.cache
+def keras():
+    """Returns `tf_keras` (Keras 2), the Keras TF-MOT works with."""
+    tf()
+    import tf_keras
+
+    return tf_keras
+
+
+@functools.cache
+def tfmot():
+    """Returns `tensorflow_model_optimization`."""
+    keras()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import tensorflow_model_optimization as tfmot_module
+    return tfmot_module

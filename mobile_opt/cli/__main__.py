@@ -1,0 +1,3 @@
+from mobile_opt.cli import main
+
+main()

@@ -1,0 +1,38 @@
+"""Rendering and error handling shared by the CLI subcommands (never imported by the library)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from typing import Any, Callable
+
+import click
+from rich.console import Console
+
+from mobile_opt.errors import MobileOptError
+
+console = Console()
+stderr_console = Console(stderr=True)
+
+
+def handle_errors(func: Callable) -> Callable:
+    """Turns a `MobileOptError` into a one-paragraph message and its exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except MobileOptError as exc:
+            stderr_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            stderr_console.print("[yellow]interrupted[/]")
+            sys.exit(130)
+
+    return wrapper
+
+
+def print_json(data: Any) -> None:
+    """Writes `data` as indented JSON to stdout (no rich markup, safe to pipe)."""
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
