@@ -7,7 +7,18 @@ Public names are imported lazily. Layering: device_bench may import
 from mobile_opt._lazy import lazy_exports
 
 # name -> submodule of device_bench that defines it
-_EXPORTS: dict[str, str] = {}
+_EXPORTS: dict[str, str] = {
+    "Device": "device",
+    "DeviceInfo": "device",
+    "RemoteStat": "device",
+    "ShellResult": "device",
+    "quote": "device",
+    # `_connect`, not `connect`: a submodule named like the function would replace the
+    # package attribute `connect` with the module once imported.
+    "connect": "_connect",
+    "connect_all": "_connect",
+    "list_devices": "_connect",
+}
 
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)

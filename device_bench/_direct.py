@@ -1,0 +1,327 @@
+"""`DirectDevice`: talk ADB straight to a device's adbd (TCP, or USB), without an adb server.
+
+Uses adb-shell (`AdbDevice` over a TCP or USB transport). adb-shell's shell is the legacy
+`shell:` service: no exit code and stderr merged into stdout, so `shell()` appends an exit
+marker (see `device._ExitMarker`) and returns `stderr=""`.
+
+adb-shell has no overall deadline for push/pull and, on a closed socket, spins until its
+read timeout; so (1) the TCP transport here raises at EOF, (2) transfers run through file
+wrappers that check the deadline, and (3) after a timeout or a broken stream the link is
+dropped (adbd then kills the stream's command) and reopened on the next call.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+
+from adb_shell import exceptions as adb_exc
+from adb_shell.adb_device import AdbDevice
+from adb_shell.transport.tcp_transport import TcpTransport
+
+from device_bench.device import (
+    Device,
+    Progress,
+    RemoteStat,
+    ShellResult,
+    _ExitMarker,
+    _remaining,
+)
+from mobile_opt.errors import (
+    DependencyError,
+    DeviceError,
+    DeviceNotFoundError,
+    DeviceOfflineError,
+    DeviceTimeoutError,
+    DeviceUnauthorizedError,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DIRECT_PORT = 5555
+USB_INSTALL = "pip install 'mobile-opt[usb]'"
+_UNAUTHORIZED_HINT = "accept the 'Allow USB debugging?' prompt on the phone, then retry"
+
+# Everything adb-shell raises when the link, not the request, fails.
+_LINK_ERRORS = (
+    adb_exc.AdbConnectionError,
+    adb_exc.InvalidChecksumError,
+    adb_exc.InvalidCommandError,
+    adb_exc.InvalidResponseError,
+    adb_exc.UsbReadFailedError,
+    adb_exc.UsbWriteFailedError,
+    OSError,
+    AttributeError,  # adb-shell's transport after close(): `None.recv`
+)
+_TIMEOUT_ERRORS = (adb_exc.AdbTimeoutError, adb_exc.TcpTimeoutException)
+
+
+class _EofTcpTransport(TcpTransport):
+    """adb-shell's TCP transport, but a closed peer is an error instead of endless b''."""
+
+    def bulk_read(self, numbytes, transport_timeout_s):
+        data = super().bulk_read(numbytes, transport_timeout_s)
+        if not data:
+            raise adb_exc.AdbConnectionError("connection closed by the device")
+        return data
+
+
+def load_signer(key_path: Path | None):
+    """The adb-shell signer for `key_path` (default ~/.android/adbkey), created if missing.
+
+    Raises:
+        InputError-free: a missing key is generated (0600) and logged.
+    """
+    from adb_shell.auth.keygen import keygen
+    from adb_shell.auth.sign_cryptography import CryptographySigner
+
+    path = Path(key_path) if key_path is not None else Path.home() / ".android" / "adbkey"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        keygen(str(path))
+        os.chmod(path, 0o600)
+        logger.warning("created ADB key %s (the phone will ask to allow it once)", path)
+    return CryptographySigner(str(path))
+
+
+class _DeadlineReader(io.BytesIO):
+    """A file adb-shell's push reads from; enforces the deadline and reports progress.
+
+    adb-shell accepts a BytesIO as source; subclassing keeps the file on disk.
+    """
+
+    def __init__(self, path: Path, size: int, deadline: float, progress: Progress | None,
+                 on_timeout):
+        super().__init__()
+        self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._size, self._deadline, self._progress, self._on_timeout = size, deadline, progress, on_timeout
+        self._done = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if _remaining(self._deadline) <= 0:
+            raise self._on_timeout()
+        data = self._file.read(n)
+        self._done += len(data)
+        if data and self._progress is not None:
+            self._progress(self._done, self._size)
+        return data
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+class _DeadlineWriter(io.BytesIO):
+    """A file adb-shell's pull writes into; forwards to `sink`, enforces the deadline."""
+
+    def __init__(self, sink, total: int, deadline: float, progress: Progress | None, on_timeout):
+        super().__init__()
+        self._sink, self._total, self._deadline = sink, total, deadline
+        self._progress, self._on_timeout = progress, on_timeout
+        self._done = 0
+
+    def write(self, data) -> int:
+        if _remaining(self._deadline) <= 0:
+            raise self._on_timeout()
+        self._sink.write(data)
+        self._done += len(data)
+        if self._progress is not None:
+            self._progress(self._done, self._total)
+        return len(data)
+
+
+class DirectDevice(Device):
+    """A device reached by adb-shell directly: `direct:HOST[:PORT]` (TCP) or `usb:[SERIAL]`.
+
+    Args:
+        serial: "direct:HOST[:PORT]" (port default 5555) or "usb:" / "usb:SERIAL".
+        connect_timeout_s: seconds for TCP connect and the CNXN/AUTH handshake (default 10).
+        key_path: RSA private key (default ~/.android/adbkey; created 0600 when missing).
+
+    Raises:
+        DeviceNotFoundError: nothing listens at HOST:PORT (fails at once) / no USB device.
+        DeviceUnauthorizedError: the device did not accept our key.
+        DeviceOfflineError: the peer accepted TCP but never answered the handshake.
+        DependencyError: `usb:` without the USB extra installed.
+    """
+
+    transport = "direct"
+
+    def __init__(self, serial: str, *, connect_timeout_s: float = 10.0,
+                 key_path: Path | None = None):
+        self.serial = serial
+        self._connect_timeout_s = float(connect_timeout_s)
+        self._signer = load_signer(key_path)
+        self._adb: AdbDevice | None = None
+        self._closed = False
+        self._connect()
+
+    def _make_adb(self) -> AdbDevice:
+        kind, _, rest = self.serial.partition(":")
+        if kind == "usb":
+            try:
+                from adb_shell.adb_device import AdbDeviceUsb
+
+                return AdbDeviceUsb(serial=rest or None,
+                                    default_transport_timeout_s=self._connect_timeout_s)
+            except adb_exc.InvalidTransportError as exc:
+                raise DependencyError(
+                    f"USB without an adb server needs libusb bindings: {USB_INSTALL}"
+                ) from exc
+            except adb_exc.UsbDeviceNotFoundError as exc:
+                raise DeviceNotFoundError(
+                    f"no USB ADB device{' ' + rest if rest else ''} found ({exc}). Plug it in "
+                    "with USB debugging on; stop any adb server that holds it (`adb kill-server`).",
+                    serial=self.serial, step="connect",
+                ) from exc
+        host, port = parse_direct_address(rest)
+        return AdbDevice(_EofTcpTransport(host, port),
+                         default_transport_timeout_s=self._connect_timeout_s)
+
+    def _connect(self) -> None:
+        adb = self._make_adb()
+        asked = []
+        timeout = self._connect_timeout_s
+        try:
+            adb.connect(rsa_keys=[self._signer], transport_timeout_s=timeout,
+                        auth_timeout_s=timeout, read_timeout_s=timeout,
+                        auth_callback=lambda _dev: asked.append(True))
+        except ConnectionRefusedError as exc:
+            adb.close()
+            raise DeviceNotFoundError(
+                f"nothing listens at {self.serial} ({exc}). On the phone enable wireless "
+                "debugging / `adb tcpip 5555`, and check the address.",
+                serial=self.serial, step="connect",
+            ) from exc
+        except socket.timeout as exc:  # the TCP connect itself: nothing answers there
+            adb.close()
+            raise DeviceNotFoundError(
+                f"no answer from {self.serial} within {timeout:g} s; check the address and "
+                "that the phone is on the same network.",
+                serial=self.serial, step="connect",
+            ) from exc
+        except (adb_exc.DeviceAuthError, *_TIMEOUT_ERRORS) as exc:
+            adb.close()
+            if asked or isinstance(exc, adb_exc.DeviceAuthError):
+                raise DeviceUnauthorizedError(
+                    f"{self.serial} did not accept this computer's ADB key within "
+                    f"{timeout:g} s: {_UNAUTHORIZED_HINT}.",
+                    serial=self.serial, step="connect",
+                ) from exc
+            raise DeviceOfflineError(
+                f"{self.serial} accepted the connection but did not answer the ADB handshake "
+                f"within {timeout:g} s; it is not an adbd, or it is hung. Restart adbd "
+                "(toggle USB/wireless debugging) and retry.",
+                serial=self.serial, step="connect",
+            ) from exc
+        except _LINK_ERRORS as exc:
+            adb.close()
+            raise DeviceNotFoundError(
+                f"cannot connect to {self.serial}: {exc}", serial=self.serial, step="connect",
+            ) from exc
+        self._adb = adb
+
+    def _link(self, step: str) -> AdbDevice:
+        if self._closed:
+            raise DeviceError(f"{self.serial}: device was closed; connect() again.",
+                              serial=self.serial, step=step)
+        if self._adb is None:
+            self._connect()
+        return self._adb
+
+    def _drop(self) -> None:
+        # Closing the TCP link makes adbd kill every command of this connection.
+        if self._adb is not None:
+            self._adb.close()
+            self._adb = None
+
+    def _call(self, step: str, timeout_s: float, fn):
+        adb = self._link(step)
+        try:
+            return fn(adb)
+        except DeviceTimeoutError:
+            self._drop()
+            raise
+        except _TIMEOUT_ERRORS as exc:
+            self._drop()
+            raise self._timeout_error(step, timeout_s) from exc
+        except (adb_exc.PushFailedError, adb_exc.AdbCommandFailureException) as exc:
+            self._drop()  # the sync stream is in an unknown state
+            raise self._sync_failure(step, str(exc)) from exc
+        except _LINK_ERRORS as exc:
+            self._drop()
+            raise self._disconnected_error(step, exc) from exc
+
+    def _run(self, command: str, timeout_s: float, step: str) -> ShellResult:
+        marker = _ExitMarker()
+        wrapped = marker.wrap(command)
+        raw = self._call(step, timeout_s, lambda adb: adb.shell(
+            wrapped, transport_timeout_s=timeout_s, read_timeout_s=timeout_s,
+            timeout_s=timeout_s, decode=False))
+        parsed = marker.split(raw)
+        if parsed is None:
+            raise self._disconnected_error(step, "output ended before the command's exit status")
+        code, body = parsed
+        return ShellResult(code, body.decode(errors="replace"), "")
+
+    def stat(self, remote: str) -> RemoteStat | None:
+        timeout = self._connect_timeout_s
+        mode, size, mtime = self._call(f"stat {remote}", timeout, lambda adb: adb.stat(
+            remote, transport_timeout_s=timeout, read_timeout_s=timeout))
+        if mode == 0 and size == 0 and mtime == 0:
+            return None
+        return RemoteStat(mode=mode, size=size, mtime=mtime)
+
+    def _push_file(self, local: Path, remote: str, size: int, deadline: float,
+                   progress: Progress | None, step: str) -> None:
+        timeout_s = _remaining(deadline)
+        mode = 0o100000 | (local.stat().st_mode & 0o777)
+        reader = _DeadlineReader(local, size, deadline, progress,
+                                 lambda: self._timeout_error(step, timeout_s))
+        per_packet = min(timeout_s, max(self._connect_timeout_s, 1.0))
+        try:
+            self._call(step, timeout_s, lambda adb: adb.push(
+                reader, remote, st_mode=mode, mtime=int(local.stat().st_mtime),
+                transport_timeout_s=per_packet, read_timeout_s=per_packet))
+        finally:
+            reader.close()
+
+    def _pull_file(self, remote: str, sink, deadline: float, progress: Progress | None,
+                   total: int, step: str) -> None:
+        timeout_s = _remaining(deadline)
+        writer = _DeadlineWriter(sink, total, deadline, progress,
+                                 lambda: self._timeout_error(step, timeout_s))
+        per_packet = min(timeout_s, max(self._connect_timeout_s, 1.0))
+        self._call(step, timeout_s, lambda adb: adb.pull(
+            remote, writer, transport_timeout_s=per_packet, read_timeout_s=per_packet))
+
+    def close(self) -> None:
+        self._closed = True
+        self._drop()
+
+
+def parse_direct_address(address: str) -> tuple[str, int]:
+    """"HOST[:PORT]" -> (host, port); port defaults to 5555. IPv6 as "[::1]:5555"."""
+    from mobile_opt.errors import InputError
+
+    text = address.strip()
+    if text.startswith("["):
+        host, _, tail = text[1:].partition("]")
+        port_text = tail[1:] if tail.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, ""
+    if not host or (port_text and not port_text.isdigit()):
+        raise InputError(
+            "direct serials look like 'direct:192.168.1.20' or 'direct:192.168.1.20:5555'. "
+            f"Received: serial='direct:{address}'"
+        )
+    port = int(port_text) if port_text else DEFAULT_DIRECT_PORT
+    if not 0 < port < 65536:
+        raise InputError(f"port must be 1..65535. Received: port={port}")
+    return host, port
