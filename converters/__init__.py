@@ -8,7 +8,16 @@ Layering: converters may import `mobile_opt.errors` and `mobile_opt._tf`
 from mobile_opt._lazy import lazy_exports
 
 # name -> submodule of converters that defines it
-_EXPORTS: dict[str, str] = {}
+_EXPORTS: dict[str, str] = {
+    "TFLiteModel": "tflite_model",
+    "Subgraph": "tflite_model",
+    "Tensor": "tflite_model",
+    "Operator": "tflite_model",
+    "Quantization": "tflite_model",
+    "SparsityInfo": "tflite_model",
+    "BufferInfo": "tflite_model",
+    "load_tflite": "tflite_model",
+}
 
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)
