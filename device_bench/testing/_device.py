@@ -1,0 +1,248 @@
+"""`LoopbackDevice`: an Android device played by this host, reachable over the real ADB protocol."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Callable
+
+from mobile_opt.errors import InputError
+
+from device_bench.testing import _auth, _shell, _sync
+from device_bench.testing._battery import BatteryProfile, BatterySimulator, BatteryTruth
+from device_bench.testing._connection import Connection, ConnectionConfig, Stream
+from device_bench.testing._sandbox import DEFAULT_PROPS, Sandbox
+
+logger = logging.getLogger(__name__)
+
+FEATURES = ("shell_v2", "cmd")  # only what is implemented: no stat_v2/ls_v2/sendrecv_v2
+_RESERVED_PORTS = range(5555, 5586)  # adb servers probe these for emulators
+_UNCOUNTED_DIRS = ("sys", "proc")
+
+
+class LoopbackDevice:
+    """A device-side ADB daemon on 127.0.0.1 whose filesystem is a sandbox directory.
+
+    Real `adb` (`adb connect 127.0.0.1:<port>`) and `adb-shell` (`AdbDeviceTcp`) talk to it.
+    Commands run on this host with `/bin/sh`; device paths under `/data`, `/sdcard`,
+    `/storage`, `/sys/class/power_supply`, `/system` and `/proc/loopback` map into `root`.
+
+    Args:
+        root: the sandbox directory that plays the device's "/" (created if missing).
+        port: TCP port on 127.0.0.1; 0 (default) picks a free one. 5555-5585 are refused.
+        props: system properties added to / overriding the defaults (default None).
+        auth_keys: None (default): no auth (`ro.adb.secure=0`); else the Android-format public
+            keys (`adbkey.pub` contents) accepted; any other key stays `unauthorized`.
+        battery: the simulated fuel gauge; None: no battery files (default BatteryProfile()).
+        free_space_bytes: bytes that pushes may add to the sandbox; beyond it SEND fails with
+            "No space left on device" (default None: unlimited).
+
+    Raises:
+        InputError: a reserved port, an unparsable key, or a root path with shell metacharacters.
+
+    Example:
+        with LoopbackDevice(tmp_path) as device:
+            subprocess.run(["adb", "-P", str(server_port), "connect", device.serial])
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        port: int = 0,
+        props: dict[str, str] | None = None,
+        auth_keys: list[str] | None = None,
+        battery: BatteryProfile | None = BatteryProfile(),
+        free_space_bytes: int | None = None,
+    ) -> None:
+        if port in _RESERVED_PORTS or not (0 <= port < 65536):
+            raise InputError(
+                "LoopbackDevice port must be 0 (ephemeral) or a free port outside 5555-5585, which adb "
+                f"servers probe for emulators. Received: port={port}"
+            )
+        if free_space_bytes is not None and free_space_bytes < 0:
+            raise InputError(f"free_space_bytes must be >= 0 or None. Received: free_space_bytes={free_space_bytes}")
+        keys = None
+        if auth_keys is not None:
+            try:
+                keys = tuple(_auth.parse_android_public_key(k) for k in auth_keys)
+            except ValueError as exc:
+                raise InputError(f"auth_keys must be Android ADB public keys (adbkey.pub). {exc}") from exc
+        self._sandbox = Sandbox(Path(root))
+        self.root = self._sandbox.root
+        self.host = "127.0.0.1"
+        self.port = port
+        self._extra_props = dict(props or {})
+        self._keys = keys
+        self._battery_profile = battery
+        self._free_space_bytes = free_space_bytes
+        self._usage_baseline = 0
+        self._lock = threading.Lock()
+        self._connections: list[Connection] = []
+        self._bytes_left: int | None = None
+        self._silent = False
+        self._listener: socket.socket | None = None
+        self._accept_thread: threading.Thread | None = None
+        self._battery: BatterySimulator | None = None
+        self._stopping = threading.Event()
+
+    @property
+    def serial(self) -> str:
+        """`"127.0.0.1:<port>"`, the name adb lists the device under."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def props(self) -> dict[str, str]:
+        """The system properties `getprop` answers."""
+        props = dict(DEFAULT_PROPS)
+        props["ro.serialno"] = self.serial
+        props["ro.adb.secure"] = "0" if self._keys is None else "1"
+        props.update(self._extra_props)
+        return props
+
+    def start(self) -> "LoopbackDevice":
+        """Binds the port, creates the sandbox and starts serving; returns self.
+
+        Raises:
+            InputError: the port is taken.
+        """
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((self.host, self.port))
+        except OSError as exc:
+            listener.close()
+            raise InputError(f"Cannot listen on {self.host}:{self.port}: {exc.strerror}. Received: port={self.port}") from exc
+        listener.listen(16)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        self._sandbox.create(self.props)
+        self._usage_baseline = self._sandbox_usage()
+        if self._battery_profile is not None:
+            self._battery = BatterySimulator(self.root, self._battery_profile)
+            self._battery.start()
+        self._config = ConnectionConfig(banner=self._banner(), auth_keys=self._keys)
+        self._accept_thread = threading.Thread(target=self._accept_loop, name="loopback-accept", daemon=True)
+        self._accept_thread.start()
+        logger.info("Loopback device %s serving %s", self.serial, self.root)
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stops serving: closes the port and every connection, kills running commands."""
+        self._stopping.set()
+        if self._listener is not None:
+            self._listener.close()
+        self.disconnect_all()
+        if self._accept_thread is not None:
+            self._accept_thread.join(timeout_s)
+        if self._battery is not None:
+            self._battery.stop(timeout_s)
+
+    def __enter__(self) -> "LoopbackDevice":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def device_path(self, device_path: str) -> Path:
+        """The host path of a device path: "/data/local/tmp/x" -> root/"data/local/tmp/x"."""
+        return self._sandbox.device_path(device_path)
+
+    def disconnect_all(self) -> None:
+        """Drops every host connection now (the device vanishes; new connections still work)."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.drop()
+
+    def disconnect_after_bytes(self, n: int) -> None:
+        """Drops the transport once `n` more WRTE payload bytes crossed (either direction)."""
+        if n < 0:
+            raise InputError(f"disconnect_after_bytes needs n >= 0. Received: n={n}")
+        with self._lock:
+            self._bytes_left = n
+
+    def go_silent(self) -> None:
+        """From now on accept TCP but answer nothing (adb shows "offline"; adb-shell times out)."""
+        self._silent = True
+
+    def battery_truth(self) -> BatteryTruth:
+        """The ground-truth ledger of the simulated battery.
+
+        Raises:
+            InputError: the device was started with `battery=None`, or is not started.
+        """
+        if self._battery is None:
+            raise InputError("This loopback device has no battery. Received: battery=None (or not started)")
+        return self._battery.truth()
+
+    # Hooks used by connections.
+    def count_payload(self, n: int) -> bool:
+        with self._lock:
+            if self._bytes_left is None:
+                return False
+            self._bytes_left -= n
+            if self._bytes_left > 0:
+                return False
+            self._bytes_left = None
+        logger.info("Loopback device %s: byte budget spent, dropping the transport", self.serial)
+        self.disconnect_all()
+        return True
+
+    def silent(self) -> bool:
+        return self._silent
+
+    def service(self, name: str) -> Callable[[Stream], None] | None:
+        if name == "sync:":
+            return lambda stream: _sync.serve_sync(stream, sandbox=self._sandbox, space_left=self._space_left)
+        service, sep, command = name.partition(":")
+        if not sep:
+            return None
+        options = service.split(",")
+        if options[0] == "exec" and len(options) == 1 and command:
+            return self._shell(command, v2=False)
+        if options[0] != "shell" or not command:
+            return None  # no interactive shell: nothing here plays a terminal
+        return self._shell(command, v2="v2" in options[1:])
+
+    def _shell(self, command: str, *, v2: bool) -> Callable[[Stream], None]:
+        return lambda stream: _shell.run_command(stream, command, sandbox=self._sandbox, serial=self.serial, v2=v2)
+
+    def _banner(self) -> bytes:
+        props = self.props
+        fields = "".join(f"{k}={props[k]};" for k in ("ro.product.name", "ro.product.model", "ro.product.device"))
+        return f"device::{fields}features={','.join(FEATURES)}".encode()
+
+    def _sandbox_usage(self) -> int:
+        total = 0
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            if dirpath == str(self.root):
+                dirnames[:] = [d for d in dirnames if d not in _UNCOUNTED_DIRS]
+            for name in filenames:
+                try:
+                    total += os.lstat(os.path.join(dirpath, name)).st_size
+                except OSError:
+                    continue
+        return total
+
+    def _space_left(self) -> int | None:
+        if self._free_space_bytes is None:
+            return None
+        return max(0, self._free_space_bytes - (self._sandbox_usage() - self._usage_baseline))
+
+    def _accept_loop(self) -> None:
+        listener = self._listener
+        while listener is not None and not self._stopping.is_set():
+            try:
+                sock, _ = listener.accept()
+            except OSError:
+                return
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection = Connection(sock, self._config, self)
+            with self._lock:
+                self._connections = [c for c in self._connections if not c.dropped]
+                self._connections.append(connection)
+            connection.start()

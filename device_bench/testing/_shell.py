@@ -1,0 +1,116 @@
+"""Shell services of the loopback device: `shell:` / `exec:` (raw) and `shell,v2,...:`.
+
+Commands run as `/bin/sh -c <command>` in their own process group, with sandbox paths
+rewritten in the command line (see `_sandbox`). When the stream closes while the command
+still runs (host CLSE, dropped connection), the whole process group is killed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+
+from device_bench.testing import _shell_protocol as sp
+from device_bench.testing._connection import Stream, StreamClosed
+from device_bench.testing._sandbox import Sandbox
+
+logger = logging.getLogger(__name__)
+
+_POLL_S = 0.5
+
+
+def run_command(stream: Stream, command: str, *, sandbox: Sandbox, serial: str, v2: bool) -> None:
+    """Runs `command` and serves its I/O on `stream` until it exits or the stream closes.
+
+    Args:
+        stream: the open ADB stream.
+        command: the device command line.
+        sandbox: maps device paths.
+        serial: the device serial (ANDROID_SERIAL in the environment).
+        v2: shell protocol v2 (stdout/stderr/exit frames) instead of a raw merged byte stream.
+    """
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", sandbox.rewrite_command(command)],
+        cwd=sandbox.root,
+        env=sandbox.environment(serial),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if v2 else subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+    def kill_if_running() -> None:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=5)
+
+    stream.add_close_callback(kill_if_running)
+    threading.Thread(target=_pump_stdin, args=(stream, proc, v2), daemon=True, name="loopback-stdin").start()
+
+    # One frame per WRTE, so concurrent stdout/stderr pumps never interleave partial frames.
+    chunk = max(1, stream.connection.max_data - (5 if v2 else 0))
+    pumps = [threading.Thread(target=_pump_output, args=(stream, proc.stdout, sp.STDOUT if v2 else None, chunk), daemon=True)]
+    if v2:
+        pumps.append(threading.Thread(target=_pump_output, args=(stream, proc.stderr, sp.STDERR, chunk), daemon=True))
+    for pump in pumps:
+        pump.start()
+    for pump in pumps:
+        while pump.is_alive() and not stream.closed:
+            pump.join(_POLL_S)
+    while proc.poll() is None and not stream.closed:
+        try:
+            proc.wait(timeout=_POLL_S)
+        except subprocess.TimeoutExpired:
+            continue
+    if stream.closed:
+        return
+    if v2:
+        code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+        stream.write(sp.encode_frame(sp.EXIT, bytes([code & 0xFF])))
+    stream.close()
+
+
+def _pump_output(stream: Stream, pipe, frame_id: int | None, chunk: int) -> None:
+    fd = pipe.fileno()
+    try:
+        while True:
+            data = os.read(fd, chunk)
+            if not data:
+                return
+            stream.write(data if frame_id is None else sp.encode_frame(frame_id, data))
+    except (StreamClosed, TimeoutError, OSError) as exc:
+        logger.debug("Output pump of %s ended: %s", stream.service, exc)
+    finally:
+        pipe.close()
+
+
+def _pump_stdin(stream: Stream, proc: subprocess.Popen, v2: bool) -> None:
+    parser = sp.FrameParser()
+    stdin = proc.stdin
+    try:
+        while True:
+            data = stream.read()
+            if not v2:
+                stdin.write(data)
+                stdin.flush()
+                continue
+            for frame_id, payload in parser.feed(data):
+                if frame_id == sp.STDIN and not stdin.closed:
+                    stdin.write(payload)
+                    stdin.flush()
+                elif frame_id == sp.CLOSE_STDIN:
+                    stdin.close()
+    except (StreamClosed, TimeoutError, OSError, ValueError) as exc:
+        logger.debug("Stdin pump of %s ended: %s", stream.service, exc)
+    finally:
+        if not stdin.closed:
+            try:
+                stdin.close()
+            except OSError:
+                pass

@@ -1,0 +1,179 @@
+"""Shared fixtures for device_bench tests: the loopback device, a private real adb server, keys.
+
+- `loopback`: a started `LoopbackDevice` in tmp_path; parametrise with `indirect=True` and a
+  dict of `LoopbackDevice` keyword arguments (`auth_keys`, `battery`, `free_space_bytes`, ...).
+- `adb_server`: the port of a private `adb -P PORT nodaemon server` (own HOME, killed at teardown).
+- `adb`: a callable running the real adb client against that server.
+- `adb_connected`: `adb connect`s the loopback device and waits until it is listed `device`.
+- `adb_server_public_key`: the server's own `adbkey.pub` text (for auth tests with real adb).
+- `make_adb_shell_key`: makes an adb-shell RSA key pair in tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from device_bench.testing import LoopbackDevice
+
+ADB = Path("/usr/bin/adb")
+ADB_MISSING_REASON = "real adb client not installed at /usr/bin/adb (Debian: apt-get install adb)"
+requires_adb = pytest.mark.skipif(not ADB.exists(), reason=ADB_MISSING_REASON)
+_ADB_START_TIMEOUT_S = 15.0
+_CONNECT_TIMEOUT_S = 20.0
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1 outside adb's emulator range 5555-5585."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if not 5555 <= port <= 5585:
+            return port
+
+
+@pytest.fixture
+def loopback(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LoopbackDevice]:
+    kwargs = getattr(request, "param", None) or {}
+    with LoopbackDevice(tmp_path / "device", **kwargs) as device:
+        yield device
+
+
+@dataclass(frozen=True)
+class AdbServer:
+    port: int
+    home: Path
+    env: dict[str, str]
+
+    def run(self, *args: str, timeout_s: float = 60.0, stdin_bytes: bytes | None = None) -> subprocess.CompletedProcess:
+        """Runs `adb -P <port> <args>`; stdin is empty unless `stdin_bytes` is given."""
+        return subprocess.run(
+            [str(ADB), "-P", str(self.port), *args],
+            input=stdin_bytes if stdin_bytes is not None else b"",
+            capture_output=True,
+            env=self.env,
+            timeout=timeout_s,
+        )
+
+
+def _adb_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANDROID_", "ADB_"))}
+    env["HOME"] = str(home)  # the server's key lands in <home>/.android, never the user's
+    return env
+
+
+@pytest.fixture
+def _adb_server(tmp_path: Path) -> Iterator[AdbServer]:
+    if not ADB.exists():
+        pytest.skip(ADB_MISSING_REASON)
+    home = tmp_path / "adb-home"
+    home.mkdir()
+    server = AdbServer(free_port(), home, _adb_env(home))
+    log = open(tmp_path / "adb-server.log", "wb")
+    proc = subprocess.Popen(
+        [str(ADB), "-P", str(server.port), "nodaemon", "server"],
+        env=server.env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + _ADB_START_TIMEOUT_S
+        # Probe the socket, not `adb devices`: that would fork a daemon if ours is not up yet.
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"adb server exited with {proc.returncode}; see {tmp_path / 'adb-server.log'}")
+            try:
+                socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"adb server did not listen on {server.port} within {_ADB_START_TIMEOUT_S} s")
+                time.sleep(0.05)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        log.close()
+
+
+@pytest.fixture
+def adb_server(_adb_server: AdbServer) -> int:
+    """The port of a private real adb server (tests pass `-P <port>`; nothing global is set)."""
+    return _adb_server.port
+
+
+@pytest.fixture
+def adb(_adb_server: AdbServer) -> Callable[..., subprocess.CompletedProcess]:
+    """`adb(*args, timeout_s=60, stdin_bytes=None)` runs the real client against `adb_server`."""
+    return _adb_server.run
+
+
+@pytest.fixture
+def adb_server_public_key(_adb_server: AdbServer) -> str:
+    """The Android-format public key the private adb server signs with."""
+    path = _adb_server.home / ".android" / "adbkey.pub"
+    deadline = time.monotonic() + _ADB_START_TIMEOUT_S
+    while not path.exists() or not path.read_text().strip():
+        if time.monotonic() > deadline:
+            pytest.fail(f"adb server wrote no key at {path} within {_ADB_START_TIMEOUT_S} s")
+        time.sleep(0.05)
+    return path.read_text()
+
+
+def wait_for_state(adb: Callable[..., subprocess.CompletedProcess], serial: str, state: str, timeout_s: float) -> str:
+    """Polls `adb devices` until `serial` is listed in `state`; returns the last listing."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        listing = adb("devices", timeout_s=10).stdout.decode()
+        if f"{serial}\t{state}" in listing:
+            return listing
+        if time.monotonic() > deadline:
+            pytest.fail(f"{serial} not listed as {state!r} within {timeout_s} s. Last listing:\n{listing}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def adb_connected(loopback: LoopbackDevice, adb_server: int, adb) -> str:
+    """`adb connect`s the loopback device; returns its serial once listed as `device`."""
+    result = adb("connect", loopback.serial, timeout_s=30)
+    assert b"connected to" in result.stdout, result
+    wait_for_state(adb, loopback.serial, "device", _CONNECT_TIMEOUT_S)
+    return loopback.serial
+
+
+@dataclass(frozen=True)
+class AdbShellKey:
+    private_path: Path
+    public_key: str  # Android format, as in adbkey.pub
+
+    def signer(self):
+        from adb_shell.auth.sign_pythonrsa import PythonRSASigner
+
+        return PythonRSASigner.FromRSAKeyPath(str(self.private_path))
+
+
+@pytest.fixture
+def make_adb_shell_key(tmp_path: Path) -> Callable[[str], AdbShellKey]:
+    """`make_adb_shell_key(name)` generates an adb-shell key pair under tmp_path/keys."""
+    from adb_shell.auth.keygen import keygen
+
+    def make(name: str = "adbkey") -> AdbShellKey:
+        path = tmp_path / "keys" / name
+        path.parent.mkdir(exist_ok=True)
+        keygen(str(path))
+        return AdbShellKey(path, Path(f"{path}.pub").read_text())
+
+    return make

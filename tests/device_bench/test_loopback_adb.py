@@ -1,0 +1,43 @@
+"""The real adb client (Debian adb 29) end to end against the loopback device."""
+
+from __future__ import annotations
+
+import os
+
+from device_bench.testing import LoopbackDevice
+
+
+def test_devices_lists_banner_fields(adb, adb_connected):
+    listing = adb("devices", "-l").stdout.decode()
+    line = next(l for l in listing.splitlines() if l.startswith(adb_connected))
+    assert "device product:loopback model:Loopback device:loopback" in line
+
+
+def test_shell_v2_exit_code_and_separate_stderr(adb, adb_connected):
+    result = adb("-s", adb_connected, "shell", "echo out; echo err >&2; exit 3")
+    assert result.returncode == 3
+    assert result.stdout == b"out\n"
+    assert result.stderr == b"err\n"
+
+
+def test_shell_stdin_is_forwarded(adb, adb_connected):
+    result = adb("-s", adb_connected, "shell", "tr a-z A-Z", stdin_bytes=b"hello\n")
+    assert (result.returncode, result.stdout) == (0, b"HELLO\n")
+
+
+def test_getprop(adb, adb_connected, loopback: LoopbackDevice):
+    one = adb("-s", adb_connected, "shell", "getprop ro.build.version.sdk").stdout.decode().strip()
+    listing = adb("-s", adb_connected, "shell", "getprop").stdout.decode()
+    assert one == "34"
+    assert f"[ro.serialno]: [{loopback.serial}]" in listing.splitlines()
+
+
+def test_push_pull_round_trip(adb, adb_connected, tmp_path, loopback: LoopbackDevice):
+    payload = os.urandom(5 * 1024 * 1024 + 7)
+    (tmp_path / "blob").write_bytes(payload)
+    push = adb("-s", adb_connected, "push", str(tmp_path / "blob"), "/data/local/tmp/blob")
+    assert push.returncode == 0, push
+    assert loopback.device_path("/data/local/tmp/blob").read_bytes() == payload
+    pull = adb("-s", adb_connected, "pull", "/data/local/tmp/blob", str(tmp_path / "back"))
+    assert pull.returncode == 0, pull
+    assert (tmp_path / "back").read_bytes() == payload
