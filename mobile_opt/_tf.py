@@ -8,13 +8,41 @@ Importing is deferred so that `mobile-opt devices` or `analyze` start fast.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import tempfile
 import warnings
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@contextlib.contextmanager
+def _silenced_fd2(enabled: bool):
+    """Hides what TensorFlow's C++ writes to stderr before absl logging is set up.
+
+    Those lines (oneDNN, missing CUDA drivers) ignore TF_CPP_MIN_LOG_LEVEL, so
+    the only way to spare users from them is to point fd 2 elsewhere while
+    TensorFlow loads. What was written is replayed if loading fails.
+    """
+    if not enabled:
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            os.write(2, sink.read())
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 @functools.cache
@@ -27,10 +55,14 @@ def tf():
             "TF_USE_LEGACY_KERAS=%s; mobile-opt needs Keras 2 (tf_keras) for TF-MOT.",
             os.environ.get("TF_USE_LEGACY_KERAS"),
         )
-    with warnings.catch_warnings():
+    quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") != "0"
+    with _silenced_fd2(quiet), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import tensorflow as tf_module
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") != "0":
+
+        # Probing devices now makes CUDA's "failed call to cuInit" fire while silenced.
+        tf_module.config.list_physical_devices("GPU")
+    if quiet:
         tf_module.get_logger().setLevel(logging.ERROR)
         try:
             import absl.logging

@@ -1,0 +1,31 @@
+"""mobile-opt: Keras model → small, fast, measured on-device TFLite model.
+
+Example:
+    >>> from mobile_opt import Pipeline, prune, cluster, quantize
+    >>> pipeline = Pipeline([prune(0.9, schedule="polynomial"), cluster(16), quantize("qat_int8")])
+    >>> len(pipeline.stages)
+    3
+
+Names are imported on first use, so `import mobile_opt` does not load TensorFlow.
+"""
+
+from mobile_opt._lazy import lazy_exports
+from mobile_opt._version import __version__
+from mobile_opt.errors import MobileOptError
+
+_EXPORTS = {
+    "Pipeline": "pipeline",
+    "PipelineResult": "pipeline",
+    "prune": "pruning",
+    "cluster": "clustering",
+    "quantize": "quantization",
+    "LayerSelection": "layer_selection",
+    "StageReport": "stage",
+    "load_fashion_mnist": "datasets",
+    "load_model": "models",
+    "save_model": "models",
+    "load_recipe": "recipe",
+}
+
+__all__ = sorted([*_EXPORTS, "MobileOptError", "__version__"])
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -1,0 +1,171 @@
+"""Weight clustering (weight sharing, TF-MOT) as a pipeline stage.
+
+Example: share 16 values per kernel
+    >>> cluster(16).params()["clusters"]
+    16
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from mobile_opt import _tf
+from mobile_opt.errors import RecipeError
+from mobile_opt.layer_selection import LayerSelection
+from mobile_opt.measure import kernel_stats
+from mobile_opt.stage import Check, Stage, StageContext, StageOutput, clone
+
+__all__ = ["ClusterStage", "cluster"]
+
+_INITS = {
+    "kmeans++": "KMEANS_PLUS_PLUS",
+    "linear": "LINEAR",
+    "density": "DENSITY_BASED",
+    "random": "RANDOM",
+}
+
+
+def _check_clusters(value, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+        raise RecipeError(
+            f"The number of clusters must be an integer >= 2 (16 = 4-bit shared weights). "
+            f"Received: {where}={value!r}."
+        )
+    return value
+
+
+class ClusterStage(Stage):
+    """Clusters kernels to a few shared values; see `cluster` for the arguments."""
+
+    kind = "cluster"
+
+    def __init__(
+        self,
+        clusters: int | Mapping[str, int],
+        *,
+        init: str = "kmeans++",
+        per_channel: bool = False,
+        preserve_sparsity: bool | None = None,
+        layers: LayerSelection | None = None,
+        learning_rate: float = 1e-4,
+    ):
+        if isinstance(clusters, Mapping):
+            if not clusters:
+                raise RecipeError("A per-layer clusters mapping must name at least one layer.")
+            clusters = {str(k): _check_clusters(v, f"clusters[{k!r}]") for k, v in clusters.items()}
+        else:
+            clusters = _check_clusters(clusters, "clusters")
+        if init not in _INITS:
+            raise RecipeError(f"init must be one of {sorted(_INITS)}. Received: init={init!r}.")
+        if learning_rate <= 0:
+            raise RecipeError(f"learning_rate must be > 0. Received: learning_rate={learning_rate!r}.")
+        self.clusters = clusters
+        self.init = init
+        self.per_channel = bool(per_channel)
+        self.preserve_sparsity = preserve_sparsity
+        if layers is None and isinstance(clusters, dict):
+            layers = LayerSelection(include=list(clusters))
+        self.layers = layers or LayerSelection()
+        self.learning_rate = learning_rate
+
+    def params(self) -> dict:
+        return {
+            "clusters": self.clusters,
+            "init": self.init,
+            "per_channel": self.per_channel,
+            "preserve_sparsity": self.preserve_sparsity,
+            "layers": self.layers.describe(),
+            "learning_rate": self.learning_rate,
+        }
+
+    def count(self, layer_name: str) -> int:
+        return self.clusters[layer_name] if isinstance(self.clusters, dict) else self.clusters
+
+    def apply(self, model, ctx: StageContext) -> StageOutput:
+        keras, tfmot = _tf.keras(), _tf.tfmot()
+        clustering = tfmot.clustering.keras
+        # The public `experimental` namespace of TF-MOT 0.8.1 does not import its
+        # `cluster` module, which is the one taking preserve_sparsity/per_channel.
+        from tensorflow_model_optimization.python.core.clustering.keras.experimental import (
+            cluster as experimental,
+        )
+        selected = self.layers.select(model)
+        # After pruning, clustering must keep the zeros or it undoes the pruning.
+        preserve = self.preserve_sparsity if self.preserve_sparsity is not None else "prune" in ctx.kinds_before()
+        init = getattr(clustering.CentroidInitialization, _INITS[self.init])
+        before = kernel_stats(model, selected)
+        base = clone(model)
+
+        def wrap(layer):
+            if layer.name not in selected:
+                return layer
+            return experimental.cluster_weights(
+                layer,
+                number_of_clusters=self.count(layer.name),
+                cluster_centroids_init=init,
+                preserve_sparsity=preserve,
+                cluster_per_channel=self.per_channel,
+            )
+
+        wrapped = keras.models.clone_model(base, clone_function=wrap)
+        ctx.fine_tune(wrapped, learning_rate=self.learning_rate, label=f"cluster {self.clusters}")
+        stripped = clustering.strip_clustering(wrapped)
+        stats = kernel_stats(stripped, selected)
+        checks, notes = [], []
+        for name, st in stats.items():
+            k = self.count(name.split("/")[0])
+            measured = st.max_unique_per_channel if self.per_channel else st.unique_values
+            what = "unique values per channel" if self.per_channel else "unique values"
+            checks.append(Check(f"clusters[{name}]", f"{what} <= {k}", str(measured), measured <= k))
+            if measured > k and not isinstance(stripped.get_layer(name.split("/")[0]), keras.layers.Dense):
+                # TF-MOT silently leaves Conv2D layers with too few weights unclustered.
+                notes.append(f"{name}: not clustered by TF-MOT (too few weights for {k} clusters?)")
+            if preserve and name in before:
+                prior = before[name].sparsity
+                checks.append(Check(f"sparsity kept[{name}]", f">= {prior:.4f}", f"{st.sparsity:.4f}",
+                                    st.sparsity >= prior - 1.0 / st.size - 1e-6))
+        return StageOutput(stripped, tuple(checks), {k: v.to_dict() for k, v in stats.items()}, tuple(notes))
+
+
+def cluster(
+    clusters: int | Mapping[str, int],
+    *,
+    init: str = "kmeans++",
+    per_channel: bool = False,
+    preserve_sparsity: bool | None = None,
+    layers: LayerSelection | None = None,
+    learning_rate: float = 1e-4,
+) -> ClusterStage:
+    """Weight clustering with TF-MOT: each kernel keeps at most `clusters` distinct values.
+
+    Args:
+        clusters: number of shared values per kernel (>= 2), or a mapping
+            `{layer_name: clusters}` for those layers only.
+        init: centroid initialisation: "kmeans++" (default), "linear",
+            "density" or "random".
+        per_channel: cluster each output channel separately (default False).
+        preserve_sparsity: keep pruned zeros; default: True when a prune stage
+            came before, else False.
+        layers: which layers to cluster; default: every Dense/Conv layer except
+            the first conv and the classifier Dense.
+        learning_rate: fine-tuning learning rate when no optimizer is given
+            (default 1e-4).
+
+    Returns:
+        A `ClusterStage` for `Pipeline`.
+
+    Raises:
+        RecipeError: fewer than 2 clusters or an unknown init.
+
+    Example:
+        >>> cluster(8, init="density").params()["init"]
+        'density'
+    """
+    return ClusterStage(
+        clusters,
+        init=init,
+        per_channel=per_channel,
+        preserve_sparsity=preserve_sparsity,
+        layers=layers,
+        learning_rate=learning_rate,
+    )

@@ -1,0 +1,109 @@
+"""Turning what users pass as data (arrays or tf.data) into checked, batched datasets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mobile_opt import _tf
+from mobile_opt.errors import DataError
+
+__all__ = ["PreparedData", "prepare_data", "accuracy"]
+
+
+@dataclass
+class PreparedData:
+    """A batched `tf.data.Dataset` of `(x, y)` with what training needs to know about it."""
+
+    dataset: object
+    steps: int
+    samples: int | None
+    label_kind: str  # "sparse" | "onehot"
+
+    def features(self, limit: int) -> np.ndarray:
+        """Returns up to `limit` input samples as float32 (e.g. for representative data)."""
+        batches, count = [], 0
+        for x, _ in self.dataset:
+            batches.append(np.asarray(x, dtype=np.float32))
+            count += len(batches[-1])
+            if count >= limit:
+                break
+        return np.concatenate(batches)[:limit]
+
+
+def _check_shape(name: str, x_shape, model) -> None:
+    expected = tuple(model.input_shape[1:])
+    got = tuple(x_shape[1:])
+    compatible = len(expected) == len(got) and all(
+        e is None or g is None or int(e) == int(g) for e, g in zip(expected, got)
+    )
+    if not compatible:
+        raise DataError(
+            f"{name} inputs do not fit model {model.name!r}: expected samples of shape {expected}. "
+            f"Received: shape={got}. Reshape the data (e.g. x.reshape(-1, *{expected}))."
+        )
+
+
+def prepare_data(data, model, *, batch_size: int, shuffle: bool, name: str) -> PreparedData:
+    """Validates `data` against `model` and returns it batched.
+
+    Args:
+        data: `(x, y)` arrays, or a `tf.data.Dataset` yielding `(x, y)` batches.
+        model: the model the data feeds.
+        batch_size: batch size for arrays (a dataset keeps its own batching).
+        shuffle: shuffle arrays each epoch.
+        name: how to call the data in errors ("train data").
+
+    Raises:
+        DataError: empty, mismatched lengths, or shapes that do not fit the model.
+    """
+    tf = _tf.tf()
+    if isinstance(data, tf.data.Dataset):
+        spec = data.element_spec
+        if not isinstance(spec, tuple) or len(spec) < 2:
+            raise DataError(f"{name}: a tf.data.Dataset must yield (x, y) pairs. Received: {spec}.")
+        _check_shape(name, spec[0].shape, model)
+        steps = int(data.cardinality())
+        if steps == int(tf.data.INFINITE_CARDINALITY):
+            raise DataError(f"{name} is an infinite dataset; call .take(n) on it first.")
+        if steps < 0:  # unknown cardinality: count once
+            steps = sum(1 for _ in data)
+        if steps == 0:
+            raise DataError(f"{name} is empty.")
+        label_kind = "onehot" if spec[1].shape.rank and spec[1].shape.rank >= 2 and spec[1].shape[-1] not in (None, 1) else "sparse"
+        return PreparedData(data, steps, None, label_kind)
+
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise DataError(
+            f"{name} must be an (x, y) tuple of arrays or a tf.data.Dataset of (x, y) batches. "
+            f"Received: {type(data).__name__}."
+        )
+    x, y = (np.asarray(a) for a in data)
+    if len(x) == 0:
+        raise DataError(f"{name} is empty (0 samples).")
+    if len(x) != len(y):
+        raise DataError(f"{name}: x and y differ in length. Received: len(x)={len(x)}, len(y)={len(y)}.")
+    _check_shape(name, (None,) + x.shape[1:], model)
+    label_kind = "onehot" if y.ndim >= 2 and y.shape[-1] > 1 else "sparse"
+    dataset = tf.data.Dataset.from_tensor_slices((x.astype(np.float32, copy=False), y))
+    if shuffle:
+        dataset = dataset.shuffle(min(len(x), 10_000), seed=0, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size).prefetch(2)
+    return PreparedData(dataset, int(np.ceil(len(x) / batch_size)), len(x), label_kind)
+
+
+def accuracy(model, data: PreparedData) -> float:
+    """Top-1 accuracy of a Keras model on prepared data (binary outputs thresholded at 0.5)."""
+    correct = total = 0
+    for x, y in data.dataset:
+        pred = np.asarray(model(x, training=False))
+        y = np.asarray(y)
+        if pred.shape[-1] == 1:
+            guess = (pred[..., 0] > 0.5).astype(int)
+        else:
+            guess = pred.argmax(axis=-1)
+        truth = y.argmax(axis=-1) if data.label_kind == "onehot" else y.reshape(-1)
+        correct += int(np.sum(guess.reshape(-1) == truth.astype(int)))
+        total += len(truth)
+    return correct / total

@@ -1,0 +1,115 @@
+"""Which layers a compression stage touches.
+
+Defaults follow common practice: compress the weight layers TF-MOT supports,
+but leave the first convolution (few weights, large accuracy impact) and the
+final classifier Dense alone.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from mobile_opt.errors import RecipeError
+
+__all__ = ["LayerSelection", "WEIGHT_LAYER_TYPES"]
+
+WEIGHT_LAYER_TYPES = ("Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D")
+
+
+@dataclass(frozen=True)
+class LayerSelection:
+    """Selects layers by name, type or regex.
+
+    Args:
+        include: layer names, layer type names (e.g. "Conv2D"), or regexes
+            written `re:<pattern>` matched against names. `None` (default)
+            means every weight layer of a supported type; `"all"` means that
+            too, without the default skips.
+        exclude: same forms; applied after `include`.
+        skip_first_conv: leave the first Conv layer alone (default True, only
+            when `include` is None).
+        skip_last_dense: leave the last Dense layer alone (default True, only
+            when `include` is None).
+
+    Example:
+        >>> LayerSelection(include=["re:^fc"], exclude=["fc3"]).describe()
+        {'include': ['re:^fc'], 'exclude': ['fc3'], 'skip_first_conv': True, 'skip_last_dense': True}
+    """
+
+    include: Sequence[str] | str | None = None
+    exclude: Sequence[str] = field(default_factory=tuple)
+    skip_first_conv: bool = True
+    skip_last_dense: bool = True
+
+    def __post_init__(self):
+        for entry in self._entries(self.include) + self._entries(self.exclude):
+            if not isinstance(entry, str) or not entry:
+                raise RecipeError(f"Layer selectors must be non-empty strings. Received: {entry!r}.")
+            if entry.startswith("re:"):
+                try:
+                    re.compile(entry[3:])
+                except re.error as exc:
+                    raise RecipeError(f"Bad layer regex {entry!r}: {exc}.") from exc
+
+    @staticmethod
+    def _entries(spec) -> list:
+        if spec is None or spec == "all":
+            return []
+        if isinstance(spec, str):
+            return [spec]
+        return list(spec)
+
+    @staticmethod
+    def _matches(layer, entry: str) -> bool:
+        if entry.startswith("re:"):
+            return re.search(entry[3:], layer.name) is not None
+        return entry == layer.name or entry == type(layer).__name__
+
+    def describe(self) -> dict:
+        include = self.include if self.include is None or isinstance(self.include, str) else list(self.include)
+        return {
+            "include": include,
+            "exclude": list(self.exclude),
+            "skip_first_conv": self.skip_first_conv,
+            "skip_last_dense": self.skip_last_dense,
+        }
+
+    def select(self, model, supported: Sequence[str] = WEIGHT_LAYER_TYPES) -> list[str]:
+        """Returns the names of the selected layers of `model`, in model order.
+
+        Raises:
+            RecipeError: an explicit name matches no layer, or nothing is selected.
+        """
+        layers = list(model.layers)
+        weight_layers = [l for l in layers if type(l).__name__ in supported]
+        if self.include is None or self.include == "all":
+            chosen = list(weight_layers)
+            if self.include is None:
+                convs = [l for l in chosen if "Conv" in type(l).__name__]
+                dense = [l for l in chosen if type(l).__name__ == "Dense"]
+                if self.skip_first_conv and convs:
+                    chosen.remove(convs[0])
+                # Only a Dense that is the last weight layer is the classifier.
+                if self.skip_last_dense and dense and dense[-1] is weight_layers[-1]:
+                    if dense[-1] in chosen:
+                        chosen.remove(dense[-1])
+        else:
+            entries = self._entries(self.include)
+            for entry in entries:
+                if not entry.startswith("re:") and not any(self._matches(l, entry) for l in layers):
+                    names = ", ".join(l.name for l in weight_layers)
+                    raise RecipeError(
+                        f"No layer named or typed {entry!r} in model {model.name!r}. "
+                        f"Weight layers are: {names}."
+                    )
+            chosen = [l for l in layers if any(self._matches(l, e) for e in entries)]
+        excluded = self._entries(self.exclude)
+        chosen = [l for l in chosen if not any(self._matches(l, e) for e in excluded)]
+        if not chosen:
+            raise RecipeError(
+                f"The layer selection {self.describe()} selects no layer of model {model.name!r}; "
+                "pass include=[...] with layer names or types, or include='all'."
+            )
+        return [l.name for l in chosen]

@@ -1,0 +1,238 @@
+"""`Pipeline`: chains compression stages the way experts chain them, measuring each one.
+
+Example: prune, cluster and quantize-aware-train (PCQAT) a model
+    >>> from mobile_opt import Pipeline, prune, cluster, quantize
+    >>> pipeline = Pipeline([prune(0.8), cluster(16), quantize("qat_int8")])
+    >>> [stage.kind for stage in pipeline.stages]
+    ['prune', 'cluster', 'quantize']
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from mobile_opt.data import accuracy, prepare_data
+from mobile_opt.errors import RecipeError
+from mobile_opt.models import check_model
+from mobile_opt.stage import Stage, StageContext, StageReport
+
+__all__ = ["Pipeline", "PipelineResult"]
+
+logger = logging.getLogger(__name__)
+
+# A stage kind may only follow the kinds listed here (quantize is always last).
+_MAY_FOLLOW = {
+    "prune": set(),
+    "cluster": {"prune"},
+    "quantize": {"prune", "cluster"},
+}
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """What a pipeline run produced, with every stage measured.
+
+    Attributes:
+        model: the final tf_keras model, stripped of pruning/clustering
+            wrappers (a QAT model keeps its quantize wrappers: the converter
+            needs them).
+        stages: one `StageReport` per stage, in order.
+        baseline_accuracy: accuracy of the input model on the validation data.
+        max_accuracy_drop: the tolerance asked for, in percentage points (or None).
+        tflite: the converted model when the last stage quantized, else None.
+    """
+
+    model: Any
+    stages: tuple[StageReport, ...]
+    baseline_accuracy: float
+    max_accuracy_drop: float | None
+    tflite: bytes | None = field(default=None, repr=False)
+
+    @property
+    def final_accuracy(self) -> float:
+        last = self.stages[-1].accuracy if self.stages else None
+        return self.baseline_accuracy if last is None else last
+
+    @property
+    def accuracy_drop_pp(self) -> float:
+        """Baseline minus final accuracy, in percentage points (positive = worse)."""
+        return (self.baseline_accuracy - self.final_accuracy) * 100
+
+    @property
+    def tolerance_held(self) -> bool | None:
+        """Whether the accuracy drop stayed within `max_accuracy_drop` (None if none was set)."""
+        if self.max_accuracy_drop is None:
+            return None
+        return self.accuracy_drop_pp <= self.max_accuracy_drop + 1e-9
+
+    @property
+    def ok(self) -> bool:
+        """Every stage verified what it promised, and the tolerance (if any) held."""
+        return all(s.ok for s in self.stages) and self.tolerance_held is not False
+
+    def to_dict(self) -> dict:
+        return {
+            "baseline_accuracy": self.baseline_accuracy,
+            "final_accuracy": self.final_accuracy,
+            "accuracy_drop_pp": self.accuracy_drop_pp,
+            "max_accuracy_drop_pp": self.max_accuracy_drop,
+            "tolerance_held": self.tolerance_held,
+            "ok": self.ok,
+            "tflite_bytes": len(self.tflite) if self.tflite is not None else None,
+            "stages": [s.to_dict() for s in self.stages],
+        }
+
+
+class Pipeline:
+    """An ordered list of compression stages, validated when built.
+
+    Args:
+        stages: stages from `prune`, `cluster`, `quantize`, in the order to
+            run. Each kind at most once; prune before cluster; quantize last.
+
+    Raises:
+        RecipeError: an empty list, something that is not a stage, or an order
+            that cannot work (e.g. QAT before pruning, pruning after clustering).
+    """
+
+    def __init__(self, stages: Sequence[Stage]):
+        stages = list(stages)
+        if not stages:
+            raise RecipeError("A pipeline needs at least one stage, e.g. Pipeline([prune(0.8)]).")
+        seen: list[str] = []
+        for i, stage in enumerate(stages):
+            if not isinstance(stage, Stage):
+                raise RecipeError(
+                    f"Stage {i} is not a stage; build stages with prune(), cluster() or quantize(). "
+                    f"Received: {stage!r}."
+                )
+            allowed = _MAY_FOLLOW.get(stage.kind)
+            if stage.kind in seen:
+                raise RecipeError(f"Stage kind {stage.kind!r} appears twice; merge them into one stage.")
+            if allowed is not None:
+                wrong = [k for k in seen if k not in allowed and k in _MAY_FOLLOW]
+                if wrong:
+                    raise RecipeError(
+                        f"{stage.kind!r} cannot come after {wrong[0]!r}: "
+                        + _ORDER_HINT.get((wrong[0], stage.kind), "the order must be prune → cluster → quantize.")
+                    )
+            seen.append(stage.kind)
+        self.stages = stages
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.stages!r})"
+
+    def run(
+        self,
+        model,
+        train_data,
+        val_data,
+        *,
+        fine_tune_epochs: int = 2,
+        batch_size: int = 128,
+        loss=None,
+        optimizer=None,
+        max_accuracy_drop: float | None = None,
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> PipelineResult:
+        """Runs every stage on a copy of `model`, fine-tuning and measuring each.
+
+        Args:
+            model: a trained tf_keras Sequential or Functional model (not modified).
+            train_data: `(x, y)` arrays or a `tf.data.Dataset` of `(x, y)` batches
+                for fine-tuning (and calibration).
+            val_data: same forms, for accuracy after every stage.
+            fine_tune_epochs: epochs of fine-tuning per training stage (default 2).
+            batch_size: batch size for array data (default 128).
+            loss: fine-tuning loss; default: the model's compiled loss, else
+                (sparse) categorical cross-entropy matched to the labels and
+                the output activation.
+            optimizer: a name, an optimizer (cloned per stage) or a zero-argument
+                factory; default: Adam at each stage's `learning_rate`.
+            max_accuracy_drop: tolerated accuracy loss in percentage points; the
+                result says whether it held (default None: not checked).
+            progress: `progress(done_epochs, total_epochs, label)` callback.
+
+        Returns:
+            A `PipelineResult`.
+
+        Raises:
+            UnsupportedModelError: Keras 3, subclassed or unbuilt model; a layer QAT cannot quantize.
+            DataError: empty or mis-shaped data.
+            RecipeError: bad settings found against this model (e.g. unknown layer names).
+        """
+        check_model(model)
+        if not isinstance(fine_tune_epochs, int) or fine_tune_epochs < 1:
+            raise RecipeError(f"fine_tune_epochs must be an integer >= 1. Received: {fine_tune_epochs!r}.")
+        if max_accuracy_drop is not None and max_accuracy_drop < 0:
+            raise RecipeError(f"max_accuracy_drop is in percentage points, >= 0. Received: {max_accuracy_drop!r}.")
+        train = prepare_data(train_data, model, batch_size=batch_size, shuffle=True, name="train data")
+        val = prepare_data(val_data, model, batch_size=max(batch_size, 256), shuffle=False, name="validation data")
+        ctx = StageContext(
+            train=train,
+            val=val,
+            epochs=fine_tune_epochs,
+            loss=loss if loss is not None else _default_loss(model, train.label_kind),
+            optimizer=optimizer,
+            progress=progress,
+            progress_total=fine_tune_epochs * sum(1 for s in self.stages if s.trains),
+        )
+        baseline = accuracy(model, val)
+        logger.info("baseline accuracy %.4f", baseline)
+        current, reports, tflite = model, [], None
+        for index, stage in enumerate(self.stages):
+            started = time.perf_counter()
+            logger.info("stage %d: %r", index, stage)
+            out = stage.apply(current, ctx)
+            acc = out.accuracy if out.accuracy is not None else accuracy(out.model, val)
+            report = StageReport(
+                index=index,
+                kind=stage.kind,
+                params=stage.params(),
+                accuracy=acc,
+                accuracy_drop_pp=(baseline - acc) * 100,
+                checks=out.checks,
+                kernels=out.kernels,
+                seconds=time.perf_counter() - started,
+                notes=out.notes,
+                accuracy_source="tflite" if out.accuracy is not None else "keras",
+            )
+            for check in report.checks:
+                if not check.ok:
+                    logger.warning("stage %d (%s): check %s failed: expected %s, measured %s",
+                                   index, stage.kind, check.name, check.expected, check.measured)
+            reports.append(report)
+            ctx.previous.append(report)
+            ctx.previous_stages.append(stage)
+            current, tflite = out.model, out.tflite
+        result = PipelineResult(current, tuple(reports), baseline, max_accuracy_drop, tflite)
+        if result.tolerance_held is False:
+            logger.warning("accuracy dropped %.2f pp, over the %.2f pp tolerance",
+                           result.accuracy_drop_pp, max_accuracy_drop)
+        return result
+
+
+_ORDER_HINT = {
+    ("cluster", "prune"): "pruning after clustering breaks the shared weights; prune first, then cluster.",
+    ("quantize", "prune"): "quantization must be the last stage; prune first (prune → QAT gives PQAT).",
+    ("quantize", "cluster"): "quantization must be the last stage; cluster first (cluster → QAT gives CQAT).",
+}
+
+
+def _default_loss(model, label_kind: str):
+    if getattr(model, "loss", None):
+        return model.loss
+    from mobile_opt import _tf
+
+    keras = _tf.keras()
+    activation = getattr(model.layers[-1], "activation", None)
+    probabilities = getattr(activation, "__name__", "") in ("softmax", "sigmoid")
+    if model.output_shape[-1] == 1:
+        return keras.losses.BinaryCrossentropy(from_logits=not probabilities)
+    if label_kind == "onehot":
+        return keras.losses.CategoricalCrossentropy(from_logits=not probabilities)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
+

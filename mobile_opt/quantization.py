@@ -1,0 +1,249 @@
+"""Quantization stages: post-training (int8, dynamic, float16) and quantization-aware training.
+
+After pruning and/or clustering, QAT uses TF-MOT's collaborative schemes so
+the earlier work survives: prune → QAT is PQAT, cluster → QAT is CQAT,
+prune → cluster → QAT is PCQAT. Every quantize stage converts the model to
+.tflite and checks, on the converted weights, that sparsity and shared values
+really survived, and measures accuracy with LiteRT.
+
+Example:
+    >>> quantize("qat_int8").params()["mode"]
+    'qat_int8'
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+
+from mobile_opt import _tf
+from mobile_opt.errors import RecipeError, UnsupportedModelError
+from mobile_opt.measure import kernel_arrays, stats_of
+from mobile_opt.stage import Check, Stage, StageContext, StageOutput, clone
+
+__all__ = ["QuantizeStage", "quantize", "MODES"]
+
+logger = logging.getLogger(__name__)
+
+MODES = ("ptq_int8", "dynamic", "float16", "qat_int8")
+_CONVERTER_MODE = {"ptq_int8": "int8", "dynamic": "dynamic", "float16": "float16", "qat_int8": "int8"}
+_WEIGHT_DTYPE = {"ptq_int8": "int8", "dynamic": "int8", "float16": "float16", "qat_int8": "int8"}
+
+
+class QuantizeStage(Stage):
+    """Quantizes the model; see `quantize` for the arguments."""
+
+    kind = "quantize"
+
+    def __init__(
+        self,
+        mode: str,
+        *,
+        skip_layers: Sequence[str] = (),
+        io_dtype: str = "float32",
+        learning_rate: float = 1e-4,
+        representative_samples: int = 200,
+    ):
+        if mode not in MODES:
+            raise RecipeError(f"mode must be one of {MODES}. Received: mode={mode!r}.")
+        if io_dtype not in ("float32", "int8", "uint8"):
+            raise RecipeError(f"io_dtype must be float32, int8 or uint8. Received: io_dtype={io_dtype!r}.")
+        if io_dtype != "float32" and mode not in ("ptq_int8", "qat_int8"):
+            raise RecipeError(f"Integer model I/O needs an int8 mode. Received: mode={mode!r}, io_dtype={io_dtype!r}.")
+        if representative_samples < 1:
+            raise RecipeError(f"representative_samples must be >= 1. Received: {representative_samples!r}.")
+        self.mode = mode
+        self.skip_layers = tuple(skip_layers)
+        self.io_dtype = io_dtype
+        self.learning_rate = learning_rate
+        self.representative_samples = representative_samples
+
+    @property
+    def trains(self) -> bool:  # type: ignore[override]
+        return self.mode == "qat_int8"
+
+    def params(self) -> dict:
+        return {
+            "mode": self.mode,
+            "skip_layers": list(self.skip_layers),
+            "io_dtype": self.io_dtype,
+            "learning_rate": self.learning_rate,
+            "representative_samples": self.representative_samples,
+        }
+
+    def scheme_name(self, kinds_before: Sequence[str]) -> str:
+        """The TF-MOT scheme QAT uses after `kinds_before`: default, PQAT, CQAT or PCQAT."""
+        if "cluster" in kinds_before:
+            return "PCQAT" if "prune" in kinds_before else "CQAT"
+        return "PQAT" if "prune" in kinds_before else "default"
+
+    def _qat_model(self, model, ctx: StageContext):
+        keras, tfmot = _tf.keras(), _tf.tfmot()
+        qk = tfmot.quantization.keras
+        from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+            default_8bit_quantize_registry,
+        )
+
+        registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+        unknown = [n for n in self.skip_layers if n not in {l.name for l in model.layers}]
+        if unknown:
+            raise RecipeError(f"skip_layers names no layer of the model. Received: {unknown}.")
+        bad = [l for l in model.layers if l.name not in self.skip_layers and not registry.supports(l)]
+        if bad:
+            names = ", ".join(f"{l.name!r} ({type(l).__name__})" for l in bad)
+            raise UnsupportedModelError(
+                f"QAT cannot quantize layer(s) {names}. Leave them in float with "
+                f"quantize('qat_int8', skip_layers={[l.name for l in bad]!r}), or use "
+                "quantize('ptq_int8') instead."
+            )
+        base = clone(model)
+        annotated = keras.models.clone_model(
+            base,
+            clone_function=lambda l: l if l.name in self.skip_layers else qk.quantize_annotate_layer(l),
+        )
+        scheme = {
+            "default": lambda: qk.default_8bit.Default8BitQuantizeScheme(),
+            "PQAT": lambda: qk.collab_opts.Default8BitPrunePreserveQuantizeScheme(),
+            "CQAT": lambda: qk.collab_opts.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=False),
+            "PCQAT": lambda: qk.collab_opts.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True),
+        }[self.scheme_name(ctx.kinds_before())]()
+        with qk.quantize_scope():
+            return qk.quantize_apply(annotated, scheme)
+
+    def apply(self, model, ctx: StageContext) -> StageOutput:
+        import converters
+
+        notes = []
+        if self.mode == "qat_int8":
+            scheme = self.scheme_name(ctx.kinds_before())
+            notes.append(f"QAT scheme: {scheme}")
+            out_model = self._qat_model(model, ctx)
+            # PCQAT/CQAT log "Gradients do not exist for ...kernel" every step: the clustered
+            # kernels are deliberately frozen (only centroids train), so the warning is noise.
+            with _quiet_tf_warnings():
+                ctx.fine_tune(out_model, learning_rate=self.learning_rate, label=f"QAT ({scheme})")
+        else:
+            out_model = model
+        representative = ctx.train.features(self.representative_samples)
+        tflite = converters.convert(
+            out_model,
+            quantization=_CONVERTER_MODE[self.mode],
+            representative_data=representative,
+            io_dtype=self.io_dtype,
+        )
+        evaluation = converters.evaluate(tflite, ctx.val.dataset)
+        checks, kernels = self._verify(tflite, model, ctx)
+        return StageOutput(out_model, tuple(checks), kernels, tuple(notes), tflite=tflite,
+                           accuracy=evaluation.accuracy)
+
+    def _verify(self, tflite: bytes, keras_model, ctx: StageContext):
+        """Checks the converted weights: their dtype, and that earlier sparsity/sharing survived."""
+        import converters
+
+        parsed = converters.load_tflite(tflite)
+        previous = ctx.previous[-1].kernels if ctx.previous else {}
+        checks, kernels = [], {}
+        tensors = [t for sg in parsed.subgraphs for t in sg.tensors if t.is_constant and len(t.shape) >= 2]
+        used: set[int] = set()
+        for name, (values, in_axis, out_axis) in kernel_arrays(keras_model).items():
+            tensor = _find_tflite_kernel(tensors, values.shape, in_axis, out_axis, used)
+            if tensor is None:
+                continue
+            used.add(id(tensor))
+            data = tensor.data()
+            zero = 0
+            if tensor.quantization is not None and np.size(tensor.quantization.zero_point):
+                zp = np.asarray(tensor.quantization.zero_point)
+                zero = int(zp.flat[0]) if np.all(zp == zp.flat[0]) else 0
+            t_in, t_out = _tflite_axes(len(values.shape), in_axis, out_axis)
+            st = stats_of(name, data, in_axis=t_in, out_axis=t_out, zero=zero)
+            kernels[name] = {**st.to_dict(), "dtype": tensor.dtype}
+            expected_dtype = _WEIGHT_DTYPE[self.mode]
+            # The converter keeps tiny tensors float in dynamic-range mode (< 1024 weights).
+            if not (self.mode == "dynamic" and values.size < 1024):
+                checks.append(Check(f"dtype[{name}]", expected_dtype, tensor.dtype, tensor.dtype == expected_dtype))
+            prior = previous.get(name)
+            if prior is None:
+                continue
+            if prior["sparsity"] > 0.05:
+                checks.append(Check(f"sparsity kept[{name}]", f">= {prior['sparsity']:.4f}",
+                                    f"{st.sparsity:.4f}", st.sparsity >= prior["sparsity"] - 1.0 / st.size - 1e-6))
+            if "cluster" in ctx.kinds_before() and prior["unique_values"] <= 256:
+                limit = prior["max_unique_per_channel"]
+                checks.append(Check(f"clusters kept[{name}]", f"unique values per channel <= {limit}",
+                                    str(st.max_unique_per_channel), st.max_unique_per_channel <= limit))
+        return checks, kernels
+
+
+def _tflite_axes(ndim: int, in_axis: int, out_axis: int) -> tuple[int, int]:
+    # TFLite stores Dense as (out, in), Conv as (out, h, w, in), DepthwiseConv as (1, h, w, in*mult).
+    if in_axis == out_axis:
+        return ndim - 1, ndim - 1
+    return ndim - 1, 0
+
+
+def _find_tflite_kernel(tensors, keras_shape, in_axis, out_axis, used):
+    ndim = len(keras_shape)
+    if in_axis == out_axis:  # depthwise (h, w, in, mult) -> (1, h, w, in*mult)
+        want = (1, keras_shape[0], keras_shape[1], keras_shape[2] * keras_shape[3])
+    else:
+        want = (keras_shape[out_axis],) + tuple(keras_shape[:ndim - 2]) + (keras_shape[in_axis],)
+    for tensor in tensors:
+        if tuple(tensor.shape) == want and id(tensor) not in used:
+            return tensor
+    return None
+
+
+class _quiet_tf_warnings:
+    def __enter__(self):
+        self._logger = _tf.tf().get_logger()
+        self._level = self._logger.level
+        self._logger.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc):
+        self._logger.setLevel(self._level)
+
+
+def quantize(
+    mode: str,
+    *,
+    skip_layers: Sequence[str] = (),
+    io_dtype: str = "float32",
+    learning_rate: float = 1e-4,
+    representative_samples: int = 200,
+) -> QuantizeStage:
+    """Quantization, post-training or aware-training; always the last stage.
+
+    Args:
+        mode: "ptq_int8" (full-integer with representative data taken from the
+            training data), "dynamic" (int8 weights, float activations),
+            "float16" (float16 weights), or "qat_int8" (quantization-aware
+            fine-tuning, then full-integer conversion; after prune/cluster it
+            uses PQAT/CQAT/PCQAT to preserve their work).
+        skip_layers: layer names QAT leaves in float (for layers it cannot
+            quantize); default none.
+        io_dtype: model input/output type for int8 modes: "float32" (default),
+            "int8" or "uint8".
+        learning_rate: QAT fine-tuning learning rate when no optimizer is
+            given (default 1e-4).
+        representative_samples: calibration samples for int8 (default 200).
+
+    Returns:
+        A `QuantizeStage` for `Pipeline`.
+
+    Raises:
+        RecipeError: an unknown mode or io_dtype.
+
+    Example:
+        >>> quantize("ptq_int8", io_dtype="int8").params()["io_dtype"]
+        'int8'
+    """
+    return QuantizeStage(
+        mode,
+        skip_layers=skip_layers,
+        io_dtype=io_dtype,
+        learning_rate=learning_rate,
+        representative_samples=representative_samples,
+    )
