@@ -134,6 +134,10 @@ class LoopbackDevice:
         """Stops serving: closes the port and every connection, kills running commands."""
         self._stopping.set()
         if self._listener is not None:
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+            except OSError:
+                pass
             self._listener.close()
         self.disconnect_all()
         if self._accept_thread is not None:
