@@ -18,6 +18,21 @@ _EXPORTS: dict[str, str] = {
     "connect": "_connect",
     "connect_all": "_connect",
     "list_devices": "_connect",
+    "BACKENDS": "bench",
+    "benchmark": "bench",
+    "BenchmarkOutput": "benchmark_output",
+    "BenchmarkResult": "results",
+    "Comparison": "results",
+    "Delegation": "results",
+    "LatencyStats": "results",
+    "Measurement": "results",
+    "compare": "results",
+    "read_jsonl": "results",
+    "write_jsonl": "results",
+    "EnergyResult": "energy",
+    "compute_energy": "energy",
+    "parse_samples": "energy",
+    "plot_latency": "plot",
 }
 
 __all__ = sorted(_EXPORTS)
