@@ -3,7 +3,7 @@
 - `loopback`: a started `LoopbackDevice` in tmp_path; parametrise with `indirect=True` and a
   dict of `LoopbackDevice` keyword arguments (`auth_keys`, `battery`, `free_space_bytes`, ...).
 - `adb_server`: the port of a private `adb -P PORT nodaemon server` (own HOME, killed at teardown).
-- `adb`: a callable running the real adb client against that server.
+- `adb`: the real adb client bound to that server (`adb(...)`, `adb.popen(...)`).
 - `adb_connected`: `adb connect`s the loopback device and waits until it is listed `device`.
 - `adb_server_public_key`: the server's own `adbkey.pub` text (for auth tests with real adb).
 - `make_adb_shell_key`: makes an adb-shell RSA key pair in tmp_path.
@@ -53,8 +53,8 @@ class AdbServer:
     home: Path
     env: dict[str, str]
 
-    def run(self, *args: str, timeout_s: float = 60.0, stdin_bytes: bytes | None = None) -> subprocess.CompletedProcess:
-        """Runs `adb -P <port> <args>`; stdin is empty unless `stdin_bytes` is given."""
+    def __call__(self, *args: str, timeout_s: float = 60.0, stdin_bytes: bytes | None = None) -> subprocess.CompletedProcess:
+        """Runs `adb -P <port> <args>` to completion; stdin is empty unless `stdin_bytes` is given."""
         return subprocess.run(
             [str(ADB), "-P", str(self.port), *args],
             input=stdin_bytes if stdin_bytes is not None else b"",
@@ -62,6 +62,11 @@ class AdbServer:
             env=self.env,
             timeout=timeout_s,
         )
+
+    def popen(self, *args: str, **kwargs) -> subprocess.Popen:
+        """Starts `adb -P <port> <args>` in the background (stdin defaults to /dev/null)."""
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
+        return subprocess.Popen([str(ADB), "-P", str(self.port), *args], env=self.env, **kwargs)
 
 
 def _adb_env(home: Path) -> dict[str, str]:
@@ -116,9 +121,10 @@ def adb_server(_adb_server: AdbServer) -> int:
 
 
 @pytest.fixture
-def adb(_adb_server: AdbServer) -> Callable[..., subprocess.CompletedProcess]:
-    """`adb(*args, timeout_s=60, stdin_bytes=None)` runs the real client against `adb_server`."""
-    return _adb_server.run
+def adb(_adb_server: AdbServer) -> AdbServer:
+    """The real client bound to `adb_server`: `adb(*args, timeout_s=60, stdin_bytes=None)` runs
+    one command; `adb.popen(*args, **popen_kwargs)` starts one in the background."""
+    return _adb_server
 
 
 @pytest.fixture
