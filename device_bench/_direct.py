@@ -19,6 +19,9 @@ import socket
 import time
 from pathlib import Path
 
+import numpy as np
+from adb_shell import adb_device as _adb_device_module
+from adb_shell import adb_message as _adb_message_module
 from adb_shell import exceptions as adb_exc
 from adb_shell.adb_device import AdbDevice
 from adb_shell.transport.tcp_transport import TcpTransport
@@ -58,6 +61,26 @@ _LINK_ERRORS = (
     AttributeError,  # adb-shell's transport after close(): `None.recv`
 )
 _TIMEOUT_ERRORS = (adb_exc.AdbTimeoutError, adb_exc.TcpTimeoutException)
+
+
+_pure_python_checksum = _adb_message_module.checksum
+
+
+def _fast_checksum(data) -> int:
+    """adb-shell's payload checksum (byte sum mod 2**32), vectorised for bytes-like data.
+
+    adb-shell speaks protocol version 0x01000000, which requires checksums both ways, and
+    sums in pure Python (~20 ms per MiB here): it halved direct-push throughput. Same result
+    for every input (pinned by a test); other types go to the original.
+    """
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return int(np.frombuffer(data, dtype=np.uint8).sum(dtype=np.uint64)) & 0xFFFFFFFF
+    return _pure_python_checksum(data)
+
+
+# adb-shell looks the function up in these two module namespaces (send and receive side).
+_adb_message_module.checksum = _fast_checksum
+_adb_device_module.checksum = _fast_checksum
 
 
 class _EofTcpTransport(TcpTransport):

@@ -29,6 +29,7 @@ from device_bench.device import (
     Progress,
     RemoteStat,
     ShellResult,
+    _check_prop_name,
     _remaining,
 )
 from mobile_opt.errors import DeviceError, InputError
@@ -177,7 +178,10 @@ class HostDevice(Device):
     def getprop(self, name: str | None = None) -> str | dict[str, str]:
         """Platform facts in getprop form; unknown (Android-only) names give ""."""
         props = self._all_props()
-        return props if name is None else props.get(name, "")
+        if name is None:
+            return props
+        _check_prop_name(name)
+        return props.get(name, "")
 
     def info(self) -> DeviceInfo:
         props = self._all_props()

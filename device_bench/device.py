@@ -415,8 +415,7 @@ class Device(abc.ABC):
             DeviceError: getprop failed on the device.
         """
         if name is not None:
-            if not re.fullmatch(r"[A-Za-z0-9_.\-:@]+", name):
-                raise InputError(f"not a property name. Received: name={name!r}")
+            _check_prop_name(name)
             return self.shell(["getprop", name], timeout_s=15).check(
                 f"getprop {name}", serial=self.serial).stdout.strip()
         return self._all_props()
@@ -494,6 +493,14 @@ class Device(abc.ABC):
 def _check_timeout(name: str, value: float) -> None:
     if not isinstance(value, (int, float)) or value <= 0:
         raise InputError(f"{name} must be a positive number of seconds. Received: {name}={value!r}")
+
+
+def _check_prop_name(name: str) -> None:
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-:@]+", name):
+        raise InputError(
+            "property names look like 'ro.product.model' (letters, digits, '._-:@'). "
+            f"Received: name={name!r}"
+        )
 
 
 def _check_remote(remote: str) -> None:
