@@ -3,7 +3,8 @@
 - `loopback`: a started `LoopbackDevice` in tmp_path; parametrise with `indirect=True` and a
   dict of `LoopbackDevice` keyword arguments (`auth_keys`, `battery`, `free_space_bytes`, ...).
 - `adb_server`: the port of a private `adb -P PORT nodaemon server` (own HOME, killed at teardown).
-- `adb`: the real adb client bound to that server (`adb(...)`, `adb.popen(...)`).
+- `adb`: the real adb client bound to that server (`adb(...)`, `adb.popen(...)`,
+  `adb.wait_for_state(serial, state)`).
 - `adb_connected`: `adb connect`s the loopback device and waits until it is listed `device`.
 - `adb_server_public_key`: the server's own `adbkey.pub` text (for auth tests with real adb).
 - `make_adb_shell_key`: makes an adb-shell RSA key pair in tmp_path.
@@ -62,6 +63,17 @@ class AdbServer:
             env=self.env,
             timeout=timeout_s,
         )
+
+    def wait_for_state(self, serial: str, state: str, timeout_s: float = 30.0) -> str:
+        """Polls `adb devices` until `serial` is listed in `state`; returns that listing."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            listing = self("devices", timeout_s=10).stdout.decode()
+            if f"{serial}\t{state}" in listing:
+                return listing
+            if time.monotonic() > deadline:
+                pytest.fail(f"{serial} not listed as {state!r} within {timeout_s} s. Last listing:\n{listing}")
+            time.sleep(0.1)
 
     def popen(self, *args: str, **kwargs) -> subprocess.Popen:
         """Starts `adb -P <port> <args>` in the background (stdin defaults to /dev/null)."""
@@ -139,24 +151,12 @@ def adb_server_public_key(_adb_server: AdbServer) -> str:
     return path.read_text()
 
 
-def wait_for_state(adb: Callable[..., subprocess.CompletedProcess], serial: str, state: str, timeout_s: float) -> str:
-    """Polls `adb devices` until `serial` is listed in `state`; returns the last listing."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        listing = adb("devices", timeout_s=10).stdout.decode()
-        if f"{serial}\t{state}" in listing:
-            return listing
-        if time.monotonic() > deadline:
-            pytest.fail(f"{serial} not listed as {state!r} within {timeout_s} s. Last listing:\n{listing}")
-        time.sleep(0.1)
-
-
 @pytest.fixture
-def adb_connected(loopback: LoopbackDevice, adb_server: int, adb) -> str:
+def adb_connected(loopback: LoopbackDevice, adb_server: int, adb: AdbServer) -> str:
     """`adb connect`s the loopback device; returns its serial once listed as `device`."""
     result = adb("connect", loopback.serial, timeout_s=30)
     assert b"connected to" in result.stdout, result
-    wait_for_state(adb, loopback.serial, "device", _CONNECT_TIMEOUT_S)
+    adb.wait_for_state(loopback.serial, "device", _CONNECT_TIMEOUT_S)
     return loopback.serial
 
 
