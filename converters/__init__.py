@@ -17,6 +17,13 @@ _EXPORTS: dict[str, str] = {
     "SparsityInfo": "tflite_model",
     "BufferInfo": "tflite_model",
     "load_tflite": "tflite_model",
+    "HuffmanSize": "huffman",
+    "SparseSize": "sparse",
+    "SizeReport": "size",
+    "TensorSize": "size",
+    "OpTypeSize": "size",
+    "SubgraphSize": "size",
+    "analyze": "size",
 }
 
 __all__ = sorted(_EXPORTS)
