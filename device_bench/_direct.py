@@ -178,10 +178,11 @@ class DirectDevice(Device):
                  key_path: Path | None = None):
         self.serial = serial
         self._connect_timeout_s = float(connect_timeout_s)
-        self._signer = load_signer(key_path)
-        self._adb: AdbDevice | None = None
         self._closed = False
-        self._connect()
+        self._adb: AdbDevice | None = None
+        first = self._make_adb()  # checks the address / USB extra before touching keys
+        self._signer = load_signer(key_path)
+        self._connect(first)
 
     def _make_adb(self) -> AdbDevice:
         kind, _, rest = self.serial.partition(":")
@@ -205,8 +206,8 @@ class DirectDevice(Device):
         return AdbDevice(_EofTcpTransport(host, port),
                          default_transport_timeout_s=self._connect_timeout_s)
 
-    def _connect(self) -> None:
-        adb = self._make_adb()
+    def _connect(self, adb: AdbDevice | None = None) -> None:
+        adb = adb if adb is not None else self._make_adb()
         asked = []
         timeout = self._connect_timeout_s
         try:

@@ -25,6 +25,12 @@ HOSTILE = "a b'c\"d;$(x)&.tflite"
 BACKENDS = ["host", "adb-server", "direct"]
 
 
+@pytest.fixture(autouse=True)
+def _private_home(tmp_path, monkeypatch):
+    """Keys default to ~/.android/adbkey: keep every test away from the real one."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
 @pytest.fixture(scope="module")
 def tflite_bytes() -> bytes:
     """A real .tflite: a tiny tf_keras model converted with the TFLite converter."""

@@ -1,0 +1,183 @@
+"""Choosing a device from a serial: host, direct, usb, auto, all, unknown, no server."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from device_bench import connect, connect_all, list_devices
+from device_bench._adb_server import AdbServerDevice, resolve_adb_port
+from device_bench._direct import DirectDevice, parse_direct_address
+from device_bench._host import HostDevice
+from device_bench.testing import LoopbackDevice
+from mobile_opt.errors import DependencyError, DeviceNotFoundError, InputError
+
+
+@pytest.fixture(autouse=True)
+def _private_home(tmp_path, monkeypatch):
+    """Keys default to ~/.android/adbkey: keep every test away from the real one."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+def _closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (bound then released)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if not 5555 <= port <= 5585:
+            return port
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def _adb_connect(adb, serial: str, timeout_s: float = 20.0) -> None:
+    adb("connect", serial, timeout_s=30)
+    deadline = time.monotonic() + timeout_s
+    while f"{serial}\tdevice" not in adb("devices", timeout_s=10).stdout.decode():
+        assert time.monotonic() < deadline, f"{serial} never came online"
+        time.sleep(0.1)
+
+
+def test_host_is_the_default():
+    for serial in (None, "host"):
+        with connect(serial) as device:
+            assert isinstance(device, HostDevice) and device.transport == "host"
+            assert device.serial == "host"
+
+
+def test_host_maps_device_tmp_into_its_work_dir(tmp_path: Path):
+    with HostDevice(tmp_path / "work") as host:
+        assert host.local_path("/data/local/tmp/a/b.bin") == (tmp_path / "work" / "a" / "b.bin").resolve()
+        assert host.local_path("/etc/hostname") == Path("/etc/hostname")
+        assert host.shell("pwd").stdout.strip() == str((tmp_path / "work").resolve())
+        host.shell("echo hi > /data/local/tmp/made-by-shell.txt").check("write")
+        assert (tmp_path / "work" / "made-by-shell.txt").read_text() == "hi\n"
+    assert (tmp_path / "work").exists()  # a root it did not create is left alone
+    temp = HostDevice()
+    root = temp.root
+    temp.close()
+    assert not root.exists()  # its own temporary root is removed
+
+
+def test_no_adb_server_fails_fast_and_starts_none():
+    port = _closed_port()
+    start = time.monotonic()
+    with pytest.raises(DeviceNotFoundError, match=r"no adb server at 127\.0\.0\.1:\d+.*adb start-server"):
+        connect("emulator-5554", adb_port=port)
+    assert time.monotonic() - start < 1.0
+    assert not _listening(port), "an adb server was started behind our back"
+
+
+def test_adb_port_from_environment(monkeypatch):
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", "6123")
+    assert resolve_adb_port(None) == 6123
+    assert resolve_adb_port(7000) == 7000
+    monkeypatch.delenv("ANDROID_ADB_SERVER_PORT")
+    assert resolve_adb_port(None) == 5037
+
+
+def test_unknown_serial_lists_attached(loopback, adb_connected, adb_server):
+    with pytest.raises(DeviceNotFoundError) as info:
+        connect("no-such-phone", adb_port=adb_server)
+    assert "no-such-phone" in str(info.value) and f"{loopback.serial} (device)" in str(info.value)
+
+
+def test_serial_and_auto_pick_the_device(loopback, adb_connected, adb_server):
+    for serial in (loopback.serial, "auto"):
+        with connect(serial, adb_port=adb_server) as device:
+            assert isinstance(device, AdbServerDevice) and device.serial == loopback.serial
+            assert device.shell("echo ok").stdout == "ok\n"
+
+
+def test_auto_without_devices(adb_server):
+    with pytest.raises(DeviceNotFoundError, match="no device is online.*adb connect"):
+        connect("auto", adb_port=adb_server)
+    with pytest.raises(DeviceNotFoundError, match="no device is online"):
+        connect_all(adb_port=adb_server)
+
+
+def test_auto_with_two_devices_lists_both_and_all_opens_both(tmp_path, adb, adb_server):
+    with LoopbackDevice(tmp_path / "a") as first, LoopbackDevice(tmp_path / "b") as second:
+        _adb_connect(adb, first.serial)
+        _adb_connect(adb, second.serial)
+        with pytest.raises(DeviceNotFoundError) as info:
+            connect("auto", adb_port=adb_server)
+        assert first.serial in str(info.value) and second.serial in str(info.value)
+        with pytest.raises(InputError, match="connect_all"):
+            connect("all", adb_port=adb_server)
+        devices = connect_all(adb_port=adb_server)
+        try:
+            assert sorted(d.serial for d in devices) == sorted([first.serial, second.serial])
+            assert all(d.shell("echo x").stdout == "x\n" for d in devices)
+        finally:
+            for device in devices:
+                device.close()
+
+
+def test_list_devices_describes_server_devices_and_host(loopback, adb_connected, adb_server):
+    rows = list_devices(adb_port=adb_server)
+    by_serial = {row.serial: row for row in rows}
+    row = by_serial[loopback.serial]
+    assert (row.transport, row.state, row.model, row.abi, row.android_version, row.sdk) == (
+        "adb-server", "device", "Loopback", "arm64-v8a", "14", 34)
+    assert isinstance(row.battery["level"], int)
+    assert by_serial["host"].transport == "host"
+    assert [r.serial for r in list_devices(adb_port=adb_server, include_host=False)] == [loopback.serial]
+
+
+def test_list_devices_without_server():
+    port = _closed_port()
+    assert [r.serial for r in list_devices(adb_port=port)] == ["host"]
+    with pytest.raises(DeviceNotFoundError):
+        list_devices(adb_port=port, include_host=False)
+
+
+def test_direct_nothing_listening_fails_fast(tmp_path):
+    port = _closed_port()
+    start = time.monotonic()
+    with pytest.raises(DeviceNotFoundError, match="nothing listens"):
+        connect(f"direct:127.0.0.1:{port}", key_path=tmp_path / "adbkey", connect_timeout_s=10)
+    assert time.monotonic() - start < 2.0
+
+
+def test_direct_connects(loopback, tmp_path):
+    with connect(f"direct:127.0.0.1:{loopback.port}", key_path=tmp_path / "k") as device:
+        assert isinstance(device, DirectDevice) and device.transport == "direct"
+        assert device.getprop("ro.serialno") == loopback.serial
+
+
+def test_direct_address_parsing():
+    assert parse_direct_address("10.0.0.2") == ("10.0.0.2", 5555)
+    assert parse_direct_address("10.0.0.2:6000") == ("10.0.0.2", 6000)
+    assert parse_direct_address("[::1]:7000") == ("::1", 7000)
+    for bad in ("", "host:port", "h:0", "h:70000"):
+        with pytest.raises(InputError):
+            parse_direct_address(bad)
+
+
+def test_usb_needs_the_extra():
+    pytest.importorskip("adb_shell")
+    try:
+        import usb1  # noqa: F401
+    except ImportError:
+        with pytest.raises(DependencyError, match=r"pip install 'mobile-opt\[usb\]'"):
+            connect("usb:")
+    else:
+        pytest.skip("libusb bindings installed: the missing-extra path cannot be shown here")
+
+
+def test_bad_arguments():
+    with pytest.raises(InputError):
+        connect("", adb_port=1)
+    with pytest.raises(InputError):
+        connect("auto", connect_timeout_s=0)
