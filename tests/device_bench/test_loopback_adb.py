@@ -41,3 +41,36 @@ def test_push_pull_round_trip(adb, adb_connected, tmp_path, loopback: LoopbackDe
     pull = adb("-s", adb_connected, "pull", "/data/local/tmp/blob", str(tmp_path / "back"))
     assert pull.returncode == 0, pull
     assert (tmp_path / "back").read_bytes() == payload
+
+
+def test_push_pull_real_tflite_model(adb, adb_connected, tmp_path, loopback: LoopbackDevice):
+    from mobile_opt import _tf
+
+    tf, keras = _tf.tf(), _tf.keras()
+    model = keras.Sequential([keras.layers.Input((8,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2)])
+    flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    (tmp_path / "tiny.tflite").write_bytes(flatbuffer)
+    assert flatbuffer[4:8] == b"TFL3"
+    push = adb("-s", adb_connected, "push", str(tmp_path / "tiny.tflite"), "/data/local/tmp/tiny.tflite")
+    assert push.returncode == 0, push
+    listing = adb("-s", adb_connected, "shell", "ls -l /data/local/tmp/tiny.tflite").stdout.decode()
+    assert str(len(flatbuffer)) in listing.split()
+    pull = adb("-s", adb_connected, "pull", "/data/local/tmp/tiny.tflite", str(tmp_path / "back.tflite"))
+    assert pull.returncode == 0, pull
+    assert (tmp_path / "back.tflite").read_bytes() == flatbuffer
+
+
+def test_auth_accepts_the_servers_key(adb, adb_server_public_key, tmp_path):
+    with LoopbackDevice(tmp_path / "dev", auth_keys=[adb_server_public_key]) as device:
+        adb("connect", device.serial)
+        adb.wait_for_state(device.serial, "device", 20)
+        assert adb("-s", device.serial, "shell", "getprop ro.adb.secure").stdout == b"1\n"
+
+
+def test_auth_with_unknown_key_is_unauthorized(adb, adb_server_public_key, tmp_path, make_adb_shell_key):
+    other = make_adb_shell_key("someone-else").public_key
+    with LoopbackDevice(tmp_path / "dev", auth_keys=[other]) as device:
+        adb("connect", device.serial)
+        adb.wait_for_state(device.serial, "unauthorized", 20)
+        denied = adb("-s", device.serial, "shell", "echo hi")
+        assert denied.returncode != 0 and b"unauthorized" in denied.stderr
