@@ -12,18 +12,16 @@
 # "baseline_end", "measured_start", "measured_end". sample_power.sh must sit next to this
 # script. The sampler runs in our process group, so stopping this command stops it too.
 
+# A failing `shift` is fatal in some shells (mksh), so count first.
+if [ $# -lt 5 ]; then
+    echo "usage: run_benchmark.sh SAMPLES BATTERY_DIR INTERVAL_S BASELINE_S BINARY [ARGS...]" >&2
+    exit 2
+fi
 samples=$1
 bat=$2
 interval=$3
 baseline=$4
-shift 4 2>/dev/null || {
-    echo "usage: run_benchmark.sh SAMPLES BATTERY_DIR INTERVAL_S BASELINE_S BINARY [ARGS...]" >&2
-    exit 2
-}
-if [ $# -eq 0 ]; then
-    echo "run_benchmark.sh: no benchmark command given" >&2
-    exit 2
-fi
+shift 4
 
 if [ "$samples" = "-" ]; then
     exec "$@"

@@ -50,10 +50,14 @@ field "$bat/temp"; tp=$val
 echo "start $up $st $tp" >> "$out"
 
 while [ ! -e "$stop" ]; do
+    cur=; vol=
     read -r cur < "$bat/current_now"
     read -r vol < "$bat/voltage_now"
     now
-    echo "$up $cur $vol" >> "$out"
+    # A read that caught the file mid-update is dropped rather than logged half-empty.
+    if [ -n "$cur" ] && [ -n "$vol" ]; then
+        echo "$up $cur $vol" >> "$out"
+    fi
     sleep "$interval"
 done
 

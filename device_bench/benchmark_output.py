@@ -38,11 +38,16 @@ _RUNNING = re.compile(
     rf"Running benchmark for at least (?P<runs>\d+) iterations and at least (?P<secs>{_NUM}) "
     rf"seconds but terminate if exceeding (?P<max>{_NUM}) seconds"
 )
-_TIMINGS = re.compile(
-    rf"(?:Average )?[Ii]nference timings in us: Init: (?P<init>{_NUM}), "
-    rf"First inference: (?P<first>{_NUM}), Warmup \(avg\): (?P<warmup>{_NUM}), "
-    rf"Inference \(avg\): (?P<avg>{_NUM})"
-)
+_TIMINGS = re.compile(r"(?:Average )?[Ii]nference timings in us:(?P<pairs>.*)$")
+_TIMING_KEYS = {
+    "init": "init_us",
+    "first inference": "first_inference_us",
+    "warmup (avg)": "warmup_avg_us",
+    "warmup": "warmup_avg_us",
+    "inference (avg)": "inference_avg_us",
+    "inference": "inference_avg_us",
+    "no stats": "inference_avg_us",
+}
 _INIT_SESSION = re.compile(rf"Initialized session in (?P<ms>{_NUM})\s*ms")
 _MODEL_SIZE = re.compile(rf"The input model file size \(MB\): (?P<mb>{_NUM})")
 _MEM_DELTA = re.compile(
@@ -292,10 +297,13 @@ def parse(text: str) -> BenchmarkOutput:
             continue
 
         if m := _TIMINGS.search(line):
-            fields["init_us"] = float(m["init"])
-            fields["first_inference_us"] = float(m["first"])
-            fields["warmup_avg_us"] = float(m["warmup"])
-            fields["inference_avg_us"] = float(m["avg"])
+            # Current: "Init: i, First inference: f, Warmup (avg): w, Inference (avg): a";
+            # older builds: "Warmup: w, Init: i, Inference: a" (or "no stats: a").
+            for pair in m["pairs"].split(","):
+                key, _, value = pair.partition(":")
+                name = _TIMING_KEYS.get(key.strip().lower())
+                if name and re.fullmatch(_NUM, value.strip()):
+                    fields[name] = float(value)
         elif m := _INIT_SESSION.search(line):
             fields["init_ms"] = float(m["ms"])
         elif m := _MODEL_SIZE.search(line):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 STATUSES = ("ok", "unsupported", "failed")
+# Benchmarks of several devices run on threads and may append to one file.
+_WRITE_LOCK = threading.Lock()
 
 
 def _percentile(ordered: Sequence[float], q: float) -> float:
@@ -236,9 +239,10 @@ def write_jsonl(path: Path, results: Iterable[BenchmarkResult], *, append: bool 
         results: results to write.
         append: add to the file (default True) or replace it.
     """
-    with open(path, "a" if append else "w", encoding="utf-8") as fh:
-        for result in results:
-            fh.write(json.dumps(result.to_dict(), allow_nan=False, default=_json_default) + "\n")
+    lines = [json.dumps(r.to_dict(), allow_nan=False, default=_json_default) + "\n" for r in results]
+    with _WRITE_LOCK, open(path, "a" if append else "w", encoding="utf-8") as fh:
+        for line in lines:
+            fh.write(line)
             fh.flush()
 
 

@@ -1,0 +1,206 @@
+"""`mobile-opt bench`: measure .tflite models on a device (or this host) with benchmark_model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mobile_opt.cli._common import console, handle_errors, print_json, stderr_console
+from mobile_opt.errors import InputError
+
+
+def _csv(kind: type, name: str):
+    def convert(ctx, param, value: str):
+        try:
+            items = tuple(kind(v.strip()) for v in value.split(",") if v.strip())
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated {kind.__name__}s, got {value!r}")
+        if not items:
+            raise click.BadParameter(f"give at least one {name}")
+        return items
+
+    return convert
+
+
+def _ms(us: float | None) -> str:
+    return "-" if us is None else f"{us / 1000:.3f}"
+
+
+def _energy_text(result) -> str:
+    energy = result.energy
+    if energy is None:
+        return "-"
+    if energy.energy_per_inference_j is None:
+        return "n/a"
+    text = f"{energy.energy_per_inference_j * 1000:.3f}"
+    if energy.energy_per_inference_spread_j is not None:
+        text += f" ±{energy.energy_per_inference_spread_j * 1000:.3f}"
+    return text + (" [yellow](charging)[/]" if energy.charging else "")
+
+
+def _render(results, comparisons) -> None:
+    from rich.table import Table
+
+    table = Table(title="Benchmark (latency in ms, energy in mJ per inference)")
+    for column in ("model", "device", "backend", "thr", "status", "p50", "p90", "p99",
+                   "mean±std", "init", "delegation", "energy"):
+        table.add_column(column, overflow="fold")
+    notes = []
+    for r in results:
+        lat = r.latency
+        status = {"ok": "[green]ok[/]", "unsupported": "[yellow]unsupported[/]"}.get(
+            r.status, "[red]failed[/]"
+        )
+        mean = "-" if lat is None or lat.mean_us is None else (
+            f"{lat.mean_us / 1000:.3f}±{(lat.std_us or 0) / 1000:.3f}"
+        )
+        delegation = "-"
+        if r.delegation is not None and r.delegation.delegate:
+            delegation = r.delegation.coverage
+            if r.delegation.kernels:
+                delegation += f" ({r.delegation.kernels} kernels)"
+        table.add_row(
+            Path(r.model_path).name, str(r.device.get("serial")), r.backend, str(r.threads), status,
+            _ms(lat.p50_us if lat else None), _ms(lat.p90_us if lat else None),
+            _ms(lat.p99_us if lat else None), mean,
+            "-" if r.init_ms is None else f"{r.init_ms:.1f}", delegation, _energy_text(r),
+        )
+        if r.reason:
+            notes.append(f"{Path(r.model_path).name} {r.backend}×{r.threads}: {r.reason}")
+        if r.energy is not None and r.energy.reason:
+            notes.append(f"{Path(r.model_path).name} {r.backend}×{r.threads} energy: {r.energy.reason}")
+        notes.extend(f"{Path(r.model_path).name} {r.backend}×{r.threads}: {w}" for w in r.warnings)
+    console.print(table)
+    for note in dict.fromkeys(notes):
+        console.print(f"  • {note}", highlight=False, soft_wrap=True)
+    if comparisons:
+        compared = Table(title="Compared with the old results (change in %, negative = faster)")
+        for column in ("model", "device", "backend", "thr", "old p50", "new p50", "Δp50 %",
+                       "Δp90 %", "Δenergy %"):
+            compared.add_column(column)
+        pct = lambda v: "-" if v is None else f"{v:+.1f}"  # noqa: E731
+        for c in comparisons:
+            compared.add_row(c.model, c.device, c.backend, str(c.threads), _ms(c.old_p50_us),
+                             _ms(c.new_p50_us), pct(c.p50_change_pct), pct(c.p90_change_pct),
+                             pct(c.energy_change_pct))
+        console.print(compared)
+
+
+@click.command()
+@click.argument("models", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--device", "-d", "serial", default="host", show_default=True,
+              help="SERIAL, 'auto' (the one attached), 'all' (every device, concurrently), "
+                   "'host', or 'direct:HOST[:PORT]' (adbd over TCP, no adb server).")
+@click.option("--backends", default="cpu", show_default=True, callback=_csv(str, "backend"),
+              help="Comma-separated: cpu, gpu, nnapi.")
+@click.option("--threads", default="1", show_default=True, callback=_csv(int, "thread count"),
+              help="Comma-separated CPU thread counts.")
+@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Minimum timed runs per benchmark.")
+@click.option("--warmup-runs", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--min-secs", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Minimum seconds of timed runs.")
+@click.option("--energy", is_flag=True, help="Measure energy per inference from the battery.")
+@click.option("--baseline", "baseline_s", type=click.FloatRange(min=0), default=5.0,
+              show_default=True, help="Idle seconds measured before each energy run.")
+@click.option("--cooldown", "cooldown_s", type=click.FloatRange(min=0), default=0.0,
+              show_default=True, help="Seconds to rest between runs.")
+@click.option("--run-timeout", "run_timeout_s", type=click.FloatRange(min=0.1), default=300.0,
+              show_default=True, help="Seconds one benchmark invocation may take.")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Append results as JSON lines to this file.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Write a latency box plot (PNG).")
+@click.option("--compare", "compare_path", type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), default=None, help="Old results (.jsonl) to compare with.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option("--benchmark-binary", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="benchmark_model built for the device's ABI.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Binaries as <dir>/<abi>/benchmark_model [default: ~/.cache/mobile-opt/"
+                   "benchmark_model].")
+@click.option("--adb-port", type=click.IntRange(1, 65535), default=None,
+              help="adb server port [default: $ANDROID_ADB_SERVER_PORT or 5037].")
+@handle_errors
+def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy, baseline_s,
+          cooldown_s, run_timeout_s, out, plot_path, compare_path, as_json, benchmark_binary,
+          cache_dir, adb_port) -> None:
+    """Benchmark MODELS (.tflite) on a device: latency percentiles, delegates, energy.
+
+    Exit code 1 when any run failed (unsupported backends are reported, not failures).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from device_bench import benchmark, compare, connect, connect_all, read_jsonl
+
+    old = read_jsonl(compare_path) if compare_path is not None else None
+    if out is not None and not out.parent.is_dir():
+        raise InputError(f"--out directory does not exist. Received: out={str(out)!r}")
+    devices = (
+        connect_all(adb_port=adb_port) if serial == "all" else [connect(serial, adb_port=adb_port)]
+    )
+    kwargs = dict(
+        backends=backends, threads=threads, runs=runs, warmup_runs=warmup_runs,
+        min_secs=min_secs, energy=energy, baseline_s=baseline_s, cooldown_s=cooldown_s,
+        benchmark_binary=benchmark_binary, cache_dir=cache_dir, run_timeout_s=run_timeout_s,
+        results_path=out,
+    )
+    total = len(models) * len(backends) * len(threads) * len(devices)
+    results = []
+    try:
+        if as_json:
+            jobs = [(d, None) for d in devices]
+            _run_all(ThreadPoolExecutor, benchmark, jobs, models, kwargs, results)
+        else:
+            from rich.progress import Progress
+
+            with Progress(console=stderr_console, transient=True) as bar:
+                task = bar.add_task("benchmarking", total=total)
+                done: dict[str, int] = {}
+
+                def progress_for(device):
+                    def progress(n, _total):
+                        done[device.serial] = n
+                        bar.update(task, completed=sum(done.values()))
+                    return progress
+
+                jobs = [(d, progress_for(d)) for d in devices]
+                _run_all(ThreadPoolExecutor, benchmark, jobs, models, kwargs, results)
+    finally:
+        for device in devices:
+            device.close()
+
+    comparisons = compare(old, results) if old is not None else None
+    if plot_path is not None:
+        from device_bench import plot_latency
+
+        if any(r.status == "ok" and r.samples_us for r in results):
+            plot_latency(results, plot_path)
+        else:
+            stderr_console.print("[yellow]no measured run to plot; --plot skipped[/]")
+    if as_json:
+        data = {"results": [r.to_dict() for r in results]}
+        if comparisons is not None:
+            data["comparison"] = [c.to_dict() for c in comparisons]
+        print_json(data)
+    else:
+        _render(results, comparisons)
+    if any(r.status == "failed" for r in results):
+        raise SystemExit(1)
+
+
+def _run_all(executor_cls, benchmark, jobs, models, kwargs, results) -> None:
+    """One job per device, concurrently; results keep the device order."""
+    if len(jobs) == 1:
+        device, progress = jobs[0]
+        results.extend(benchmark(device, list(models), progress=progress, **kwargs))
+        return
+    with executor_cls(max_workers=len(jobs)) as pool:
+        futures = [
+            pool.submit(benchmark, device, list(models), progress=progress, **kwargs)
+            for device, progress in jobs
+        ]
+        for future in futures:
+            results.extend(future.result())
