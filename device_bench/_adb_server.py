@@ -143,6 +143,8 @@ class AdbServerDevice(Device):
         self._closed = False
         features = self._host_query(f"host-serial:{serial}:features")
         self._shell_v2 = "shell_v2" in features.split(",")
+        logger.debug("%s via adb server %s:%s, shell_v2=%s", serial, client.host, client.port,
+                     self._shell_v2)
 
     # --- streams ---------------------------------------------------------------------------
     def _host_query(self, request: str) -> str:

@@ -16,7 +16,6 @@ import io
 import logging
 import os
 import socket
-import time
 from pathlib import Path
 
 import numpy as np

@@ -12,7 +12,6 @@ abi = `platform.machine()`; Android-only properties are "".
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import platform
 import re
@@ -33,8 +32,6 @@ from device_bench.device import (
     _remaining,
 )
 from mobile_opt.errors import DeviceError, InputError
-
-logger = logging.getLogger(__name__)
 
 HOST_SERIAL = "host"
 _CHUNK = 1024 * 1024

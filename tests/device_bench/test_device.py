@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import os
 import platform
+import random
 import subprocess
 import time
 import uuid
@@ -22,7 +23,9 @@ from mobile_opt.errors import DeviceError, DeviceTimeoutError, InputError
 
 TMP = "/data/local/tmp"
 HOSTILE = "a b'c\"d;$(x)&.tflite"
-BACKENDS = ["host", "adb-server", "direct"]
+# "adb-server-legacy": the adb-server path forced onto the legacy `shell:` service (what a
+# device without shell_v2 gets), to run the exit-marker path through a real adb server.
+BACKENDS = ["host", "adb-server", "adb-server-legacy", "direct"]
 
 
 @pytest.fixture(autouse=True)
@@ -52,9 +55,11 @@ def device(request: pytest.FixtureRequest, tmp_path: Path):
         dev.loopback = None
     else:
         loopback = request.getfixturevalue("loopback")
-        if request.param == "adb-server":
+        if request.param.startswith("adb-server"):
             serial = request.getfixturevalue("adb_connected")
             dev = connect(serial, adb_port=request.getfixturevalue("adb_server"))
+            if request.param == "adb-server-legacy":
+                dev._shell_v2 = False
         else:
             dev = connect(f"direct:127.0.0.1:{loopback.port}", key_path=tmp_path / "adbkey")
         dev.loopback = loopback
@@ -121,7 +126,22 @@ def test_dataclasses_are_frozen_and_json_safe():
     assert RemoteStat(0o100644, 3, 0).is_file and RemoteStat(0o040755, 0, 0).is_dir
 
 
+def test_fast_checksum_equals_adb_shells_own():
+    from device_bench._direct import _fast_checksum, _pure_python_checksum
+
+    rng = random.Random(4)
+    for size in (0, 1, 255, 4096, 65537, 1 << 20):
+        data = bytes(rng.getrandbits(8) for _ in range(size)) if size < 70000 else os.urandom(size)
+        for value in (data, bytearray(data)):
+            assert _fast_checksum(value) == _pure_python_checksum(value)
+    assert _fast_checksum(b"\xff" * (1 << 20)) == (255 << 20) & 0xFFFFFFFF
+
+
 # --- the contract on every backend -----------------------------------------------------------
+
+def _legacy_shell(device: Device) -> bool:
+    return device.transport == "direct" or getattr(device, "_shell_v2", True) is False
+
 
 def test_push_pull_tflite_byte_identical(device: Device, tflite_bytes: bytes, tmp_path: Path):
     src = tmp_path / "model.tflite"
@@ -152,7 +172,7 @@ def test_shell_exit_codes_and_output(device: Device):
 
 def test_shell_stderr_separate_or_documented_merge(device: Device):
     result = device.shell("echo out; echo err >&2")
-    if device.transport == "direct":  # legacy shell: merged into stdout, stderr empty
+    if _legacy_shell(device):  # merged into stdout, stderr empty (documented)
         assert sorted(result.stdout.split()) == ["err", "out"] and result.stderr == ""
     else:
         assert (result.stdout, result.stderr) == ("out\n", "err\n")

@@ -14,7 +14,6 @@ from device_bench.testing import LoopbackDevice
 from mobile_opt.errors import (
     DeviceDisconnectedError,
     DeviceError,
-    DeviceNotFoundError,
     DeviceOfflineError,
     DeviceStorageFullError,
     DeviceUnauthorizedError,
