@@ -1,0 +1,197 @@
+"""`mobile-opt check`: fail CI when a .tflite model grows past its size or MAC budget.
+
+Exit codes: 0 every budget held, 1 a budget was exceeded (or a glob matched nothing),
+2 usage or input error (bad option, unit, config, or a file that is not a .tflite).
+Under GitHub Actions (GITHUB_ACTIONS=true) failures are also printed as `::error`
+annotations and a Markdown table is appended to $GITHUB_STEP_SUMMARY.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mobile_opt.cli._common import console, handle_errors, print_json
+
+_METRIC_NAMES = {"raw_bytes": "raw", "gzip_bytes": "gzip", "coded_bytes": "coded", "macs": "MACs", "match": "match"}
+
+
+@click.command("check")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
+@click.option("--config", "config_path", default="pyproject.toml", show_default=True,
+              type=click.Path(dir_okay=False, path_type=str),
+              help="pyproject.toml with [[tool.mobile-opt.budget]] tables.")
+@click.option("--max-raw", metavar="SIZE", help='Raw file size limit, e.g. "1MB", "512KiB".')
+@click.option("--max-gzip", metavar="SIZE", help="gzip -9 size limit.")
+@click.option("--max-coded", metavar="SIZE", help="Entropy-coded (deployable) size limit.")
+@click.option("--max-macs", metavar="COUNT", help='MAC limit per inference, e.g. "1.2M".')
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit"]), default="text",
+              show_default=True, help="Report format.")
+@click.option("--output", "output", type=click.Path(dir_okay=False, path_type=str),
+              help="Write the report to this file (the text table still goes to the terminal).")
+@handle_errors
+def check(paths: tuple[str, ...], config_path: str, max_raw: str | None, max_gzip: str | None,
+          max_coded: str | None, max_macs: str | None, fmt: str, output: str | None) -> None:
+    """Check .tflite files against size / MAC budgets.
+
+    With PATHS and --max-* options, the limits apply to those files. With PATHS only, the
+    budgets of --config whose glob matches each path apply. Without PATHS, every budget
+    of --config is checked (globs relative to the config file's directory).
+
+    \b
+    [[tool.mobile-opt.budget]]
+    path = "models/*.tflite"
+    max_coded = "50KB"
+    max_macs = "1.2M"
+    """
+    from converters.budget import Budget, check_budgets, load_budgets, parse_count, parse_size
+
+    flags = {"--max-raw": max_raw, "--max-gzip": max_gzip, "--max-coded": max_coded, "--max-macs": max_macs}
+    given = {k: v for k, v in flags.items() if v is not None}
+    if given and not paths:
+        raise click.UsageError(f"{', '.join(given)} apply to PATHS; give the .tflite files to check.")
+    if given:
+        limits = {
+            "max_raw_bytes": None if max_raw is None else parse_size(max_raw, "--max-raw"),
+            "max_gzip_bytes": None if max_gzip is None else parse_size(max_gzip, "--max-gzip"),
+            "max_coded_bytes": None if max_coded is None else parse_size(max_coded, "--max-coded"),
+            "max_macs": None if max_macs is None else parse_count(max_macs, "--max-macs"),
+        }
+        budgets, root = [Budget(pattern=p, **limits) for p in paths], "."
+    else:
+        configured = load_budgets(config_path)
+        root = str(Path(config_path).resolve().parent)
+        if paths:
+            budgets = _budgets_for_paths(paths, configured, root, config_path)
+            root = "."
+        else:
+            budgets = configured
+    report = check_budgets(budgets, root=root)
+
+    rendered = {"text": None, "json": None, "junit": None}
+    if fmt == "json":
+        rendered["json"] = report.to_dict()
+    elif fmt == "junit":
+        rendered["junit"] = _junit(report)
+    if output is not None:
+        _write_output(output, fmt, report, rendered)
+        _print_text(report)
+    elif fmt == "json":
+        print_json(rendered["json"])
+    elif fmt == "junit":
+        click.echo(rendered["junit"])
+    else:
+        _print_text(report)
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        _github(report)
+    sys.exit(0 if report.ok else 1)
+
+
+def _budgets_for_paths(paths: tuple[str, ...], configured: list, root: str, config_path: str) -> list:
+    from converters.budget import Budget
+
+    budgets = []
+    for path in paths:
+        relative = os.path.relpath(os.path.abspath(path), root).replace(os.sep, "/")
+        matching = [b for b in configured if fnmatch.fnmatch(relative, b.pattern) or fnmatch.fnmatch(path, b.pattern)]
+        if not matching:
+            raise click.UsageError(
+                f"No budget in {config_path} applies to {path!r} (globs: "
+                f"{', '.join(b.pattern for b in configured)}). Add one or pass --max-* limits."
+            )
+        budgets += [Budget(pattern=path, **b.limits()) for b in matching]
+    return budgets
+
+
+def _fmt_value(metric: str, value: int | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,}" if metric == "macs" else f"{value:,} B"
+
+
+def _print_text(report: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title="mobile-opt budgets", title_justify="left")
+    for col, justify in (("file", "left"), ("metric", "left"), ("actual", "right"), ("limit", "right"),
+                         ("status", "left")):
+        table.add_column(col, justify=justify, overflow="fold")
+    for r in report.results:
+        status = "[green]ok[/]" if r.ok else "[bold red]OVER[/]" if r.metric != "match" else "[bold red]NO MATCH[/]"
+        if r.note and r.metric != "match":
+            status += f" ({r.note})"
+        table.add_row(r.path, _METRIC_NAMES[r.metric], _fmt_value(r.metric, r.actual),
+                      _fmt_value(r.metric, r.limit), status)
+    console.print(table)
+    failed = len(report.failures)
+    console.print("[green]all budgets held[/]" if report.ok else f"[bold red]{failed} budget check(s) failed[/]")
+
+
+def _junit(report: Any) -> str:
+    """JUnit XML: one testcase per (path, metric); CI systems render failures from it."""
+    failures = len(report.failures)
+    suites = ET.Element("testsuites", name="mobile-opt check", tests=str(len(report.results)),
+                        failures=str(failures))
+    suite = ET.SubElement(suites, "testsuite", name="mobile-opt budgets", tests=str(len(report.results)),
+                          failures=str(failures), errors="0", skipped="0")
+    for r in report.results:
+        case = ET.SubElement(suite, "testcase", classname=f"budget.{r.path}", name=_METRIC_NAMES[r.metric],
+                             file=r.path)
+        if not r.ok:
+            failure = ET.SubElement(case, "failure", message=r.describe(), type="BudgetExceeded")
+            failure.text = r.describe()
+        elif r.note:
+            ET.SubElement(case, "system-out").text = r.note
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode")
+
+
+def _markdown(report: Any) -> str:
+    lines = ["### mobile-opt budgets", "", "| file | metric | actual | limit | status |",
+             "|---|---|---:|---:|---|"]
+    for r in report.results:
+        status = "✅ ok" if r.ok else "❌ over" if r.metric != "match" else "❌ no file matches"
+        lines.append(f"| `{r.path}` | {_METRIC_NAMES[r.metric]} | {_fmt_value(r.metric, r.actual)} | "
+                     f"{_fmt_value(r.metric, r.limit)} | {status} |")
+    return "\n".join(lines) + "\n\n"
+
+
+def _escape_data(text: str) -> str:
+    # GitHub workflow-command escaping (actions/toolkit `escapeData` / `escapeProperty`).
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _github(report: Any) -> None:
+    for r in report.failures:
+        click.echo(f"::error file={_escape_property(r.path)},title=mobile-opt budget::{_escape_data(r.describe())}")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(_markdown(report))
+
+
+def _write_output(output: str, fmt: str, report: Any, rendered: dict) -> None:
+    import json
+
+    if fmt == "json":
+        text = json.dumps(rendered["json"], indent=2) + "\n"
+    elif fmt == "junit":
+        text = rendered["junit"] + "\n"
+    else:
+        text = "\n".join(r.describe() + ("" if r.ok else "  [FAILED]") for r in report.results) + "\n"
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        from mobile_opt.errors import InputError
+
+        raise InputError(f"Cannot write the report to {output!r}: {exc.strerror or exc}") from exc
