@@ -177,14 +177,20 @@ def parse_getprop(text: str) -> dict[str, str]:
 
 
 # Reads the fuel gauge from sysfs in one round trip; absent files print empty values.
+# Where sysfs is not readable (some vendors restrict it) `dumpsys battery` answers instead.
 # Paths are spelled out (not built from variables) so that sandboxes which rewrite
 # device paths in command lines (the loopback device) see them.
 _BATTERY_PROBE = (
     "for f in capacity status; do "
     "printf '%s=%s\\n' $f \"$(cat /sys/class/power_supply/battery/$f 2>/dev/null)\"; done; "
     "for s in ac usb wireless; do "
-    "printf 'online_%s=%s\\n' $s \"$(cat /sys/class/power_supply/$s/online 2>/dev/null)\"; done"
+    "printf 'online_%s=%s\\n' $s \"$(cat /sys/class/power_supply/$s/online 2>/dev/null)\"; done; "
+    "[ -n \"$(cat /sys/class/power_supply/battery/capacity 2>/dev/null)\" ] || "
+    "dumpsys battery 2>/dev/null"
 )
+# BatteryManager.BATTERY_STATUS_* as `dumpsys battery` prints them.
+_DUMPSYS_STATUS = {"1": "Unknown", "2": "Charging", "3": "Discharging", "4": "Not charging",
+                   "5": "Full"}
 
 
 def _parse_battery(text: str) -> dict[str, Any] | None:
@@ -192,13 +198,29 @@ def _parse_battery(text: str) -> dict[str, Any] | None:
     level_text = values.get("capacity", "").strip()
     status = values.get("status", "").strip() or None
     if not level_text and status is None:
-        return None
+        return _parse_dumpsys_battery(text)
     online = [s for s in ("ac", "usb", "wireless") if values.get(f"online_{s}", "").strip() == "1"]
     known = any(values.get(f"online_{s}", "").strip() for s in ("ac", "usb", "wireless"))
     return {
         "level": int(level_text) if level_text.isdigit() else None,
         "status": status,
         "powered_by": online if known else None,
+    }
+
+
+def _parse_dumpsys_battery(text: str) -> dict[str, Any] | None:
+    fields = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition(": ")
+        if sep:
+            fields[key.lower()] = value.strip()
+    if "level" not in fields:
+        return None
+    powered = [name for name in ("ac", "usb", "wireless") if fields.get(f"{name} powered") == "true"]
+    return {
+        "level": _int_or_none(fields.get("level")),
+        "status": _DUMPSYS_STATUS.get(fields.get("status", ""), fields.get("status")),
+        "powered_by": powered,
     }
 
 
@@ -374,9 +396,10 @@ class Device(abc.ABC):
         local = Path(local)
         _check_timeout("timeout_s", timeout_s)
         _check_remote(remote)
-        if not local.parent.is_dir():
+        if not local.parent.is_dir() or local.is_dir():
             raise InputError(
-                f"pull() needs an existing local directory. Received: local={str(local)!r}."
+                "pull() needs a local file path in an existing directory. "
+                f"Received: local={str(local)!r}."
             )
         step = f"pull {remote}"
         deadline = time.monotonic() + timeout_s

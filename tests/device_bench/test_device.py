@@ -113,7 +113,11 @@ def test_parse_getprop_and_battery():
                                    "multi": "a\nb"}
     assert _parse_battery("capacity=57\nstatus=Charging\nonline_ac=0\nonline_usb=1\nonline_wireless=\n") == {
         "level": 57, "status": "Charging", "powered_by": ["usb"]}
-    assert _parse_battery("capacity=\nstatus=\nonline_ac=\nonline_usb=\nonline_wireless=\n") is None
+    empty = "capacity=\nstatus=\nonline_ac=\nonline_usb=\nonline_wireless=\n"
+    assert _parse_battery(empty) is None
+    dumpsys = ("Current Battery Service state:\n  AC powered: false\n  USB powered: true\n"
+               "  Wireless powered: false\n  status: 2\n  health: 2\n  level: 81\n  scale: 100\n")
+    assert _parse_battery(empty + dumpsys) == {"level": 81, "status": "Charging", "powered_by": ["usb"]}
 
 
 def test_dataclasses_are_frozen_and_json_safe():
@@ -268,3 +272,10 @@ def test_argument_validation(device: Device, tmp_path: Path):
         device.push(tmp_path, "relative/path")
     with pytest.raises(InputError, match="existing local file"):
         device.push(tmp_path / "missing.bin", f"{TMP}/m.bin")
+
+
+@pytest.mark.parametrize("loopback", [{"battery": None}], indirect=True)
+def test_info_without_battery(loopback, tmp_path: Path):
+    with connect(f"direct:127.0.0.1:{loopback.port}", key_path=tmp_path / "adbkey") as device:
+        info = device.info()
+    assert info.battery is None and info.model == "Loopback"
