@@ -243,8 +243,10 @@ class DirectDevice(Device):
             ) from exc
         except _LINK_ERRORS as exc:
             adb.close()
+            hint = (" Stop any adb server that holds the device (`adb kill-server`)."
+                    if self.serial.startswith("usb") else "")
             raise DeviceNotFoundError(
-                f"cannot connect to {self.serial}: {exc}", serial=self.serial, step="connect",
+                f"cannot connect to {self.serial}: {exc}.{hint}", serial=self.serial, step="connect",
             ) from exc
         self._adb = adb
 

@@ -146,6 +146,7 @@ class HostDevice(Device):
                    progress: Progress | None, step: str) -> None:
         target = self.local_path(remote)
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)  # as adbd does on SEND
             with open(local, "rb") as src, open(target, "wb") as dst:
                 self._copy(src, dst, size, deadline, progress, step)
             shutil.copymode(local, target)

@@ -333,7 +333,8 @@ class Device(abc.ABC):
 
         Args:
             local: a regular file.
-            remote: the full destination path on the device (not a directory).
+            remote: the full destination path on the device (not a directory); missing
+                parent directories are created, as adbd does.
             timeout_s: seconds for the whole transfer (default 300).
             progress: called as progress(bytes_done, bytes_total) while sending (default None).
 

@@ -226,6 +226,13 @@ def test_hostile_file_names(device: Device, tmp_path: Path):
     assert device.stat(directory) is None
 
 
+def test_push_creates_missing_parent_directories(device: Device, tmp_path: Path):
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"abc")
+    device.push(src, f"{TMP}/new/sub/f.bin")
+    assert device.stat(f"{TMP}/new/sub/f.bin").size == 3 and device.stat(f"{TMP}/new/sub").is_dir
+
+
 def test_stat_missing_and_directory(device: Device):
     assert device.stat(f"{TMP}/does-not-exist") is None
     assert device.stat(TMP).is_dir
