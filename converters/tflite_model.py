@@ -634,6 +634,8 @@ def load_tflite(source: str | Path | bytes) -> TFLiteModel:
     reader = _Reader(raw, label)
     try:
         return reader.model(label)
+    except ModelFormatError:
+        raise
     except _GARBAGE_ERRORS as exc:
         # The generated accessors follow offsets blindly; garbage shows up as these errors.
         raise reader.fail(f"a structure lies outside the file or is corrupt ({exc})") from exc
