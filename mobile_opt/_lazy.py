@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Callable
 
 
@@ -17,6 +18,10 @@ def lazy_exports(package: str, exports: dict[str, str]) -> Callable[[str], objec
         submodule = exports.get(name)
         if submodule is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        return getattr(importlib.import_module(f"{package}.{submodule}"), name)
+        value = getattr(importlib.import_module(f"{package}.{submodule}"), name)
+        # Importing a submodule binds its name on the package; when a function shares
+        # that name (converters.convert), rebind it so the function wins.
+        setattr(sys.modules[package], name, value)
+        return value
 
     return __getattr__

@@ -13,7 +13,7 @@ import numpy as np
 
 from mobile_opt.errors import DataError, DependencyError
 
-__all__ = ["FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES", "load_fashion_mnist"]
+__all__ = ["FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES", "load_dataset", "load_fashion_mnist"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
@@ -78,3 +78,63 @@ def load_fashion_mnist(
         if len(arrays[f"x_{split}"]) != len(arrays[f"y_{split}"]):
             raise DataError(f"Fashion-MNIST {split} images and labels differ in count in {root}.")
     return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+
+
+def load_dataset(
+    spec: str | Path = "fashion-mnist",
+    *,
+    input_shape: tuple | None = None,
+    train_samples: int | None = None,
+    val_samples: int | None = None,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Loads train/validation arrays by name or from an `.npz`, scaled and shaped for a model.
+
+    Args:
+        spec: "fashion-mnist" (default; pixels scaled to [0, 1]) or a path to
+            an `.npz` holding `x_train`, `y_train` and `x_val`/`y_val` (or
+            `x_test`/`y_test`), used as stored.
+        input_shape: the model's input shape without the batch dimension;
+            samples are reshaped to it when the element counts agree.
+        train_samples: keep only the first N training samples (default all).
+        val_samples: keep only the first N validation samples (default all).
+
+    Returns:
+        `(x_train, y_train), (x_val, y_val)` with float32 inputs.
+
+    Raises:
+        InputError: unknown name, missing file or keys.
+        DataError: samples that cannot be shaped to `input_shape`.
+    """
+    from mobile_opt.errors import InputError
+
+    if str(spec) == "fashion-mnist":
+        (x_train, y_train), (x_val, y_val) = load_fashion_mnist()
+        x_train, x_val = x_train.astype(np.float32) / 255.0, x_val.astype(np.float32) / 255.0
+    else:
+        path = Path(spec)
+        if path.suffix != ".npz" or not path.is_file():
+            raise InputError(
+                f"Data must be 'fashion-mnist' or an existing .npz file. Received: data={str(spec)!r}."
+            )
+        with np.load(path) as npz:
+            keys = set(npz.files)
+            val_key = "val" if {"x_val", "y_val"} <= keys else "test"
+            needed = {"x_train", "y_train", f"x_{val_key}", f"y_{val_key}"}
+            if not needed <= keys:
+                raise InputError(
+                    f"{path} must hold x_train, y_train and x_val, y_val (or x_test, y_test). "
+                    f"Received keys: {sorted(keys)}."
+                )
+            x_train, y_train = npz["x_train"].astype(np.float32), npz["y_train"]
+            x_val, y_val = npz[f"x_{val_key}"].astype(np.float32), npz[f"y_{val_key}"]
+    x_train, y_train = x_train[:train_samples], y_train[:train_samples]
+    x_val, y_val = x_val[:val_samples], y_val[:val_samples]
+    if input_shape is not None:
+        shape = tuple(int(d) for d in input_shape)
+        for name, x in (("train", x_train), ("validation", x_val)):
+            if int(np.prod(x.shape[1:])) != int(np.prod(shape)):
+                raise DataError(
+                    f"{name} samples of shape {x.shape[1:]} cannot feed a model with input shape {shape}."
+                )
+        x_train, x_val = x_train.reshape((-1, *shape)), x_val.reshape((-1, *shape))
+    return (x_train, y_train), (x_val, y_val)

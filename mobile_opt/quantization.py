@@ -106,8 +106,8 @@ class QuantizeStage(Stage):
         scheme = {
             "default": lambda: qk.default_8bit.Default8BitQuantizeScheme(),
             "PQAT": lambda: qk.collab_opts.Default8BitPrunePreserveQuantizeScheme(),
-            "CQAT": lambda: qk.collab_opts.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=False),
-            "PCQAT": lambda: qk.collab_opts.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True),
+            "CQAT": lambda: tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=False),
+            "PCQAT": lambda: tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True),
         }[self.scheme_name(ctx.kinds_before())]()
         with qk.quantize_scope():
             return qk.quantize_apply(annotated, scheme)

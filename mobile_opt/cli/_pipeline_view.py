@@ -1,0 +1,70 @@
+"""Rich rendering of pipeline results and a progress bar fed by the library's callback."""
+
+from __future__ import annotations
+
+import contextlib
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mobile_opt.cli._common import console, stderr_console
+
+
+def _short_params(params: dict) -> str:
+    keep = {k: v for k, v in params.items() if k in ("sparsity", "schedule", "structure", "clusters", "init", "mode")}
+    return ", ".join(f"{k}={v}" for k, v in keep.items())
+
+
+def pipeline_table(result) -> Table:
+    """One row per stage: accuracy, drop, measured sparsity/shared values, checks."""
+    table = Table(title="Compression pipeline", title_justify="left")
+    for col in ("#", "stage", "settings", "accuracy", "Δ pp", "sparsity", "max unique", "checks", "s"):
+        table.add_column(col, justify="right" if col not in ("stage", "settings", "checks") else "left")
+    table.add_row("", "baseline", "", f"{result.baseline_accuracy:.4f}", "", "", "", "", "")
+    for s in result.stages:
+        failed = [c for c in s.checks if not c.ok]
+        checks = "[green]all passed[/]" if not failed else "[red]" + "; ".join(
+            f"{c.name}: {c.measured} (want {c.expected})" for c in failed) + "[/]"
+        table.add_row(
+            str(s.index),
+            s.kind,
+            _short_params(s.params),
+            f"{s.accuracy:.4f}" + (" (tflite)" if s.accuracy_source == "tflite" else ""),
+            f"{s.accuracy_drop_pp:+.2f}",
+            "" if s.sparsity is None else f"{s.sparsity:.1%}",
+            "" if s.max_unique_values is None else str(s.max_unique_values),
+            checks,
+            f"{s.seconds:.1f}",
+        )
+    return table
+
+
+def print_pipeline_result(result) -> None:
+    console.print(pipeline_table(result))
+    for s in result.stages:
+        for note in s.notes:
+            console.print(f"  stage {s.index} ({s.kind}): {note}")
+    if result.tolerance_held is None:
+        console.print(f"Accuracy change: {-result.accuracy_drop_pp:+.2f} pp (no tolerance set).")
+    elif result.tolerance_held:
+        console.print(f"[green]Accuracy drop {result.accuracy_drop_pp:.2f} pp is within the "
+                      f"{result.max_accuracy_drop} pp tolerance.[/]")
+    else:
+        console.print(f"[red]Accuracy drop {result.accuracy_drop_pp:.2f} pp EXCEEDS the "
+                      f"{result.max_accuracy_drop} pp tolerance.[/]")
+
+
+@contextlib.contextmanager
+def epoch_progress(enabled: bool = True):
+    """Yields a `progress(done, total, label)` callback drawing a bar on stderr (or None)."""
+    if not enabled:
+        yield None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} epochs"),
+                  TimeElapsedColumn(), console=stderr_console, transient=True) as bar:
+        task = bar.add_task("fine-tuning", total=None)
+
+        def update(done: int, total: int, label: str) -> None:
+            bar.update(task, completed=done, total=total, description=label)
+
+        yield update

@@ -1,0 +1,107 @@
+"""`mobile-opt optimize`: run a compression recipe on a saved Keras model."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+from mobile_opt.cli._common import console, handle_errors, print_json
+from mobile_opt.cli._pipeline_view import epoch_progress, print_pipeline_result
+
+
+def _recipe_from_flags(prune, prune_schedule, prune_structure, cluster, quantize) -> dict:
+    stages = []
+    if prune is not None or prune_structure == "2:4":
+        stages.append({"kind": "prune", "sparsity": prune, "schedule": prune_schedule, "structure": prune_structure})
+    if cluster is not None:
+        stages.append({"kind": "cluster", "clusters": cluster})
+    if quantize is not None:
+        stages.append({"kind": "quantize", "mode": quantize})
+    return {"stages": stages}
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@click.command()
+@click.argument("model_path", type=click.Path(path_type=Path))
+@click.option("--recipe", type=click.Path(path_type=Path), help="Recipe TOML (see README). Overrides the stage flags.")
+@click.option("--prune", type=float, help="Prune to this sparsity (0.8 = 80% zeros).")
+@click.option("--prune-schedule", type=click.Choice(["constant", "polynomial"]), default="constant", show_default=True)
+@click.option("--prune-structure", type=click.Choice(["unstructured", "2:4"]), default="unstructured", show_default=True)
+@click.option("--cluster", type=int, help="Cluster each kernel to this many shared values.")
+@click.option("--quantize", type=click.Choice(["ptq_int8", "dynamic", "float16", "qat_int8"]))
+@click.option("--data", default="fashion-mnist", show_default=True, help="'fashion-mnist' or an .npz with x_train/y_train/x_val/y_val.")
+@click.option("--train-samples", type=int, help="Use only the first N training samples.")
+@click.option("--val-samples", type=int, help="Use only the first N validation samples.")
+@click.option("--epochs", "fine_tune_epochs", type=int, help="Fine-tuning epochs per stage [recipe or 2].")
+@click.option("--batch-size", type=int, help="Batch size [recipe or 128].")
+@click.option("--max-accuracy-drop", type=float, help="Tolerated accuracy drop in percentage points.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Where to save the optimized model (.keras, .h5 or a directory for SavedModel).")
+@click.option("--tflite", type=click.Path(path_type=Path), help="Also write the converted .tflite (the quantized one when the recipe quantizes, else fp32).")
+@click.option("--summary", type=click.Path(path_type=Path), help="Write the JSON summary here [OUTPUT + .json].")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of tables.")
+@handle_errors
+def optimize(model_path, recipe, prune, prune_schedule, prune_structure, cluster, quantize, data,
+             train_samples, val_samples, fine_tune_epochs, batch_size, max_accuracy_drop, output,
+             tflite, summary, as_json):
+    """Compress MODEL_PATH (.keras, .h5 or SavedModel) with a recipe or flags; write the model and a JSON summary.
+
+    \b
+    Example:
+      mobile-opt optimize model.keras --prune 0.8 --cluster 16 --quantize qat_int8 -o out/model.keras
+    """
+    from mobile_opt.datasets import load_dataset
+    from mobile_opt.errors import RecipeError
+    from mobile_opt.models import load_model, save_model
+    from mobile_opt.recipe import load_recipe
+
+    if recipe is not None:
+        loaded = load_recipe(recipe)
+    else:
+        spec = _recipe_from_flags(prune, prune_schedule, prune_structure, cluster, quantize)
+        if not spec["stages"]:
+            raise RecipeError("Nothing to do: give --recipe FILE or at least one of --prune, --cluster, --quantize.")
+        loaded = load_recipe(spec)
+    options = dict(loaded.run_options)
+    for key, value in (("fine_tune_epochs", fine_tune_epochs), ("batch_size", batch_size),
+                       ("max_accuracy_drop", max_accuracy_drop)):
+        if value is not None:
+            options[key] = value
+    model = load_model(model_path)
+    train, val = load_dataset(data, input_shape=model.input_shape[1:], train_samples=train_samples,
+                              val_samples=val_samples)
+    with epoch_progress(not as_json) as progress:
+        result = loaded.pipeline.run(model, train, val, progress=progress, **options)
+    save_model(result.model, output)
+    written = {"model": str(output)}
+    if tflite is not None:
+        if result.tflite is not None:
+            blob = result.tflite
+        else:
+            import converters
+
+            blob = converters.convert(result.model)
+        _write_atomic(tflite, blob)
+        written["tflite"] = str(tflite)
+    summary_path = summary or output.with_name(output.name + ".json")
+    payload = {**result.to_dict(), "written": written}
+    _write_atomic(summary_path, json.dumps(payload, indent=2).encode())
+    if as_json:
+        print_json(payload)
+    else:
+        print_pipeline_result(result)
+        console.print(f"Wrote {', '.join(written.values())} and {summary_path}")
