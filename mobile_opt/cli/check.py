@@ -65,6 +65,11 @@ def check(paths: tuple[str, ...], config_path: str, max_raw: str | None, max_gzi
         }
         budgets, root = [Budget(pattern=p, **limits) for p in paths], "."
     else:
+        if paths and not Path(config_path).is_file():
+            raise click.UsageError(
+                f"Give limits (--max-raw/--max-gzip/--max-coded/--max-macs) for PATHS, or a --config "
+                f"with [[tool.mobile-opt.budget]] tables ({config_path} not found)."
+            )
         configured = load_budgets(config_path)
         root = str(Path(config_path).resolve().parent)
         if paths:

@@ -61,7 +61,7 @@ def test_over_budget_exits_1(project, run):
     [
         (["--max-raw", "1 parsec"], "Unknown unit 'parsec'"),
         (["--max-macs", "1KiB"], "Unknown unit 'KiB'"),
-        ([], None),  # a PATH without limits needs a config, and it is missing
+        ([], "Give limits"),  # a PATH without limits needs a config, and it is missing
     ],
 )
 def test_input_errors_exit_2(project, run, args, message, tmp_path):
