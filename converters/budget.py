@@ -190,6 +190,7 @@ class BudgetResult:
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict: path, pattern, metric, limit, actual, ok, note."""
         return dataclasses.asdict(self)
 
     def describe(self) -> str:
@@ -214,6 +215,7 @@ class BudgetReport:
 
     @property
     def failures(self) -> tuple[BudgetResult, ...]:
+        """The checks that did not hold."""
         return tuple(r for r in self.results if not r.ok)
 
     def raise_for_failures(self) -> None:
@@ -227,6 +229,7 @@ class BudgetReport:
             raise BudgetExceeded(f"{len(self.failures)} budget check(s) failed: {lines}")
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict: {"ok", "results": [BudgetResult.to_dict()]}."""
         return {"ok": self.ok, "results": [r.to_dict() for r in self.results]}
 
 

@@ -20,6 +20,7 @@ import itertools
 import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -161,7 +162,11 @@ def convert(
         converter.inference_output_type = getattr(tf, io_dtype)
 
     try:
-        content = converter.convert()
+        with warnings.catch_warnings():
+            # TF warns about input statistics on every full-integer conversion with float I/O or
+            # QAT, where none are needed: noise for users.
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+            content = converter.convert()
     except Exception as exc:  # the converter raises ConverterError, ValueError, RuntimeError...
         raise ConversionError(
             f"TFLite conversion failed (quantization={quantization!r}): {_converter_message(exc)}"

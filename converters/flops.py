@@ -60,6 +60,7 @@ class LayerFlops:
     output_shape: tuple[int | None, ...]
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict: name, op, macs, flops, params, output_shape (a list)."""
         d = dataclasses.asdict(self)
         d["output_shape"] = list(self.output_shape)
         return d
@@ -82,6 +83,7 @@ class FlopsReport:
         return not self.unknown_ops
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict with the keys listed in the module docstring."""
         return {
             "source": self.source,
             "total_macs": self.total_macs,
