@@ -92,22 +92,36 @@ class _EofTcpTransport(TcpTransport):
         return data
 
 
-def load_signer(key_path: Path | None):
-    """The adb-shell signer for `key_path` (default ~/.android/adbkey), created if missing.
+class _LazySigner:
+    """adb-shell signer for an RSA key file, loaded (or created) only when a device asks.
 
-    Raises:
-        InputError-free: a missing key is generated (0600) and logged.
+    Devices without auth, and addresses where nothing listens, never cost a key
+    generation (~1 s); a missing key is created 0600 from the start and logged.
     """
-    from adb_shell.auth.keygen import keygen
-    from adb_shell.auth.sign_cryptography import CryptographySigner
 
-    path = Path(key_path) if key_path is not None else Path.home() / ".android" / "adbkey"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        keygen(str(path))
-        os.chmod(path, 0o600)
-        logger.warning("created ADB key %s (the phone will ask to allow it once)", path)
-    return CryptographySigner(str(path))
+    def __init__(self, key_path: Path | None):
+        self.path = Path(key_path) if key_path is not None else Path.home() / ".android" / "adbkey"
+        self._signer = None
+
+    def _load(self):
+        if self._signer is None:
+            from adb_shell.auth.keygen import keygen
+            from adb_shell.auth.sign_cryptography import CryptographySigner
+
+            if not self.path.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                # Created 0600 before keygen writes into it: the key is never world-readable.
+                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                keygen(str(self.path))
+                logger.warning("created ADB key %s (the phone will ask to allow it once)", self.path)
+            self._signer = CryptographySigner(str(self.path))
+        return self._signer
+
+    def Sign(self, data):  # noqa: N802 - adb-shell's signer interface
+        return self._load().Sign(data)
+
+    def GetPublicKey(self):  # noqa: N802 - adb-shell's signer interface
+        return self._load().GetPublicKey()
 
 
 class _DeadlineReader(io.BytesIO):
@@ -162,7 +176,8 @@ class DirectDevice(Device):
     Args:
         serial: "direct:HOST[:PORT]" (port default 5555) or "usb:" / "usb:SERIAL".
         connect_timeout_s: seconds for TCP connect and the CNXN/AUTH handshake (default 10).
-        key_path: RSA private key (default ~/.android/adbkey; created 0600 when missing).
+        key_path: RSA private key (default ~/.android/adbkey; created 0600 when a device
+            first asks for authentication and it is missing).
 
     Raises:
         DeviceNotFoundError: nothing listens at HOST:PORT (fails at once) / no USB device.
@@ -180,7 +195,7 @@ class DirectDevice(Device):
         self._closed = False
         self._adb: AdbDevice | None = None
         first = self._make_adb()  # checks the address / USB extra before touching keys
-        self._signer = load_signer(key_path)
+        self._signer = _LazySigner(key_path)
         self._connect(first)
 
     def _make_adb(self) -> AdbDevice:

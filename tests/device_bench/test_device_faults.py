@@ -130,12 +130,25 @@ def test_direct_rejected_key_is_unauthorized_and_accepted_key_works(tmp_path, ma
             assert device.shell("echo authorized").stdout == "authorized\n"
 
 
-def test_direct_key_is_created_0600_when_missing(loopback, tmp_path):
+def test_direct_key_created_0600_on_first_auth_then_accepted_after_the_prompt(tmp_path, make_adb_shell_key):
+    other = make_adb_shell_key("someone-else")
     key = tmp_path / "fresh" / "adbkey"
+    with LoopbackDevice(tmp_path / "dev", auth_keys=[other.public_key]) as loopback:
+        with pytest.raises(DeviceUnauthorizedError):
+            connect(f"direct:127.0.0.1:{loopback.port}", key_path=key, connect_timeout_s=1.5)
+    assert key.stat().st_mode & 0o777 == 0o600
+    public = Path(f"{key}.pub").read_text()
+    # The user accepts the prompt (the device now knows the key), then retries.
+    with LoopbackDevice(tmp_path / "dev2", auth_keys=[public]) as loopback:
+        with connect(f"direct:127.0.0.1:{loopback.port}", key_path=key) as device:
+            assert device.shell("echo ok").stdout == "ok\n"
+
+
+def test_direct_no_auth_device_needs_no_key(loopback, tmp_path):
+    key = tmp_path / "never" / "adbkey"
     with connect(f"direct:127.0.0.1:{loopback.port}", key_path=key) as device:
         assert device.shell("echo ok").exit_code == 0
-    assert key.exists() and Path(f"{key}.pub").exists()
-    assert key.stat().st_mode & 0o777 == 0o600
+    assert not key.exists()
 
 
 def test_adb_server_unauthorized_device(tmp_path, adb, adb_server, make_adb_shell_key):
