@@ -25,13 +25,12 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         help="accepted Android public key file (adbkey.pub); repeatable; none: no auth",
     )
-    parser.add_argument("--free-space-bytes", type=int, default=None, help="push quota (default unlimited)")
     args = parser.parse_args(argv)
     keys = [path.read_text() for path in args.auth_key] if args.auth_key else None
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with LoopbackDevice(args.root, port=args.port, auth_keys=keys, free_space_bytes=args.free_space_bytes) as device:
+    with LoopbackDevice(args.root, port=args.port, auth_keys=keys) as device:
         print(device.serial, flush=True)
         while not stop.wait(1.0):
             pass

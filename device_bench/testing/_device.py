@@ -139,9 +139,13 @@ class LoopbackDevice:
             except OSError:
                 pass
             self._listener.close()
-        self.disconnect_all()
         if self._accept_thread is not None:
             self._accept_thread.join(timeout_s)
+        with self._lock:
+            connections = list(self._connections)
+        self.disconnect_all()
+        for connection in connections:
+            connection.join(timeout_s)
         if self._battery is not None:
             self._battery.stop(timeout_s)
 

@@ -32,15 +32,23 @@ def run_command(stream: Stream, command: str, *, sandbox: Sandbox, serial: str, 
         serial: the device serial (ANDROID_SERIAL in the environment).
         v2: shell protocol v2 (stdout/stderr/exit frames) instead of a raw merged byte stream.
     """
-    proc = subprocess.Popen(
-        ["/bin/sh", "-c", sandbox.rewrite_command(command)],
-        cwd=sandbox.root,
-        env=sandbox.environment(serial),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE if v2 else subprocess.STDOUT,
-        start_new_session=True,
-    )
+    try:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", sandbox.rewrite_command(command)],
+            cwd=sandbox.root,
+            env=sandbox.environment(serial),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if v2 else subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as exc:  # e.g. the sandbox was deleted under a running device
+        message = f"/system/bin/sh: cannot run: {exc}\n".encode()
+        if v2:
+            stream.write(sp.encode_frame(sp.STDERR, message) + sp.encode_frame(sp.EXIT, bytes([127])))
+        else:
+            stream.write(message)
+        return
 
     def kill_if_running() -> None:
         if proc.poll() is None:
