@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from adb_shell.adb_device import AdbDeviceTcp
 
 import device_bench.testing as testing
 from device_bench.testing import LoopbackDevice
+from device_bench.testing import _packets as pk
 from device_bench.testing._sandbox import Sandbox
 from mobile_opt.errors import InputError
 
@@ -209,3 +211,86 @@ def test_module_entry_point_serves_until_sigterm(tmp_path, make_adb_shell_key):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
+
+
+# --- raw protocol over a live socket ---------------------------------------------------------
+
+
+class _RawHost:
+    """A bare ADB host speaking packets by hand, to observe what the device sends and when."""
+
+    def __init__(self, device: LoopbackDevice) -> None:
+        self.sock = socket.create_connection((device.host, device.port), timeout=5)
+
+    def send(self, packet: pk.Packet) -> None:
+        self.sock.sendall(pk.encode_packet(packet))
+
+    def recv(self, timeout_s: float = 5.0) -> pk.Packet | None:
+        """The next packet, or None if nothing arrives within `timeout_s`."""
+        self.sock.settimeout(timeout_s)
+        try:
+            header = self._exact(pk.HEADER_SIZE)
+        except socket.timeout:
+            return None
+        parsed = pk.decode_header(header)
+        return pk.check_payload(parsed, self._exact(parsed.data_length), version=pk.VERSION_MIN)
+
+    def _exact(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                raise EOFError
+            data += chunk
+        return data
+
+
+def test_handshake_agrees_on_the_lower_version_and_maxdata(loopback):
+    host = _RawHost(loopback)
+    host.send(pk.Packet(pk.CNXN, 0x01000001, 2048, b"host::\0"))
+    reply = host.recv()
+    assert (reply.command, reply.arg0, reply.arg1) == (pk.CNXN, 0x01000001, 2048)
+    assert reply.data == b"device::ro.product.name=loopback;ro.product.model=Loopback;ro.product.device=loopback;features=shell_v2,cmd"
+    older = _RawHost(loopback)
+    older.send(pk.Packet(pk.CNXN, pk.VERSION_MIN, 64 * 1024 * 1024, b"host::\0"))
+    reply = older.recv()
+    assert (reply.arg0, reply.arg1) == (pk.VERSION_MIN, pk.MAX_PAYLOAD)
+
+
+def test_bad_checksum_drops_the_connection(loopback):
+    host = _RawHost(loopback)
+    raw = bytearray(pk.encode_packet(pk.Packet(pk.CNXN, 0x01000000, 4096, b"host::\0")))
+    raw[16] ^= 0xFF
+    host.sock.sendall(bytes(raw))
+    with pytest.raises((EOFError, ConnectionResetError)):
+        host.recv()
+
+
+def test_one_write_in_flight_per_stream_until_okay(loopback):
+    host = _RawHost(loopback)
+    host.send(pk.Packet(pk.CNXN, 0x01000001, 4096, b"host::\0"))
+    assert host.recv().command == pk.CNXN
+    host.send(pk.Packet(pk.OPEN, 7, 0, b"shell:head -c 20000 /dev/zero\0"))
+    okay = host.recv()
+    assert (okay.command, okay.arg1) == (pk.OKAY, 7)
+    first = host.recv()
+    assert (first.command, first.arg1, len(first.data)) == (pk.WRTE, 7, 4096)
+    assert host.recv(timeout_s=0.5) is None  # no second WRTE before our OKAY
+    received = len(first.data)
+    while True:
+        host.send(pk.Packet(pk.OKAY, 7, okay.arg0))
+        packet = host.recv()
+        if packet.command == pk.CLSE:
+            break
+        assert packet.command == pk.WRTE and len(packet.data) <= 4096
+        received += len(packet.data)
+    assert received == 20000
+
+
+def test_unknown_service_refused_with_clse(loopback):
+    host = _RawHost(loopback)
+    host.send(pk.Packet(pk.CNXN, 0x01000001, 4096, b"host::\0"))
+    host.recv()
+    host.send(pk.Packet(pk.OPEN, 3, 0, b"reverse:forward:tcp:1;tcp:2\0"))
+    refusal = host.recv()
+    assert (refusal.command, refusal.arg0, refusal.arg1) == (pk.CLSE, 0, 3)
