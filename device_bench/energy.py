@@ -21,7 +21,7 @@ What the device reports is detected, not assumed, and recorded in the result:
   to the sign of the readings while the status says Discharging.
 
 Energy: the excess power over the idle baseline measured right before is integrated over the
-measured window (samples are a step function of time: each holds until the next) and divided
+measured window (each reading stands for the time nearer to it than to its neighbours) and divided
 by the inferences run in it. The spread is the standard error over ~1 s bins of the window.
 A device that is charging still yields a number (the net battery current moves with the load)
 but is flagged: the charger may cover part of the load.
@@ -203,11 +203,15 @@ def _current_scale(values: list[float]) -> tuple[float, str, str]:
 def _time_weighted(
     samples: tuple[PowerSample, ...], values: list[float], start: float, end: float
 ) -> list[tuple[float, float, float]]:
-    """Pieces (t0, t1, value) of the step function of `values` clipped to [start, end]."""
+    """Pieces (t0, t1, value) of `values` as a function of time, clipped to [start, end]."""
+    # Each reading stands for the time nearer to it than to its neighbours (midpoint rule):
+    # an edge between two readings is then off by half the gap on average, in either
+    # direction, instead of always being moved to the later reading.
     pieces = []
+    last = len(samples) - 1
     for i, sample in enumerate(samples):
-        t0 = sample.t_s
-        t1 = samples[i + 1].t_s if i + 1 < len(samples) else sample.t_s
+        t0 = (samples[i - 1].t_s + sample.t_s) / 2 if i > 0 else sample.t_s
+        t1 = (sample.t_s + samples[i + 1].t_s) / 2 if i < last else sample.t_s
         lo, hi = max(t0, start), min(t1, end)
         if hi > lo:
             pieces.append((lo, hi, values[i]))

@@ -1,0 +1,231 @@
+"""benchmark() end to end on the loopback device (direct adb-shell link) and the host.
+
+The loopback device runs `device_bench.testing.fake_benchmark_model` as its benchmark_model
+(the host benchmark with the simulated battery load on while inferring), so energy per
+inference is checked against the battery's ground-truth ledger.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from device_bench import connect
+from device_bench.bench import _check_elf, benchmark
+from device_bench.results import read_jsonl
+from device_bench.testing import BatteryProfile
+from device_bench.testing.fake_benchmark_model import configure, install
+from mobile_opt.errors import BenchmarkError, InputError, ModelFormatError
+
+QUICK = dict(runs=5, warmup_runs=1, min_secs=0.2, warmup_min_secs=0.1)
+# Energy runs need long load windows: the fuel gauge updates at 50 Hz and /proc/uptime
+# has 10 ms steps, so edges cost up to ~20 ms each.
+ENERGY = dict(runs=5, warmup_runs=1, min_secs=2.5, warmup_min_secs=0.5, baseline_s=1.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A real .tflite: a small tf_keras CNN converted by TFLiteConverter."""
+    from mobile_opt import _tf
+
+    tf, keras = _tf.tf(), _tf.keras()
+    inputs = keras.Input((12, 12, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.Dense(3)(keras.layers.Flatten()(x))
+    path = tmp_path_factory.mktemp("model") / "tiny.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, x)).convert())
+    return path
+
+
+@pytest.fixture
+def cache(tmp_path):
+    install(tmp_path / "cache", abi="arm64-v8a")
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def direct(loopback, tmp_path):
+    with connect(f"direct:{loopback.serial}", key_path=tmp_path / "adbkey") as device:
+        yield device
+
+
+def energy_truth(loopback, t0, t1, inferences):
+    return loopback.battery_truth().excess_energy_j(t0, t1) / inferences
+
+
+@pytest.mark.parametrize(
+    "loopback",
+    [{}, {"battery": BatteryProfile(unit="mA", discharge_sign=1)}],
+    indirect=True,
+    ids=["abi-uA-negative", "vendor-mA-positive"],
+)
+def test_direct_link_cpu_measured_delegates_unsupported_energy_matches_truth(
+    loopback, direct, tiny_model, cache, tmp_path
+):
+    jsonl = tmp_path / "results.jsonl"
+    seen = []
+    t0 = time.monotonic()
+    results = benchmark(direct, [tiny_model], backends=("cpu", "gpu", "nnapi"), threads=(1,),
+                        energy=True, cache_dir=cache, results_path=jsonl,
+                        progress=lambda done, total: seen.append((done, total)), **ENERGY)
+    t1 = time.monotonic()
+    cpu, gpu, nnapi = results
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+
+    assert cpu.status == "ok" and cpu.reason is None
+    assert cpu.latency.source == "samples" and cpu.latency.count == len(cpu.samples_us) >= 5
+    assert cpu.latency.p50_us <= cpu.latency.p90_us <= cpu.latency.p99_us <= cpu.latency.max_us
+    assert cpu.device["serial"] == direct.serial and cpu.device["abi"] == "arm64-v8a"
+    assert cpu.measurement.warmup_runs_done >= 1 and cpu.init_ms > 0
+    assert cpu.model_sha256 and cpu.delegation.coverage == "cpu"
+
+    for result, name in ((gpu, "GPU"), (nnapi, "NNAPI")):
+        assert result.status == "unsupported"
+        assert result.reason == f"{name} acceleration is unsupported on this platform."
+        assert result.latency is None and result.samples_us == () and result.energy is None
+
+    energy = cpu.energy
+    assert energy.reason is None, energy.reason
+    truth = energy_truth(loopback, t0, t1, energy.inferences)
+    assert energy.inferences == cpu.measurement.warmup_runs_done + cpu.latency.count
+    assert energy.energy_per_inference_j == pytest.approx(truth, rel=0.02)
+    profile = BatteryProfile() if loopback._battery_profile is None else loopback._battery_profile
+    assert energy.current_unit == profile.unit and energy.discharge_sign == profile.discharge_sign
+    assert energy.baseline_power_w == pytest.approx(profile.idle_power_w, rel=0.01)
+
+    assert read_jsonl(jsonl) == results
+    # Models are cleaned up; the binary stays for next time.
+    assert not list(loopback.device_path("/data/local/tmp/mobile_opt").glob("[0-9a-f]" * 16))
+    assert loopback.device_path("/data/local/tmp/mobile_opt/bin/benchmark_model").is_file()
+
+
+def test_binary_pushed_once_then_reused(loopback, direct, tiny_model, cache):
+    benchmark(direct, [tiny_model], cache_dir=cache, **QUICK)
+    binary = loopback.device_path("/data/local/tmp/mobile_opt/bin/benchmark_model")
+    first = binary.stat().st_mtime_ns
+    time.sleep(0.05)
+    (result,) = benchmark(direct, [tiny_model], threads=(2,), cache_dir=cache, **QUICK)
+    assert result.status == "ok" and result.threads == 2
+    assert binary.stat().st_mtime_ns == first
+    assert result.measurement.binary_sha256 and "--num_threads=2" in result.measurement.command
+
+
+def test_gpu_delegate_that_rejects_the_model(loopback, direct, tiny_model, cache):
+    configure(loopback.root, gpu="reject")
+    cpu, gpu = benchmark(direct, [tiny_model], backends=("cpu", "gpu"), cache_dir=cache, **QUICK)
+    assert cpu.status == "ok"
+    assert gpu.status == "unsupported" and gpu.latency is None
+    assert gpu.reason.startswith("GPU delegate failed to apply")
+    assert "failed to prepare" in gpu.reason
+    assert gpu.delegation.unsupported_ops == (("CUSTOM MobileOptFakeOp", "Operation is not supported."),)
+    assert (gpu.delegation.ops_on_delegate, gpu.delegation.ops_on_cpu) == (0, 7)
+
+
+@pytest.mark.parametrize("loopback", [{"battery": None}], indirect=True)
+def test_battery_absent_energy_unavailable_latency_measured(loopback, direct, tiny_model, cache):
+    (result,) = benchmark(direct, [tiny_model], energy=True, cache_dir=cache, **QUICK)
+    assert result.status == "ok" and result.latency.count >= 5
+    assert result.energy.energy_per_inference_j is None
+    assert "battery not readable" in result.energy.reason
+
+
+def test_device_lost_mid_run_keeps_completed_results(loopback, direct, tiny_model, cache, tmp_path):
+    jsonl = tmp_path / "r.jsonl"
+
+    def progress(done, total):
+        if done == 1:  # the second run has just started: pull the plug during it
+            threading.Timer(1.0, loopback.disconnect_all).start()
+
+    start = time.monotonic()
+    results = benchmark(direct, [tiny_model], threads=(1, 2, 3), cache_dir=cache,
+                        results_path=jsonl, progress=progress, runs=5, min_secs=3.0,
+                        warmup_min_secs=0.1, run_timeout_s=30)
+    assert time.monotonic() - start < 30
+    first, broken, skipped = results
+    assert first.status == "ok" and first.latency is not None
+    assert broken.status == "failed" and direct.serial in broken.reason
+    assert "run 2/3" in broken.reason
+    assert skipped.status == "failed" and skipped.reason.startswith(f"skipped: {direct.serial}")
+    assert "run 2/3" in skipped.reason
+    assert [r.status for r in read_jsonl(jsonl)] == ["ok", "failed", "failed"]
+
+
+def test_run_timeout_fails_that_run_only(loopback, direct, tiny_model, cache):
+    start = time.monotonic()
+    slow, = benchmark(direct, [tiny_model], cache_dir=cache, runs=5, min_secs=30,
+                      warmup_min_secs=0.1, run_timeout_s=2)
+    assert time.monotonic() - start < 20
+    assert slow.status == "failed" and "timed out after 2 s" in slow.reason
+    (again,) = benchmark(direct, [tiny_model], cache_dir=cache, **QUICK)
+    assert again.status == "ok"
+
+
+@pytest.mark.parametrize("loopback", [{"free_space_bytes": 1_000}], indirect=True)
+def test_no_space_for_the_model(loopback, direct, tiny_model, cache):
+    results = benchmark(direct, [tiny_model], threads=(1, 2), cache_dir=cache, **QUICK)
+    assert [r.status for r in results] == ["failed", "failed"]
+    assert all("No space left" in r.reason or "no space left" in r.reason for r in results)
+    assert not list(loopback.device_path("/data/local/tmp/mobile_opt").glob("[0-9a-f]" * 16))
+
+
+def test_binary_missing(loopback, direct, tiny_model, tmp_path):
+    with pytest.raises(BenchmarkError, match=r"no benchmark binary for ABI arm64-v8a at .*empty"):
+        benchmark(direct, [tiny_model], cache_dir=tmp_path / "empty", **QUICK)
+
+
+def test_binary_for_the_wrong_abi(loopback, direct, tiny_model):
+    with pytest.raises(BenchmarkError, match=r"built for x86-64, but the device ABI is arm64-v8a"):
+        benchmark(direct, [tiny_model], benchmark_binary=Path("/bin/true"), **QUICK)
+    assert not loopback.device_path("/data/local/tmp/mobile_opt/bin/benchmark_model").exists()
+
+
+def _elf(tmp_path, machine: int, little: bool = True) -> Path:
+    order = "little" if little else "big"
+    head = b"\x7fELF\x02" + (b"\x01" if little else b"\x02") + b"\x01" + b"\x00" * 9
+    head += (2).to_bytes(2, order) + machine.to_bytes(2, order)
+    path = tmp_path / f"elf-{machine}-{order}"
+    path.write_bytes(head + b"\x00" * 40)
+    return path
+
+
+def test_elf_machine_check(tmp_path):
+    _check_elf(_elf(tmp_path, 183), "arm64-v8a")
+    _check_elf(_elf(tmp_path, 40, little=False), "armeabi-v7a")
+    with pytest.raises(BenchmarkError, match="AArch64, but the device ABI is armeabi-v7a"):
+        _check_elf(_elf(tmp_path, 183), "armeabi-v7a")
+    text = tmp_path / "text"
+    text.write_text("hello")
+    with pytest.raises(BenchmarkError, match="no ELF header"):
+        _check_elf(text, "arm64-v8a")
+
+
+def test_host_backend(tiny_model, tmp_path):
+    with connect("host") as host:
+        cpu, gpu = benchmark(host, [tiny_model], backends=("cpu", "gpu"), energy=True,
+                             baseline_s=0.1, **QUICK)
+    assert cpu.status == "ok" and cpu.device["transport"] == "host"
+    assert cpu.measurement.binary == "python -m device_bench.host_benchmark"
+    assert cpu.energy is not None and cpu.energy.energy_per_inference_j is None
+    assert cpu.energy.reason
+    assert gpu.status == "unsupported" and "GPU" in gpu.reason
+
+
+def test_argument_validation(tiny_model, tmp_path):
+    with connect("host") as host:
+        with pytest.raises(InputError, match="Received: backends=\\('tpu',\\)"):
+            benchmark(host, [tiny_model], backends=("tpu",))
+        with pytest.raises(InputError, match="threads"):
+            benchmark(host, [tiny_model], threads=(0,))
+        with pytest.raises(InputError, match="runs"):
+            benchmark(host, [tiny_model], runs=0)
+        with pytest.raises(InputError, match="not found"):
+            benchmark(host, [tmp_path / "missing.tflite"])
+        with pytest.raises(InputError, match="non-empty list"):
+            benchmark(host, tiny_model)
+        bogus = tmp_path / "bogus.tflite"
+        bogus.write_bytes(b"\x00" * 64)
+        with pytest.raises(ModelFormatError, match="TFL3"):
+            benchmark(host, [bogus])
