@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 from pathlib import Path
@@ -20,7 +19,6 @@ logger = logging.getLogger(__name__)
 
 FEATURES = ("shell_v2", "cmd")  # only what is implemented: no stat_v2/ls_v2/sendrecv_v2
 _RESERVED_PORTS = range(5555, 5586)  # adb servers probe these for emulators
-_UNCOUNTED_DIRS = ("sys", "proc")
 
 
 class LoopbackDevice:
@@ -37,8 +35,9 @@ class LoopbackDevice:
         auth_keys: None (default): no auth (`ro.adb.secure=0`); else the Android-format public
             keys (`adbkey.pub` contents) accepted; any other key stays `unauthorized`.
         battery: the simulated fuel gauge; None: no battery files (default BatteryProfile()).
-        free_space_bytes: bytes that pushes may add to the sandbox; beyond it SEND fails with
-            "No space left on device" (default None: unlimited).
+        free_space_bytes: bytes that files under /data and /storage (/sdcard) may grow by; beyond
+            it SEND fails with "No space left on device", and a generated `df` reports it
+            (default None: unlimited, no `df` of its own).
 
     Raises:
         InputError: a reserved port, an unparsable key, or a root path with shell metacharacters.
@@ -120,7 +119,9 @@ class LoopbackDevice:
         self.port = listener.getsockname()[1]
         self._listener = listener
         self._sandbox.create(self.props)
-        self._usage_baseline = self._sandbox_usage()
+        self._usage_baseline = self._sandbox.usage_bytes()
+        if self._free_space_bytes is not None:
+            self._sandbox.write_df(self._free_space_bytes, self._usage_baseline)
         if self._battery_profile is not None:
             self._battery = BatterySimulator(self.root, self._battery_profile)
             self._battery.start()
@@ -224,22 +225,10 @@ class LoopbackDevice:
         fields = "".join(f"{k}={props[k]};" for k in ("ro.product.name", "ro.product.model", "ro.product.device"))
         return f"device::{fields}features={','.join(FEATURES)}".encode()
 
-    def _sandbox_usage(self) -> int:
-        total = 0
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            if dirpath == str(self.root):
-                dirnames[:] = [d for d in dirnames if d not in _UNCOUNTED_DIRS]
-            for name in filenames:
-                try:
-                    total += os.lstat(os.path.join(dirpath, name)).st_size
-                except OSError:
-                    continue
-        return total
-
     def _space_left(self) -> int | None:
         if self._free_space_bytes is None:
             return None
-        return max(0, self._free_space_bytes - (self._sandbox_usage() - self._usage_baseline))
+        return max(0, self._free_space_bytes - (self._sandbox.usage_bytes() - self._usage_baseline))
 
     def _accept_loop(self) -> None:
         listener = self._listener

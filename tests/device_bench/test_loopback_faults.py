@@ -79,12 +79,18 @@ def test_quota_fails_push_with_no_space_left(loopback, tmp_path):
     big.write_bytes(os.urandom(2 * MB))
     client = _client(loopback)
     try:
+        before = client.shell("df /data/local/tmp", read_timeout_s=10).splitlines()
         client.push(str(small), "/data/local/tmp/small.bin", read_timeout_s=10)  # fits: 2 of 3 MB
+        after = client.shell("df", read_timeout_s=10).splitlines()
         with pytest.raises(PushFailedError, match="No space left on device"):
             client.push(str(big), "/data/local/tmp/big.bin", read_timeout_s=10)  # 4 > 3 MB
     finally:
         client.close()
     assert _leftovers(loopback.device_path("/data/local/tmp")) == ["small.bin"]
+    # The generated df agrees with the quota: 1K blocks total/used/available, /data.
+    assert before[0].split()[:4] == ["Filesystem", "1K-blocks", "Used", "Available"]
+    assert before[1].split()[1:4] + before[1].split()[5:] == ["3072", "0", "3072", "/data"]
+    assert after[1].split()[1:5] == ["3072", "2048", "1024", "66%"]
 
 
 @pytest.mark.parametrize("loopback", [{"free_space_bytes": 1 * MB}], indirect=True)
