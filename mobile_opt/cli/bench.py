@@ -42,10 +42,16 @@ def _energy_text(result) -> str:
 def _render(results, comparisons) -> None:
     from rich.table import Table
 
-    table = Table(title="Benchmark (latency in ms, energy in mJ per inference)")
-    for column in ("model", "device", "backend", "thr", "status", "p50", "p90", "p99",
-                   "mean±std", "init", "delegation", "energy"):
-        table.add_column(column, overflow="fold")
+    # Only the columns that say something for these results (an 80-column terminal is common).
+    show_device = len({str(r.device.get("serial")) for r in results}) > 1
+    show_delegation = any(r.backend != "cpu" for r in results)
+    show_energy = any(r.energy is not None for r in results)
+    table = Table(title="Benchmark (latency in ms" + (", energy in mJ/inference)" if show_energy else ")"))
+    columns = ["model"] + (["device"] if show_device else []) + [
+        "backend", "thr", "status", "p50", "p90", "p99", "mean±std", "init"]
+    columns += (["delegation"] if show_delegation else []) + (["energy"] if show_energy else [])
+    for column in columns:
+        table.add_column(column, overflow="fold", no_wrap=column == "model")
     notes = []
     for r in results:
         lat = r.latency
@@ -60,12 +66,14 @@ def _render(results, comparisons) -> None:
             delegation = r.delegation.coverage
             if r.delegation.kernels:
                 delegation += f" ({r.delegation.kernels} kernels)"
-        table.add_row(
-            Path(r.model_path).name, str(r.device.get("serial")), r.backend, str(r.threads), status,
-            _ms(lat.p50_us if lat else None), _ms(lat.p90_us if lat else None),
-            _ms(lat.p99_us if lat else None), mean,
-            "-" if r.init_ms is None else f"{r.init_ms:.1f}", delegation, _energy_text(r),
-        )
+        cells = [Path(r.model_path).name] + ([str(r.device.get("serial"))] if show_device else [])
+        cells += [
+            r.backend, str(r.threads), status, _ms(lat.p50_us if lat else None),
+            _ms(lat.p90_us if lat else None), _ms(lat.p99_us if lat else None), mean,
+            "-" if r.init_ms is None else f"{r.init_ms:.1f}",
+        ]
+        cells += ([delegation] if show_delegation else []) + ([_energy_text(r)] if show_energy else [])
+        table.add_row(*cells)
         if r.reason:
             notes.append(f"{Path(r.model_path).name} {r.backend}×{r.threads}: {r.reason}")
         if r.energy is not None and r.energy.reason:

@@ -1,0 +1,113 @@
+"""`mobile-opt bench` on this host and over a direct adb link to the loopback device."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from device_bench.results import read_jsonl
+from device_bench.testing import LoopbackDevice
+from device_bench.testing.fake_benchmark_model import install
+from mobile_opt.cli import cli
+
+QUICK = ["--runs", "3", "--min-secs", "0.1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A real .tflite: a small tf_keras CNN converted by TFLiteConverter."""
+    from mobile_opt import _tf
+
+    tf, keras = _tf.tf(), _tf.keras()
+    inputs = keras.Input((12, 12, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.Dense(3)(keras.layers.Flatten()(x))
+    path = tmp_path_factory.mktemp("model") / "tiny.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, x)).convert())
+    return path
+
+
+def bench(*args: str):
+    return CliRunner().invoke(cli, ["bench", *args], catch_exceptions=False)
+
+
+def test_host_by_default_json_out_plot(tiny_model, tmp_path):
+    out, plot = tmp_path / "r.jsonl", tmp_path / "p.png"
+    result = bench(str(tiny_model), "--backends", "cpu,gpu", "--threads", "1,2", *QUICK,
+                   "--out", str(out), "--plot", str(plot), "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["results"]
+    assert [(r["backend"], r["threads"], r["status"]) for r in rows] == [
+        ("cpu", 1, "ok"), ("cpu", 2, "ok"), ("gpu", 1, "unsupported"), ("gpu", 2, "unsupported")]
+    assert all(r["device"]["serial"] == "host" for r in rows)
+    assert len(read_jsonl(out)) == 4
+    assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_host_table_and_compare(tiny_model, tmp_path):
+    old = tmp_path / "old.jsonl"
+    assert bench(str(tiny_model), *QUICK, "--out", str(old), "--json").exit_code == 0
+    result = bench(str(tiny_model), *QUICK, "--compare", str(old))
+    assert result.exit_code == 0, result.output
+    assert "tiny.tflite" in result.output and "ok" in result.output
+    assert "Compared with the old results" in result.output
+
+
+def test_direct_link_to_loopback(tiny_model, tmp_path):
+    cache = tmp_path / "cache"
+    install(cache)
+    with LoopbackDevice(tmp_path / "device") as device:
+        result = bench(str(tiny_model), "--device", f"direct:{device.serial}",
+                       "--backends", "cpu,nnapi", *QUICK, "--cache-dir", str(cache), "--json")
+    assert result.exit_code == 0, result.output
+    cpu, nnapi = json.loads(result.output)["results"]
+    assert cpu["status"] == "ok" and cpu["device"]["transport"] == "direct"
+    assert cpu["device"]["abi"] == "arm64-v8a"
+    assert nnapi["status"] == "unsupported" and "NNAPI" in nnapi["reason"]
+
+
+def test_failed_run_exits_1(tiny_model):
+    result = bench(str(tiny_model), "--runs", "3", "--min-secs", "30", "--run-timeout", "1", "--json")
+    assert result.exit_code == 1
+    (row,) = json.loads(result.output)["results"]
+    assert row["status"] == "failed" and "timed out after 1 s" in row["reason"]
+
+
+def test_missing_binary_is_an_error(tiny_model, tmp_path):
+    with LoopbackDevice(tmp_path / "device") as device:
+        result = bench(str(tiny_model), "--device", f"direct:{device.serial}",
+                       "--cache-dir", str(tmp_path / "empty"))
+    assert result.exit_code == 1
+    assert "no benchmark binary for ABI arm64-v8a" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--backends", "tpu"], "backends"),
+     (["--threads", "one"], "comma-separated ints"),
+     (["--runs", "0"], "--runs"),
+     (["--threads", ","], "at least one")],
+)
+def test_usage_errors_exit_2(tiny_model, args, message):
+    result = bench(str(tiny_model), *args)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_missing_model_and_not_a_model(tmp_path):
+    assert bench(str(tmp_path / "nope.tflite")).exit_code == 2
+    bogus = tmp_path / "bogus.tflite"
+    bogus.write_bytes(b"\x00" * 32)
+    result = bench(str(bogus))
+    assert result.exit_code == 2 and "TFL3" in result.output
+
+
+def test_console_entry_point(tiny_model):
+    proc = subprocess.run([sys.executable, "-m", "mobile_opt.cli", "bench", str(tiny_model),
+                           *QUICK, "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["results"][0]["status"] == "ok"
