@@ -87,6 +87,7 @@ class Stream:
         self._closed = False
         self._close_sent = False
         self._on_close: list[Callable[[], None]] = []
+        self.closed_by: str | None = None  # "device", "host" (CLSE) or "drop" (transport gone)
 
     @property
     def closed(self) -> bool:
@@ -146,7 +147,7 @@ class Stream:
 
     def close(self) -> None:
         """Closes the stream from the device side (sends CLSE once)."""
-        self._finish(send_close=True)
+        self._finish("device")
 
     # Called by the connection's reader thread.
     def _host_okay(self) -> None:
@@ -161,17 +162,19 @@ class Stream:
                 self._cond.notify_all()
 
     def _host_close(self) -> None:
-        self._finish(send_close=True)  # echo: adb-shell waits for it
+        self._finish("host")  # the CLSE echo: adb-shell waits for it
 
     def _dropped(self) -> None:
-        self._finish(send_close=False)
+        self._finish("drop")
 
-    def _finish(self, *, send_close: bool) -> None:
+    def _finish(self, by: str) -> None:
         with self._cond:
             callbacks, self._on_close = self._on_close, []
             was_closed = self._closed
             self._closed = True
-            send = send_close and not self._close_sent
+            if not was_closed:
+                self.closed_by = by
+            send = by != "drop" and not self._close_sent
             self._close_sent = self._close_sent or send
             self._cond.notify_all()
         if send:

@@ -1,8 +1,8 @@
 """Shell services of the loopback device: `shell:` / `exec:` (raw) and `shell,v2,...:`.
 
 Commands run as `/bin/sh -c <command>` in their own process group, with sandbox paths
-rewritten in the command line (see `_sandbox`). When the stream closes while the command
-still runs (host CLSE, dropped connection), the whole process group is killed.
+rewritten in the command line (see `_sandbox`). When the host closes the stream (CLSE) or the
+connection drops, the whole process group is killed, background children included.
 """
 
 from __future__ import annotations
@@ -50,15 +50,17 @@ def run_command(stream: Stream, command: str, *, sandbox: Sandbox, serial: str, 
             stream.write(message)
         return
 
-    def kill_if_running() -> None:
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=5)
+    def kill_group() -> None:
+        # After a normal exit the device closes the stream itself: leave detached children be.
+        if stream.closed_by == "device" and proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=5)
 
-    stream.add_close_callback(kill_if_running)
+    stream.add_close_callback(kill_group)
     threading.Thread(target=_pump_stdin, args=(stream, proc, v2), daemon=True, name="loopback-stdin").start()
 
     # One frame per WRTE, so concurrent stdout/stderr pumps never interleave partial frames.

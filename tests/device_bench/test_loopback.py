@@ -148,9 +148,17 @@ def test_concurrent_connections_and_streams(loopback, adb, adb_connected):
     assert results == {0: "conn0 6", 1: "conn1 6", 2: "conn2 6"}
 
 
-def test_client_close_kills_process_group(loopback, adb, adb_connected):
+@pytest.mark.parametrize(
+    "command",
+    [
+        "echo $$ > /data/local/tmp/pid; sleep 60 & sleep 60",
+        # The shell itself is gone; its background child keeps the stream open.
+        "sleep 60 & echo $$ > /data/local/tmp/pid",
+    ],
+)
+def test_client_close_kills_process_group(loopback, adb, adb_connected, command):
     pidfile = loopback.device_path("/data/local/tmp/pid")
-    client = adb.popen("-s", adb_connected, "shell", "echo $$ > /data/local/tmp/pid; sleep 60 & sleep 60")
+    client = adb.popen("-s", adb_connected, "shell", command)
     pid = int(_wait_for_file(pidfile))
     client.send_signal(signal.SIGKILL)  # the adb server then CLSEs the stream
     client.wait(10)
