@@ -134,7 +134,7 @@ def csr_encode(values: np.ndarray, *, zero=0, index_bits: int = 4) -> CSRStream:
     total = int(per_entry.sum())
     group_start = np.cumsum(per_entry) - per_entry
     j = np.arange(total, dtype=np.int64) - np.repeat(group_start, per_entry) + 1
-    prev = np.repeat(np.concatenate(([-1], nz[:-1])), per_entry)
+    prev = np.repeat(np.concatenate(([-1], nz))[:-1], per_entry)
     is_filler = j <= np.repeat(fillers, per_entry)
     pos = np.where(is_filler, prev + j * step, np.repeat(nz, per_entry))
     stored = np.where(is_filler, zero_full.reshape(-1)[pos], flat[pos]) if total else flat[:0]
@@ -258,7 +258,7 @@ def _add_to_runs(runs: tuple[np.ndarray, np.ndarray], count: int) -> tuple[np.nd
 
 def _filler_positions(is_zero: np.ndarray, gaps: np.ndarray, index_bits: int) -> np.ndarray:
     nz = np.flatnonzero(~is_zero)
-    prev = np.concatenate(([-1], nz[:-1]))
+    prev = np.concatenate(([-1], nz))[:-1]
     fillers = gaps >> index_bits
     j = np.arange(int(fillers.sum())) - np.repeat(np.cumsum(fillers) - fillers, fillers) + 1
     return np.repeat(prev, fillers) + j * (1 << index_bits)

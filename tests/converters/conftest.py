@@ -138,8 +138,9 @@ def build_tflite(tensors: list[dict], operators: list[dict] | None = None,
                  opcodes: list[tuple[int, str | None]] | None = None) -> bytes:
     """Writes a one-subgraph .tflite with the schema's object API.
 
-    tensors: dicts with name, type (schema TensorType int), shape, and optional data (bytes),
-    scale / zero_point / quantized_dimension. operators: dicts with opcode_index, inputs,
+    tensors: dicts with name, type (schema TensorType int), shape, and optional data (bytes)
+    or share_with (index of an earlier tensor whose buffer to reuse), scale / zero_point /
+    quantized_dimension. operators: dicts with opcode_index, inputs,
     outputs. opcodes: (builtin code, custom code or None).
     """
     import flatbuffers
@@ -156,7 +157,9 @@ def build_tflite(tensors: list[dict], operators: list[dict] | None = None,
         t.type = spec["type"]
         t.shape = list(spec["shape"])
         t.buffer = 0
-        if spec.get("data") is not None:
+        if "share_with" in spec:  # read the same buffer as an earlier tensor
+            t.buffer = sub.tensors[spec["share_with"]].buffer
+        elif spec.get("data") is not None:
             buf = s.BufferT()
             buf.data = list(spec["data"])
             model.buffers.append(buf)
