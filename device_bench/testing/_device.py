@@ -188,8 +188,7 @@ class LoopbackDevice:
             raise InputError("This loopback device has no battery. Received: battery=None (or not started)")
         return self._battery.truth()
 
-    # Hooks used by connections.
-    def count_payload(self, n: int) -> bool:
+    def _count_payload(self, n: int) -> bool:
         with self._lock:
             if self._bytes_left is None:
                 return False
@@ -201,10 +200,7 @@ class LoopbackDevice:
         self.disconnect_all()
         return True
 
-    def silent(self) -> bool:
-        return self._silent
-
-    def service(self, name: str) -> Callable[[Stream], None] | None:
+    def _service(self, name: str) -> Callable[[Stream], None] | None:
         if name == "sync:":
             return lambda stream: _sync.serve_sync(stream, sandbox=self._sandbox, space_left=self._space_left)
         service, sep, command = name.partition(":")
@@ -238,8 +234,24 @@ class LoopbackDevice:
             except OSError:
                 return
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            connection = Connection(sock, self._config, self)
+            connection = Connection(sock, self._config, _Hooks(self))
             with self._lock:
                 self._connections = [c for c in self._connections if not c.dropped]
                 self._connections.append(connection)
             connection.start()
+
+
+class _Hooks:
+    """The device as its connections see it (keeps these hooks off the public API)."""
+
+    def __init__(self, device: LoopbackDevice) -> None:
+        self._device = device
+
+    def count_payload(self, n: int) -> bool:
+        return self._device._count_payload(n)
+
+    def silent(self) -> bool:
+        return self._device._silent
+
+    def service(self, name: str) -> Callable[[Stream], None] | None:
+        return self._device._service(name)
