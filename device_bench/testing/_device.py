@@ -26,7 +26,9 @@ class LoopbackDevice:
 
     Real `adb` (`adb connect 127.0.0.1:<port>`) and `adb-shell` (`AdbDeviceTcp`) talk to it.
     Commands run on this host with `/bin/sh`; device paths under `/data`, `/sdcard`,
-    `/storage`, `/sys/class/power_supply`, `/system` and `/proc/loopback` map into `root`.
+    `/storage`, `/sys/class/power_supply`, `/system` and `/proc/loopback` map into `root`:
+    in sync requests, and in shell command lines by textual rewriting. Rewriting does not reach
+    inside script files, so scripts must receive such paths as arguments.
 
     Args:
         root: the sandbox directory that plays the device's "/" (created if missing).
