@@ -40,45 +40,50 @@ def _energy_text(result) -> str:
 
 
 def _render(results, comparisons) -> None:
+    from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     # Only the columns that say something for these results (an 80-column terminal is common).
     show_device = len({str(r.device.get("serial")) for r in results}) > 1
-    show_delegation = any(r.backend != "cpu" for r in results)
+    show_delegation = any(r.backend != "cpu" and r.status == "ok" for r in results)
     show_energy = any(r.energy is not None for r in results)
-    table = Table(title="Benchmark (latency in ms" + (", energy in mJ/inference)" if show_energy else ")"))
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, title="Benchmark (latency in ms" + (", energy in mJ/inference)" if show_energy else ")"))
     columns = ["model"] + (["device"] if show_device else []) + [
-        "backend", "thr", "status", "p50", "p90", "p99", "mean±std", "init"]
+        "backend", "thr", "status", "p50", "p90", "p99", "mean", "std"]
     columns += (["delegation"] if show_delegation else []) + (["energy"] if show_energy else [])
-    for column in columns:
-        table.add_column(column, overflow="fold", no_wrap=column == "model")
+    rows = []
     notes = []
     for r in results:
         lat = r.latency
         status = {"ok": "[green]ok[/]", "unsupported": "[yellow]unsupported[/]"}.get(
             r.status, "[red]failed[/]"
         )
-        mean = "-" if lat is None or lat.mean_us is None else (
-            f"{lat.mean_us / 1000:.3f}±{(lat.std_us or 0) / 1000:.3f}"
-        )
         delegation = "-"
-        if r.delegation is not None and r.delegation.delegate:
+        if r.status == "ok" and r.delegation is not None and r.delegation.delegate:
             delegation = r.delegation.coverage
             if r.delegation.kernels:
                 delegation += f" ({r.delegation.kernels} kernels)"
         cells = [Path(r.model_path).name] + ([str(r.device.get("serial"))] if show_device else [])
         cells += [
             r.backend, str(r.threads), status, _ms(lat.p50_us if lat else None),
-            _ms(lat.p90_us if lat else None), _ms(lat.p99_us if lat else None), mean,
-            "-" if r.init_ms is None else f"{r.init_ms:.1f}",
+            _ms(lat.p90_us if lat else None), _ms(lat.p99_us if lat else None),
+            _ms(lat.mean_us if lat else None), _ms(lat.std_us if lat else None),
         ]
         cells += ([delegation] if show_delegation else []) + ([_energy_text(r)] if show_energy else [])
-        table.add_row(*cells)
+        rows.append(cells)
         if r.reason:
             notes.append(f"{Path(r.model_path).name} {r.backend}×{r.threads}: {r.reason}")
         if r.energy is not None and r.energy.reason:
             notes.append(f"{Path(r.model_path).name} {r.backend}×{r.threads} energy: {r.energy.reason}")
         notes.extend(f"{Path(r.model_path).name} {r.backend}×{r.threads}: {w}" for w in r.warnings)
+    for i, column in enumerate(columns):
+        # Numbers are never folded or cut; only the model name may shrink (with an ellipsis).
+        width = max(len(column), *(len(Text.from_markup(row[i])) for row in rows))
+        table.add_column(column, no_wrap=True, overflow="ellipsis",
+                         min_width=None if column == "model" else width)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     for note in dict.fromkeys(notes):
         console.print(f"  • {note}", highlight=False, soft_wrap=True)
