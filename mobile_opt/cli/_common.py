@@ -12,8 +12,9 @@ from rich.console import Console
 
 from mobile_opt.errors import MobileOptError
 
-console = Console()
-stderr_console = Console(stderr=True)
+# Piped output (CI logs) gets rich's 80-column default otherwise, which truncates tables.
+console = Console(width=None if sys.stdout.isatty() else 160)
+stderr_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def handle_errors(func: Callable) -> Callable:

@@ -41,17 +41,18 @@ def pipeline_table(result) -> Table:
 
 def print_pipeline_result(result) -> None:
     console.print(pipeline_table(result))
+    say = lambda text: console.print(text, soft_wrap=True)  # noqa: E731 - keep sentences greppable
     for s in result.stages:
         for note in s.notes:
-            console.print(f"  stage {s.index} ({s.kind}): {note}")
+            say(f"  stage {s.index} ({s.kind}): {note}")
     if result.tolerance_held is None:
-        console.print(f"Accuracy change: {-result.accuracy_drop_pp:+.2f} pp (no tolerance set).")
+        say(f"Accuracy change: {-result.accuracy_drop_pp:+.2f} pp (no tolerance set).")
     elif result.tolerance_held:
-        console.print(f"[green]Accuracy drop {result.accuracy_drop_pp:.2f} pp is within the "
-                      f"{result.max_accuracy_drop} pp tolerance.[/]")
+        say(f"[green]Accuracy drop {result.accuracy_drop_pp:.2f} pp is within the "
+            f"{result.max_accuracy_drop} pp tolerance.[/]")
     else:
-        console.print(f"[red]Accuracy drop {result.accuracy_drop_pp:.2f} pp EXCEEDS the "
-                      f"{result.max_accuracy_drop} pp tolerance.[/]")
+        say(f"[red]Accuracy drop {result.accuracy_drop_pp:.2f} pp EXCEEDS the "
+            f"{result.max_accuracy_drop} pp tolerance.[/]")
 
 
 @contextlib.contextmanager

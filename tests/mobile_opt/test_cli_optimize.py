@@ -1,0 +1,66 @@
+"""`mobile-opt optimize` end to end, through the installed console script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import converters
+
+
+def _run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "mobile_opt.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def saved_mlp(trained_mlp, tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "mlp.keras"
+    trained_mlp.save(path)
+    return path
+
+
+def test_optimize_with_flags_writes_model_tflite_and_summary(saved_mlp, tmp_path):
+    out = tmp_path / "out" / "mlp_opt.keras"
+    proc = _run("optimize", str(saved_mlp), "--prune", "0.6", "--quantize", "ptq_int8", "--train-samples", "1000",
+                "--val-samples", "500", "--epochs", "1", "-o", str(out), "--tflite", str(tmp_path / "out" / "m.tflite"),
+                "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert [s["kind"] for s in summary["stages"]] == ["prune", "quantize"]
+    assert summary["stages"][0]["sparsity"] >= 0.59
+    assert out.exists() and (tmp_path / "out" / "mlp_opt.keras.json").exists()
+    parsed = converters.load_tflite(tmp_path / "out" / "m.tflite")
+    assert parsed.file_size == summary["tflite_bytes"]
+
+
+def test_optimize_with_recipe_and_table_output(saved_mlp, tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('max_accuracy_drop = 50\n[[stages]]\nkind = "cluster"\nclusters = 8\n')
+    out = tmp_path / "c.keras"
+    proc = _run("optimize", str(saved_mlp), "--recipe", str(recipe), "--train-samples", "500", "--val-samples", "200",
+                "--epochs", "1", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "Compression pipeline" in proc.stdout
+    assert "within the 50 pp tolerance" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["optimize", "absent.keras", "--prune", "0.5", "-o", "o.keras"], "Model file not found"),
+        (["optimize", "{model}", "--prune", "1.5", "-o", "o.keras"], "[0, 1)"),
+        (["optimize", "{model}", "-o", "o.keras"], "Nothing to do"),
+        (["optimize", "{model}", "--recipe", "missing.toml", "-o", "o.keras"], "Recipe file not found"),
+        (["optimze"], "Did you mean 'optimize'"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(saved_mlp, tmp_path, args, message):
+    proc = _run(*[a.replace("{model}", str(saved_mlp)) for a in args], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "o.keras").exists()

@@ -1,0 +1,46 @@
+"""Loading and saving models: formats, bad files, atomic writes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mobile_opt import _tf, zoo
+from mobile_opt.errors import InputError, ModelFormatError
+from mobile_opt.models import load_model, save_model
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_save_load_round_trip(tmp_path, suffix):
+    model = zoo.lenet_300_100()
+    path = save_model(model, tmp_path / f"m{suffix}")
+    loaded = load_model(path)
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert [p.name for p in tmp_path.iterdir()] == [f"m{suffix}"]  # no temp left behind
+
+
+def test_missing_and_non_model_files(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load_model(tmp_path / "absent.keras")
+    junk = tmp_path / "junk.keras"
+    junk.write_bytes(b"this is not a zip archive")
+    with pytest.raises(ModelFormatError, match="Cannot read"):
+        load_model(junk)
+    tflite = tmp_path / "model.tflite"
+    tflite.write_bytes(b"\0" * 16)
+    with pytest.raises(ModelFormatError, match="mobile-opt analyze"):
+        load_model(tflite)
+
+
+def test_failed_save_leaves_nothing(tmp_path):
+    keras = _tf.keras()
+
+    class Unserializable(keras.layers.Layer):
+        def get_config(self):
+            raise RuntimeError("cannot serialize")
+
+    model = keras.Sequential([keras.Input((4,)), Unserializable()])
+    with pytest.raises(Exception):
+        save_model(model, tmp_path / "m.keras")
+    assert list(tmp_path.iterdir()) == []
