@@ -311,6 +311,7 @@ def benchmark(
     benchmark_binary: Path | None = None,
     cache_dir: Path | None = None,
     run_timeout_s: float = 300.0,
+    op_profiling: bool = False,
     results_path: Path | None = None,
     progress: Progress | None = None,
 ) -> list[BenchmarkResult]:
@@ -335,6 +336,8 @@ def benchmark(
         cache_dir: binaries as `<cache_dir>/<abi>/benchmark_model` (default
             `default_cache_dir()`).
         run_timeout_s: seconds one benchmark invocation may take (default 300).
+        op_profiling: ask the tool for per-op timings (`--enable_op_profiling`) and keep the
+            rows it prints (default False; it slows the runs, and the host tool has none).
         results_path: JSON-lines file each result is appended to as it completes.
         progress: called as progress(runs_done, runs_total).
 
@@ -354,6 +357,11 @@ def benchmark(
     backends, threads = tuple(backends), tuple(threads)
     _validate(backends, threads, runs, warmup_runs, baseline_s, cooldown_s, run_timeout_s)
     paths = _validate_models(models)
+    if results_path is not None and not Path(results_path).parent.is_dir():
+        raise InputError(
+            "the directory for results_path does not exist. "
+            f"Received: results_path={str(results_path)!r}"
+        )
 
     info = device.info()
     facts = info.to_dict()
@@ -411,6 +419,7 @@ def benchmark(
                             warmup_min_secs=warmup_min_secs, energy=energy,
                             baseline_s=baseline_s, sample_interval_s=sample_interval_s,
                             battery_dir=battery_dir, run_timeout_s=run_timeout_s,
+                            op_profiling=op_profiling,
                         )
                         if no_energy is not None and result.status == "ok":
                             result = dataclasses.replace(result, energy=no_energy)
@@ -493,6 +502,7 @@ def _run_one(
     sample_interval_s: float,
     battery_dir: str,
     run_timeout_s: float,
+    op_profiling: bool,
 ) -> BenchmarkResult:
     remote_dir, remote_model = remote
     tag = f"{base['backend']}-t{base['threads']}"
@@ -508,6 +518,7 @@ def _run_one(
         f"--warmup_min_secs={warmup_min_secs:g}",
         f"--result_file_path={remote_samples}",
         *_BACKEND_FLAGS[base["backend"]],
+        *(["--enable_op_profiling=true"] if op_profiling else []),
     ]
     timeout_s = run_timeout_s
     if runner is not None:
@@ -561,6 +572,8 @@ def _run_one(
             source="summary",
         )
 
+    if op_profiling and not parsed.op_profile:
+        warnings.append("op profiling was requested but the tool printed no per-op table")
     energy_result = None
     if runner is not None:
         inferences = (parsed.warmup.count if parsed.warmup else 0) + parsed.inference.count
@@ -580,6 +593,7 @@ def _run_one(
         delegation=delegation,
         energy=energy_result,
         measurement=measurement,
+        op_profile=parsed.op_profile,
         warnings=tuple(warnings),
         **base,
     )

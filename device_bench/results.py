@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from device_bench.benchmark_output import OpProfileRow
 from device_bench.energy import EnergyResult
 from mobile_opt.errors import InputError
 
@@ -155,6 +156,7 @@ class BenchmarkResult:
         memory_*: the tool's footprint lines (MB).
         delegation: delegate coverage; energy: the energy block (None when not requested).
         measurement: runs, warm-up, binary, command, timestamps.
+        op_profile: per-op rows when op profiling was asked for and the tool printed them.
         warnings: anything that weakens the number (e.g. charging during energy runs).
     """
 
@@ -177,6 +179,7 @@ class BenchmarkResult:
     delegation: Delegation | None = None
     energy: EnergyResult | None = None
     measurement: Measurement | None = None
+    op_profile: tuple[OpProfileRow, ...] = ()
     warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -198,6 +201,7 @@ class BenchmarkResult:
             data[name] = value.to_dict() if value is not None else None
         data["samples_us"] = list(self.samples_us)
         data["warnings"] = list(self.warnings)
+        data["op_profile"] = [row.to_dict() for row in self.op_profile]
         return _json_safe(data)
 
     @classmethod
@@ -223,6 +227,7 @@ class BenchmarkResult:
             if values.get("measurement") is not None:
                 values["measurement"] = Measurement(**values["measurement"])
             values["samples_us"] = tuple(float(s) for s in values.get("samples_us", ()))
+            values["op_profile"] = tuple(OpProfileRow(**row) for row in values.get("op_profile", ()))
             values["warnings"] = tuple(values.get("warnings", ()))
             return cls(**values)
         except (TypeError, KeyError, ValueError) as exc:

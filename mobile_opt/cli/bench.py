@@ -122,6 +122,8 @@ def _render(results, comparisons) -> None:
               show_default=True, help="Seconds to rest between runs.")
 @click.option("--run-timeout", "run_timeout_s", type=click.FloatRange(min=0.1), default=300.0,
               show_default=True, help="Seconds one benchmark invocation may take.")
+@click.option("--op-profiling", is_flag=True,
+              help="Ask benchmark_model for per-op timings (kept in the JSON results).")
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Append results as JSON lines to this file.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -138,7 +140,7 @@ def _render(results, comparisons) -> None:
               help="adb server port [default: $ANDROID_ADB_SERVER_PORT or 5037].")
 @handle_errors
 def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy, baseline_s,
-          cooldown_s, run_timeout_s, out, plot_path, compare_path, as_json, benchmark_binary,
+          cooldown_s, run_timeout_s, op_profiling, out, plot_path, compare_path, as_json, benchmark_binary,
           cache_dir, adb_port) -> None:
     """Benchmark MODELS (.tflite) on a device: latency percentiles, delegates, energy.
 
@@ -158,7 +160,7 @@ def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy
         backends=backends, threads=threads, runs=runs, warmup_runs=warmup_runs,
         min_secs=min_secs, energy=energy, baseline_s=baseline_s, cooldown_s=cooldown_s,
         benchmark_binary=benchmark_binary, cache_dir=cache_dir, run_timeout_s=run_timeout_s,
-        results_path=out,
+        op_profiling=op_profiling, results_path=out,
     )
     total = len(models) * len(backends) * len(threads) * len(devices)
     results = []

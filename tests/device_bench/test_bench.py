@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -213,6 +214,25 @@ def test_host_backend(tiny_model, tmp_path):
     assert gpu.status == "unsupported" and "GPU" in gpu.reason
 
 
+def test_cooldown_between_runs_and_op_profiling_request(tiny_model):
+    with connect("host") as host:
+        first, second = benchmark(host, [tiny_model], threads=(1, 2), cooldown_s=0.6,
+                                  op_profiling=True, **QUICK)
+    gap = (datetime.fromisoformat(second.measurement.started_at)
+           - datetime.fromisoformat(first.measurement.finished_at)).total_seconds()
+    assert gap >= 0.6
+    assert "--enable_op_profiling=true" in first.measurement.command
+    assert any("no per-op table" in w for w in first.warnings)
+
+
+def test_public_names():
+    import device_bench
+
+    for name in ("benchmark", "BenchmarkResult", "LatencyStats", "compare", "read_jsonl",
+                 "write_jsonl", "EnergyResult", "compute_energy", "plot_latency", "BACKENDS"):
+        assert name in device_bench.__all__ and getattr(device_bench, name) is not None
+
+
 def test_argument_validation(tiny_model, tmp_path):
     with connect("host") as host:
         with pytest.raises(InputError, match="Received: backends=\\('tpu',\\)"):
@@ -223,6 +243,8 @@ def test_argument_validation(tiny_model, tmp_path):
             benchmark(host, [tiny_model], runs=0)
         with pytest.raises(InputError, match="not found"):
             benchmark(host, [tmp_path / "missing.tflite"])
+        with pytest.raises(InputError, match="results_path"):
+            benchmark(host, [tiny_model], results_path=tmp_path / "no" / "r.jsonl")
         with pytest.raises(InputError, match="non-empty list"):
             benchmark(host, tiny_model)
         bogus = tmp_path / "bogus.tflite"

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from device_bench.benchmark_output import OpProfileRow
 from device_bench.energy import EnergyResult
 from device_bench.results import (
     BenchmarkResult,
@@ -45,6 +46,8 @@ def make(samples=(1000.0, 1200.0, 1100.0, 5000.0), *, backend="cpu", threads=1, 
                                 warmup_runs_done=1, binary="bm", binary_sha256=None,
                                 command="bm --graph=x", started_at="2026-01-01T00:00:00.000+00:00",
                                 finished_at="2026-01-01T00:00:01.000+00:00", duration_s=1.0),
+        op_profile=(OpProfileRow("run", "Run Order", "CONV_2D", "conv:0", None, 0.4, 0.39, 66.0,
+                                 66.0, 0.0, 1),),
         warnings=("w",),
     )
 
