@@ -27,9 +27,9 @@ A device that is charging still yields a number (the net battery current moves w
 but is flagged: the charger may cover part of the load.
 
 Example:
-    >>> text = "\\n".join(["mark 0 baseline_start", "0 -100000 4000000", "0.5 -100000 4000000",
-    ...     "mark 1 baseline_end", "mark 1 measured_start", "1 -300000 4000000",
-    ...     "1.5 -300000 4000000", "2 -300000 4000000", "mark 2 measured_end"])
+    >>> text = "\\n".join(["mark 0 baseline_start", "0.25 -100000 4000000", "0.75 -100000 4000000",
+    ...     "mark 1 baseline_end", "mark 1 measured_start", "1.25 -300000 4000000",
+    ...     "1.75 -300000 4000000", "mark 2 measured_end", "2.25 -100000 4000000"])
     >>> log = parse_samples(text)
     >>> round(compute_energy(log, inferences=100).energy_per_inference_j, 6)
     0.008
@@ -306,6 +306,12 @@ def compute_energy(log: PowerLog, inferences: int | None, *, bin_s: float = 1.0)
     measured_s = meas_end - meas_start
     baseline_s = base_end - base_start
     excess_j = sum((t1 - t0) * (p - baseline_w) for t0, t1, p in meas_pieces)
+    covered_s = sum(t1 - t0 for t0, t1, _ in meas_pieces)
+    if measured_s > 0 and covered_s < 0.95 * measured_s:
+        warnings.append(
+            f"power samples cover only {covered_s:.2f} s of the {measured_s:.2f} s measured "
+            "window (the sampler stopped early?); energy is underestimated"
+        )
     per_inference = excess_j / inferences
 
     n_bins = int(measured_s // bin_s)

@@ -113,6 +113,15 @@ def test_slow_sampling_warns():
     assert any("Hz" in w for w in result.warnings)
 
 
+def test_samples_ending_early_are_flagged():
+    text, _ = make_log()
+    lines = text.splitlines()
+    cut = [l for l in lines if l.startswith(("mark", "start")) or (
+        l[0].isdigit() and float(l.split()[0]) < 104.0)]
+    result = compute_energy(parse_samples("\n".join(cut)), inferences=10)
+    assert any("cover only" in w for w in result.warnings)
+
+
 def test_battery_absent():
     log = parse_samples("error no-battery /sys/class/power_supply/battery\n")
     result = compute_energy(log, inferences=10)
