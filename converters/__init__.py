@@ -43,6 +43,10 @@ _EXPORTS: dict[str, str] = {
     "OpTypeSize": "size",
     "SubgraphSize": "size",
     "analyze": "size",
+    "SizeDiff": "diff",
+    "TensorDiff": "diff",
+    "to_markdown": "report",
+    "plot_size": "plot",
 }
 
 __all__ = sorted(_EXPORTS)

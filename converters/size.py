@@ -43,6 +43,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,6 +258,7 @@ def analyze(source: str | Path | bytes | TFLiteModel, *, compress_level: int = 9
         raise InputError(
             f"compress_level must be an integer 0..9 (zlib levels). Received: compress_level={compress_level!r}"
         )
+    started = time.perf_counter()
     model = source if isinstance(source, TFLiteModel) else load_tflite(source)
 
     # Which op types read each buffer; the first reader (subgraph, op order) owns it.
@@ -311,6 +313,8 @@ def analyze(source: str | Path | bytes | TFLiteModel, *, compress_level: int = 9
         )
         for i, sg in enumerate(model.subgraphs)
     )
+    log.debug("analysed %s: %d weight buffers, %d tensors in %.3f s", model.source, len(counted),
+              len(rows), time.perf_counter() - started)
     huffman_or_raw = sum(min(r.raw_bytes, r.huffman_bytes if r.huffman_bytes is not None else r.raw_bytes)
                          for r in counted)
     return SizeReport(
