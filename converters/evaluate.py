@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from mobile_opt._tf import quiet_native_stderr
 from mobile_opt.errors import ConversionError, DataError, InputError
 
 from converters.interpreter import make_interpreter
@@ -161,7 +162,8 @@ def evaluate(
 
 def _allocate(interpreter: Any) -> None:
     try:
-        interpreter.allocate_tensors()
+        with quiet_native_stderr():
+            interpreter.allocate_tensors()
     except RuntimeError as exc:
         raise ConversionError(
             f"LiteRT ({interpreter.runtime_name}) cannot prepare the model: {exc}. "

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from mobile_opt._tf import quiet_native_stderr
 from mobile_opt.errors import ConversionError, DependencyError, InputError
 
 __all__ = ["make_interpreter", "check_runs"]
@@ -119,7 +120,8 @@ def check_runs(model: bytes | str | Path, *, prefer_tensorflow: bool = False) ->
     interpreter = make_interpreter(model, num_threads=1, prefer_tensorflow=prefer_tensorflow)
     name = interpreter.runtime_name
     try:
-        interpreter.allocate_tensors()
+        with quiet_native_stderr():
+            interpreter.allocate_tensors()
         for detail in interpreter.get_input_details():
             interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], dtype=detail["dtype"]))
         interpreter.invoke()

@@ -20,13 +20,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @contextlib.contextmanager
-def _silenced_fd2(enabled: bool):
-    """Hides what TensorFlow's C++ writes to stderr before absl logging is set up.
+def quiet_native_stderr(enabled: bool = True):
+    """Hides what native code (TensorFlow, LiteRT) writes straight to stderr.
 
-    Those lines (oneDNN, missing CUDA drivers) ignore TF_CPP_MIN_LOG_LEVEL, so
-    the only way to spare users from them is to point fd 2 elsewhere while
-    TensorFlow loads. What was written is replayed if loading fails.
+    Those lines (oneDNN, missing CUDA drivers, "Created TensorFlow Lite XNNPACK
+    delegate") ignore TF_CPP_MIN_LOG_LEVEL, so the only way to spare users
+    from them is to point fd 2 elsewhere meanwhile. What was written is
+    replayed if the block raises, so no error text is lost. Disabled when the
+    user sets TF_CPP_MIN_LOG_LEVEL=0.
     """
+    enabled = enabled and os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") != "0"
     if not enabled:
         yield
         return
@@ -56,7 +59,7 @@ def tf():
             os.environ.get("TF_USE_LEGACY_KERAS"),
         )
     quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") != "0"
-    with _silenced_fd2(quiet), warnings.catch_warnings():
+    with quiet_native_stderr(quiet), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import tensorflow as tf_module
 

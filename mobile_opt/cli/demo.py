@@ -1,0 +1,62 @@
+"""`mobile-opt demo`: the built-in end-to-end job (the README's first command)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from mobile_opt.cli._common import console, handle_errors, print_json
+from mobile_opt.cli._pipeline_view import epoch_progress, print_pipeline_result
+
+
+def _size_table(demo) -> Table:
+    table = Table(title="Size (fp32 .tflite → compressed; coded = Huffman/sparse, see size_accounting)",
+                  title_justify="left")
+    for col in ("model", "raw bytes", "gzip bytes", "coded bytes", "vs fp32", "accuracy (LiteRT)"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    base = demo.models[0].raw_bytes
+    for m in demo.models:
+        table.add_row(m.name, f"{m.raw_bytes:,}", f"{m.gzip_bytes:,}", f"{m.coded_bytes:,}",
+                      f"{base / m.coded_bytes:.1f}×", f"{m.accuracy:.4f}")
+    return table
+
+
+def _bench_table(demo) -> Table:
+    table = Table(title="Benchmark", title_justify="left")
+    for col in ("model", "device", "backend", "threads", "status", "p50 ms", "p90 ms", "p99 ms"):
+        table.add_column(col)
+    for b in demo.benchmarks:
+        lat = b.latency
+        fmt = lambda v: "" if v is None else f"{v / 1000:.3f}"  # noqa: E731
+        table.add_row(Path(b.model_path).name, str(b.device.get("serial", "")), b.backend, str(b.threads), b.status,
+                      fmt(lat and lat.p50_us), fmt(lat and lat.p90_us), fmt(lat and lat.p99_us))
+    return table
+
+
+@click.command()
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("mobile-opt-demo"), show_default=True,
+              help="Where to write the models and summary.json.")
+@click.option("--device", default="host", show_default=True,
+              help="Device to benchmark on (serial, 'auto', 'direct:HOST:PORT', 'host'); 'none' skips it.")
+@click.option("--runs", type=int, default=50, show_default=True, help="Benchmark runs per model.")
+@click.option("--quick", is_flag=True, help="Train on 5,000 images for one epoch (smoke test).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@handle_errors
+def demo(out_dir, device, runs, quick, as_json):
+    """Train a small CNN on Fashion-MNIST, compress it (prune → cluster → QAT), convert, analyse, benchmark."""
+    from mobile_opt.demo import run_demo
+
+    with epoch_progress(not as_json) as progress:
+        result = run_demo(out_dir, quick=quick, device=None if device == "none" else device, runs=runs,
+                          progress=progress)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    print_pipeline_result(result.pipeline)
+    console.print(_size_table(result))
+    if result.benchmarks:
+        console.print(_bench_table(result))
+    console.print(f"Compressed model: {result.models[-1].path} — {result.compression_ratio:.1f}× smaller than "
+                  f"fp32 when entropy-coded. Summary: {Path(result.out_dir) / 'summary.json'}", soft_wrap=True)

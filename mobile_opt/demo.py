@@ -1,0 +1,126 @@
+"""The built-in end-to-end job: train → compress → convert → analyse → benchmark.
+
+It is what `mobile-opt demo` runs and what the README's first command shows:
+a small CNN trained on Fashion-MNIST, pruned, clustered and quantization-aware
+trained (PCQAT), converted, its size analysed the Deep Compression way, and
+both the fp32 and the compressed .tflite benchmarked on a device (the host by
+default).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from mobile_opt import _tf, zoo
+from mobile_opt.clustering import cluster
+from mobile_opt.datasets import load_dataset
+from mobile_opt.models import save_model
+from mobile_opt.pipeline import Pipeline, PipelineResult
+from mobile_opt.pruning import prune
+from mobile_opt.quantization import quantize
+
+__all__ = ["DemoResult", "run_demo"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelFigures:
+    """Size (per size_accounting.md) and LiteRT accuracy of one .tflite."""
+
+    name: str
+    path: str
+    raw_bytes: int
+    gzip_bytes: int
+    coded_bytes: int
+    accuracy: float
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """Everything the demo measured; `benchmarks` is empty when benchmarking was skipped."""
+
+    pipeline: PipelineResult
+    models: tuple[ModelFigures, ...]
+    benchmarks: tuple = field(default=())
+    out_dir: str = ""
+
+    @property
+    def compression_ratio(self) -> float:
+        """fp32 .tflite bytes ÷ coded bytes of the compressed model."""
+        return self.models[0].raw_bytes / self.models[-1].coded_bytes
+
+    def to_dict(self) -> dict:
+        return {
+            "pipeline": self.pipeline.to_dict(),
+            "models": [m.to_dict() for m in self.models],
+            "compression_ratio": self.compression_ratio,
+            "benchmarks": [b.to_dict() for b in self.benchmarks],
+            "out_dir": self.out_dir,
+        }
+
+
+def run_demo(
+    out_dir: str | Path = "mobile-opt-demo",
+    *,
+    quick: bool = False,
+    device: str | None = "host",
+    runs: int = 50,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> DemoResult:
+    """Runs the built-in job and writes its models and `summary.json` to `out_dir`.
+
+    Args:
+        out_dir: where to write `baseline.keras`, `fp32.tflite`,
+            `compressed.tflite` and `summary.json` (default "mobile-opt-demo").
+        quick: train on 5,000 images for one epoch instead of 20,000 for three
+            (default False; for smoke tests).
+        device: device serial to benchmark on ("host" default; None skips the
+            benchmark).
+        runs: benchmark runs per model (default 50).
+        progress: `progress(done, total, label)` for the fine-tuning epochs.
+
+    Returns:
+        A `DemoResult`.
+    """
+    import converters
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    train_n, epochs = (5000, 1) if quick else (20000, 3)
+    (x, y), (xv, yv) = load_dataset("fashion-mnist", train_samples=train_n)
+    _tf.keras().utils.set_random_seed(0)
+    model = zoo.small_cnn()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    logger.info("training %s on %d images for %d epochs", model.name, train_n, epochs)
+    model.fit(x, y, epochs=epochs, batch_size=128, verbose=0)
+    save_model(model, out / "baseline.keras")
+
+    pipeline = Pipeline([prune(0.75, schedule="polynomial"), cluster(16), quantize("qat_int8")])
+    result = pipeline.run(model, (x, y), (xv, yv), fine_tune_epochs=1, max_accuracy_drop=1.0, progress=progress)
+
+    fp32 = converters.convert(model)
+    figures = []
+    for name, blob in (("fp32", fp32), ("compressed", result.tflite)):
+        path = out / f"{name}.tflite"
+        path.write_bytes(blob)
+        size = converters.analyze(blob)
+        acc = converters.evaluate(blob, (xv, yv)).accuracy
+        figures.append(ModelFigures(name, str(path), size.raw_bytes, size.gzip_bytes, size.coded_bytes, acc))
+
+    benchmarks: tuple = ()
+    if device is not None:
+        import device_bench
+
+        with device_bench.connect(device) as dev:
+            benchmarks = tuple(device_bench.benchmark(dev, [Path(f.path) for f in figures], runs=runs))
+    demo = DemoResult(result, tuple(figures), benchmarks, str(out))
+    (out / "summary.json").write_text(json.dumps(demo.to_dict(), indent=2, default=str))
+    return demo
