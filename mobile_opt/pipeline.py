@@ -25,9 +25,11 @@ logger = logging.getLogger(__name__)
 
 # A stage kind may only follow the kinds listed here (quantize is always last).
 _MAY_FOLLOW = {
-    "prune": set(),
-    "cluster": {"prune"},
-    "quantize": {"prune", "cluster"},
+    "distill": {"low_rank"},
+    "low_rank": {"distill"},
+    "prune": {"distill", "low_rank"},
+    "cluster": {"distill", "low_rank", "prune"},
+    "quantize": {"distill", "low_rank", "prune", "cluster"},
 }
 
 

@@ -32,15 +32,17 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from mobile_opt.clustering import cluster
+from mobile_opt.distillation import distill
 from mobile_opt.errors import InputError, RecipeError
 from mobile_opt.layer_selection import LayerSelection
+from mobile_opt.lowrank import low_rank
 from mobile_opt.pipeline import Pipeline
 from mobile_opt.pruning import prune
 from mobile_opt.quantization import quantize
 
 __all__ = ["Recipe", "load_recipe"]
 
-_VERBS = {"prune": prune, "cluster": cluster, "quantize": quantize}
+_VERBS = {"distill": distill, "low_rank": low_rank, "prune": prune, "cluster": cluster, "quantize": quantize}
 _RUN_KEYS = ("fine_tune_epochs", "batch_size", "max_accuracy_drop")
 
 

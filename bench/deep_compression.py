@@ -1,0 +1,245 @@
+"""Deep Compression (Han et al., ICLR 2016) on Fashion-MNIST, end to end with mobile-opt.
+
+For LeNet-300-100 and LeNet-5 (`mobile_opt.zoo`), with a fixed seed:
+  1. train on the full Fashion-MNIST training set (55,000 images; the last 5,000 are the
+     validation split every stage measures itself on);
+  2. `Pipeline([prune({layer: sparsity}), cluster({layer: clusters}), quantize(mode)])`:
+     per-layer magnitude pruning like Han et al. (first conv and classifier pruned less),
+     per-layer weight sharing (4-5 bit), int8 (QAT keeps the zeros and shared values: PCQAT);
+  3. size accounting per /work/shared/reference/size_accounting.md with `converters.analyze`:
+     fp32 .tflite bytes of the trained model (`converters.convert`, quantization="none") →
+     coded bytes of the final int8 .tflite (graph and metadata counted as they are, each
+     weight buffer at its smallest of raw / Huffman / CSR + Huffman), ratio = fp32 ÷ coded;
+  4. accuracy of the fp32 .tflite and of the final .tflite on the FULL 10,000-image test set
+     with LiteRT (`converters.evaluate`).
+The stage table gives, after each stage, the accuracy (validation split, Keras for
+prune/cluster, LiteRT for the int8 model), overall sparsity, largest number of distinct values
+in a kernel, and the coded size of the model as it stands (prune and cluster rows: converted
+to fp32 .tflite; quantize row: the final int8 file; code row: coded bytes of the final file).
+
+Goals: ratio >= 50× (LeNet-300-100) and >= 45× (LeNet-5) with a top-1 drop <= 0.5 pp, the
+whole run within 30 minutes on 2 cores.
+
+Usage:
+    python bench/deep_compression.py [--nets lenet_300_100,lenet5] [--out bench/results]
+        [--train-epochs N] [--fine-tune-epochs N]
+Writes bench/results/deep_compression.json and bench/results/deep_compression_<net>.tflite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import converters
+from mobile_opt import _tf
+from mobile_opt.clustering import cluster
+from mobile_opt.datasets import load_fashion_mnist
+from mobile_opt.pipeline import Pipeline
+from mobile_opt.pruning import prune
+from mobile_opt.quantization import quantize
+from mobile_opt.stage import Stage
+from mobile_opt.zoo import lenet5, lenet_300_100
+
+SEED = 0
+VAL = 5000
+GOALS = {"lenet_300_100": 50.0, "lenet5": 45.0}
+MAX_DROP_PP = 0.5
+
+# Per-layer settings in the spirit of Han et al. Table 1/2: the big fully-connected layers
+# are pruned hardest, the first conv and the classifier least.
+RECIPES = {
+    "lenet_300_100": {
+        "build": lenet_300_100,
+        "train_epochs": 10,
+        "fine_tune_epochs": 4,
+        "sparsity": {"fc1": 0.96, "fc2": 0.92, "fc3": 0.75},
+        "clusters": {"fc1": 16, "fc2": 16, "fc3": 32},
+        "quantize": "qat_int8",
+    },
+    "lenet5": {
+        "build": lenet5,
+        "train_epochs": 8,
+        "fine_tune_epochs": 3,
+        "sparsity": {"conv1": 0.4, "conv2": 0.88, "fc1": 0.96, "fc2": 0.8},
+        "clusters": {"conv1": 32, "conv2": 16, "fc1": 16, "fc2": 32},
+        "quantize": "qat_int8",
+    },
+}
+
+
+class _Keep(Stage):
+    """Runs a stage unchanged and keeps its output model, for the per-stage size column."""
+
+    def __init__(self, inner: Stage):
+        self.inner = inner
+        self.kind = inner.kind
+        self.trains = inner.trains
+        self.model = None
+
+    def params(self) -> dict:
+        return self.inner.params()
+
+    def apply(self, model, ctx):
+        out = self.inner.apply(model, ctx)
+        self.model = out.model
+        return out
+
+
+def _coded(tflite: bytes) -> dict:
+    report = converters.analyze(tflite)
+    return {"raw_bytes": report.raw_bytes, "gzip_bytes": report.gzip_bytes, "coded_bytes": report.coded_bytes}
+
+
+def _weight_table(tflite: bytes) -> list[dict]:
+    """Per-weight-tensor rows of the final file (what the paper's per-layer tables show)."""
+    report = converters.analyze(tflite)
+    keys = ("name", "dtype", "shape", "params", "raw_bytes", "zero_fraction", "unique_values",
+            "entropy_bits_per_weight", "huffman_bytes", "sparse_bytes", "sparse_index_bits",
+            "best_encoding", "coded_bytes")
+    rows = [{k: t.to_dict()[k] for k in keys} for t in report.counted_tensors]
+    rows.append({"name": "(graph, metadata, quantization parameters)", "coded_bytes": report.non_weight_bytes,
+                 "raw_bytes": report.non_weight_bytes, "best_encoding": "raw"})
+    return rows
+
+
+def run_network(name: str, data, *, train_epochs: int | None, fine_tune_epochs: int | None,
+                out_dir: Path) -> dict:
+    keras = _tf.keras()
+    recipe = RECIPES[name]
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = data
+    keras.utils.set_random_seed(SEED)
+    started = time.perf_counter()
+    model = recipe["build"]()
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    epochs = train_epochs or recipe["train_epochs"]
+    model.fit(x_train, y_train, epochs=epochs, batch_size=128, verbose=0)
+    train_s = time.perf_counter() - started
+
+    fp32 = converters.convert(model, quantization="none")
+    base_eval = converters.evaluate(fp32, (x_test, y_test))
+    fp32_size = _coded(fp32)
+
+    stages = [
+        _Keep(prune(recipe["sparsity"], schedule="polynomial", learning_rate=1e-3)),
+        _Keep(cluster(recipe["clusters"], learning_rate=1e-4)),
+        _Keep(quantize(recipe["quantize"], learning_rate=1e-4)),
+    ]
+    ft_epochs = fine_tune_epochs or recipe["fine_tune_epochs"]
+    t0 = time.perf_counter()
+    result = Pipeline(stages).run(model, (x_train, y_train), (x_val, y_val),
+                                  fine_tune_epochs=ft_epochs, max_accuracy_drop=MAX_DROP_PP)
+    compress_s = time.perf_counter() - t0
+    final = result.tflite
+    final_eval = converters.evaluate(final, (x_test, y_test))
+    final_size = _coded(final)
+    tflite_path = out_dir / f"deep_compression_{name}.tflite"
+    tflite_path.write_bytes(final)
+
+    table = [{"stage": "baseline (fp32 .tflite)", "accuracy_val": None,
+              "accuracy_test_tflite": base_eval.accuracy, "sparsity": 0.0, "max_unique_values": None,
+              "bytes": fp32_size["raw_bytes"], "bytes_kind": "fp32 .tflite raw",
+              "ratio": 1.0, "seconds": round(train_s, 1)}]
+    for keep, report in zip(stages, result.stages):
+        if keep.kind == "quantize":
+            size, kind = final_size["raw_bytes"], "int8 .tflite raw"
+        else:
+            size, kind = _coded(converters.convert(keep.model, quantization="none"))["coded_bytes"], "fp32 .tflite coded"
+        table.append({
+            "stage": keep.kind, "accuracy_val": report.accuracy, "accuracy_source": report.accuracy_source,
+            "sparsity": report.sparsity, "max_unique_values": report.max_unique_values,
+            "ok": report.ok, "failed_checks": [c.to_dict() for c in report.checks if not c.ok],
+            "bytes": size, "bytes_kind": kind, "ratio": fp32_size["raw_bytes"] / size,
+            "seconds": round(report.seconds, 1), "notes": list(report.notes),
+        })
+    table.append({"stage": "code (Huffman + CSR)", "accuracy_test_tflite": final_eval.accuracy,
+                  "bytes": final_size["coded_bytes"], "bytes_kind": "int8 .tflite coded",
+                  "ratio": fp32_size["raw_bytes"] / final_size["coded_bytes"]})
+    ratio = fp32_size["raw_bytes"] / final_size["coded_bytes"]
+    drop = (base_eval.accuracy - final_eval.accuracy) * 100
+    return {
+        "network": name,
+        "params": int(model.count_params()),
+        "recipe": {k: v for k, v in recipe.items() if k != "build"} | {"train_epochs": epochs, "fine_tune_epochs": ft_epochs},
+        "fp32_tflite_bytes": fp32_size["raw_bytes"],
+        "final_tflite_bytes": final_size["raw_bytes"],
+        "final_gzip_bytes": final_size["gzip_bytes"],
+        "coded_bytes": final_size["coded_bytes"],
+        "ratio": ratio,
+        "baseline_accuracy": base_eval.accuracy,
+        "final_accuracy": final_eval.accuracy,
+        "accuracy_drop_pp": drop,
+        "accuracy_measured_on": f"full test set, {base_eval.n_samples} images, LiteRT ({final_eval.interpreter})",
+        "goal_ratio": GOALS[name],
+        "goal_met": bool(ratio >= GOALS[name] and drop <= MAX_DROP_PP),
+        "pipeline_ok": result.ok,
+        "stages": table,
+        "weights": _weight_table(final),
+        "final_tflite": tflite_path.name,
+        "final_tflite_sha256": hashlib.sha256(final).hexdigest(),
+        "seconds": {"train": round(train_s, 1), "compress": round(compress_s, 1),
+                    "total": round(time.perf_counter() - started, 1)},
+    }
+
+
+def _load():
+    (x, y), (xt, yt) = load_fashion_mnist()
+    x = (x / 255.0).astype(np.float32)
+    xt = (xt / 255.0).astype(np.float32)
+    return (x[:-VAL], y[:-VAL]), (x[-VAL:], y[-VAL:]), (xt, yt)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--nets", default="lenet_300_100,lenet5")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--train-epochs", type=int, default=None)
+    parser.add_argument("--fine-tune-epochs", type=int, default=None)
+    args = parser.parse_args(argv)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = _load()
+    started = time.perf_counter()
+    results = []
+    for name in args.nets.split(","):
+        r = run_network(name, data, train_epochs=args.train_epochs, fine_tune_epochs=args.fine_tune_epochs,
+                        out_dir=out_dir)
+        results.append(r)
+        print(f"{name}: fp32 {r['fp32_tflite_bytes']:,} B -> coded {r['coded_bytes']:,} B "
+              f"(final .tflite {r['final_tflite_bytes']:,} B): {r['ratio']:.1f}x (goal {r['goal_ratio']:.0f}x); "
+              f"top-1 {r['baseline_accuracy']:.4f} -> {r['final_accuracy']:.4f} "
+              f"({r['accuracy_drop_pp']:+.2f} pp drop); goal met: {r['goal_met']}; {r['seconds']['total']:.0f} s")
+        for row in r["stages"]:
+            acc = row.get("accuracy_val") if row.get("accuracy_val") is not None else row.get("accuracy_test_tflite")
+            print(f"   {row['stage']:<24} acc {acc if acc is None else round(acc, 4)!s:<8} "
+                  f"sparsity {row.get('sparsity') if row.get('sparsity') is None else round(row['sparsity'], 4)!s:<8} "
+                  f"{row['bytes']:>10,} B ({row['bytes_kind']}) {row['ratio']:6.1f}x")
+    total_s = time.perf_counter() - started
+    payload = {
+        "benchmark": "deep_compression",
+        "dataset": "Fashion-MNIST (train 55,000 / val 5,000 / test 10,000)",
+        "seed": SEED,
+        "max_accuracy_drop_pp": MAX_DROP_PP,
+        "size_accounting": "fp32 = raw bytes of the float32 .tflite; coded = converters.analyze(...).coded_bytes "
+                           "of the final .tflite; ratio = fp32 / coded",
+        "machine": {"platform": platform.platform(), "python": sys.version.split()[0],
+                    "cpus": os.cpu_count(), "tensorflow": _tf.tf().__version__},
+        "total_seconds": round(total_s, 1),
+        "within_30_minutes": total_s <= 1800,
+        "networks": results,
+    }
+    (out_dir / "deep_compression.json").write_text(json.dumps(payload, indent=2, default=str))
+    print(f"total {total_s:.0f} s; wrote {out_dir / 'deep_compression.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""`mobile-opt auto`: search compression recipes under accuracy/size/latency constraints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mobile_opt.cli._common import console, handle_errors, print_json
+
+
+def _render(result) -> None:
+    from rich.table import Table
+
+    b = result.baseline
+    console.print(f"Baseline fp32 .tflite: accuracy {b['accuracy']:.4f}, {b['raw_bytes']:,} B raw, "
+                  f"{b['coded_bytes']:,} B coded, graph overhead {b['graph_overhead_bytes']:,} B"
+                  + (f", {b['latency_ms']:.3f} ms" if b.get("latency_ms") is not None else ""))
+    table = Table(title=f"Candidates (study {result.study_name})")
+    for column in ("trial", "recipe", "accuracy", "drop pp", "coded B", "ratio", "latency ms", "feasible", "Pareto"):
+        table.add_column(column, justify="left" if column == "recipe" else "right")
+    from mobile_opt._auto_report import _recipe_text
+
+    pareto = set(result.pareto)
+    for c in result.candidates:
+        if c.error is not None:
+            table.add_row(str(c.number), _recipe_text(c.recipe), "-", "-", "-", "-", "-", "[red]failed[/]", "")
+            continue
+        mark = "[green]yes[/]" if c.feasible else "no"
+        if result.chosen is not None and c.number == result.chosen.number:
+            mark = "[bold green]chosen[/]"
+        table.add_row(str(c.number), _recipe_text(c.recipe), f"{c.accuracy:.4f}", f"{c.accuracy_drop_pp:+.2f}",
+                      f"{c.coded_bytes:,}", f"{b['raw_bytes'] / c.coded_bytes:.1f}×",
+                      f"{c.latency_ms:.3f}" if c.latency_ms is not None else "-", mark,
+                      "*" if c.number in pareto else "")
+    console.print(table)
+    style = "green" if result.chosen is not None else "yellow"
+    console.print(f"[{style}]{result.message}[/]", highlight=False)
+    for name, path in result.files.items():
+        console.print(f"  {name}: {path}")
+
+
+@click.command()
+@click.argument("model_path", type=click.Path(path_type=Path))
+@click.option("--data", default="fashion-mnist", show_default=True,
+              help="'fashion-mnist' or an .npz with x_train/y_train/x_val/y_val.")
+@click.option("--train-samples", type=click.IntRange(min=1), help="Use only the first N training samples.")
+@click.option("--val-samples", type=click.IntRange(min=1), help="Use only the first N validation samples.")
+@click.option("--max-accuracy-drop", type=float, default=0.5, show_default=True,
+              help="Tolerated top-1 drop in percentage points.")
+@click.option("--size-budget", help="Largest coded size, e.g. 50KB, 1.5MB, 64KiB or bytes.")
+@click.option("--latency-budget", help="Largest median latency on --device, e.g. 5ms, 800us.")
+@click.option("--device", help="Device to time candidates on: 'host', 'auto', a serial, direct:HOST:PORT.")
+@click.option("--level", type=click.IntRange(1, 3), default=1, show_default=True,
+              help="1-3: more trials and longer fine-tuning.")
+@click.option("--trials", "n_trials", type=click.IntRange(min=1), help="Total trials [by level: 6/16/40].")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), help="Stop starting trials after N seconds.")
+@click.option("--storage", help="Optuna storage URL [sqlite:///OUT/study.db]; postgresql://... for shared studies.")
+@click.option("--study-name", help="Study to create or resume [auto-<model name>].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Output directory: study.db, trials/, chosen.tflite/.keras, report.md, pareto.json/.png.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of tables.")
+@handle_errors
+def auto(model_path, data, train_samples, val_samples, max_accuracy_drop, size_budget, latency_budget,
+         device, level, n_trials, timeout_s, storage, study_name, seed, out_dir, as_json):
+    """Search recipes for MODEL_PATH under constraints; save the chosen model and a report.
+
+    Rerun the same command to resume an interrupted search: finished trials are kept.
+    Exits 1 when no candidate meets the constraints (the closest ones are listed).
+
+    \b
+    Example:
+      mobile-opt auto model.keras --max-accuracy-drop 0.5 --size-budget 50KB --level 2 --out auto-out
+    """
+    import sys
+
+    from mobile_opt.auto import auto_optimize
+    from mobile_opt.datasets import load_dataset
+    from mobile_opt.models import load_model
+
+    model = load_model(model_path)
+    train, val = load_dataset(data, input_shape=model.input_shape[1:], train_samples=train_samples,
+                              val_samples=val_samples)
+    if as_json:
+        progress = None
+    else:
+        from rich.progress import Progress
+
+        bar = Progress(console=console, transient=True)
+        task = bar.add_task("searching", total=None)
+        bar.start()
+
+        def progress(done, total):
+            bar.update(task, completed=done, total=total, description=f"trial {done}/{total}")
+
+    try:
+        result = auto_optimize(model, train, val, max_accuracy_drop=max_accuracy_drop, size_budget=size_budget,
+                               latency_budget=latency_budget, device=device, level=level, storage=storage,
+                               study_name=study_name, n_trials=n_trials, timeout_s=timeout_s, seed=seed,
+                               output_dir=out_dir, progress=progress)
+    finally:
+        if not as_json:
+            bar.stop()
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        _render(result)
+    if result.chosen is None:
+        sys.exit(1)

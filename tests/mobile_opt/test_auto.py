@@ -1,0 +1,223 @@
+"""auto_optimize: constraints, a real search with report files, resume, shared SQLite workers, CLI."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import converters
+from mobile_opt import _tf
+from mobile_opt._search_space import Sensitivity, parse_latency, parse_size
+from mobile_opt.auto import auto_optimize, pareto_front
+from mobile_opt.datasets import load_fashion_mnist
+from mobile_opt.errors import ConstraintError
+
+
+def _tiny_model():
+    keras = _tf.keras()
+    return keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                             keras.layers.Dense(48, activation="relu", name="fc1"),
+                             keras.layers.Dense(10, activation="softmax", name="fc2")], name="tiny")
+
+
+@pytest.fixture(scope="module")
+def data():
+    (x, y), (xt, yt) = load_fashion_mnist()
+    return (x[:1500] / 255.0, y[:1500]), (xt[:400] / 255.0, yt[:400])
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    keras = _tf.keras()
+    keras.utils.set_random_seed(0)
+    model = _tiny_model()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(*data[0], epochs=3, batch_size=64, verbose=0)
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    model.save(path)
+    return model, path
+
+
+@pytest.mark.parametrize("text, expected", [("50KB", 50_000), ("50 kb", 50_000), ("2KiB", 2048),
+                                            ("1.5MB", 1_500_000), (1234, 1234), ("777", 777)])
+def test_parse_size(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [("5ms", 5.0), ("800us", 0.8), ("0.01s", 10.0), (3, 3.0)])
+def test_parse_latency(text, expected):
+    assert parse_latency(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("bad", ["50 parsecs", "-5KB", "0", "KB", "fifty"])
+def test_bad_size_is_a_constraint_error_that_says_what_to_do(bad):
+    with pytest.raises(ConstraintError, match="Received: size_budget"):
+        parse_size(bad)
+
+
+def test_bad_latency_unit():
+    with pytest.raises(ConstraintError, match="'5ms'"):
+        parse_latency("5 fortnights")
+
+
+def test_sensitivity_picks_largest_sparsity_within_threshold():
+    sens = Sensitivity(0.9, {"a": {"0.5": 0.1, "0.9": 0.4, "0.95": 3.0}, "b": {"0.5": 2.0}}, {"a": 10, "b": 10})
+    assert sens.sparsity_for("a", 0.5) == 0.9
+    assert sens.sparsity_for("a", 0.05) == 0.0
+    assert sens.sparsity_for("b", 1.0) == 0.0
+
+
+def test_impossible_constraints_are_refused_before_any_work(data, trained):
+    model, _ = trained
+    with pytest.raises(ConstraintError, match="max_accuracy_drop=-1"):
+        auto_optimize(model, *data, max_accuracy_drop=-1)
+    with pytest.raises(ConstraintError, match="needs a device"):
+        auto_optimize(model, *data, latency_budget="5ms")
+    with pytest.raises(ConstraintError, match="parsecs"):
+        auto_optimize(model, *data, size_budget="50 parsecs")
+    overhead = converters.analyze(converters.convert(model)).non_weight_bytes
+    with pytest.raises(ConstraintError, match="graph overhead"):
+        auto_optimize(model, *data, size_budget=overhead)
+
+
+@pytest.mark.slow
+def test_search_reports_measures_and_resumes_without_redoing(data, trained, tmp_path):
+    model, _ = trained
+    out = tmp_path / "auto"
+    first = auto_optimize(model, *data, max_accuracy_drop=3.0, n_trials=1, output_dir=out, seed=0)
+    assert (out / "study.db").is_file()
+    assert len(first.candidates) == 1 and all(c.error is None for c in first.candidates)
+    for c in first.candidates:
+        # Every reported size is what converters.analyze measures on the saved file.
+        assert converters.analyze(Path(c.tflite_path)).coded_bytes == c.coded_bytes
+        assert c.stages[-1]["kind"] == "quantize" and c.stages[-1]["accuracy_source"] == "tflite"
+        assert converters.evaluate(Path(c.tflite_path), data[1]).accuracy == pytest.approx(c.accuracy)
+    assert first.chosen is not None and first.chosen.feasible
+    assert first.chosen.coded_bytes == min(c.coded_bytes for c in first.feasible)
+    assert set(first.pareto) <= {c.number for c in first.candidates}
+    for name in ("report", "json", "plot", "chosen_tflite", "chosen_keras"):
+        assert Path(first.files[name]).is_file(), name
+    report = Path(first.files["report"]).read_text()
+    assert "## Chosen model" in report and "| 0 | " in report and "Layer sensitivity" in report
+    assert json.loads(Path(first.files["json"]).read_text())["chosen"]["number"] == first.chosen.number
+    assert Path(first.files["chosen_tflite"]).read_bytes() == first.tflite
+
+    stamp = {p.name: p.stat().st_mtime_ns for p in (out / "trials").glob("trial_*")}
+    resumed = auto_optimize(model, *data, max_accuracy_drop=3.0, n_trials=2, output_dir=out, seed=0)
+    assert [c.number for c in resumed.candidates] == [0, 1]
+    # The finished trial was not measured again: same numbers, files untouched.
+    assert resumed.candidates[:1] == first.candidates
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "trials").glob("trial_*") if p.name in stamp} == stamp
+
+    with pytest.raises(ConstraintError, match="different settings"):
+        auto_optimize(model, *data, max_accuracy_drop=1.0, n_trials=2, output_dir=out)
+
+
+@pytest.mark.slow
+def test_no_feasible_candidate_says_so_and_lists_the_closest(data, trained, tmp_path):
+    model, _ = trained
+    overhead = converters.analyze(converters.convert(model)).non_weight_bytes
+    result = auto_optimize(model, *data, size_budget=overhead + 50, n_trials=1, output_dir=tmp_path)
+    assert result.chosen is None and result.model is None
+    assert result.message.startswith("No candidate met the constraints")
+    assert result.closest and "coded_bytes" in result.closest[0].violations
+    assert "does NOT meet the constraints" in Path(result.files["report"]).read_text()
+    assert "chosen_tflite" not in result.files
+
+
+def test_pareto_front_drops_dominated_candidates():
+    from mobile_opt.auto import Candidate
+
+    a = Candidate(0, {}, accuracy_drop_pp=0.1, coded_bytes=100)
+    b = Candidate(1, {}, accuracy_drop_pp=0.5, coded_bytes=50)
+    c = Candidate(2, {}, accuracy_drop_pp=0.6, coded_bytes=120)  # worse than a on both
+    assert [x.number for x in pareto_front([a, b, c], with_latency=False)] == [1, 0]
+
+
+_WORKER = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from mobile_opt.auto import auto_optimize
+    from mobile_opt.datasets import load_fashion_mnist
+    from mobile_opt.models import load_model
+    (x, y), (xt, yt) = load_fashion_mnist()
+    model = load_model(sys.argv[1])
+    auto_optimize(model, (x[:1000] / 255.0, y[:1000]), (xt[:300] / 255.0, yt[:300]), max_accuracy_drop=3.0,
+                  n_trials=3, storage=sys.argv[2], study_name="shared", seed=int(sys.argv[3]))
+""")
+
+
+@pytest.mark.slow
+def test_two_worker_processes_share_one_sqlite_study(trained, tmp_path):
+    optuna = pytest.importorskip("optuna")
+    _, model_path = trained
+    script = tmp_path / "worker.py"
+    script.write_text(_WORKER)
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    workers = [subprocess.Popen([sys.executable, str(script), str(model_path), storage, str(seed)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for seed in (1, 2)]
+    logs = [w.communicate(timeout=500)[0].decode(errors="replace") for w in workers]
+    assert all(w.returncode == 0 for w in workers), logs
+    study = optuna.load_study(study_name="shared", storage=storage)
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert 3 <= len(finished) <= 4  # each worker stops once the study holds 3 (one may overshoot)
+    assert len({t.number for t in finished}) == len(finished)
+    assert len({t.user_attrs["worker"] for t in finished if "worker" in t.user_attrs}) == 2
+    assert all("coded_bytes" in t.user_attrs for t in finished if t.state.name == "COMPLETE")
+
+
+def _write_npz(path, data):
+    (x, y), (xv, yv) = data
+    np.savez(path, x_train=x.astype(np.float32), y_train=y, x_val=xv.astype(np.float32), y_val=yv)
+
+
+@pytest.mark.slow
+def test_cli_auto_json_and_exit_codes(data, trained, tmp_path):
+    from mobile_opt.cli import cli
+
+    _, model_path = trained
+    npz = tmp_path / "d.npz"
+    _write_npz(npz, data)
+    runner = CliRunner()
+    bad = runner.invoke(cli, ["auto", str(model_path), "--data", str(npz), "--size-budget", "50 parsecs",
+                              "--out", str(tmp_path / "o1")])
+    assert bad.exit_code == 2 and "parsecs" in bad.output
+    ok = runner.invoke(cli, ["auto", str(model_path), "--data", str(npz), "--trials", "1",
+                             "--max-accuracy-drop", "5", "--out", str(tmp_path / "o2"), "--json"])
+    assert ok.exit_code == 0, ok.output
+    payload = json.loads(ok.output[ok.output.index("{"):])
+    assert payload["chosen"]["number"] == 0 and Path(payload["files"]["chosen_tflite"]).is_file()
+
+
+@pytest.mark.slow
+def test_latency_is_measured_on_the_device_and_a_vanished_device_keeps_partial_results(
+        data, trained, tmp_path, monkeypatch):
+    from device_bench import connect
+    from device_bench.testing import LoopbackDevice
+    from device_bench.testing.fake_benchmark_model import install
+
+    model, _ = trained
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    install(tmp_path / "cache" / "mobile-opt" / "benchmark_model")
+    with LoopbackDevice(tmp_path / "device") as phone:
+        with connect(f"direct:{phone.serial}", key_path=tmp_path / "adbkey") as device:
+            def progress(done, total):
+                if done == 1:  # the phone is unplugged after the first candidate
+                    phone.stop()
+
+            result = auto_optimize(model, *data, max_accuracy_drop=5.0, latency_budget="2s", device=device,
+                                   n_trials=3, output_dir=tmp_path / "out", progress=progress)
+    assert result.baseline["latency_ms"] > 0
+    done = [c for c in result.candidates if c.error is None]
+    assert len(done) == 1 and done[0].latency_ms > 0 and done[0].feasible
+    assert result.chosen is not None and result.chosen.number == done[0].number
+    assert result.stopped is not None and "device lost" in result.stopped
+    assert "stopped early" in result.message
+    failed = [c for c in result.candidates if c.error is not None]
+    assert len(failed) == 1 and "device lost during trial 1" in failed[0].error
+    assert "Stopped early" in Path(result.files["report"]).read_text()
