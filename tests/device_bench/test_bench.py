@@ -154,6 +154,17 @@ def test_device_lost_mid_run_keeps_completed_results(loopback, direct, tiny_mode
     assert [r.status for r in read_jsonl(jsonl)] == ["ok", "failed", "failed"]
 
 
+def test_benchmark_crash_is_a_failed_run(loopback, direct, tiny_model, tmp_path):
+    crasher = tmp_path / "crasher"
+    crasher.write_text("#!/bin/sh\necho 'INFO: STARTING!'\necho 'INFO: Loaded model x'\nkill -SEGV $$\n")
+    crasher.chmod(0o755)
+    first, second = benchmark(direct, [tiny_model], threads=(1, 2), benchmark_binary=crasher, **QUICK)
+    for result in (first, second):
+        assert result.status == "failed" and result.latency is None
+        assert result.reason.startswith("benchmark exited 139")
+        assert "Loaded model x" in result.reason
+
+
 def test_run_timeout_fails_that_run_only(loopback, direct, tiny_model, cache):
     start = time.monotonic()
     slow, = benchmark(direct, [tiny_model], cache_dir=cache, runs=5, min_secs=30,
