@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from mobile_opt import _tf
-from mobile_opt.errors import InputError, ModelFormatError, UnsupportedModelError
+from mobile_opt.errors import ModelFormatError, UnsupportedModelError
 
 __all__ = ["check_model", "load_model", "save_model"]
 
@@ -72,30 +72,22 @@ def load_model(path: str | Path):
         path: the model file or directory.
 
     Returns:
-        The model (not compiled unless the file holds a compile config).
+        The model, not compiled (TF-MOT wrappers in the file are understood).
 
     Raises:
         InputError: the path does not exist.
         ModelFormatError: it is not a model tf_keras can read.
         UnsupportedModelError: the loaded model cannot be optimized.
     """
+    import converters
+
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"Model file not found. Received: path={str(path)!r}.")
-    keras = _tf.keras()
     if path.is_file() and path.suffix not in (".keras", ".h5", ".hdf5"):
         raise ModelFormatError(
             f"{path} is not a Keras model: expected a .keras or .h5 file or a SavedModel "
             f"directory (a .tflite goes to `mobile-opt analyze`). Received: suffix={path.suffix!r}."
         )
-    try:
-        model = keras.models.load_model(path, compile=True)
-    except Exception as exc:  # tf_keras raises many unrelated types for unreadable files
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        hint = ""
-        if "keras_version" in str(exc) or "Keras 3" in str(exc) or "module" in str(exc):
-            hint = " If it was saved by Keras 3: " + _KERAS3_FIX
-        raise ModelFormatError(f"Cannot read {path} as a tf_keras model: {text}.{hint}") from exc
+    model = converters.load_keras_model(path)
     check_model(model)
     return model
 

@@ -51,7 +51,7 @@ def test_optimize_with_recipe_and_table_output(saved_mlp, tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["optimize", "absent.keras", "--prune", "0.5", "-o", "o.keras"], "Model file not found"),
+        (["optimize", "absent.keras", "--prune", "0.5", "-o", "o.keras"], "No model at this path"),
         (["optimize", "{model}", "--prune", "1.5", "-o", "o.keras"], "[0, 1)"),
         (["optimize", "{model}", "-o", "o.keras"], "Nothing to do"),
         (["optimize", "{model}", "--recipe", "missing.toml", "-o", "o.keras"], "Recipe file not found"),

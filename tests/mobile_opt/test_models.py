@@ -21,11 +21,11 @@ def test_save_load_round_trip(tmp_path, suffix):
 
 
 def test_missing_and_non_model_files(tmp_path):
-    with pytest.raises(InputError, match="not found"):
+    with pytest.raises(InputError, match="No model at this path"):
         load_model(tmp_path / "absent.keras")
     junk = tmp_path / "junk.keras"
     junk.write_bytes(b"this is not a zip archive")
-    with pytest.raises(ModelFormatError, match="Cannot read"):
+    with pytest.raises(ModelFormatError, match="Cannot load"):
         load_model(junk)
     tflite = tmp_path / "model.tflite"
     tflite.write_bytes(b"\0" * 16)
