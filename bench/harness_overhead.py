@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -127,6 +128,8 @@ def main() -> None:
         "ours_median_ms": ours_median,
         "litert_median_ms": litert_median,
         "ratio": ratio,
+        "host_load_average_1m_at_end": os.getloadavg()[0],
+        "host_cpus": os.cpu_count(),
         "ratio_within_3pct": abs(ratio - 1) <= 0.03,
         "loop_overhead_ns_per_iteration": overhead_ns,
         "loop_overhead_fraction": overhead_fraction,
@@ -134,7 +137,9 @@ def main() -> None:
         "host": platform.platform(),
         "python": platform.python_version(),
         "note": "medians of per-repetition medians; tools run as separate processes, "
-                "alternating order; litert reports medians rounded to 0.01 ms",
+                "alternating order; litert reports medians rounded to 0.01 ms. On a busy host "
+                "(see load average) single repetitions swing by 2-3x; only the median of many "
+                "repetitions is meaningful there.",
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
