@@ -116,6 +116,7 @@ def _plot(result, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     measured = [c for c in result.candidates if c.error is None]
     pareto = set(result.pareto)
@@ -123,9 +124,13 @@ def _plot(result, path: Path) -> None:
     for group, style in ((False, dict(color="0.6", marker="o", label="candidate")),
                          (True, dict(color="C0", marker="o", label="Pareto front"))):
         pts = [c for c in measured if (c.number in pareto) == group]
+        if not pts:
+            continue
         ax.scatter([c.coded_bytes / 1000 for c in pts], [c.accuracy_drop_pp for c in pts], **style)
     front = sorted((c for c in measured if c.number in pareto), key=lambda c: c.coded_bytes)
-    ax.plot([c.coded_bytes / 1000 for c in front], [c.accuracy_drop_pp for c in front], color="C0", lw=1)
+    # A step line: between two front points nothing better than the smaller one is known.
+    ax.plot([c.coded_bytes / 1000 for c in front], [c.accuracy_drop_pp for c in front], color="C0", lw=1,
+            drawstyle="steps-post")
     if result.chosen is not None:
         ax.scatter([result.chosen.coded_bytes / 1000], [result.chosen.accuracy_drop_pp], s=160,
                    facecolors="none", edgecolors="C3", linewidths=2, label=f"chosen (trial {result.chosen.number})")
@@ -137,6 +142,9 @@ def _plot(result, path: Path) -> None:
     if result.constraints.get("size_budget"):
         ax.axvline(result.constraints["size_budget"] / 1000, color="C2", ls="--", lw=1, label="size budget")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
+        lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
     ax.set_xlabel("coded size (KB, log)")
     ax.set_ylabel("accuracy drop (pp)")
     ax.set_title(f"auto_optimize: {result.study_name}")

@@ -191,7 +191,7 @@ class _Measurer:
         self.device_lost: str | None = None
 
     def __call__(self, trial):
-        import converters
+        from converters.size import analyze
         from mobile_opt.pipeline import Pipeline
 
         stages, recipe = space.suggest_stages(trial, self.sensitivity, self.model,
@@ -211,7 +211,7 @@ class _Measurer:
             result = Pipeline(stages).run(self.model, self.train, self.val, fine_tune_epochs=self.epochs)
             tflite = result.tflite
             accuracy = result.final_accuracy
-            size = converters.analyze(tflite)
+            size = analyze(tflite)
             record = {
                 "recipe": recipe,
                 "stages": [_stage_summary(s) for s in result.stages],
@@ -479,8 +479,12 @@ def auto_optimize(
     if timeout_s is not None and not timeout_s > 0:
         raise InputError(f"timeout_s must be > 0 seconds. Received: timeout_s={timeout_s!r}.")
     check_model(model)
+    from mobile_opt.data import prepare_data
+
     train = _check_arrays(train, "train data")
     val = _check_arrays(val, "validation data")
+    for name, arrays in (("train data", train), ("validation data", val)):
+        prepare_data(arrays, model, batch_size=256, shuffle=False, name=name)  # shapes fit the model
     out_dir = Path(output_dir) if output_dir is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -489,10 +493,14 @@ def auto_optimize(
     study_name = study_name or f"auto-{model.name}"
     total_trials = n_trials or _TRIALS[level]
 
-    import converters
+    # Functions are imported from their submodules: `converters.convert` names both a function
+    # and a submodule, and the package attribute becomes the module once it is imported.
+    from converters.convert import convert
+    from converters.evaluate import evaluate
+    from converters.size import analyze
 
-    fp32 = converters.convert(model, quantization="none")
-    base_size = converters.analyze(fp32)
+    fp32 = convert(model, quantization="none")
+    base_size = analyze(fp32)
     overhead = int(base_size.non_weight_bytes)
     if size is not None and size <= overhead:
         raise ConstraintError(
@@ -501,7 +509,7 @@ def auto_optimize(
             f"{overhead:,} B (e.g. --size-budget {math.ceil(overhead * 1.5 / 1000)}KB) or use a smaller "
             f"architecture. Received: size_budget={size_budget!r}."
         )
-    base_eval = converters.evaluate(fp32, val)
+    base_eval = evaluate(fp32, val)
     dev, opened = _open_device(device)
     try:
         baseline = {

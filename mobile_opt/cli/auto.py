@@ -34,6 +34,11 @@ def _render(result) -> None:
                       f"{c.latency_ms:.3f}" if c.latency_ms is not None else "-", mark,
                       "*" if c.number in pareto else "")
     console.print(table)
+    for c in result.closest:
+        over = ", ".join(f"{k} over by {v:,}" if isinstance(v, int) else
+                         f"{k} over by {v:,.2f}" if v is not None else f"{k} not measured"
+                         for k, v in c.violations.items())
+        console.print(f"  closest: trial {c.number} ({_recipe_text(c.recipe)}): {over}", highlight=False)
     style = "green" if result.chosen is not None else "yellow"
     console.print(f"[{style}]{result.message}[/]", highlight=False)
     for name, path in result.files.items():

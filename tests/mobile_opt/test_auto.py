@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import converters
+from converters.convert import convert
+from converters.evaluate import evaluate
+from converters.size import analyze
 from mobile_opt import _tf
 from mobile_opt._search_space import Sensitivity, parse_latency, parse_size
 from mobile_opt.auto import auto_optimize, pareto_front
 from mobile_opt.datasets import load_fashion_mnist
-from mobile_opt.errors import ConstraintError
+from mobile_opt.errors import ConstraintError, DataError
 
 
 def _tiny_model():
@@ -80,9 +82,11 @@ def test_impossible_constraints_are_refused_before_any_work(data, trained):
         auto_optimize(model, *data, latency_budget="5ms")
     with pytest.raises(ConstraintError, match="parsecs"):
         auto_optimize(model, *data, size_budget="50 parsecs")
-    overhead = converters.analyze(converters.convert(model)).non_weight_bytes
+    overhead = analyze(convert(model)).non_weight_bytes
     with pytest.raises(ConstraintError, match="graph overhead"):
         auto_optimize(model, *data, size_budget=overhead)
+    with pytest.raises(DataError, match="do not fit"):
+        auto_optimize(model, (data[0][0].reshape(-1, 784), data[0][1]), data[1])
 
 
 @pytest.mark.slow
@@ -94,9 +98,9 @@ def test_search_reports_measures_and_resumes_without_redoing(data, trained, tmp_
     assert len(first.candidates) == 1 and all(c.error is None for c in first.candidates)
     for c in first.candidates:
         # Every reported size is what converters.analyze measures on the saved file.
-        assert converters.analyze(Path(c.tflite_path)).coded_bytes == c.coded_bytes
+        assert analyze(Path(c.tflite_path)).coded_bytes == c.coded_bytes
         assert c.stages[-1]["kind"] == "quantize" and c.stages[-1]["accuracy_source"] == "tflite"
-        assert converters.evaluate(Path(c.tflite_path), data[1]).accuracy == pytest.approx(c.accuracy)
+        assert evaluate(Path(c.tflite_path), data[1]).accuracy == pytest.approx(c.accuracy)
     assert first.chosen is not None and first.chosen.feasible
     assert first.chosen.coded_bytes == min(c.coded_bytes for c in first.feasible)
     assert set(first.pareto) <= {c.number for c in first.candidates}
@@ -121,7 +125,7 @@ def test_search_reports_measures_and_resumes_without_redoing(data, trained, tmp_
 @pytest.mark.slow
 def test_no_feasible_candidate_says_so_and_lists_the_closest(data, trained, tmp_path):
     model, _ = trained
-    overhead = converters.analyze(converters.convert(model)).non_weight_bytes
+    overhead = analyze(convert(model)).non_weight_bytes
     result = auto_optimize(model, *data, size_budget=overhead + 50, n_trials=1, output_dir=tmp_path)
     assert result.chosen is None and result.model is None
     assert result.message.startswith("No candidate met the constraints")
