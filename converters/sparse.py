@@ -228,7 +228,7 @@ def sparse_size(values: np.ndarray, *, symbol_bits: int, zero=0,
             runs = _add_to_runs(nonzero_runs, n_fill) if n_fill else nonzero_runs
             value_size = huffman.huffman_size_from_counts(value_counts, symbol_bits=symbol_bits, runs=runs)
         else:
-            filler_pos = _filler_positions(is_zero, gaps, b)
+            filler_pos = _filler_positions(is_zero, gaps, b) if gaps is not None else np.zeros(0, np.int64)
             filler_keys = huffman._keys(zero_full.reshape(-1)[filler_pos])
             _, value_counts = huffman._unique_counts(np.concatenate((nonzero_keys, filler_keys)))
             value_size = huffman.huffman_size_from_counts(value_counts, symbol_bits=symbol_bits)

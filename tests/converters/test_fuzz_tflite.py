@@ -19,7 +19,7 @@ from converters.tflite_model import load_tflite
 from mobile_opt.errors import ModelFormatError
 
 TIME_BOUND_S = 5.0
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=100, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
@@ -37,9 +37,10 @@ def _parse_or_format_error(data: bytes) -> None:
     assert time.monotonic() - start < TIME_BOUND_S
 
 
-@pytest.fixture(scope="module")
-def real(fp32_path) -> bytes:
-    return fp32_path.read_bytes()
+@pytest.fixture(scope="module", params=["fp32_path", "int8_path"])
+def real(request) -> bytes:
+    # int8 adds quantization parameters (per-channel zero points) to what mutations reach.
+    return request.getfixturevalue(request.param).read_bytes()
 
 
 @FUZZ

@@ -89,6 +89,14 @@ def test_per_channel_zero_points():
         assert size.value_bits == huffman.huffman_size(s.values, symbol_bits=8).payload_bits
 
 
+def test_per_channel_zero_points_without_any_zero():
+    zp = np.array([[1], [2]], dtype=np.int8)
+    x = np.full((2, 30), 9, dtype=np.int8)
+    size = sparse.sparse_size(x, zero=zp, symbol_bits=8)
+    assert size.num_entries == 60 and size.num_fillers == 0
+    np.testing.assert_array_equal(sparse.csr_decode(sparse.csr_encode(x, zero=zp)), x)
+
+
 def test_negative_zero_counts_as_zero():
     x = np.array([-0.0, 0.0, 1.0, -0.0, 2.0], dtype=np.float32)
     s = sparse.csr_encode(x, index_bits=2)
