@@ -121,3 +121,13 @@ def test_large_float_tensor_against_heap():
     size = huffman.huffman_size(values, symbol_bits=32)
     assert size.payload_bits == _heap_cost(counts)
     assert size.payload_bits <= (size.entropy_bits_per_symbol + 1) * values.size
+
+
+def test_docstring_examples():
+    import doctest
+
+    from converters import sparse
+
+    for module in (huffman, sparse):
+        result = doctest.testmod(module)
+        assert result.failed == 0 and result.attempted > 0
