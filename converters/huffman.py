@@ -29,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
 
