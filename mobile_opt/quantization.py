@@ -128,7 +128,8 @@ class QuantizeStage(Stage):
                               label=f"QAT ({scheme})")
         else:
             out_model = model
-        representative = ctx.train.features(self.representative_samples)
+        # A QAT model carries its own ranges; calibration data is for post-training int8 only.
+        representative = ctx.train.features(self.representative_samples) if self.mode == "ptq_int8" else None
         tflite = converters.convert(
             out_model,
             quantization=_CONVERTER_MODE[self.mode],
