@@ -18,6 +18,7 @@ missing=()
 if [ "$with_tests" = 1 ]; then
   command -v adb >/dev/null 2>&1 || missing+=(adb)
   command -v mksh >/dev/null 2>&1 || missing+=(mksh)
+  command -v busybox >/dev/null 2>&1 || missing+=(busybox)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${missing[*]}"
