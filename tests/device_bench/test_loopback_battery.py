@@ -31,12 +31,20 @@ def _read(device: LoopbackDevice, name: str) -> str:
     return device.device_path(f"{BATTERY}/{name}").read_text().strip()
 
 
-def _wait_current(device: LoopbackDevice, expected: str, timeout_s: float = 3.0) -> None:
+def _wait_current(device: LoopbackDevice, expected: str, timeout_s: float = 5.0) -> None:
     deadline = time.monotonic() + timeout_s
     while _read(device, "current_now") != expected:
         if time.monotonic() > deadline:
             raise AssertionError(f"current_now stayed {_read(device, 'current_now')!r}, expected {expected!r}")
         time.sleep(0.01)
+
+
+def _await_current(value: str) -> str:
+    """Device sh: wait (at most 5 s) for current_now to read `value`, then print what it reads."""
+    return (
+        f"n=0; while [ \"$(cat {BATTERY}/current_now)\" != {value} ] && [ $n -lt 100 ]; "
+        f"do sleep 0.05; n=$((n+1)); done; cat {BATTERY}/current_now"
+    )
 
 
 def test_default_files_follow_the_profile_through_device_paths(loopback):
@@ -71,8 +79,8 @@ def test_load_file_of_a_device_shell_toggles_current(loopback):
     # A device script marks load with its own pid, reads the gauge, then unmarks it.
     out = _shell(
         loopback,
-        "touch /proc/loopback/load/$$; sleep 0.2; cat /sys/class/power_supply/battery/current_now; "
-        "rm /proc/loopback/load/$$; sleep 0.2; cat /sys/class/power_supply/battery/current_now",
+        f"touch /proc/loopback/load/$$; {_await_current('-600000')}; "
+        f"rm /proc/loopback/load/$$; {_await_current('-150000')}",
     )
     assert out.split() == ["-600000", "-150000"]
 
@@ -83,11 +91,13 @@ def test_battery_load_context_manager_in_a_device_process(loopback):
         "import sys, time\n"
         "from device_bench.testing import battery_load\n"
         "with battery_load():\n"
-        "    time.sleep(0.3)\n"
+        "    deadline = time.monotonic() + 5\n"
+        "    while open(sys.argv[1]).read().strip() != '-600000' and time.monotonic() < deadline:\n"
+        "        time.sleep(0.02)\n"
         "    print(open(sys.argv[1]).read().strip())\n"
     )
     current = f"{BATTERY}/current_now"
-    out = _shell(loopback, f"{shlex.quote(sys.executable)} -c {shlex.quote(code)} {current}; sleep 0.2; cat {current}")
+    out = _shell(loopback, f"{shlex.quote(sys.executable)} -c {shlex.quote(code)} {current}; {_await_current('-150000')}")
     assert out.split() == ["-600000", "-150000"]
     assert os.listdir(loopback.device_path("/proc/loopback/load")) == []
 
@@ -126,18 +136,19 @@ def test_truth_ledger_integrates_a_known_on_time(tmp_path, update_hz):
         time.sleep(0.2)
         t1 = time.monotonic()
         truth = device.battery_truth()
-    tick = 1.0 / update_hz
+    # Each edge is seen at the gauge's next update: at most one tick late, plus scheduling
+    # delay (generous: the suite shares two cores with other work).
+    late = 1.0 / update_hz + 0.15
     (on, off) = truth.transitions
     assert (on.load, off.load) == (True, False)
-    # Each edge is seen at the gauge's next update: at most one tick (plus scheduling) late.
-    assert t_on <= on.t_monotonic <= t_on + tick + 0.05
-    assert t_off <= off.t_monotonic <= t_off + tick + 0.05
+    assert t_on <= on.t_monotonic <= t_on + late
+    assert t_off <= off.t_monotonic <= t_off + late
     assert abs(on.t_wall - off.t_wall - (on.t_monotonic - off.t_monotonic)) < 0.01
     excess_w = (600_000e-6 - 150_000e-6) * 3.9
     assert truth.idle_power_w == pytest.approx(0.15 * 3.9)
     assert truth.load_power_w == pytest.approx(0.6 * 3.9)
     assert truth.excess_energy_j(t0, t1) == pytest.approx(excess_w * (off.t_monotonic - on.t_monotonic))
-    assert truth.excess_energy_j(t0, t1) == pytest.approx(excess_w * 1.0, abs=excess_w * (tick + 0.05))
+    assert truth.excess_energy_j(t0, t1) == pytest.approx(excess_w * (t_off - t_on), abs=excess_w * late)
     # Clipping: only the part of the load inside the window counts.
     mid = on.t_monotonic + 0.25
     assert truth.excess_energy_j(mid, t1) == pytest.approx(excess_w * (off.t_monotonic - mid))

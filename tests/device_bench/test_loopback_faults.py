@@ -23,9 +23,11 @@ def _client(device: LoopbackDevice, timeout_s: float = 10) -> AdbDeviceTcp:
     return client
 
 
-def _leftovers(directory) -> list[str]:
-    """Files in `directory` once the device had time to clean up after a dropped stream."""
-    time.sleep(0.3)
+def _leftovers(directory, timeout_s: float = 5.0) -> list[str]:
+    """Files in `directory` once the device cleaned up its temp files (or `timeout_s` passed)."""
+    deadline = time.monotonic() + timeout_s
+    while any(PARTIAL_MARK in p.name for p in directory.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     return sorted(p.name for p in directory.iterdir())
 
 
