@@ -27,19 +27,6 @@ QUICK = dict(runs=5, warmup_runs=1, min_secs=0.2, warmup_min_secs=0.1)
 ENERGY = dict(runs=5, warmup_runs=1, min_secs=2.5, warmup_min_secs=0.5, baseline_s=1.0)
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A real .tflite: a small tf_keras CNN converted by TFLiteConverter."""
-    from mobile_opt import _tf
-
-    tf, keras = _tf.tf(), _tf.keras()
-    inputs = keras.Input((12, 12, 1))
-    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
-    x = keras.layers.Dense(3)(keras.layers.Flatten()(x))
-    path = tmp_path_factory.mktemp("model") / "tiny.tflite"
-    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, x)).convert())
-    return path
-
 
 @pytest.fixture
 def cache(tmp_path):
