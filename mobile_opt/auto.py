@@ -162,6 +162,25 @@ def _optuna():
 _NATIVE_CONSTRAINTS = False
 
 
+def _converters(*names: str):
+    """The named public functions of `converters`.
+
+    `converters.convert` and `converters.evaluate` share their submodule's name: once such a
+    submodule is imported directly, the package attribute is the module, not the function.
+    Going through the package first (its lazy export binds the function) avoids causing that,
+    and unwrapping a module attribute survives it when someone else caused it.
+    """
+    import types
+
+    import converters
+
+    out = []
+    for name in names:
+        value = getattr(converters, name)
+        out.append(getattr(value, name) if isinstance(value, types.ModuleType) else value)
+    return tuple(out)
+
+
 def _check_arrays(data, name: str):
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise DataError(f"{name} must be an (x, y) tuple of arrays. Received: {type(data).__name__}.")
@@ -191,8 +210,9 @@ class _Measurer:
         self.device_lost: str | None = None
 
     def __call__(self, trial):
-        from converters.size import analyze
         from mobile_opt.pipeline import Pipeline
+
+        (analyze,) = _converters("analyze")
 
         stages, recipe = space.suggest_stages(trial, self.sensitivity, self.model,
                                               cluster_layers=self.cluster_layers)
@@ -493,11 +513,7 @@ def auto_optimize(
     study_name = study_name or f"auto-{model.name}"
     total_trials = n_trials or _TRIALS[level]
 
-    # Functions are imported from their submodules: `converters.convert` names both a function
-    # and a submodule, and the package attribute becomes the module once it is imported.
-    from converters.convert import convert
-    from converters.evaluate import evaluate
-    from converters.size import analyze
+    convert, evaluate, analyze = _converters("convert", "evaluate", "analyze")
 
     fp32 = convert(model, quantization="none")
     base_size = analyze(fp32)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from converters.convert import convert
-from converters.evaluate import evaluate
-from converters.size import analyze
+from mobile_opt.auto import _converters
+
+convert, evaluate, analyze = _converters("convert", "evaluate", "analyze")
 from mobile_opt import _tf
 from mobile_opt._search_space import Sensitivity, parse_latency, parse_size
 from mobile_opt.auto import auto_optimize, pareto_front
@@ -147,10 +147,10 @@ _WORKER = textwrap.dedent("""
     import sys
     import numpy as np
     from mobile_opt.auto import auto_optimize
+    from mobile_opt import _tf
     from mobile_opt.datasets import load_fashion_mnist
-    from mobile_opt.models import load_model
     (x, y), (xt, yt) = load_fashion_mnist()
-    model = load_model(sys.argv[1])
+    model = _tf.keras().models.load_model(sys.argv[1])
     auto_optimize(model, (x[:1000] / 255.0, y[:1000]), (xt[:300] / 255.0, yt[:300]), max_accuracy_drop=3.0,
                   n_trials=3, storage=sys.argv[2], study_name="shared", seed=int(sys.argv[3]))
 """)
