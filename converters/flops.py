@@ -155,7 +155,7 @@ def count_flops(model: Any) -> FlopsReport:
             raise InputError(f"No model at this path. Received: model={str(model)!r}")
         if path.is_file() and path.suffix.lower() not in (".keras", ".h5", ".hdf5"):
             return _count_tflite(load_tflite(path))
-        from converters.convert import load_keras_model
+        from converters.conversion import load_keras_model
 
         return _count_keras(load_keras_model(path))
     from mobile_opt import _tf

@@ -10,7 +10,7 @@ Example:
 
 from __future__ import annotations
 
-from converters.diff import SizeDiff
+from converters.size_diff import SizeDiff
 from converters.size import SizeReport
 
 __all__ = [

@@ -278,7 +278,10 @@ def analyze(source: str | Path | bytes | TFLiteModel, *, compress_level: int = 9
     rows: list[TensorSize] = []
     for done, (s, tensor) in enumerate(constants, start=1):
         shared = tensor.buffer_index in done_buffers
-        figures = done_buffers.get(tensor.buffer_index) or _analyze_tensor(tensor)
+        try:
+            figures = done_buffers.get(tensor.buffer_index) or _analyze_tensor(tensor)
+        except ModelFormatError as exc:  # name the file, as the parser's own errors do
+            raise ModelFormatError(f"{model.source}: {exc}") from exc
         done_buffers.setdefault(tensor.buffer_index, figures)
         users = tuple(readers.get(tensor.buffer_index, ()))
         rows.append(TensorSize(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Callable
 
 
 def lazy_exports(package: str, exports: dict[str, str]) -> Callable[[str], object]:
     """Returns a module `__getattr__` that imports `exports[name]` (a submodule) on first use.
+
+    A submodule must not share the name of a function it exports: importing the
+    submodule binds its name on the package, hiding the lazy function.
 
     Example:
         __getattr__ = lazy_exports(__name__, {"Pipeline": "pipeline"})
@@ -18,10 +20,6 @@ def lazy_exports(package: str, exports: dict[str, str]) -> Callable[[str], objec
         submodule = exports.get(name)
         if submodule is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f"{package}.{submodule}"), name)
-        # Importing a submodule binds its name on the package; when a function shares
-        # that name (converters.convert), rebind it so the function wins.
-        setattr(sys.modules[package], name, value)
-        return value
+        return getattr(importlib.import_module(f"{package}.{submodule}"), name)
 
     return __getattr__

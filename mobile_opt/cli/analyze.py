@@ -62,7 +62,7 @@ def analyze(model: str, other: str | None, as_json: bool, as_markdown: bool,
     result = _analyze_with_progress(model, quiet)
     shown = result
     if other is not None:
-        from converters.diff import diff
+        from converters.size_diff import diff
 
         shown = diff(result, _analyze_with_progress(other, quiet))
     if plot_path is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from converters.diff import diff
+from converters.size_diff import diff
 from converters.report import (diff_summary_rows, diff_tensor_rows, op_type_rows, summary_rows,
                                tensor_rows, to_markdown)
 from converters.size import analyze

@@ -1,4 +1,4 @@
-"""converters.evaluate: LiteRT accuracy on real Fashion-MNIST, checked against hand-run loops."""
+"""converters.evaluation (evaluate): LiteRT accuracy on real Fashion-MNIST, checked against hand-run loops."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from mobile_opt import _tf
 from mobile_opt.errors import ConversionError, DataError, InputError
 
-from converters.evaluate import EvaluationResult, evaluate
+from converters.evaluation import EvaluationResult, evaluate
 
 tf = _tf.tf()
 keras = _tf.keras()

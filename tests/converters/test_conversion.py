@@ -1,4 +1,4 @@
-"""converters.convert: real tf_keras models through the real TFLite converter and LiteRT."""
+"""converters.conversion (convert): real tf_keras models through the real TFLite converter and LiteRT."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from mobile_opt import _tf
 from mobile_opt.errors import ConversionError, DataError, InputError, ModelFormatError, UnsupportedModelError
 
-from converters.convert import convert, convert_to_file, is_qat_model
-from converters.evaluate import evaluate
+from converters.conversion import convert, convert_to_file, is_qat_model
+from converters.evaluation import evaluate
 
 tf = _tf.tf()
 keras = _tf.keras()
@@ -208,7 +208,7 @@ def test_converter_failure_quotes_converter(caplog):
     with pytest.raises(ConversionError, match="MatrixDeterminant.*neither a custom op nor a flex op") as info:
         convert(_det_model())
     assert info.value.__cause__ is not None
-    with caplog.at_level(logging.WARNING, logger="converters.convert"):
+    with caplog.at_level(logging.WARNING, logger="converters.conversion"):
         content = convert(_det_model(), select_tf_ops=True)
     assert _is_tflite(content)
     text = caplog.text

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 
-from converters.diff import diff
+from converters.size_diff import diff
 from converters.size import analyze
 
 T = schema.TensorType
