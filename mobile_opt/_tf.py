@@ -16,7 +16,9 @@ import tempfile
 import warnings
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# 3, not 2: benign C++ "errors" (e.g. oneDNN's AVX-512 fallback notice) would still print;
+# real failures reach users as Python exceptions either way.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 @contextlib.contextmanager
@@ -29,7 +31,7 @@ def quiet_native_stderr(enabled: bool = True):
     replayed if the block raises, so no error text is lost. Disabled when the
     user sets TF_CPP_MIN_LOG_LEVEL=0.
     """
-    enabled = enabled and os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") != "0"
+    enabled = enabled and os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") != "0"
     if not enabled:
         yield
         return
@@ -58,7 +60,7 @@ def tf():
             "TF_USE_LEGACY_KERAS=%s; mobile-opt needs Keras 2 (tf_keras) for TF-MOT.",
             os.environ.get("TF_USE_LEGACY_KERAS"),
         )
-    quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") != "0"
+    quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") != "0"
     with quiet_native_stderr(quiet), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import tensorflow as tf_module

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Sequence
 
@@ -109,7 +110,7 @@ class QuantizeStage(Stage):
             "CQAT": lambda: tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=False),
             "PCQAT": lambda: tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True),
         }[self.scheme_name(ctx.kinds_before())]()
-        with qk.quantize_scope():
+        with qk.quantize_scope(), _tfmot_notices_as_debug():
             return qk.quantize_apply(annotated, scheme)
 
     def apply(self, model, ctx: StageContext) -> StageOutput:
@@ -123,7 +124,7 @@ class QuantizeStage(Stage):
             # PCQAT/CQAT log "Gradients do not exist for ...kernel" every step: the clustered
             # kernels are deliberately frozen (only centroids train), so the warning is noise.
             callbacks = [_PinZeroCentroids()] if scheme == "PCQAT" else []
-            with _quiet_tf_warnings():
+            with _quiet_tf_warnings(), _tfmot_notices_as_debug():
                 ctx.fine_tune(out_model, learning_rate=self.learning_rate, callbacks=callbacks,
                               label=f"QAT ({scheme})")
         else:
@@ -226,6 +227,31 @@ def _PinZeroCentroids():
                     var.assign(values)
 
     return PinZeroCentroids()
+
+
+@contextlib.contextmanager
+def _tfmot_notices_as_debug():
+    """Demotes TF-MOT's root-logger notices to our debug log while it runs.
+
+    The collaborative schemes warn "Input layer does not contain zero weights, so
+    apply CQAT instead." for every layer that was not pruned (e.g. the first conv we
+    skip on purpose); the stage's own checks report what really matters.
+    """
+
+    class Demote(logging.Filter):
+        def filter(self, record):
+            if record.name == "root" and "apply CQAT instead" in record.getMessage():
+                logger.debug("TF-MOT: %s", record.getMessage())
+                return False
+            return True
+
+    demote = Demote()
+    root = logging.getLogger()
+    root.addFilter(demote)
+    try:
+        yield
+    finally:
+        root.removeFilter(demote)
 
 
 class _quiet_tf_warnings:
