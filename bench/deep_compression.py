@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mobile_opt.auto import _converters
+from converters import analyze, convert, evaluate
 from mobile_opt import _tf
 from mobile_opt.clustering import cluster
 from mobile_opt.datasets import load_fashion_mnist
@@ -49,8 +49,6 @@ from mobile_opt.quantization import quantize
 from mobile_opt.stage import Stage
 from mobile_opt.zoo import lenet5, lenet_300_100
 
-# Through the package, not the submodules (see mobile_opt.auto._converters).
-convert, evaluate, analyze = _converters("convert", "evaluate", "analyze")
 SEED = 0
 VAL = 5000
 GOALS = {"lenet_300_100": 50.0, "lenet5": 45.0}

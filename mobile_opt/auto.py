@@ -162,25 +162,6 @@ def _optuna():
 _NATIVE_CONSTRAINTS = False
 
 
-def _converters(*names: str):
-    """The named public functions of `converters`.
-
-    `converters.convert` and `converters.evaluate` share their submodule's name: once such a
-    submodule is imported directly, the package attribute is the module, not the function.
-    Going through the package first (its lazy export binds the function) avoids causing that,
-    and unwrapping a module attribute survives it when someone else caused it.
-    """
-    import types
-
-    import converters
-
-    out = []
-    for name in names:
-        value = getattr(converters, name)
-        out.append(getattr(value, name) if isinstance(value, types.ModuleType) else value)
-    return tuple(out)
-
-
 def _check_arrays(data, name: str):
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise DataError(f"{name} must be an (x, y) tuple of arrays. Received: {type(data).__name__}.")
@@ -210,9 +191,8 @@ class _Measurer:
         self.device_lost: str | None = None
 
     def __call__(self, trial):
+        import converters
         from mobile_opt.pipeline import Pipeline
-
-        (analyze,) = _converters("analyze")
 
         stages, recipe = space.suggest_stages(trial, self.sensitivity, self.model,
                                               cluster_layers=self.cluster_layers)
@@ -231,7 +211,7 @@ class _Measurer:
             result = Pipeline(stages).run(self.model, self.train, self.val, fine_tune_epochs=self.epochs)
             tflite = result.tflite
             accuracy = result.final_accuracy
-            size = analyze(tflite)
+            size = converters.analyze(tflite)
             record = {
                 "recipe": recipe,
                 "stages": [_stage_summary(s) for s in result.stages],
@@ -513,10 +493,10 @@ def auto_optimize(
     study_name = study_name or f"auto-{model.name}"
     total_trials = n_trials or _TRIALS[level]
 
-    convert, evaluate, analyze = _converters("convert", "evaluate", "analyze")
+    import converters
 
-    fp32 = convert(model, quantization="none")
-    base_size = analyze(fp32)
+    fp32 = converters.convert(model, quantization="none")
+    base_size = converters.analyze(fp32)
     overhead = int(base_size.non_weight_bytes)
     if size is not None and size <= overhead:
         raise ConstraintError(
@@ -525,7 +505,7 @@ def auto_optimize(
             f"{overhead:,} B (e.g. --size-budget {math.ceil(overhead * 1.5 / 1000)}KB) or use a smaller "
             f"architecture. Received: size_budget={size_budget!r}."
         )
-    base_eval = evaluate(fp32, val)
+    base_eval = converters.evaluate(fp32, val)
     dev, opened = _open_device(device)
     try:
         baseline = {

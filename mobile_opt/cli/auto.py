@@ -80,13 +80,10 @@ def auto(model_path, data, train_samples, val_samples, max_accuracy_drop, size_b
     """
     import sys
 
-    from mobile_opt.auto import _converters, auto_optimize
+    from mobile_opt.auto import auto_optimize
     from mobile_opt.datasets import load_dataset
     from mobile_opt.models import load_model
 
-    # Bind converters.convert/evaluate to the functions before load_model imports their
-    # submodules (which would otherwise leave the package attributes as modules).
-    _converters("convert", "evaluate")
     model = load_model(model_path)
     train, val = load_dataset(data, input_shape=model.input_shape[1:], train_samples=train_samples,
                               val_samples=val_samples)

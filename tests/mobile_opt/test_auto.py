@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from mobile_opt.auto import _converters
-
-convert, evaluate, analyze = _converters("convert", "evaluate", "analyze")
+from converters import analyze, convert, evaluate
 from mobile_opt import _tf
 from mobile_opt._search_space import Sensitivity, parse_latency, parse_size
 from mobile_opt.auto import auto_optimize, pareto_front
