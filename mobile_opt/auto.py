@@ -595,7 +595,7 @@ def _storage(optuna, url: str | None):
             return optuna.storages.RDBStorage(url, **kwargs)
         except ImportError as exc:
             raise DependencyError(
-                f"The storage {url.split(':')[0]!r} needs its database driver, e.g. `pip install psycopg2-binary` "
+                f"The storage {url.split(':')[0]!r} needs its database driver, e.g. `pip install 'mobile-opt[postgres]'` (psycopg2-binary) "
                 f"for postgresql. ({exc})"
             ) from exc
         except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
