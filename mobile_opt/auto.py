@@ -592,7 +592,16 @@ def _storage(optuna, url: str | None):
             # Several worker processes share one SQLite file: wait for the lock instead of failing.
             kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
         try:
-            return optuna.storages.RDBStorage(url, **kwargs)
+            # Workers starting together race to create the schema (Optuna does not guard it):
+            # the loser sees "table already exists" / a UNIQUE failure; by then the winner
+            # has created it, so a short retry succeeds.
+            for attempt in range(5):
+                try:
+                    return optuna.storages.RDBStorage(url, **kwargs)
+                except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
+                    if attempt == 4:
+                        raise
+                    time.sleep(0.5 * (attempt + 1))
         except ImportError as exc:
             raise DependencyError(
                 f"The storage {url.split(':')[0]!r} needs its database driver, e.g. `pip install 'mobile-opt[postgres]'` (psycopg2-binary) "
