@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mobile_opt import _tf
+from mobile_opt.datasets import load_fashion_mnist
 from mobile_opt.errors import ConversionError, DataError, InputError, ModelFormatError, UnsupportedModelError
 
 from converters.conversion import convert, convert_to_file, is_qat_model
@@ -18,20 +17,13 @@ from converters.evaluation import evaluate
 tf = _tf.tf()
 keras = _tf.keras()
 
-FASHION = Path("/usr/share/datasets/fashion-mnist")
-
-
-def _idx(name: str) -> np.ndarray:
-    data = gzip.open(FASHION / name).read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
 @pytest.fixture(scope="module")
 def fashion():
-    x = (_idx("train-images-idx3-ubyte.gz")[:3000].astype(np.float32) / 255.0)[..., None]
-    y = _idx("train-labels-idx1-ubyte.gz")[:3000].astype(np.int64)
+    (images, labels), _ = load_fashion_mnist()
+    x = (images[:3000].astype(np.float32) / 255.0)[..., None]
+    y = labels[:3000].astype(np.int64)
     return (x[:2500], y[:2500]), (x[2500:], y[2500:])
 
 

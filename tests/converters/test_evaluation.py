@@ -2,33 +2,25 @@
 
 from __future__ import annotations
 
-import gzip
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mobile_opt import _tf
+from mobile_opt.datasets import load_fashion_mnist
 from mobile_opt.errors import ConversionError, DataError, InputError
 
 from converters.evaluation import EvaluationResult, evaluate
 
 tf = _tf.tf()
 keras = _tf.keras()
-FASHION = Path("/usr/share/datasets/fashion-mnist")
-
-
-def _idx(name: str) -> np.ndarray:
-    data = gzip.open(FASHION / name).read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
 @pytest.fixture(scope="module")
 def data():
-    x = _idx("t10k-images-idx3-ubyte.gz")[:2300].astype(np.float32) / 255.0
-    y = _idx("t10k-labels-idx1-ubyte.gz")[:2300].astype(np.int64)
+    _, (images, labels) = load_fashion_mnist()
+    x = images[:2300].astype(np.float32) / 255.0
+    y = labels[:2300].astype(np.int64)
     return (x[:2000], y[:2000]), (x[2000:], y[2000:])
 
 
