@@ -9,6 +9,9 @@ Example:
 Names are imported on first use, so `import mobile_opt` does not load TensorFlow.
 """
 
+# Imported first for its side effect: TF_USE_LEGACY_KERAS / quiet-log defaults must be in
+# place before the user's own `import tensorflow`; it does not import TensorFlow itself.
+from mobile_opt import _tf  # noqa: F401
 from mobile_opt._lazy import lazy_exports
 from mobile_opt._version import __version__
 from mobile_opt.errors import MobileOptError
