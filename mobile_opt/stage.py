@@ -168,6 +168,3 @@ def clone(model):
     copy.set_weights(model.get_weights())
     return copy
 
-
-def measured(value: float, digits: int = 4) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
