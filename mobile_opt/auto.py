@@ -727,8 +727,3 @@ def _describe_constraints(constraints: dict) -> str:
     if constraints.get("latency_budget_ms") is not None:
         parts.append(f"latency <= {constraints['latency_budget_ms']} ms")
     return ", ".join(parts)
-
-
-def result_json(result: AutoResult) -> str:
-    """The result as indented JSON (what pareto.json holds)."""
-    return json.dumps(result.to_dict(), indent=2, default=str)
