@@ -18,7 +18,6 @@ Example: the smallest model within 0.5 pp of the original accuracy
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
