@@ -42,6 +42,12 @@ def free_port() -> int:
 
 
 @pytest.fixture
+def closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (bound, then released)."""
+    return free_port()
+
+
+@pytest.fixture
 def loopback(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LoopbackDevice]:
     kwargs = getattr(request, "param", None) or {}
     with LoopbackDevice(tmp_path / "device", **kwargs) as device:

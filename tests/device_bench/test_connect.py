@@ -22,16 +22,6 @@ def _private_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
-def _closed_port() -> int:
-    """A port on 127.0.0.1 where nothing listens (bound then released)."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if not 5555 <= port <= 5585:
-            return port
-
-
 def _listening(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
@@ -69,8 +59,8 @@ def test_host_maps_device_tmp_into_its_work_dir(tmp_path: Path):
     assert not root.exists()  # its own temporary root is removed
 
 
-def test_no_adb_server_fails_fast_and_starts_none():
-    port = _closed_port()
+def test_no_adb_server_fails_fast_and_starts_none(closed_port):
+    port = closed_port
     start = time.monotonic()
     with pytest.raises(DeviceNotFoundError, match=r"no adb server at 127\.0\.0\.1:\d+.*adb start-server"):
         connect("emulator-5554", adb_port=port)
@@ -135,15 +125,15 @@ def test_list_devices_describes_server_devices_and_host(loopback, adb_connected,
     assert [r.serial for r in list_devices(adb_port=adb_server, include_host=False)] == [loopback.serial]
 
 
-def test_list_devices_without_server():
-    port = _closed_port()
+def test_list_devices_without_server(closed_port):
+    port = closed_port
     assert [r.serial for r in list_devices(adb_port=port)] == ["host"]
     with pytest.raises(DeviceNotFoundError):
         list_devices(adb_port=port, include_host=False)
 
 
-def test_direct_nothing_listening_fails_fast(tmp_path):
-    port = _closed_port()
+def test_direct_nothing_listening_fails_fast(tmp_path, closed_port):
+    port = closed_port
     start = time.monotonic()
     with pytest.raises(DeviceNotFoundError, match="nothing listens"):
         connect(f"direct:127.0.0.1:{port}", key_path=tmp_path / "adbkey", connect_timeout_s=10)

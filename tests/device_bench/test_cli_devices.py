@@ -1,0 +1,52 @@
+"""`mobile-opt devices` end to end: a private real adb server with a loopback device attached."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from mobile_opt.cli import cli
+
+
+@pytest.fixture
+def server_with_device(adb_server, adb_connected):
+    """(adb server port, loopback serial): a private real adb server with the device connected."""
+    return adb_server, adb_connected
+
+
+def test_devices_json_against_private_server(server_with_device, tmp_path):
+    port, serial = server_with_device
+    result = subprocess.run(
+        [sys.executable, "-m", "mobile_opt.cli", "devices", "--json", "--adb-port", str(port)],
+        capture_output=True, text=True, timeout=120, env=dict(os.environ, HOME=str(tmp_path)),
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {row["serial"]: row for row in json.loads(result.stdout)}
+    assert set(rows) == {serial, "host"}
+    device = rows[serial]
+    assert device["transport"] == "adb-server" and device["state"] == "device"
+    assert (device["model"], device["abi"], device["android_version"], device["sdk"]) == (
+        "Loopback", "arm64-v8a", "14", 34)
+    assert isinstance(device["battery"]["level"], int) and device["battery"]["status"] == "Discharging"
+
+
+def test_devices_table(server_with_device):
+    port, serial = server_with_device
+    result = CliRunner().invoke(cli, ["devices", "--adb-port", str(port), "--no-host"],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert serial in result.output and "Loopback" in result.output and "arm64-v8a" in result.output
+
+
+def test_devices_without_server(closed_port):
+    port = closed_port
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["devices", "--json", "--adb-port", str(port)])
+    assert listed.exit_code == 0 and [r["serial"] for r in json.loads(listed.output)] == ["host"]
+    failed = runner.invoke(cli, ["devices", "--no-host", "--adb-port", str(port)])
+    assert failed.exit_code == 1 and "adb start-server" in failed.output
