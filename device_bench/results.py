@@ -277,19 +277,27 @@ def read_jsonl(path: Path) -> list[BenchmarkResult]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read results file {str(path)!r}: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(
+            f"cannot read results file {str(path)!r} as JSON lines text: {exc}. "
+            "Pass a file written by `mobile-opt bench --out`."
+        ) from exc
     results = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            results.append(BenchmarkResult.from_dict(json.loads(line)))
-        except (json.JSONDecodeError, InputError) as exc:
+            data = json.loads(line)
+            if not isinstance(data, dict):
+                raise InputError(f"expected a JSON object, found {type(data).__name__}")
+            results.append(BenchmarkResult.from_dict(data))
+        except (json.JSONDecodeError, InputError, TypeError, ValueError, KeyError) as exc:
             raise InputError(
                 f"{path}:{number} is not a benchmark result line ({exc}). "
                 "Pass a file written by `mobile-opt bench --out`."
             ) from exc
+    if not results:
+        raise InputError(f"results file {str(path)!r} holds no result. Pass a file written by `mobile-opt bench --out`.")
     return results
 
 

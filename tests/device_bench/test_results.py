@@ -130,3 +130,16 @@ def test_compare_latest_duplicate_wins():
     old = [make((1.0, 1.0)), make((2.0, 2.0))]
     (row,) = compare(old, [make((4.0, 4.0))])
     assert row.old_p50_us == 2.0 and row.p50_change_pct == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"[]\n", "expected a JSON object"),
+    (b"\x8c\x00TFL3\xff\xfe", "as JSON lines text"),
+    (b"\n\n", "holds no result"),
+    (b'{"model_path": 3}\n', "is not a benchmark result line"),
+])
+def test_read_jsonl_refuses_files_that_hold_no_results(tmp_path, content, message):
+    path = tmp_path / "old.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        read_jsonl(path)
