@@ -203,7 +203,7 @@ def _validate_models(models: Sequence[Path]) -> list[Path]:
         if head[4:8] != b"TFL3":
             raise ModelFormatError(
                 f"{path} is not a TFLite flatbuffer (no 'TFL3' identifier). Convert the model "
-                "first (`mobile-opt optimize`). Received: model={str(path)!r}"
+                f"first (`mobile-opt optimize`). Received: model={str(path)!r}"
             )
         paths.append(path)
     return paths
