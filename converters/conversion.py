@@ -19,7 +19,6 @@ import contextlib
 import itertools
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Iterable
@@ -27,6 +26,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from mobile_opt import _tf
+from mobile_opt._files import write_atomic
 from mobile_opt.errors import (
     ConversionError,
     DataError,
@@ -221,17 +221,7 @@ def convert_to_file(model: Any, path: str | os.PathLike, **kwargs: Any) -> Path:
         raise InputError(
             f"The output directory does not exist. Received: path={str(path)!r}. Create it first."
         )
-    content = convert(model, **kwargs)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    return target
+    return write_atomic(target, convert(model, **kwargs))
 
 
 def is_qat_model(model: Any) -> bool:

@@ -60,6 +60,8 @@ _LINK_ERRORS = (
     AttributeError,  # adb-shell's transport after close(): `None.recv`
 )
 _TIMEOUT_ERRORS = (adb_exc.AdbTimeoutError, adb_exc.TcpTimeoutException)
+# What adb-shell raises when the peer's bytes are no ADB messages.
+_PROTOCOL_ERRORS = (adb_exc.InvalidCommandError, adb_exc.InvalidResponseError, adb_exc.InvalidChecksumError)
 
 
 _pure_python_checksum = _adb_message_module.checksum
@@ -260,6 +262,14 @@ class DirectDevice(Device):
                 f"{self.serial} accepted the connection but did not answer the ADB handshake "
                 f"within {timeout:g} s; it is not an adbd, or it is hung. Restart adbd "
                 "(toggle USB/wireless debugging) and retry.",
+                serial=self.serial, step="connect",
+            ) from exc
+        except _PROTOCOL_ERRORS as exc:
+            adb.close()
+            # adb-shell's message quotes the raw bytes ("Unknown command: 1347703880 = 'b'HTTP''").
+            raise DeviceNotFoundError(
+                f"{self.serial} answered, but not in the ADB protocol: this is not adbd. Check the "
+                "address and port (`adb tcpip 5555` opens 5555; wireless debugging shows its own port).",
                 serial=self.serial, step="connect",
             ) from exc
         except _LINK_ERRORS as exc:

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from mobile_opt._files import file_mode
 from mobile_opt.errors import (
     DeviceDisconnectedError,
     DeviceError,
@@ -414,6 +415,7 @@ class Device(abc.ABC):
             )
         fd, tmp_name = tempfile.mkstemp(prefix=f".{local.name}.", suffix=".part", dir=local.parent)
         try:
+            os.fchmod(fd, file_mode())
             with os.fdopen(fd, "wb") as sink:
                 self._pull_file(remote, sink, deadline, progress, remote_stat.size, step)
             got = os.path.getsize(tmp_name)

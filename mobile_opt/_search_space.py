@@ -21,7 +21,7 @@ __all__ = ["parse_size", "parse_latency", "sensitivity_scan", "Sensitivity", "su
 
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
                "kib": 1024, "mib": 1024**2, "gib": 1024**3, "k": 1000, "m": 1000**2}
-_TIME_UNITS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0}
+_TIME_UNITS = {"": 1.0, "us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0}  # a bare number is ms
 _NUMBER = r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Zµ]*)\s*"
 
 SCAN_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
@@ -64,14 +64,14 @@ def parse_size(value, name: str = "size_budget") -> int | None:
 
 
 def parse_latency(value, name: str = "latency_budget") -> float | None:
-    """Milliseconds from a number (ms) or a string such as "5ms", "800us", "0.01s".
+    """Milliseconds from a number or bare-number string (ms), or a string such as "5ms", "800us", "0.01s".
 
     Raises:
         ConstraintError: not positive, or an unknown unit.
 
     Example:
-        >>> parse_latency("5ms"), parse_latency("800us"), parse_latency(2)
-        (5.0, 0.8, 2.0)
+        >>> parse_latency("5ms"), parse_latency("800us"), parse_latency(2), parse_latency("5")
+        (5.0, 0.8, 2.0, 5.0)
     """
     if value is None:
         return None

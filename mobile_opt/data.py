@@ -45,6 +45,21 @@ def _check_shape(name: str, x_shape, model) -> None:
         )
 
 
+def _check_class_indices(name: str, y: np.ndarray, model) -> None:
+    # TF would fail mid-training with an InvalidArgumentError; say it before the work.
+    classes = model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
+    if not classes or classes == 1 or not np.issubdtype(y.dtype, np.number):
+        return
+    labels = y.reshape(-1)
+    bad = labels[(labels < 0) | (labels >= classes) | (labels != np.floor(labels))]
+    if bad.size:
+        raise DataError(
+            f"{name}: labels must be class indices 0..{classes - 1} (model {model.name!r} has {classes} "
+            f"outputs). Received: {bad.size} of {labels.size} labels outside, e.g. label={bad[0].item()!r}. "
+            "Map the labels to 0..N-1, or give the model as many outputs as there are classes."
+        )
+
+
 def prepare_data(data, model, *, batch_size: int, shuffle: bool, name: str) -> PreparedData:
     """Validates `data` against `model` and returns it batched.
 
@@ -86,6 +101,8 @@ def prepare_data(data, model, *, batch_size: int, shuffle: bool, name: str) -> P
         raise DataError(f"{name}: x and y differ in length. Received: len(x)={len(x)}, len(y)={len(y)}.")
     _check_shape(name, (None,) + x.shape[1:], model)
     label_kind = "onehot" if y.ndim >= 2 and y.shape[-1] > 1 else "sparse"
+    if label_kind == "sparse":
+        _check_class_indices(name, y, model)
     dataset = tf.data.Dataset.from_tensor_slices((x.astype(np.float32, copy=False), y))
     if shuffle:
         dataset = dataset.shuffle(min(len(x), 10_000), seed=0, reshuffle_each_iteration=True)

@@ -7,6 +7,7 @@ Fashion-MNIST comes from Debian's `dataset-fashion-mnist` package, since
 from __future__ import annotations
 
 import gzip
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,31 @@ def load_fashion_mnist(
     return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
 
 
+def _read_npz(path: Path) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    from mobile_opt.errors import InputError
+
+    try:
+        with np.load(path) as npz:
+            keys = set(npz.files)
+            val_key = "val" if {"x_val", "y_val"} <= keys else "test"
+            needed = {"x_train", "y_train", f"x_{val_key}", f"y_{val_key}"}
+            if not needed <= keys:
+                raise InputError(
+                    f"{path} must hold x_train, y_train and x_val, y_val (or x_test, y_test). "
+                    f"Received keys: {sorted(keys)}."
+                )
+            x_train, y_train = npz["x_train"].astype(np.float32), npz["y_train"]
+            x_val, y_val = npz[f"x_{val_key}"].astype(np.float32), npz[f"y_{val_key}"]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        # np.load falls back to pickle for a file that is no zip/npy (refused: allow_pickle=False);
+        # numeric casts fail on object or string arrays.
+        raise InputError(
+            f"{path} is not a readable .npz of numeric arrays ({exc}). Write one with "
+            "np.savez(path, x_train=..., y_train=..., x_val=..., y_val=...)."
+        ) from exc
+    return (x_train, y_train), (x_val, y_val)
+
+
 def load_dataset(
     spec: str | Path = "fashion-mnist",
     *,
@@ -107,6 +133,9 @@ def load_dataset(
     """
     from mobile_opt.errors import InputError
 
+    for name, count in (("train_samples", train_samples), ("val_samples", val_samples)):
+        if count is not None and count < 1:
+            raise InputError(f"{name} must be a positive number of samples (or None for all). Received: {name}={count}.")
     if str(spec) == "fashion-mnist":
         (x_train, y_train), (x_val, y_val) = load_fashion_mnist()
         x_train, x_val = x_train.astype(np.float32) / 255.0, x_val.astype(np.float32) / 255.0
@@ -116,17 +145,7 @@ def load_dataset(
             raise InputError(
                 f"Data must be 'fashion-mnist' or an existing .npz file. Received: data={str(spec)!r}."
             )
-        with np.load(path) as npz:
-            keys = set(npz.files)
-            val_key = "val" if {"x_val", "y_val"} <= keys else "test"
-            needed = {"x_train", "y_train", f"x_{val_key}", f"y_{val_key}"}
-            if not needed <= keys:
-                raise InputError(
-                    f"{path} must hold x_train, y_train and x_val, y_val (or x_test, y_test). "
-                    f"Received keys: {sorted(keys)}."
-                )
-            x_train, y_train = npz["x_train"].astype(np.float32), npz["y_train"]
-            x_val, y_val = npz[f"x_{val_key}"].astype(np.float32), npz[f"y_{val_key}"]
+        (x_train, y_train), (x_val, y_val) = _read_npz(path)
     x_train, y_train = x_train[:train_samples], y_train[:train_samples]
     x_val, y_val = x_val[:val_samples], y_val[:val_samples]
     if input_shape is not None:

@@ -14,9 +14,9 @@ import tempfile
 from pathlib import Path
 
 from mobile_opt import _tf
-from mobile_opt.errors import ModelFormatError, UnsupportedModelError
+from mobile_opt.errors import InputError, ModelFormatError, UnsupportedModelError
 
-__all__ = ["check_model", "load_model", "save_model"]
+__all__ = ["check_model", "load_model", "save_model", "saved_model_format"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,18 +92,37 @@ def load_model(path: str | Path):
     return model
 
 
+def saved_model_format(path: str | Path) -> str:
+    """The format `save_model` writes at `path`: "keras", "h5", or "tf" (a SavedModel directory).
+
+    Raises:
+        InputError: any other suffix (a SavedModel directory named `out.txt` helps no one).
+    """
+    suffix = Path(path).suffix
+    formats = {".keras": "keras", ".h5": "h5", "": "tf"}
+    if suffix not in formats:
+        raise InputError(
+            "A model is saved as .keras, .h5, or a SavedModel directory (a path without a suffix). "
+            f"Received: path={str(path)!r}. Rename it, e.g. to {Path(path).with_suffix('.keras').name!r}."
+        )
+    return formats[suffix]
+
+
 def save_model(model, path: str | Path) -> Path:
     """Saves `model` atomically: nothing half-written is left at `path` on failure.
 
-    The format follows the suffix: `.keras`, `.h5`, or a SavedModel directory
-    when there is no suffix.
+    The format follows the suffix (`saved_model_format`): `.keras`, `.h5`, or a
+    SavedModel directory when there is no suffix.
 
     Returns:
         The path written.
+
+    Raises:
+        InputError: the suffix is none of those.
     """
     path = Path(path)
+    suffix = "" if saved_model_format(path) == "tf" else path.suffix
     path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix if path.suffix in (".keras", ".h5") else ""
     tmp_dir = Path(tempfile.mkdtemp(prefix=".mobile-opt-", dir=path.parent))
     tmp = tmp_dir / f"model{suffix}"
     try:

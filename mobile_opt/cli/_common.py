@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from mobile_opt.errors import MobileOptError
 
@@ -25,7 +26,8 @@ def handle_errors(func: Callable) -> Callable:
         try:
             return func(*args, **kwargs)
         except MobileOptError as exc:
-            stderr_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # escape: messages quote TOML headers ("[[stages]]") and lists that rich would eat as markup.
+            stderr_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             stderr_console.print("[yellow]interrupted[/]")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -24,11 +25,11 @@ def pipeline_table(result) -> Table:
     for s in result.stages:
         failed = [c for c in s.checks if not c.ok]
         checks = "[green]all passed[/]" if not failed else "[red]" + "; ".join(
-            f"{c.name}: {c.measured} (want {c.expected})" for c in failed) + "[/]"
+            escape(f"{c.name}: {c.measured} (want {c.expected})") for c in failed) + "[/]"
         table.add_row(
             str(s.index),
             s.kind,
-            _short_params(s.params),
+            escape(_short_params(s.params)),
             f"{s.accuracy:.4f}" + (" (tflite)" if s.accuracy_source == "tflite" else ""),
             f"{s.accuracy_drop_pp:+.2f}",
             "" if s.sparsity is None else f"{s.sparsity:.1%}",
@@ -44,7 +45,7 @@ def print_pipeline_result(result) -> None:
     say = lambda text: console.print(text, soft_wrap=True)  # noqa: E731 - keep sentences greppable
     for s in result.stages:
         for note in s.notes:
-            say(f"  stage {s.index} ({s.kind}): {note}")
+            say(f"  stage {s.index} ({s.kind}): {escape(note)}")
     if result.tolerance_held is None:
         say(f"Accuracy change: {-result.accuracy_drop_pp:+.2f} pp (no tolerance set).")
     elif result.tolerance_held:

@@ -8,9 +8,10 @@ from mobile_opt.cli._common import console, handle_errors, print_json, stderr_co
 
 
 def _table(title: str, rows: list[dict[str, str]]):
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", show_lines=False)
+    table = Table(title=escape(title), title_justify="left", show_lines=False)
     if not rows:
         table.add_column("(none)")
         return table
@@ -20,7 +21,7 @@ def _table(title: str, rows: list[dict[str, str]]):
         table.add_column(col, justify="right" if numeric else "left",
                          no_wrap=numeric, overflow="ellipsis" if numeric else "fold")
     for r in rows:
-        table.add_row(*r.values())
+        table.add_row(*(escape(value) for value in r.values()))  # tensor names may hold brackets
     return table
 
 
@@ -82,4 +83,4 @@ def analyze(model: str, other: str | None, as_json: bool, as_markdown: bool,
         console.print(_table("Weights by op type", render.op_type_rows(result)))
         console.print(_table(f"Largest tensors (top {top})", render.tensor_rows(result, top)))
     if plot_path is not None and not as_json:
-        stderr_console.print(f"plot written to {plot_path}")
+        stderr_console.print(f"plot written to {plot_path}", markup=False)

@@ -10,6 +10,7 @@ from mobile_opt.cli._common import console, handle_errors, print_json
 
 
 def _render(result) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     b = result.baseline
@@ -24,12 +25,12 @@ def _render(result) -> None:
     pareto = set(result.pareto)
     for c in result.candidates:
         if c.error is not None:
-            table.add_row(str(c.number), _recipe_text(c.recipe), "-", "-", "-", "-", "-", "[red]failed[/]", "")
+            table.add_row(str(c.number), escape(_recipe_text(c.recipe)), "-", "-", "-", "-", "-", "[red]failed[/]", "")
             continue
         mark = "[green]yes[/]" if c.feasible else "no"
         if result.chosen is not None and c.number == result.chosen.number:
             mark = "[bold green]chosen[/]"
-        table.add_row(str(c.number), _recipe_text(c.recipe), f"{c.accuracy:.4f}", f"{c.accuracy_drop_pp:+.2f}",
+        table.add_row(str(c.number), escape(_recipe_text(c.recipe)), f"{c.accuracy:.4f}", f"{c.accuracy_drop_pp:+.2f}",
                       f"{c.coded_bytes:,}", f"{b['raw_bytes'] / c.coded_bytes:.1f}×",
                       f"{c.latency_ms:.3f}" if c.latency_ms is not None else "-", mark,
                       "*" if c.number in pareto else "")
@@ -38,11 +39,11 @@ def _render(result) -> None:
         over = ", ".join(f"{k} over by {v:,}" if isinstance(v, int) else
                          f"{k} over by {v:,.2f}" if v is not None else f"{k} not measured"
                          for k, v in c.violations.items())
-        console.print(f"  closest: trial {c.number} ({_recipe_text(c.recipe)}): {over}", highlight=False)
+        console.print(f"  closest: trial {c.number} ({_recipe_text(c.recipe)}): {over}", highlight=False, markup=False)
     style = "green" if result.chosen is not None else "yellow"
-    console.print(f"[{style}]{result.message}[/]", highlight=False)
+    console.print(f"[{style}]{escape(result.message)}[/]", highlight=False)
     for name, path in result.files.items():
-        console.print(f"  {name}: {path}")
+        console.print(f"  {name}: {path}", markup=False)
 
 
 @click.command()
@@ -54,7 +55,7 @@ def _render(result) -> None:
 @click.option("--max-accuracy-drop", type=float, default=0.5, show_default=True,
               help="Tolerated top-1 drop in percentage points.")
 @click.option("--size-budget", help="Largest coded size, e.g. 50KB, 1.5MB, 64KiB or bytes.")
-@click.option("--latency-budget", help="Largest median latency on --device, e.g. 5ms, 800us.")
+@click.option("--latency-budget", help="Largest median latency on --device, e.g. 5ms, 800us (a bare number is ms).")
 @click.option("--device", help="Device to time candidates on: 'host', 'auto', a serial, direct:HOST:PORT.")
 @click.option("--level", type=click.IntRange(1, 3), default=1, show_default=True,
               help="1-3: more trials and longer fine-tuning.")

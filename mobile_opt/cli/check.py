@@ -56,6 +56,7 @@ def check(paths: tuple[str, ...], config_path: str, max_raw: str | None, max_gzi
     given = {k: v for k, v in flags.items() if v is not None}
     if given and not paths:
         raise click.UsageError(f"{', '.join(given)} apply to PATHS; give the .tflite files to check.")
+    _require_files(paths)
     if given:
         limits = {
             "max_raw_bytes": None if max_raw is None else parse_size(max_raw, "--max-raw"),
@@ -98,6 +99,16 @@ def check(paths: tuple[str, ...], config_path: str, max_raw: str | None, max_gzi
     sys.exit(0 if report.ok else 1)
 
 
+def _require_files(paths: tuple[str, ...]) -> None:
+    """A PATH without glob characters names one file: missing is bad input (exit 2), not NO MATCH."""
+    from mobile_opt.errors import InputError
+
+    for path in paths:
+        if not any(ch in path for ch in "*?[") and not Path(path).is_file():
+            what = "a directory" if Path(path).is_dir() else "missing"
+            raise InputError(f"{path!r} is {what}; give .tflite files (or quoted globs). Received: path={path!r}.")
+
+
 def _budgets_for_paths(paths: tuple[str, ...], configured: list, root: str, config_path: str) -> list:
     from converters.budget import Budget
 
@@ -121,6 +132,7 @@ def _fmt_value(metric: str, value: int | None) -> str:
 
 
 def _print_text(report: Any) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="mobile-opt budgets", title_justify="left")
@@ -130,8 +142,8 @@ def _print_text(report: Any) -> None:
     for r in report.results:
         status = "[green]ok[/]" if r.ok else "[bold red]OVER[/]" if r.metric != "match" else "[bold red]NO MATCH[/]"
         if r.note and r.metric != "match":
-            status += f" ({r.note})"
-        table.add_row(r.path, _METRIC_NAMES[r.metric], _fmt_value(r.metric, r.actual),
+            status += f" ({escape(r.note)})"
+        table.add_row(escape(r.path), _METRIC_NAMES[r.metric], _fmt_value(r.metric, r.actual),
                       _fmt_value(r.metric, r.limit), status)
     console.print(table)
     failed = len(report.failures)

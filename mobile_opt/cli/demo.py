@@ -59,4 +59,5 @@ def demo(out_dir, device, runs, quick, as_json):
     if result.benchmarks:
         console.print(_bench_table(result))
     console.print(f"Compressed model: {result.models[-1].path} — {result.compression_ratio:.1f}× smaller than "
-                  f"fp32 when entropy-coded. Summary: {Path(result.out_dir) / 'summary.json'}", soft_wrap=True)
+                  f"fp32 when entropy-coded. Summary: {Path(result.out_dir) / 'summary.json'}", soft_wrap=True,
+                  markup=False)

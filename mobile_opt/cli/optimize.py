@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import click
@@ -24,18 +22,6 @@ def _recipe_from_flags(prune, prune_schedule, prune_structure, cluster, quantize
     return {"stages": stages}
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @click.command()
 @click.argument("model_path", type=click.Path(path_type=Path))
 @click.option("--recipe", type=click.Path(path_type=Path), help="Recipe TOML (see README). Overrides the stage flags.")
@@ -45,10 +31,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
 @click.option("--cluster", type=int, help="Cluster each kernel to this many shared values.")
 @click.option("--quantize", type=click.Choice(["ptq_int8", "dynamic", "float16", "qat_int8"]))
 @click.option("--data", default="fashion-mnist", show_default=True, help="'fashion-mnist' or an .npz with x_train/y_train/x_val/y_val.")
-@click.option("--train-samples", type=int, help="Use only the first N training samples.")
-@click.option("--val-samples", type=int, help="Use only the first N validation samples.")
-@click.option("--epochs", "fine_tune_epochs", type=int, help="Fine-tuning epochs per stage [recipe or 2].")
-@click.option("--batch-size", type=int, help="Batch size [recipe or 128].")
+@click.option("--train-samples", type=click.IntRange(min=1), help="Use only the first N training samples.")
+@click.option("--val-samples", type=click.IntRange(min=1), help="Use only the first N validation samples.")
+@click.option("--epochs", "fine_tune_epochs", type=click.IntRange(min=0), help="Fine-tuning epochs per stage [recipe or 2].")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Batch size [recipe or 128].")
 @click.option("--max-accuracy-drop", type=float, help="Tolerated accuracy drop in percentage points.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Where to save the optimized model (.keras, .h5 or a directory for SavedModel).")
 @click.option("--tflite", type=click.Path(path_type=Path), help="Also write the converted .tflite (the quantized one when the recipe quantizes, else fp32).")
@@ -64,11 +50,20 @@ def optimize(model_path, recipe, prune, prune_schedule, prune_structure, cluster
     Example:
       mobile-opt optimize model.keras --prune 0.8 --cluster 16 --quantize qat_int8 -o out/model.keras
     """
+    from mobile_opt._files import OutputFiles
     from mobile_opt.datasets import load_dataset
     from mobile_opt.errors import RecipeError
-    from mobile_opt.models import load_model, save_model
+    from mobile_opt.models import load_model, save_model, saved_model_format
     from mobile_opt.recipe import load_recipe
 
+    # Every output is checked (and staged beside its target) before any work; all are renamed
+    # into place together at the end; the staged copies go when the command ends, however.
+    outputs = click.get_current_context().with_resource(OutputFiles())
+    outputs.reserve(output, what="--output", directory=saved_model_format(output) == "tf")
+    if tflite is not None:
+        outputs.reserve(tflite, what="--tflite")
+    summary_path = summary or output.with_name(output.name + ".json")
+    outputs.reserve(summary_path, what="--summary")
     if recipe is not None:
         loaded = load_recipe(recipe)
     else:
@@ -86,7 +81,7 @@ def optimize(model_path, recipe, prune, prune_schedule, prune_structure, cluster
                               val_samples=val_samples)
     with epoch_progress(not as_json) as progress:
         result = loaded.pipeline.run(model, train, val, progress=progress, **options)
-    save_model(result.model, output)
+    outputs.write_with(output, lambda staged: save_model(result.model, staged))
     written = {"model": str(output)}
     if tflite is not None:
         if result.tflite is not None:
@@ -95,13 +90,13 @@ def optimize(model_path, recipe, prune, prune_schedule, prune_structure, cluster
             import converters
 
             blob = converters.convert(result.model)
-        _write_atomic(tflite, blob)
+        outputs.write_bytes(tflite, blob)
         written["tflite"] = str(tflite)
-    summary_path = summary or output.with_name(output.name + ".json")
     payload = {**result.to_dict(), "written": written}
-    _write_atomic(summary_path, json.dumps(payload, indent=2).encode())
+    outputs.write_bytes(summary_path, json.dumps(payload, indent=2).encode())
+    outputs.commit()
     if as_json:
         print_json(payload)
     else:
         print_pipeline_result(result)
-        console.print(f"Wrote {', '.join(written.values())} and {summary_path}")
+        console.print(f"Wrote {', '.join(written.values())} and {summary_path}", markup=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -171,3 +172,26 @@ def test_bad_arguments():
         connect("", adb_port=1)
     with pytest.raises(InputError):
         connect("auto", connect_timeout_s=0)
+
+
+def test_direct_to_something_that_is_not_adbd_says_so(tmp_path):
+    """A peer that answers the CNXN with HTTP: no raw wire bytes in the message."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def answer_http():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 2)
+
+    thread = threading.Thread(target=answer_http, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(DeviceNotFoundError, match="not in the ADB protocol: this is not adbd") as info:
+            connect(f"direct:127.0.0.1:{server.getsockname()[1]}", key_path=tmp_path / "k", connect_timeout_s=30)
+        assert "HTTP" not in str(info.value)
+    finally:
+        thread.join(timeout=30)
+        server.close()

@@ -49,7 +49,7 @@ def test_parse_size(text, expected):
     assert parse_size(text) == expected
 
 
-@pytest.mark.parametrize("text, expected", [("5ms", 5.0), ("800us", 0.8), ("0.01s", 10.0), (3, 3.0)])
+@pytest.mark.parametrize("text, expected", [("5ms", 5.0), ("800us", 0.8), ("0.01s", 10.0), (3, 3.0), ("5", 5.0)])
 def test_parse_latency(text, expected):
     assert parse_latency(text) == pytest.approx(expected)
 

@@ -81,6 +81,13 @@ def test_usage_errors_exit_2(project, run, tmp_path):
     assert missing_config.exit_code == 2 and "Config file not found" in missing_config.output
 
 
+def test_a_missing_file_is_an_input_error(project, run):
+    for args in (["missing.tflite", "--max-coded", "50KB"], ["missing.tflite"], ["models"]):
+        result = run(*args, cwd=project)
+        assert result.exit_code == 2, result.output
+        assert "give .tflite files" in result.output and "Traceback" not in result.output
+
+
 def test_config_budgets_relative_to_config_dir(project, run, tmp_path):
     ok = run("--config", project / "pyproject.toml", cwd=tmp_path)  # globs resolve from the config's dir
     assert ok.exit_code == 0, ok.output
@@ -92,6 +99,7 @@ def test_config_budgets_relative_to_config_dir(project, run, tmp_path):
 def test_paths_pick_matching_config_budgets(project, run):
     matched = run("models/a.tflite", cwd=project)  # default --config pyproject.toml in cwd
     assert matched.exit_code == 0, matched.output
+    (project / "other.tflite").write_bytes((project / "models" / "a.tflite").read_bytes())
     unmatched = run("other.tflite", "--config", "pyproject.toml", cwd=project)
     assert unmatched.exit_code == 2 and "No budget in pyproject.toml applies" in unmatched.output
 

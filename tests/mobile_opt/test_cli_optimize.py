@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import converters
@@ -56,11 +57,29 @@ def test_optimize_with_recipe_and_table_output(saved_mlp, tmp_path):
         (["optimize", "{model}", "-o", "o.keras"], "Nothing to do"),
         (["optimize", "{model}", "--recipe", "missing.toml", "-o", "o.keras"], "Recipe file not found"),
         (["optimze"], "Did you mean 'optimize'"),
+        # Outputs are checked before any training.
+        (["optimize", "{model}", "--prune", "0.5", "-o", "/proc/out.keras"], "Cannot write --output there"),
+        (["optimize", "{model}", "--prune", "0.5", "-o", "o.keras", "--tflite", "/proc/m.tflite"],
+         "Cannot write --tflite there"),
+        (["optimize", "{model}", "--prune", "0.5", "-o", "out.txt"], "saved as .keras, .h5, or a SavedModel"),
+        (["optimize", "{model}", "--prune", "0.5", "-o", "o.keras", "--tflite", "o.keras"], "already uses"),
+        (["optimize", "{model}", "--prune", "0.5", "--train-samples", "-5", "-o", "o.keras"], "x>=1"),
+        (["optimize", "{model}", "--prune", "0.5", "--data", "{notnpz}", "-o", "o.keras"], "not a readable .npz"),
+        (["optimize", "{model}", "--prune", "0.5", "--data", "{badlabels}", "-o", "o.keras"],
+         "labels must be class indices 0..9"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(saved_mlp, tmp_path, args, message):
-    proc = _run(*[a.replace("{model}", str(saved_mlp)) for a in args], cwd=tmp_path)
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "text.npz").write_text("not a zip")
+    np.savez(inputs / "labels.npz", x_train=np.zeros((8, 28, 28), np.float32), y_train=np.full(8, 42),
+             x_val=np.zeros((4, 28, 28), np.float32), y_val=np.full(4, 42))
+    work = tmp_path / "work"
+    work.mkdir()
+    names = {"{model}": str(saved_mlp), "{notnpz}": str(inputs / "text.npz"), "{badlabels}": str(inputs / "labels.npz")}
+    proc = _run(*[names.get(a, a) for a in args], cwd=work)
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "o.keras").exists()
+    assert list(work.iterdir()) == []

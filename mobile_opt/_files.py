@@ -1,0 +1,137 @@
+"""Writing output files: atomically, with the user's umask, and all of a command's or none.
+
+A leaf module (it imports only `mobile_opt.errors`), so `converters` and
+`device_bench` use the same atomic write as the CLI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from mobile_opt.errors import InputError
+
+__all__ = ["OutputFiles", "file_mode", "write_atomic"]
+
+
+def file_mode() -> int:
+    """The mode `open()` gives a new file: 0666 less the umask (mkstemp's is 0600)."""
+    # The only portable way to read the umask is to set it; set it straight back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def write_atomic(path: str | Path, data: bytes) -> Path:
+    """Writes `data` to `path` through a temporary file in the same directory.
+
+    On failure nothing is left at `path` (a previous file there is untouched). The
+    file gets the mode `open()` would give it (0666 less the umask), not mkstemp's 0600.
+    """
+    target = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        os.fchmod(fd, file_mode())
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    return target
+
+
+class OutputFiles:
+    """A command's outputs, reserved before the work and published together at the end.
+
+    `reserve()` checks each path at once (creating missing directories and a staging
+    directory beside the target, which proves it writable); `write_bytes()` / `write_with()`
+    fill the staged copies; `commit()` renames them all into place. Leaving the `with`
+    block by an exception removes every staged file and the directories it created, so
+    a failed command leaves nothing behind.
+
+    Example:
+        >>> with OutputFiles() as out:  # doctest: +SKIP
+        ...     out.reserve("m.tflite", what="--tflite")
+        ...     model = train()  # only after every output proved writable
+        ...     out.write_bytes("m.tflite", blob)
+        ...     out.commit()
+    """
+
+    def __init__(self) -> None:
+        self._staged: dict[Path, Path] = {}  # target -> staged copy inside a private temp dir
+        self._created_dirs: list[Path] = []
+        self._committed = False
+
+    def __enter__(self) -> OutputFiles:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        for staged in self._staged.values():
+            shutil.rmtree(staged.parent, ignore_errors=True)
+        if not self._committed:
+            for directory in reversed(self._created_dirs):
+                with contextlib.suppress(OSError):
+                    directory.rmdir()  # only if still empty
+
+    def reserve(self, path: str | Path, *, what: str, directory: bool = False) -> Path:
+        """Checks that `path` can be written (as a file, or a directory when `directory`).
+
+        Raises:
+            InputError: the path is given twice, has the wrong kind, or cannot be written;
+                the message names the option (`what`).
+        """
+        target = Path(os.path.abspath(path))
+        if target in self._staged:
+            raise InputError(f"{what} names a path another output already uses. Received: {what}={str(path)!r}.")
+        if target.is_dir() and not directory:
+            raise InputError(f"{what} is an existing directory; give a file name. Received: {what}={str(path)!r}.")
+        if target.exists() and directory and not target.is_dir():
+            raise InputError(f"{what} is an existing file; give a directory. Received: {what}={str(path)!r}.")
+        try:
+            self._make_parents(target.parent)
+            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        except OSError as exc:
+            raise InputError(
+                f"Cannot write {what} there: {exc.strerror or exc}. Received: {what}={str(path)!r}. "
+                "Choose a path in a writable directory."
+            ) from exc
+        self._staged[target] = staging / target.name
+        return self._staged[target]
+
+    def _make_parents(self, directory: Path) -> None:
+        missing = []
+        while not directory.exists():
+            missing.append(directory)
+            directory = directory.parent
+        for parent in reversed(missing):
+            parent.mkdir()
+            self._created_dirs.append(parent)
+
+    def staged(self, path: str | Path) -> Path:
+        """Where the output for `path` (reserved earlier) is being written."""
+        return self._staged[Path(os.path.abspath(path))]
+
+    def write_bytes(self, path: str | Path, data: bytes) -> None:
+        """Writes `data` to the staged copy of `path` (mode from the umask, as `open()` gives)."""
+        self.staged(path).write_bytes(data)
+
+    def write_with(self, path: str | Path, writer: Callable[[Path], object]) -> None:
+        """Lets `writer(staged_path)` write the staged copy of `path` (e.g. `model.save`)."""
+        writer(self.staged(path))
+
+    def commit(self) -> None:
+        """Renames every staged output into place (an existing target is replaced)."""
+        missing = [str(target) for target, staged in self._staged.items() if not os.path.lexists(staged)]
+        if missing:
+            raise RuntimeError(f"outputs reserved but never written: {missing}")
+        for target, staged in self._staged.items():
+            if target.is_dir() and staged.is_dir():
+                shutil.rmtree(target)
+            os.replace(staged, target)
+        self._committed = True
