@@ -11,11 +11,11 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from mobile_opt.errors import InputError
 
-__all__ = ["OutputFiles", "file_mode", "write_atomic"]
+__all__ = ["OutputFiles", "check_appendable", "file_mode", "output_directory", "write_atomic"]
 
 
 def file_mode() -> int:
@@ -44,6 +44,57 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
             os.unlink(tmp_name)
         raise
     return target
+
+
+def check_appendable(path: str | Path, *, what: str) -> None:
+    """Checks, before the work, that results can later be appended to `path` (nothing is written).
+
+    Raises:
+        InputError: `path` is a directory, or it (or a new file beside it) cannot be opened for writing.
+    """
+    target = Path(path)
+    try:
+        if target.exists():
+            if target.is_dir():
+                raise IsADirectoryError(21, "Is a directory")
+            open(target, "ab").close()  # appending nothing changes nothing
+        else:
+            tempfile.TemporaryFile(dir=target.parent).close()
+    except OSError as exc:
+        raise InputError(
+            f"Cannot write {what} there: {exc.strerror or exc}. Received: {what}={str(path)!r}. "
+            "Choose a file in a writable directory."
+        ) from exc
+
+
+@contextlib.contextmanager
+def output_directory(path: str | Path, *, what: str) -> Iterator[Path]:
+    """Creates the directory a command writes into, before the work; yields it.
+
+    A directory made here that is still empty at the end (the work failed before writing
+    anything) is removed again.
+
+    Raises:
+        InputError: `path` is a file or cannot be created; the message names the option (`what`).
+    """
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise InputError(f"{what} is an existing file; give a directory. Received: {what}={str(path)!r}.")
+    created = not target.exists()
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=target).close()  # proves it writable (os.access lies for root)
+    except OSError as exc:
+        raise InputError(
+            f"Cannot write {what} there: {exc.strerror or exc}. Received: {what}={str(path)!r}. "
+            "Choose a writable directory."
+        ) from exc
+    try:
+        yield target
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                target.rmdir()  # only if still empty: the work wrote nothing
 
 
 class OutputFiles:

@@ -18,6 +18,7 @@ from typing import Callable
 from mobile_opt import _tf, zoo
 from mobile_opt.clustering import cluster
 from mobile_opt.datasets import load_dataset
+from mobile_opt.errors import InputError
 from mobile_opt.models import save_model
 from mobile_opt.pipeline import Pipeline, PipelineResult
 from mobile_opt.pruning import prune
@@ -89,11 +90,42 @@ def run_demo(
 
     Returns:
         A `DemoResult`.
+
+    Raises:
+        InputError: `runs` < 1, or `out_dir` cannot be created (before any training).
+        DeviceError: `device` cannot be connected (before any training).
     """
+    import contextlib
+
+    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
+        raise InputError(f"runs must be a positive int. Received: runs={runs!r}.")
+    out = Path(out_dir)
+    with contextlib.ExitStack() as stack:
+        dev = None
+        if device is not None:  # connected before training, so a bad serial costs no minutes
+            import device_bench
+
+            dev = stack.enter_context(device_bench.connect(device))
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(
+                f"Cannot create the demo's output directory: {exc.strerror or exc}. Received: out_dir={str(out)!r}."
+            ) from exc
+        result, figures = _train_and_compress(out, quick, progress)
+        benchmarks: tuple = ()
+        if dev is not None:
+            import device_bench
+
+            benchmarks = tuple(device_bench.benchmark(dev, [Path(f.path) for f in figures], runs=runs))
+    demo = DemoResult(result, tuple(figures), benchmarks, str(out))
+    (out / "summary.json").write_text(json.dumps(demo.to_dict(), indent=2, default=str))
+    return demo
+
+
+def _train_and_compress(out: Path, quick: bool, progress) -> tuple[PipelineResult, list[ModelFigures]]:
     import converters
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     train_n, epochs = (5000, 1) if quick else (20000, 3)
     (x, y), (xv, yv) = load_dataset("fashion-mnist", train_samples=train_n)
     _tf.keras().utils.set_random_seed(0)
@@ -114,13 +146,4 @@ def run_demo(
         size = converters.analyze(blob)
         acc = converters.evaluate(blob, (xv, yv)).accuracy
         figures.append(ModelFigures(name, str(path), size.raw_bytes, size.gzip_bytes, size.coded_bytes, acc))
-
-    benchmarks: tuple = ()
-    if device is not None:
-        import device_bench
-
-        with device_bench.connect(device) as dev:
-            benchmarks = tuple(device_bench.benchmark(dev, [Path(f.path) for f in figures], runs=runs))
-    demo = DemoResult(result, tuple(figures), benchmarks, str(out))
-    (out / "summary.json").write_text(json.dumps(demo.to_dict(), indent=2, default=str))
-    return demo
+    return result, figures

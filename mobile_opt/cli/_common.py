@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from typing import Any, Callable
 
@@ -16,6 +17,18 @@ from mobile_opt.errors import MobileOptError
 # Piped output (CI logs) gets rich's 80-column default otherwise, which truncates tables.
 console = Console(width=None if sys.stdout.isatty() else 160)
 stderr_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange, refusing nan (which passes every comparison) and ±inf."""
+
+    name = "finite float range"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 def handle_errors(func: Callable) -> Callable:

@@ -58,7 +58,11 @@ def analyze(model: str, other: str | None, as_json: bool, as_markdown: bool,
     if as_json and as_markdown:
         raise click.UsageError("Choose one of --json and --markdown.")
     from converters import report as render
+    from mobile_opt._files import OutputFiles
 
+    outputs = click.get_current_context().with_resource(OutputFiles())
+    if plot_path is not None:
+        outputs.reserve(plot_path, what="--plot")  # before the (possibly long) analysis
     quiet = as_json or as_markdown
     result = _analyze_with_progress(model, quiet)
     shown = result
@@ -69,7 +73,8 @@ def analyze(model: str, other: str | None, as_json: bool, as_markdown: bool,
     if plot_path is not None:
         from converters.plot import plot_size
 
-        plot_size(result, plot_path, top=max(top, 1))
+        outputs.write_with(plot_path, lambda staged: plot_size(result, staged, top=max(top, 1)))
+        outputs.commit()
     if as_json:
         print_json(shown.to_dict())
     elif as_markdown:

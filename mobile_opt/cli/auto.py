@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from mobile_opt.cli._common import console, handle_errors, print_json
+from mobile_opt.cli._common import FiniteFloatRange, console, handle_errors, print_json
 
 
 def _render(result) -> None:
@@ -52,7 +52,7 @@ def _render(result) -> None:
               help="'fashion-mnist' or an .npz with x_train/y_train/x_val/y_val.")
 @click.option("--train-samples", type=click.IntRange(min=1), help="Use only the first N training samples.")
 @click.option("--val-samples", type=click.IntRange(min=1), help="Use only the first N validation samples.")
-@click.option("--max-accuracy-drop", type=float, default=0.5, show_default=True,
+@click.option("--max-accuracy-drop", type=FiniteFloatRange(min=0), default=0.5, show_default=True,
               help="Tolerated top-1 drop in percentage points.")
 @click.option("--size-budget", help="Largest coded size, e.g. 50KB, 1.5MB, 64KiB or bytes.")
 @click.option("--latency-budget", help="Largest median latency on --device, e.g. 5ms, 800us (a bare number is ms).")
@@ -60,7 +60,7 @@ def _render(result) -> None:
 @click.option("--level", type=click.IntRange(1, 3), default=1, show_default=True,
               help="1-3: more trials and longer fine-tuning.")
 @click.option("--trials", "n_trials", type=click.IntRange(min=1), help="Total trials [by level: 6/16/40].")
-@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), help="Stop starting trials after N seconds.")
+@click.option("--timeout", "timeout_s", type=FiniteFloatRange(min=1), help="Stop starting trials after N seconds.")
 @click.option("--storage", help="Optuna storage URL [sqlite:///OUT/study.db]; postgresql://... for shared studies.")
 @click.option("--study-name", help="Study to create or resume [auto-<model name>].")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -81,10 +81,13 @@ def auto(model_path, data, train_samples, val_samples, max_accuracy_drop, size_b
     """
     import sys
 
+    from mobile_opt._files import output_directory
     from mobile_opt.auto import auto_optimize
     from mobile_opt.datasets import load_dataset
     from mobile_opt.models import load_model
 
+    # Checked before the work; removed again when the search fails before writing anything.
+    click.get_current_context().with_resource(output_directory(out_dir, what="--out"))
     model = load_model(model_path)
     train, val = load_dataset(data, input_shape=model.input_shape[1:], train_samples=train_samples,
                               val_samples=val_samples)

@@ -40,7 +40,7 @@ def _bench_table(demo) -> Table:
               help="Where to write the models and summary.json.")
 @click.option("--device", default="host", show_default=True,
               help="Device to benchmark on (serial, 'auto', 'direct:HOST:PORT', 'host'); 'none' skips it.")
-@click.option("--runs", type=int, default=50, show_default=True, help="Benchmark runs per model.")
+@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Benchmark runs per model.")
 @click.option("--quick", is_flag=True, help="Train on 5,000 images for one epoch (smoke test).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @handle_errors

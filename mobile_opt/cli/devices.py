@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mobile_opt.cli._common import console, handle_errors, print_json
+from mobile_opt.cli._common import FiniteFloatRange, console, handle_errors, print_json
 
 
 def _battery_text(battery: dict | None) -> str:
@@ -26,7 +26,7 @@ def _battery_text(battery: dict | None) -> str:
               help="adb server port [default: $ANDROID_ADB_SERVER_PORT or 5037].")
 @click.option("--adb-host", default="127.0.0.1", show_default=True, help="adb server address.")
 @click.option("--no-host", is_flag=True, help="Do not list this machine.")
-@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=10.0,
+@click.option("--timeout", "timeout_s", type=FiniteFloatRange(min=0.1), default=10.0,
               show_default=True, help="Seconds per exchange with the server or a device.")
 @handle_errors
 def devices(as_json: bool, adb_port: int | None, adb_host: str, no_host: bool,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from mobile_opt.cli._common import console, handle_errors, print_json
+from mobile_opt.cli._common import FiniteFloatRange, console, handle_errors, print_json
 from mobile_opt.cli._pipeline_view import epoch_progress, print_pipeline_result
 
 
@@ -25,7 +25,7 @@ def _recipe_from_flags(prune, prune_schedule, prune_structure, cluster, quantize
 @click.command()
 @click.argument("model_path", type=click.Path(path_type=Path))
 @click.option("--recipe", type=click.Path(path_type=Path), help="Recipe TOML (see README). Overrides the stage flags.")
-@click.option("--prune", type=float, help="Prune to this sparsity (0.8 = 80% zeros).")
+@click.option("--prune", type=FiniteFloatRange(), help="Prune to this sparsity (0.8 = 80% zeros).")
 @click.option("--prune-schedule", type=click.Choice(["constant", "polynomial"]), default="constant", show_default=True)
 @click.option("--prune-structure", type=click.Choice(["unstructured", "2:4"]), default="unstructured", show_default=True)
 @click.option("--cluster", type=int, help="Cluster each kernel to this many shared values.")
@@ -35,7 +35,7 @@ def _recipe_from_flags(prune, prune_schedule, prune_structure, cluster, quantize
 @click.option("--val-samples", type=click.IntRange(min=1), help="Use only the first N validation samples.")
 @click.option("--epochs", "fine_tune_epochs", type=click.IntRange(min=0), help="Fine-tuning epochs per stage [recipe or 2].")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Batch size [recipe or 128].")
-@click.option("--max-accuracy-drop", type=float, help="Tolerated accuracy drop in percentage points.")
+@click.option("--max-accuracy-drop", type=FiniteFloatRange(min=0), help="Tolerated accuracy drop in percentage points.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Where to save the optimized model (.keras, .h5 or a directory for SavedModel).")
 @click.option("--tflite", type=click.Path(path_type=Path), help="Also write the converted .tflite (the quantized one when the recipe quantizes, else fp32).")
 @click.option("--summary", type=click.Path(path_type=Path), help="Write the JSON summary here [OUTPUT + .json].")

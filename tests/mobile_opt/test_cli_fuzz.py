@@ -1,0 +1,113 @@
+"""Fuzzing every command with bad paths, files and option values (in-process, no training).
+
+Every invocation must end with exit code 1 or 2, print no traceback, and leave no file
+behind. The inputs are always unusable, so no example trains, converts or benchmarks.
+Derandomized, so the suite never flakes; MOBILE_OPT_FUZZ_EXAMPLES=500 searches further.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mobile_opt import _tf
+from mobile_opt.cli import cli
+
+# Names a user might type, brackets (rich markup) and spaces included.
+_NAMES = st.sampled_from(["m.tflite", "[[stages]].toml", "a b.keras", "x.npz", "out.h5", "r.jsonl", "-", "é.tflite"])
+_JUNK = st.binary(max_size=64)
+_BAD_INTS = st.sampled_from(["0", "-5", "x", "1.5", "", "99999999999999999999999"])
+_BAD_FLOATS = st.sampled_from(["nan", "-1", "x", "", "1e999"])
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    """A real .keras and .tflite, for commands whose other inputs are the bad ones."""
+    keras = _tf.keras()
+    root = tmp_path_factory.mktemp("good")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="relu"), keras.layers.Dense(2)])
+    model.save(root / "m.keras")
+    import converters
+
+    (root / "m.tflite").write_bytes(converters.convert(model))
+    return root
+
+
+@st.composite
+def bad_path(draw, root: Path) -> str:
+    """A missing file, a directory, an empty or junk file, or a path no one can write."""
+    name = draw(_NAMES)
+    kind = draw(st.sampled_from(["missing", "dir", "empty", "junk", "proc"]))
+    if kind == "proc":
+        return f"/proc/{name}"
+    path = root / "inputs" / f"{kind}-{name}"
+    path.parent.mkdir(exist_ok=True)
+    if kind == "dir":
+        path.mkdir(exist_ok=True)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "junk":
+        path.write_bytes(draw(_JUNK))
+    return str(path)
+
+
+@st.composite
+def unwritable_path(draw, root: Path) -> str:
+    """A path no output can be written to: under /proc, or below a regular file."""
+    name = draw(_NAMES)
+    if draw(st.booleans()):
+        return f"/proc/{name}"
+    blocker = root / "inputs" / "a-file"
+    blocker.write_bytes(b"x")
+    return str(blocker / name)
+
+
+def _invocations(draw, root: Path, good: Path) -> list[str]:
+    p = draw(bad_path(root))
+    out = draw(unwritable_path(root))
+    keras, tflite = str(good / "m.keras"), str(good / "m.tflite")
+    command = draw(st.sampled_from([
+        ["analyze", p], ["analyze", tflite, "--compare", p], ["analyze", tflite, "--top", draw(_BAD_INTS)],
+        ["analyze", tflite, "--plot", f"/proc/{draw(_NAMES)}.png"],
+        ["check", p, "--max-coded", "50KB"], ["check", "--config", p],
+        ["check", tflite, "--max-raw", draw(st.sampled_from(["1 parsec", "-1KB", "KB", "", "0x10"]))],
+        ["check", tflite, "--max-raw", "1KB", "--format", "json", "--output", f"/proc/{draw(_NAMES)}"],
+        ["optimize", p, "--prune", "0.5", "-o", "o.keras"],
+        ["optimize", keras, "--prune", draw(_BAD_FLOATS), "-o", "o.keras"],
+        ["optimize", keras, "--recipe", p, "-o", "o.keras"],
+        ["optimize", keras, "--prune", "0.5", "--data", p, "-o", "o.keras"],
+        ["optimize", keras, "--prune", "0.5", "-o", out],
+        ["optimize", keras, "--prune", "0.5", "-o", "o.keras", "--tflite", out],
+        ["optimize", keras, "--cluster", "8", "--train-samples", draw(_BAD_INTS), "-o", "o.keras"],
+        ["bench", p], ["bench", tflite, "--compare", p], ["bench", tflite, "--runs", draw(_BAD_INTS)],
+        ["bench", tflite, "--out", out], ["bench", tflite, "--plot", out],
+        ["bench", tflite, "--threads", draw(st.sampled_from(["x", "", ",", "1,y"]))],
+        ["auto", p, "--out", "auto-out"], ["auto", keras, "--data", p, "--out", "auto-out"],
+        ["auto", keras, "--out", out], ["auto", keras, "--trials", draw(_BAD_INTS), "--out", "auto-out"],
+        ["demo", "--runs", draw(_BAD_INTS)], ["demo", "--out", out, "--device", "none"],
+        ["devices", "--adb-port", draw(_BAD_INTS)], ["devices", "--timeout", draw(_BAD_FLOATS)],
+        ["no-such-command"],
+    ]))
+    return command
+
+
+@settings(max_examples=int(os.environ.get("MOBILE_OPT_FUZZ_EXAMPLES", "60")), deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_every_command_refuses_bad_input_cleanly(good, tmp_path, monkeypatch, data):
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.android/adbkey is created or read
+    (tmp_path / "inputs").mkdir(exist_ok=True)
+    args = _invocations(data.draw, tmp_path, good)
+    before = sorted(os.listdir(work)), sorted(os.listdir(tmp_path / "inputs"))
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code in (1, 2), (args, result.output)
+    assert result.exception is None or isinstance(result.exception, SystemExit), (args, result.exception)
+    assert "Traceback" not in result.output, (args, result.output)
+    assert (sorted(os.listdir(work)), sorted(os.listdir(tmp_path / "inputs"))) == before, args
