@@ -150,9 +150,16 @@ def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy
 
     from device_bench import benchmark, compare, connect, connect_all, read_jsonl
 
+    from mobile_opt._files import OutputFiles, check_appendable
+
     old = read_jsonl(compare_path) if compare_path is not None else None
     if out is not None and not out.parent.is_dir():
         raise InputError(f"--out directory does not exist. Received: out={str(out)!r}")
+    if out is not None:
+        check_appendable(out, what="--out")
+    outputs = click.get_current_context().with_resource(OutputFiles())
+    if plot_path is not None:
+        outputs.reserve(plot_path, what="--plot")  # before the benchmarks, not after
     devices = (
         connect_all(adb_port=adb_port) if serial == "all" else [connect(serial, adb_port=adb_port)]
     )
@@ -192,7 +199,8 @@ def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy
         from device_bench import plot_latency
 
         if any(r.status == "ok" and r.samples_us for r in results):
-            plot_latency(results, plot_path)
+            outputs.write_with(plot_path, lambda staged: plot_latency(results, staged))
+            outputs.commit()
         else:
             stderr_console.print("[yellow]no measured run to plot; --plot skipped[/]")
     if as_json:
