@@ -42,9 +42,21 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def closed_port() -> int:
-    """A port on 127.0.0.1 where nothing listens (bound, then released)."""
-    return free_port()
+def closed_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections for the whole test.
+
+    The socket is bound but never listen()s, and stays bound until teardown: a connect gets
+    ECONNREFUSED, and no other process can start listening there meanwhile.
+    """
+    held = []
+    try:
+        while not held or 5555 <= held[-1].getsockname()[1] <= 5585:  # adb's emulator range
+            held.append(socket.socket())
+            held[-1].bind(("127.0.0.1", 0))
+        yield held[-1].getsockname()[1]
+    finally:
+        for sock in held:
+            sock.close()
 
 
 @pytest.fixture

@@ -62,10 +62,11 @@ def test_host_maps_device_tmp_into_its_work_dir(tmp_path: Path):
 
 def test_no_adb_server_fails_fast_and_starts_none(closed_port):
     port = closed_port
+    timeout_s = 60.0
     start = time.monotonic()
     with pytest.raises(DeviceNotFoundError, match=r"no adb server at 127\.0\.0\.1:\d+.*adb start-server"):
-        connect("emulator-5554", adb_port=port)
-    assert time.monotonic() - start < 1.0
+        connect("emulator-5554", adb_port=port, connect_timeout_s=timeout_s)
+    assert time.monotonic() - start < timeout_s  # refused at once, not timed out
     assert not _listening(port), "an adb server was started behind our back"
 
 
@@ -135,10 +136,12 @@ def test_list_devices_without_server(closed_port):
 
 def test_direct_nothing_listening_fails_fast(tmp_path, closed_port):
     port = closed_port
+    timeout_s = 60.0
     start = time.monotonic()
     with pytest.raises(DeviceNotFoundError, match="nothing listens"):
-        connect(f"direct:127.0.0.1:{port}", key_path=tmp_path / "adbkey", connect_timeout_s=10)
-    assert time.monotonic() - start < 2.0
+        connect(f"direct:127.0.0.1:{port}", key_path=tmp_path / "adbkey", connect_timeout_s=timeout_s)
+    assert time.monotonic() - start < timeout_s  # refused at once, not timed out
+    assert not (tmp_path / "adbkey").exists()  # no key generated for an address where nothing listens
 
 
 def test_direct_connects(loopback, tmp_path):

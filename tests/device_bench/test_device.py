@@ -260,7 +260,7 @@ def test_timeout_is_fast_names_device_and_stops_the_command(device: Device):
     start = time.monotonic()
     with pytest.raises(DeviceTimeoutError) as info:
         device.shell(f"sleep {seconds}", timeout_s=1)
-    assert time.monotonic() - start < 4
+    assert time.monotonic() - start < float(seconds)  # cut by the timeout, not run to its end
     assert info.value.serial == device.serial and "sleep" in info.value.step
     assert device.serial in str(info.value) and "1 s" in str(info.value)
     deadline = time.monotonic() + 5

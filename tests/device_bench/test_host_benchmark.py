@@ -33,9 +33,17 @@ def test_timed_runs_samples_and_stats_agree(tiny_model, tmp_path):
     assert len(samples) == out.inference.count == 25
     assert out.warmup.count == 3
     assert all(s > 0 for s in samples)
-    assert out.inference.min_us == round(min(samples)) and out.inference.max_us == round(max(samples))
-    assert out.inference.avg_us == pytest.approx(sum(samples) / 25, rel=1e-5)
-    assert out.inference_avg_us == pytest.approx(out.inference.avg_us)
+    # What the tool's rounding guarantees: the file holds each run to 3 decimals; min/max/curr
+    # are whole µs; avg has 6 significant digits, or is `curr` when every run rounds to it.
+    file_slack = 0.0005
+    assert abs(out.inference.min_us - min(samples)) <= 0.5 + file_slack
+    assert abs(out.inference.max_us - max(samples)) <= 0.5 + file_slack
+    mean = sum(samples) / 25
+    if out.inference.all_same:
+        assert all(abs(s - out.inference.curr_us) <= 0.5 + file_slack for s in samples)
+    else:
+        assert abs(out.inference.avg_us - mean) <= 5e-6 * mean + file_slack
+    assert out.inference_avg_us == pytest.approx(mean, rel=5e-6, abs=0.5 + file_slack)
     assert "INFO: Memory footprint delta from the start of the tool (MB): init=" in text
 
 
@@ -46,10 +54,9 @@ def test_min_secs_extends_and_max_secs_caps(tiny_model):
     assert code == 0 and time.monotonic() - start >= 0.3
     assert parse(text).inference.count > 1
 
-    start = time.monotonic()
     code, text = run(f"--graph={tiny_model}", "--num_runs=100000000", "--max_secs=0.3",
                      "--warmup_runs=1", "--warmup_min_secs=0")
-    assert code == 0 and time.monotonic() - start < 10
+    assert code == 0  # stopped by max_secs: the count says so, not the wall clock
     assert 1 < parse(text).inference.count < 100000000
 
 
