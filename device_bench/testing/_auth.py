@@ -8,14 +8,31 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import struct
+from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
+logger = logging.getLogger(__name__)
+
 TOKEN_SIZE = 20
+
+
+def user_public_keys() -> list[str]:
+    """The user's own ADB public key (`~/.android/adbkey.pub`), as the adb client signs with it.
+
+    Returns an empty list (no host is authorized) when the file is missing.
+    """
+    path = Path.home() / ".android" / "adbkey.pub"
+    try:
+        return [path.read_text(encoding="ascii")]
+    except OSError:
+        logger.warning("no %s: the loopback device authorizes no host (pass auth_keys)", path)
+        return []
 
 
 def parse_android_public_key(key: str | bytes) -> rsa.RSAPublicKey:

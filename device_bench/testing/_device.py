@@ -17,6 +17,7 @@ from device_bench.testing._sandbox import DEFAULT_PROPS, Sandbox
 
 logger = logging.getLogger(__name__)
 
+USER_KEYS = "user"  # auth_keys default: the keys in ~/.android/adbkey.pub, as the adb client has them
 FEATURES = ("shell_v2", "cmd")  # only what is implemented: no stat_v2/ls_v2/sendrecv_v2
 _RESERVED_PORTS = range(5555, 5586)  # adb servers probe these for emulators
 
@@ -24,18 +25,26 @@ _RESERVED_PORTS = range(5555, 5586)  # adb servers probe these for emulators
 class LoopbackDevice:
     """A device-side ADB daemon on 127.0.0.1 whose filesystem is a sandbox directory.
 
+    A TEST FIXTURE THAT RUNS A REAL SHELL: `adb shell` commands run on this host with `/bin/sh`
+    as the user who started it, so whoever connects (and is authorized) can do what that user
+    can. It listens on 127.0.0.1 only; never expose the port (no forwarding, no proxy). By
+    default it authorizes only the user's own ADB key (`~/.android/adbkey.pub`).
+
     Real `adb` (`adb connect 127.0.0.1:<port>`) and `adb-shell` (`AdbDeviceTcp`) talk to it.
-    Commands run on this host with `/bin/sh`; device paths under `/data`, `/sdcard`,
+    Device paths under `/data`, `/sdcard`,
     `/storage`, `/sys/class/power_supply`, `/system` and `/proc/loopback` map into `root`:
     in sync requests, and in shell command lines by textual rewriting. Rewriting does not reach
-    inside script files, so scripts must receive such paths as arguments.
+    inside script files, so scripts must receive such paths as arguments. Sync requests whose
+    real path (symlinks resolved) leaves `root` are refused.
 
     Args:
         root: the sandbox directory that plays the device's "/" (created if missing).
         port: TCP port on 127.0.0.1; 0 (default) picks a free one. 5555-5585 are refused.
         props: system properties added to / overriding the defaults (default None).
-        auth_keys: None (default): no auth (`ro.adb.secure=0`); else the Android-format public
-            keys (`adbkey.pub` contents) accepted; any other key stays `unauthorized`.
+        auth_keys: the Android-format public keys (`adbkey.pub` contents) accepted; any other
+            key stays `unauthorized`. Default: the user's `~/.android/adbkey.pub` (the key the
+            adb client signs with); when that file is missing no key is accepted. None: no auth
+            at all (`ro.adb.secure=0`), for tests that exercise the protocol, not the auth.
         battery: the simulated fuel gauge; None: no battery files (default BatteryProfile()).
         free_space_bytes: bytes that files under /data and /storage (/sdcard) may grow by; beyond
             it SEND fails with "No space left on device", and a generated `df` reports it
@@ -55,7 +64,7 @@ class LoopbackDevice:
         *,
         port: int = 0,
         props: dict[str, str] | None = None,
-        auth_keys: list[str] | None = None,
+        auth_keys: list[str] | None | str = USER_KEYS,
         battery: BatteryProfile | None = BatteryProfile(),
         free_space_bytes: int | None = None,
     ) -> None:
@@ -67,6 +76,8 @@ class LoopbackDevice:
         if free_space_bytes is not None and free_space_bytes < 0:
             raise InputError(f"free_space_bytes must be >= 0 or None. Received: free_space_bytes={free_space_bytes}")
         keys = None
+        if auth_keys == USER_KEYS:
+            auth_keys = _auth.user_public_keys()
         if auth_keys is not None:
             try:
                 keys = tuple(_auth.parse_android_public_key(k) for k in auth_keys)

@@ -95,15 +95,25 @@ def serve_sync(stream: Stream, *, sandbox: Sandbox, space_left: SpaceLeft) -> No
             return
 
 
-def _host_path(sandbox: Sandbox, path: str) -> Path:
+def _host_path(sandbox: Sandbox, path: str, *, follow_last: bool = True) -> Path:
+    """The sandbox path for `path`; refused when its real path (symlinks resolved) leaves the root.
+
+    The mapping alone only stops "..": a symlink inside the root (made by `adb shell ln -s`)
+    would otherwise let `adb push` write anywhere the user can.
+    """
     if not path.startswith("/"):
         raise _SyncFailure(f"path must be absolute: {path!r}")
-    return sandbox.device_path(path)
+    host = sandbox.device_path(path)
+    real = Path(os.path.realpath(host if follow_last else host.parent))
+    root = Path(os.path.realpath(sandbox.root))
+    if real != root and root not in real.parents:
+        raise _SyncFailure(f"{path}: Permission denied (it resolves outside the device's root)")
+    return host
 
 
 def _stat(sandbox: Sandbox, path: str) -> bytes:
     try:
-        st = os.lstat(_host_path(sandbox, path))
+        st = os.lstat(_host_path(sandbox, path, follow_last=False))
     except (OSError, _SyncFailure):
         return encode_stat(0, 0, 0)
     return encode_stat(st.st_mode, st.st_size, int(st.st_mtime))
@@ -130,15 +140,18 @@ def _send(stream: Stream, reader: _ByteReader, sandbox: Sandbox, spec: str, spac
     path, _, mode_text = spec.rpartition(",")
     if not path or not mode_text.isdigit():
         path, mode_text = spec, str(0o100644)
-    target = _host_path(sandbox, path)
     perms = int(mode_text) & 0o777 or 0o644
     free = space_left()
-    temp = target.parent / f".{target.name}{PARTIAL_MARK}{uuid.uuid4().hex[:8]}"
     handle = None
     error: str | None = None
-    if target.is_dir():
+    try:
+        target = _host_path(sandbox, path)
+    except _SyncFailure as exc:
+        target, error = None, f"couldn't create file: {exc}"
+    temp = None if target is None else target.parent / f".{target.name}{PARTIAL_MARK}{uuid.uuid4().hex[:8]}"
+    if target is not None and target.is_dir():
         error = f"couldn't create file: {path}: Is a directory"
-    else:
+    elif target is not None:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             handle = open(temp, "wb")
@@ -173,7 +186,7 @@ def _send(stream: Stream, reader: _ByteReader, sandbox: Sandbox, spec: str, spac
     finally:
         if handle is not None:
             handle.close()
-        if temp.exists():
+        if temp is not None and temp.exists():
             temp.unlink()
     stream.write(_ID_LEN.pack(b"OKAY", 0))
 

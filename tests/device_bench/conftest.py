@@ -1,7 +1,8 @@
 """Shared fixtures for device_bench tests: the loopback device, a private real adb server, keys.
 
-- `loopback`: a started `LoopbackDevice` in tmp_path; parametrise with `indirect=True` and a
-  dict of `LoopbackDevice` keyword arguments (`auth_keys`, `battery`, `free_space_bytes`, ...).
+- `loopback`: a started `LoopbackDevice` in tmp_path, without auth (`auth_keys=None`: these
+  tests exercise the protocol); parametrise with `indirect=True` and a dict of `LoopbackDevice`
+  keyword arguments (`auth_keys`, `battery`, `free_space_bytes`, ...).
 - `adb_server`: the port of a private `adb -P PORT nodaemon server` (own HOME, killed at teardown).
 - `adb`: the real adb client bound to that server (`adb(...)`, `adb.popen(...)`,
   `adb.wait_for_state(serial, state)`).
@@ -61,7 +62,7 @@ def closed_port() -> Iterator[int]:
 
 @pytest.fixture
 def loopback(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LoopbackDevice]:
-    kwargs = getattr(request, "param", None) or {}
+    kwargs = {"auth_keys": None, **(getattr(request, "param", None) or {})}
     with LoopbackDevice(tmp_path / "device", **kwargs) as device:
         yield device
 

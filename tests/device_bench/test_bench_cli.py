@@ -62,7 +62,7 @@ def test_table_and_compare(loopback, adb_connected, adb_server, tiny_model, tmp_
 def test_all_devices_concurrently(loopback, adb_connected, adb, adb_server, tiny_model, tmp_path):
     cache = tmp_path / "cache"
     install(cache)
-    with LoopbackDevice(tmp_path / "second") as second:
+    with LoopbackDevice(tmp_path / "second", auth_keys=None) as second:
         assert b"connected" in adb("connect", second.serial, timeout_s=30).stdout
         adb.wait_for_state(second.serial, "device", 20)
         result = bench(str(tiny_model), "--device", "all", "--adb-port", str(adb_server),

@@ -99,7 +99,8 @@ def test_auto_without_devices(adb_server):
 
 
 def test_auto_with_two_devices_lists_both_and_all_opens_both(tmp_path, adb, adb_server):
-    with LoopbackDevice(tmp_path / "a") as first, LoopbackDevice(tmp_path / "b") as second:
+    with LoopbackDevice(tmp_path / "a", auth_keys=None) as first, \
+            LoopbackDevice(tmp_path / "b", auth_keys=None) as second:
         _adb_connect(adb, first.serial)
         _adb_connect(adb, second.serial)
         with pytest.raises(DeviceNotFoundError) as info:

@@ -74,3 +74,43 @@ def test_auth_with_unknown_key_is_unauthorized(adb, adb_server_public_key, tmp_p
         adb.wait_for_state(device.serial, "unauthorized", 20)
         denied = adb("-s", device.serial, "shell", "echo hi")
         assert denied.returncode != 0 and b"unauthorized" in denied.stderr
+
+
+def test_by_default_only_the_users_own_key_is_authorized(adb, adb_server_public_key, tmp_path, monkeypatch,
+                                                          make_adb_shell_key):
+    """Default auth_keys: ~/.android/adbkey.pub, the key the user's adb client signs with."""
+    home = tmp_path / "user-home"
+    (home / ".android").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    with LoopbackDevice(tmp_path / "no-key") as device:  # no adbkey.pub: nobody is authorized
+        adb("connect", device.serial)
+        adb.wait_for_state(device.serial, "unauthorized", 20)
+        assert device.props["ro.adb.secure"] == "1"
+    (home / ".android" / "adbkey.pub").write_text(adb_server_public_key)
+    with LoopbackDevice(tmp_path / "users-key") as device:
+        adb("connect", device.serial)
+        adb.wait_for_state(device.serial, "device", 20)
+        assert adb("-s", device.serial, "shell", "echo hi").stdout == b"hi\n"
+    (home / ".android" / "adbkey.pub").write_text(make_adb_shell_key("someone-else").public_key)
+    with LoopbackDevice(tmp_path / "other-key") as device:
+        adb("connect", device.serial)
+        adb.wait_for_state(device.serial, "unauthorized", 20)
+
+
+def test_push_through_a_symlink_out_of_the_root_is_refused(adb, adb_connected, tmp_path, loopback: LoopbackDevice):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    made = adb("-s", adb_connected, "shell", f"ln -s {outside} /data/local/tmp/escape && echo made")
+    assert made.stdout == b"made\n", made
+    (tmp_path / "payload").write_bytes(b"must not leave the device")
+    for remote in ("/data/local/tmp/escape/written", "/data/local/tmp/escape"):
+        push = adb("-s", adb_connected, "push", str(tmp_path / "payload"), remote)
+        assert push.returncode != 0 and b"outside the device's root" in push.stdout + push.stderr, push
+    assert list(outside.iterdir()) == []
+    (outside / "secret").write_text("host file")
+    pull = adb("-s", adb_connected, "pull", "/data/local/tmp/escape/secret", str(tmp_path / "got"))
+    assert pull.returncode != 0 and not (tmp_path / "got").exists()
+    # Inside the root symlinks still work (/sdcard is one).
+    inside = adb("-s", adb_connected, "push", str(tmp_path / "payload"), "/sdcard/ok.bin")
+    assert inside.returncode == 0, inside
+    assert loopback.device_path("/storage/emulated/0/ok.bin").read_bytes() == b"must not leave the device"

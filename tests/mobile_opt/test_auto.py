@@ -206,7 +206,7 @@ def test_latency_is_measured_on_the_device_and_a_vanished_device_keeps_partial_r
     model, _ = trained
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     install(tmp_path / "cache" / "mobile-opt" / "benchmark_model")
-    with LoopbackDevice(tmp_path / "device") as phone:
+    with LoopbackDevice(tmp_path / "device", auth_keys=None) as phone:
         with connect(f"direct:{phone.serial}", key_path=tmp_path / "adbkey") as device:
             def progress(done, total):
                 if done == 1:  # the phone is unplugged after the first candidate

@@ -47,7 +47,7 @@ def test_host_table_and_compare(tiny_model, tmp_path):
 def test_direct_link_to_loopback(tiny_model, tmp_path):
     cache = tmp_path / "cache"
     install(cache)
-    with LoopbackDevice(tmp_path / "device") as device:
+    with LoopbackDevice(tmp_path / "device", auth_keys=None) as device:
         result = bench(str(tiny_model), "--device", f"direct:{device.serial}",
                        "--backends", "cpu,nnapi", *QUICK, "--cache-dir", str(cache), "--json")
     assert result.exit_code == 0, result.output
@@ -65,7 +65,7 @@ def test_failed_run_exits_1(tiny_model):
 
 
 def test_missing_binary_is_an_error(tiny_model, tmp_path):
-    with LoopbackDevice(tmp_path / "device") as device:
+    with LoopbackDevice(tmp_path / "device", auth_keys=None) as device:
         result = bench(str(tiny_model), "--device", f"direct:{device.serial}",
                        "--cache-dir", str(tmp_path / "empty"))
     assert result.exit_code == 1
