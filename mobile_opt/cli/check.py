@@ -33,11 +33,12 @@ _METRIC_NAMES = {"raw_bytes": "raw", "gzip_bytes": "gzip", "coded_bytes": "coded
 @click.option("--max-macs", metavar="COUNT", help='MAC limit per inference, e.g. "1.2M".')
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "junit"]), default="text",
               show_default=True, help="Report format.")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json (the spelling every command takes).")
 @click.option("--output", "output", type=click.Path(dir_okay=False, path_type=str),
               help="Write the report to this file (the text table still goes to the terminal).")
 @handle_errors
 def check(paths: tuple[str, ...], config_path: str, max_raw: str | None, max_gzip: str | None,
-          max_coded: str | None, max_macs: str | None, fmt: str, output: str | None) -> None:
+          max_coded: str | None, max_macs: str | None, fmt: str, as_json: bool, output: str | None) -> None:
     """Check .tflite files against size / MAC budgets.
 
     With PATHS and --max-* options, the limits apply to those files. With PATHS only, the
@@ -51,6 +52,11 @@ def check(paths: tuple[str, ...], config_path: str, max_raw: str | None, max_gzi
     max_macs = "1.2M"
     """
     from converters.budget import Budget, check_budgets, load_budgets, parse_count, parse_size
+
+    if as_json:
+        if fmt not in ("text", "json"):
+            raise click.UsageError(f"--json and --format {fmt} contradict each other; give one.")
+        fmt = "json"
 
     flags = {"--max-raw": max_raw, "--max-gzip": max_gzip, "--max-coded": max_coded, "--max-macs": max_macs}
     given = {k: v for k, v in flags.items() if v is not None}
@@ -95,7 +101,7 @@ def check(paths: tuple[str, ...], config_path: str, max_raw: str | None, max_gzi
     else:
         _print_text(report)
     if os.environ.get("GITHUB_ACTIONS") == "true":
-        _github(report)
+        _github(report, root)
     sys.exit(0 if report.ok else 1)
 
 
@@ -188,9 +194,28 @@ def _escape_property(text: str) -> str:
     return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def _github(report: Any) -> None:
+def _workspace() -> str:
+    """The repository root annotations are relative to: $GITHUB_WORKSPACE, else git's top level."""
+    workspace = os.environ.get("GITHUB_WORKSPACE")
+    if workspace:
+        return workspace
+    import subprocess
+
+    try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True,
+                             timeout=30, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        top = ""
+    return top or os.getcwd()
+
+
+def _github(report: Any, root: str) -> None:
+    # GitHub attaches an annotation to a file only by its path from the repository root;
+    # report paths are relative to the config's directory (`ml/` for ml/pyproject.toml).
+    workspace = _workspace()
     for r in report.failures:
-        click.echo(f"::error file={_escape_property(r.path)},title=mobile-opt budget::{_escape_data(r.describe())}")
+        path = os.path.relpath(os.path.join(os.path.abspath(root), r.path), workspace).replace(os.sep, "/")
+        click.echo(f"::error file={_escape_property(path)},title=mobile-opt budget::{_escape_data(r.describe())}")
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with open(summary, "a", encoding="utf-8") as handle:

@@ -104,8 +104,9 @@ def test_paths_pick_matching_config_budgets(project, run):
     assert unmatched.exit_code == 2 and "No budget in pyproject.toml applies" in unmatched.output
 
 
-def test_json_format(project, run):
-    result = run("--config", project / "pyproject.toml", "--format", "json")
+@pytest.mark.parametrize("flags", [["--format", "json"], ["--json"]])
+def test_json_format(project, run, flags):
+    result = run("--config", project / "pyproject.toml", *flags)
     data = json.loads(result.output)
     assert data["ok"] is True
     assert [(r["path"], r["metric"]) for r in data["results"]] == [("models/a.tflite", "raw_bytes"),
@@ -145,3 +146,13 @@ def test_github_actions_annotations_and_summary(project, run, monkeypatch, tmp_p
     monkeypatch.setenv("GITHUB_ACTIONS", "false")
     quiet = run("models/a.tflite", "--max-raw", "10B", cwd=project)
     assert "::error" not in quiet.output
+
+
+def test_github_annotations_name_paths_from_the_repository_root(project, run, monkeypatch, tmp_path):
+    """check --config ml/pyproject.toml: the annotation says ml/models/x.tflite, where the file is."""
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(project.parent))
+    result = run("--config", f"{project.name}/over.toml", cwd=project.parent)
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("::error")]
+    assert errors and errors[0].startswith(f"::error file={project.name}/models/a.tflite,")
