@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import sys
 from typing import Any, Callable
 
@@ -14,9 +15,14 @@ from rich.markup import escape
 
 from mobile_opt.errors import MobileOptError
 
-# Piped output (CI logs) gets rich's 80-column default otherwise, which truncates tables.
-console = Console(width=None if sys.stdout.isatty() else 160)
-stderr_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+# Piped output (CI logs) gets rich's 80-column default otherwise, which truncates tables;
+# an explicit COLUMNS (the terminal's, or the user's) wins.
+def _width(stream) -> int | None:
+    return None if stream.isatty() or os.environ.get("COLUMNS", "").isdigit() else 160
+
+
+console = Console(width=_width(sys.stdout))
+stderr_console = Console(stderr=True, width=_width(sys.stderr))
 
 
 class FiniteFloatRange(click.FloatRange):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
+from rich import box
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -16,36 +17,66 @@ def _short_params(params: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in keep.items())
 
 
-def pipeline_table(result) -> Table:
-    """One row per stage: accuracy, drop, measured sparsity/shared values, checks."""
-    table = Table(title="Compression pipeline", title_justify="left")
-    for col in ("#", "stage", "settings", "accuracy", "Δ pp", "sparsity", "max unique", "checks", "s"):
-        table.add_column(col, justify="right" if col not in ("stage", "settings", "checks") else "left")
-    table.add_row("", "baseline", "", f"{result.baseline_accuracy:.4f}", "", "", "", "", "")
+_NARROW = 100  # below this many columns, settings and failed checks move under the table
+
+
+def pipeline_table(result, width: int | None = None) -> Table:
+    """One row per stage: accuracy, drop, measured sparsity/shared values, checks.
+
+    Narrower than `_NARROW` columns the settings and seconds columns are dropped and checks
+    shrink to ok/FAILED (`pipeline_notes` lists what they held); numbers are never cut.
+    """
+    narrow = (width or console.width) < _NARROW
+    table = Table(title="Compression pipeline", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    columns = ["#", "stage"] + ([] if narrow else ["settings"]) + [
+        "accuracy", "Δ pp", "sparsity", "max unique", "checks"] + ([] if narrow else ["s"])
+    for col in columns:
+        text = col in ("stage", "settings", "checks")
+        table.add_column(col, justify="left" if text else "right", no_wrap=not text or col == "stage",
+                         overflow="fold")
+    table.add_row("", "baseline", *([] if narrow else [""]), f"{result.baseline_accuracy:.4f}", "", "", "", "",
+                  *([] if narrow else [""]))
     for s in result.stages:
         failed = [c for c in s.checks if not c.ok]
-        checks = "[green]all passed[/]" if not failed else "[red]" + "; ".join(
-            escape(f"{c.name}: {c.measured} (want {c.expected})") for c in failed) + "[/]"
+        if narrow:
+            checks = "[green]ok[/]" if not failed else "[red]FAILED[/]"
+        else:
+            checks = "[green]all passed[/]" if not failed else "[red]" + "; ".join(
+                escape(f"{c.name}: {c.measured} (want {c.expected})") for c in failed) + "[/]"
         table.add_row(
             str(s.index),
             s.kind,
-            escape(_short_params(s.params)),
-            f"{s.accuracy:.4f}" + (" (tflite)" if s.accuracy_source == "tflite" else ""),
+            *([] if narrow else [escape(_short_params(s.params))]),
+            f"{s.accuracy:.4f}" + ("*" if s.accuracy_source == "tflite" else ""),
             f"{s.accuracy_drop_pp:+.2f}",
             "" if s.sparsity is None else f"{s.sparsity:.1%}",
             "" if s.max_unique_values is None else str(s.max_unique_values),
             checks,
-            f"{s.seconds:.1f}",
+            *([] if narrow else [f"{s.seconds:.1f}"]),
         )
     return table
+
+
+def pipeline_notes(result, width: int | None = None) -> list[str]:
+    """What the table leaves out: the .tflite marker, and on narrow terminals settings and failed checks."""
+    narrow = (width or console.width) < _NARROW
+    notes = []
+    if any(s.accuracy_source == "tflite" for s in result.stages):
+        notes.append("  * accuracy of the converted .tflite (LiteRT), not of the Keras model")
+    for s in result.stages:
+        if narrow:
+            notes.append(f"  stage {s.index} ({s.kind}): {escape(_short_params(s.params))}, {s.seconds:.1f} s")
+            notes += [f"  stage {s.index} [red]check failed[/]: "
+                      + escape(f"{c.name}: {c.measured} (want {c.expected})") for c in s.checks if not c.ok]
+        notes += [f"  stage {s.index} ({s.kind}): {escape(note)}" for note in s.notes]
+    return notes
 
 
 def print_pipeline_result(result) -> None:
     console.print(pipeline_table(result))
     say = lambda text: console.print(text, soft_wrap=True)  # noqa: E731 - keep sentences greppable
-    for s in result.stages:
-        for note in s.notes:
-            say(f"  stage {s.index} ({s.kind}): {escape(note)}")
+    for note in pipeline_notes(result):
+        say(note)
     if result.tolerance_held is None:
         say(f"Accuracy change: {-result.accuracy_drop_pp:+.2f} pp (no tolerance set).")
     elif result.tolerance_held:

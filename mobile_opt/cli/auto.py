@@ -17,9 +17,13 @@ def _render(result) -> None:
     console.print(f"Baseline fp32 .tflite: accuracy {b['accuracy']:.4f}, {b['raw_bytes']:,} B raw, "
                   f"{b['coded_bytes']:,} B coded, graph overhead {b['graph_overhead_bytes']:,} B"
                   + (f", {b['latency_ms']:.3f} ms" if b.get("latency_ms") is not None else ""))
-    table = Table(title=f"Candidates (study {result.study_name})")
+    from rich import box
+
+    # Numbers never wrap or get cut; the recipe folds (80-column terminals).
+    table = Table(title=f"Candidates (study {escape(result.study_name)})", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("trial", "recipe", "accuracy", "drop pp", "coded B", "ratio", "latency ms", "feasible", "Pareto"):
-        table.add_column(column, justify="left" if column == "recipe" else "right")
+        table.add_column(column, justify="left" if column == "recipe" else "right",
+                         no_wrap=column != "recipe", overflow="fold")
     from mobile_opt._auto_report import _recipe_text
 
     pareto = set(result.pareto)
