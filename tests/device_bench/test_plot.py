@@ -31,3 +31,14 @@ def test_nothing_to_plot_and_bad_kind(tmp_path):
         plot_latency([result("gpu", "unsupported")], tmp_path / "p.png")
     with pytest.raises(InputError, match="Received: kind='pie'"):
         plot_latency([result("cpu")], tmp_path / "p.png", kind="pie")
+
+
+def test_outliers_switch_to_a_log_axis_and_the_plot_is_written(tmp_path):
+    from device_bench.plot import _log_axis
+
+    steady = [1000.0 + i for i in range(50)]
+    assert not _log_axis([[s / 1000 for s in steady]])
+    spiky = steady + [40_000.0]  # one run 40× slower flattened every box on a linear axis
+    assert _log_axis([[s / 1000 for s in spiky], [0.2, 0.21]])
+    path = plot_latency([result("cpu", samples=spiky), result("gpu", samples=steady)], tmp_path / "p.png")
+    assert path.read_bytes().startswith(b"\x89PNG")
