@@ -111,7 +111,9 @@ def diff_tensor_rows(d: SizeDiff, top: int | None = 10) -> list[dict[str, str]]:
     if top is not None:
         rows = rows[:top]
     return [
-        {"tensor": _short_name(t.name), "status": t.status,
+        {"tensor": _short_name(t.name) if t.name_a in (None, t.name)
+         else f"{_short_name(t.name_a)} → {_short_name(t.name)}",
+         "status": t.status, "matched by": t.matched_by or "—",
          "dtype": f"{t.dtype_a or '—'} → {t.dtype_b or '—'}",
          "raw a": _b(t.raw_bytes.a), "raw b": _b(t.raw_bytes.b), "raw change": _signed(t.raw_bytes.change),
          "coded a": _b(t.coded_bytes.a), "coded b": _b(t.coded_bytes.b),

@@ -90,6 +90,9 @@ class TensorSize:
     coded_bytes: int
     op_type: str
     used_by_ops: tuple[str, ...]
+    # Where the graph reads this tensor: (op type, its occurrence among ops of that type in the
+    # subgraph, input slot), in op order. Lets `diff` pair tensors whose names differ; not in to_dict.
+    consumers: tuple[tuple[str, int, int], ...] = ()
 
     def to_dict(self) -> dict:
         return {
@@ -264,9 +267,15 @@ def analyze(source: str | Path | bytes | TFLiteModel, *, compress_level: int = 9
     # Which op types read each buffer; the first reader (subgraph, op order) owns it.
     readers: dict[int, list[str]] = {}
     op_counts: dict[str, int] = {}
-    for sg in model.subgraphs:
+    consumers: dict[tuple[int, int], list[tuple[str, int, int]]] = {}  # (subgraph, tensor) -> places
+    for s, sg in enumerate(model.subgraphs):
+        occurrence: dict[str, int] = {}
         for op in sg.operators:
             op_counts[op.opcode] = op_counts.get(op.opcode, 0) + 1
+            nth = occurrence[op.opcode] = occurrence.get(op.opcode, -1) + 1
+            for slot, idx in enumerate(op.inputs):
+                if idx >= 0:
+                    consumers.setdefault((s, idx), []).append((op.opcode, nth, slot))
             for idx in op.inputs:
                 if idx >= 0 and sg.tensors[idx].is_constant:
                     users = readers.setdefault(sg.tensors[idx].buffer_index, [])
@@ -287,7 +296,8 @@ def analyze(source: str | Path | bytes | TFLiteModel, *, compress_level: int = 9
         rows.append(TensorSize(
             subgraph=s, index=tensor.index, name=tensor.name, dtype=tensor.dtype, shape=tensor.shape,
             buffer_index=tensor.buffer_index, shared_buffer=shared,
-            op_type=users[0] if users else UNUSED, used_by_ops=users, **figures,
+            op_type=users[0] if users else UNUSED, used_by_ops=users,
+            consumers=tuple(consumers.get((s, tensor.index), ())), **figures,
         ))
         if progress is not None:
             progress(done, len(constants))

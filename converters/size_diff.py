@@ -1,16 +1,19 @@
 """Compare the sizes of two .tflite models tensor by tensor (e.g. before/after an optimisation).
 
-Tensors are matched by (subgraph, name) when the name is unique in its subgraph in both
-models, then the rest by (subgraph, tensor index); what is left is "added" (only in b) or
-"removed" (only in a). Only tensors that carry their buffer in the totals are compared
-(see `converters.size`).
+Tensors are paired by what justifies it, in this order: "name" (the same name, unique in its
+subgraph on both sides, read by the same op type at the same input slot: a reshaped kernel
+keeps its name); "graph" (the same input slot of the k-th op of the same type, e.g. the
+kernel of the second FULLY_CONNECTED, with the same shape: survives renaming, quantization
+and pruning); "index" (only tensors no op reads: the same index, shape and dtype). A pairing no
+rule justifies is never made: what is left is "added" (only in b) or "removed" (only in a).
+Only tensors that carry their buffer in the totals are compared (see `converters.size`).
 
 `SizeDiff.to_dict()` keys (stable; pinned by tests/converters/test_diff.py):
     a, b, raw_bytes, gzip_bytes, coded_bytes, weight_bytes, non_weight_bytes, params, tensors
   each total is `Delta.to_dict()`: a, b, change (b - a), ratio (b / a, None when a is 0)
   tensors[i] (`TensorDiff.to_dict()`):
-    status ("same" | "changed" | "added" | "removed"), subgraph, name, matched_by
-    ("name" | "index" | None), index_a, index_b, dtype_a, dtype_b, params, raw_bytes, coded_bytes
+    status ("same" | "changed" | "added" | "removed"), subgraph, name (b's, else a's), name_a,
+    matched_by ("name" | "graph" | "index" | None), index_a, index_b, dtype_a, dtype_b, params, raw_bytes, coded_bytes
   (params/raw_bytes/coded_bytes are `Delta`s; a missing side is 0)
 
 Example:
@@ -57,6 +60,7 @@ class TensorDiff:
     status: str
     subgraph: int
     name: str
+    name_a: str | None
     matched_by: str | None
     index_a: int | None
     index_b: int | None
@@ -71,6 +75,7 @@ class TensorDiff:
             "status": self.status,
             "subgraph": self.subgraph,
             "name": self.name,
+            "name_a": self.name_a,
             "matched_by": self.matched_by,
             "index_a": self.index_a,
             "index_b": self.index_b,
@@ -132,13 +137,45 @@ def _pair(ta: TensorSize | None, tb: TensorSize | None, matched_by: str | None) 
         return getattr(t, attr) if t is not None else 0
 
     return TensorDiff(
-        status=status, subgraph=ref.subgraph, name=(tb or ta).name, matched_by=matched_by,
+        status=status, subgraph=ref.subgraph, name=(tb or ta).name,
+        name_a=ta.name if ta else None, matched_by=matched_by,
         index_a=ta.index if ta else None, index_b=tb.index if tb else None,
         dtype_a=ta.dtype if ta else None, dtype_b=tb.dtype if tb else None,
         params=Delta(get(ta, "params"), get(tb, "params")),
         raw_bytes=Delta(get(ta, "raw_bytes"), get(tb, "raw_bytes")),
         coded_bytes=Delta(get(ta, "coded_bytes"), get(tb, "coded_bytes")),
     )
+
+
+# How tensors are paired, most telling first; a key that is not unique on both sides pairs nothing.
+def _name_key(t: TensorSize):
+    return (t.subgraph, t.name) if t.name else None
+
+
+def _graph_key(t: TensorSize):
+    # The same input slot of the k-th op of the same type (fc1's kernel: FULLY_CONNECTED 0, slot 1),
+    # of the same shape: survives renaming, quantization and pruning; a layer inserted before it
+    # shifts k, and the shape check then refuses the pair rather than guess.
+    return (t.subgraph, t.consumers[0], t.shape) if t.consumers else None
+
+
+def _index_key(t: TensorSize):
+    # Only for tensors no op reads (hand-built or dead): same index, same shape and dtype.
+    return None if t.consumers else (t.subgraph, t.index, t.shape, t.dtype)
+
+
+def _compatible(ta: TensorSize, tb: TensorSize, *, same_rank: bool) -> bool:
+    """Read by the same op type at the same input slot when both are read (and of the same rank).
+
+    Converter-made names ("arith.constant", "tfl.pseudo_qconst1") repeat across models for
+    unrelated tensors (a Reshape's shape in one, a bias in the other): a name alone is no proof.
+    """
+    if same_rank and len(ta.shape) != len(tb.shape):
+        return False
+    if ta.consumers and tb.consumers:
+        (op_a, _, slot_a), (op_b, _, slot_b) = ta.consumers[0], tb.consumers[0]
+        return (op_a, slot_a) == (op_b, slot_b)
+    return True
 
 
 def _as_report(x, compress_level: int) -> SizeReport:
@@ -167,22 +204,19 @@ def diff(a: str | Path | bytes | TFLiteModel | SizeReport, b: str | Path | bytes
     ra, rb = _as_report(a, compress_level), _as_report(b, compress_level)
     ta = list(ra.counted_tensors)
     tb = list(rb.counted_tensors)
-    names_a = Counter((t.subgraph, t.name) for t in ta)
-    names_b = Counter((t.subgraph, t.name) for t in tb)
-    by_name_b = {(t.subgraph, t.name): t for t in tb if names_b[(t.subgraph, t.name)] == 1}
     matches: dict[int, tuple[TensorSize, str]] = {}  # position in ta -> (tensor of b, how)
     used_b: set[int] = set()
-    for i, t in enumerate(ta):
-        key = (t.subgraph, t.name)
-        if t.name and names_a[key] == 1 and key in by_name_b:
-            matches[i] = (by_name_b[key], "name")
-            used_b.add(id(by_name_b[key]))
-    by_index_b = {(t.subgraph, t.index): t for t in tb if id(t) not in used_b}
-    for i, t in enumerate(ta):
-        if i not in matches:
-            other = by_index_b.pop((t.subgraph, t.index), None)
-            if other is not None:
-                matches[i] = (other, "index")
+    for how, key in (("name", _name_key), ("graph", _graph_key), ("index", _index_key)):
+        left = [(i, t) for i, t in enumerate(ta) if i not in matches]
+        right = [t for t in tb if id(t) not in used_b]
+        keys_a = Counter(k for _, t in left if (k := key(t)) is not None)
+        keys_b = Counter(k for t in right if (k := key(t)) is not None)
+        by_key_b = {key(t): t for t in right if key(t) is not None and keys_b[key(t)] == 1}
+        for i, t in left:
+            k = key(t)
+            other = by_key_b.get(k) if k is not None and keys_a[k] == 1 else None
+            if other is not None and _compatible(t, other, same_rank=how != "name"):
+                matches[i] = (other, how)
                 used_b.add(id(other))
     rows = [_pair(t, *matches[i]) if i in matches else _pair(t, None, None) for i, t in enumerate(ta)]
     rows += [_pair(None, t, None) for t in tb if id(t) not in used_b]

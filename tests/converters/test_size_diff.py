@@ -51,10 +51,11 @@ def test_added_removed_and_index_fallback(hand_built):
     d = diff(a, b)
     rows = {(t.name, t.status, t.matched_by) for t in d.tensors}
     assert ("kept", "changed", "name") in rows
-    assert ("", "same", "index") in rows          # unnamed: matched by position
-    assert ("new", "changed", "index") in rows    # index 3 of a ("gone") vs index 3 of b
+    assert ("", "same", "index") in rows          # unnamed, read by no op: same index, shape, dtype
+    # Index 3 is "gone" [8] in a and "new" [2] in b: nothing justifies pairing them.
+    assert ("gone", "removed", None) in rows and ("new", "added", None) in rows
     assert ("new2", "added", None) in rows
-    assert [t.name for t in d.added] == ["new2"] and d.removed == ()
+    assert [t.name for t in d.added] == ["new", "new2"] and [t.name for t in d.removed] == ["gone"]
     kept = next(t for t in d.tensors if t.name == "kept")
     assert kept.params.change == 8 and kept.raw_bytes.change == 32
 
@@ -65,5 +66,45 @@ def test_to_dict_keys_are_pinned(fp32_path, dynamic_path):
     assert list(out) == ["a", "b", "raw_bytes", "gzip_bytes", "coded_bytes", "weight_bytes",
                          "non_weight_bytes", "params", "tensors"]
     assert list(out["raw_bytes"]) == ["a", "b", "change", "ratio"]
-    assert list(out["tensors"][0]) == ["status", "subgraph", "name", "matched_by", "index_a", "index_b",
+    assert list(out["tensors"][0]) == ["status", "subgraph", "name", "name_a", "matched_by", "index_a", "index_b",
                                        "dtype_a", "dtype_b", "params", "raw_bytes", "coded_bytes"]
+
+
+def _tflite(layer_names, extra_dense=False, quantize=False):
+    from mobile_opt import _tf
+
+    tf, keras = _tf.tf(), _tf.keras()
+    keras.utils.set_random_seed(0)
+    conv, fc = layer_names
+    layers = [keras.Input((12, 12, 1)), keras.layers.Conv2D(8, 3, name=conv), keras.layers.Flatten()]
+    layers += [keras.layers.Dense(16, name="extra")] if extra_dense else []
+    layers += [keras.layers.Dense(4, name=fc)]
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras.Sequential(layers))
+    if quantize:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic range: int8 kernels
+    return converter.convert()
+
+
+def test_renamed_tensors_pair_by_their_place_in_the_graph():
+    """Names differ: fc1's kernel pairs with the other dense kernel, never with a conv bias."""
+    d = diff(_tflite(("conv1", "fc1")), _tflite(("features", "logits"), quantize=True))
+    paired = [t for t in d.tensors if t.status in ("same", "changed")]
+    assert paired and {t.matched_by for t in paired} == {"graph"}
+    kernels = {(t.name_a, t.name) for t in paired if t.params.a == 8 * 10 * 10 * 4}
+    assert len(kernels) == 1
+    (name_a, name_b), = kernels
+    assert "fc1" in name_a and "logits" in name_b
+    for t in paired:
+        assert t.params.change == 0  # same layer, same parameter count: shapes agree
+    assert not d.added and not d.removed
+
+
+def test_a_tensor_with_no_justified_partner_is_listed_unmatched():
+    d = diff(_tflite(("conv1", "fc1")), _tflite(("conv1", "fc1"), extra_dense=True))
+    assert all(t.matched_by is not None for t in d.tensors if t.status in ("same", "changed"))
+    unmatched = [t for t in d.tensors if t.status in ("added", "removed")]
+    assert unmatched and all(t.matched_by is None for t in unmatched)
+    assert any("extra" in t.name for t in d.added)
+    for t in d.tensors:
+        if t.status == "changed":  # a pairing is never between tensors of different sizes and layers
+            assert t.matched_by == "name" or t.params.change == 0
