@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from converters._compat_flatbuffers import inline_vector
 from mobile_opt.errors import InputError, ModelFormatError
 
 __all__ = [
@@ -426,10 +427,9 @@ class _Reader:
 
     def buffer(self, b, i: int) -> BufferInfo:
         b = self.table(b, f"buffer {i}")
-        o = b._tab.Offset(4)  # field 0: inline `data` vector
-        if o:
-            start = b._tab.Vector(o)
-            n = b._tab.VectorLen(o)
+        inline = inline_vector(b, 4)  # field 0: inline `data` vector
+        if inline is not None:
+            start, n = inline
             if start + n > self.size:
                 raise self.fail(f"buffer {i} declares {n} bytes at offset {start}, past the end "
                                 f"of the {self.size}-byte file")

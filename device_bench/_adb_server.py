@@ -17,9 +17,10 @@ import struct
 import time
 from pathlib import Path
 
-from adbutils import AdbClient, AdbConnection
+from adbutils import AdbClient
 from adbutils.errors import AdbError, AdbTimeout
 
+from device_bench._compat_adbutils import no_spawn_client
 from device_bench.device import (
     Device,
     Progress,
@@ -52,23 +53,9 @@ def resolve_adb_port(adb_port: int | None) -> int:
     return int(env) if env.isdigit() else DEFAULT_ADB_PORT
 
 
-class _NoSpawnConnection(AdbConnection):
-    def _safe_connect(self):
-        # adbutils runs `adb start-server` when the connect fails; we report instead.
-        return self._create_socket()
-
-
-class _NoSpawnClient(AdbClient):
-    def make_connection(self, timeout: float | None = None) -> AdbConnection:
-        conn = _NoSpawnConnection(self.host, self.port)
-        if timeout:
-            conn.conn.settimeout(timeout)
-        return conn
-
-
 def make_client(adb_host: str, adb_port: int | None) -> AdbClient:
     """An adbutils client for the server at adb_host:adb_port that never starts a server."""
-    return _NoSpawnClient(adb_host, resolve_adb_port(adb_port))
+    return no_spawn_client(adb_host, resolve_adb_port(adb_port))
 
 
 def _no_server(client: AdbClient, exc: Exception) -> DeviceNotFoundError:

@@ -5,7 +5,7 @@ Uses adb-shell (`AdbDevice` over a TCP or USB transport). adb-shell's shell is t
 marker (see `device._ExitMarker`) and returns `stderr=""`.
 
 adb-shell has no overall deadline for push/pull and, on a closed socket, spins until its
-read timeout; so (1) the TCP transport here raises at EOF, (2) transfers run through file
+read timeout; so (1) the TCP transport (`_compat_adb_shell`) raises at EOF, (2) transfers run through file
 wrappers that check the deadline, and (3) after a timeout or a broken stream the link is
 dropped (adbd then kills the stream's command) and reopened on the next call.
 """
@@ -18,12 +18,10 @@ import os
 import socket
 from pathlib import Path
 
-import numpy as np
-from adb_shell import adb_device as _adb_device_module
-from adb_shell import adb_message as _adb_message_module
 from adb_shell import exceptions as adb_exc
 from adb_shell.adb_device import AdbDevice
-from adb_shell.transport.tcp_transport import TcpTransport
+
+from device_bench._compat_adb_shell import EofTcpTransport
 
 from device_bench.device import (
     Device,
@@ -57,47 +55,10 @@ _LINK_ERRORS = (
     adb_exc.UsbReadFailedError,
     adb_exc.UsbWriteFailedError,
     OSError,
-    AttributeError,  # adb-shell's transport after close(): `None.recv`
 )
 _TIMEOUT_ERRORS = (adb_exc.AdbTimeoutError, adb_exc.TcpTimeoutException)
 # What adb-shell raises when the peer's bytes are no ADB messages.
 _PROTOCOL_ERRORS = (adb_exc.InvalidCommandError, adb_exc.InvalidResponseError, adb_exc.InvalidChecksumError)
-
-
-_pure_python_checksum = _adb_message_module.checksum
-
-
-def _fast_checksum(data) -> int:
-    """adb-shell's payload checksum (byte sum mod 2**32), vectorised for bytes-like data.
-
-    adb-shell speaks protocol version 0x01000000, which requires checksums both ways, and
-    sums in pure Python (~20 ms per MiB here): it halved direct-push throughput. Same result
-    for every input (pinned by a test); other types go to the original.
-    """
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return int(np.frombuffer(data, dtype=np.uint8).sum(dtype=np.uint64)) & 0xFFFFFFFF
-    return _pure_python_checksum(data)
-
-
-# adb-shell looks the function up in these two module namespaces (send and receive side).
-_adb_message_module.checksum = _fast_checksum
-_adb_device_module.checksum = _fast_checksum
-
-
-class _EofTcpTransport(TcpTransport):
-    """adb-shell's TCP transport, but a closed peer is an error instead of endless b'',
-    and with Nagle off: every sync exchange is a small request waiting on a small reply,
-    which Nagle plus delayed ACKs stall by ~40 ms each (a 0.13 s STAT after a push)."""
-
-    def connect(self, transport_timeout_s):
-        super().connect(transport_timeout_s)
-        self._connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def bulk_read(self, numbytes, transport_timeout_s):
-        data = super().bulk_read(numbytes, transport_timeout_s)
-        if not data:
-            raise adb_exc.AdbConnectionError("connection closed by the device")
-        return data
 
 
 class _LazySigner:
@@ -225,7 +186,7 @@ class DirectDevice(Device):
                     serial=self.serial, step="connect",
                 ) from exc
         host, port = parse_direct_address(rest)
-        return AdbDevice(_EofTcpTransport(host, port),
+        return AdbDevice(EofTcpTransport(host, port),
                          default_transport_timeout_s=self._connect_timeout_s)
 
     def _connect(self, adb: AdbDevice | None = None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from mobile_opt import _tf
+from mobile_opt._compat_tfmot import experimental_cluster
 from mobile_opt.errors import RecipeError
 from mobile_opt.layer_selection import LayerSelection
 from mobile_opt.measure import kernel_stats
@@ -84,11 +85,7 @@ class ClusterStage(Stage):
     def apply(self, model, ctx: StageContext) -> StageOutput:
         keras, tfmot = _tf.keras(), _tf.tfmot()
         clustering = tfmot.clustering.keras
-        # The public `experimental` namespace of TF-MOT 0.8.1 does not import its
-        # `cluster` module, which is the one taking preserve_sparsity/per_channel.
-        from tensorflow_model_optimization.python.core.clustering.keras.experimental import (
-            cluster as experimental,
-        )
+        experimental = experimental_cluster()  # takes preserve_sparsity (see _compat_tfmot)
         selected = self.layers.select(model)
         # After pruning, clustering must keep the zeros or it undoes the pruning.
         preserve = self.preserve_sparsity if self.preserve_sparsity is not None else "prune" in ctx.kinds_before()

@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from mobile_opt import _tf
+from mobile_opt._compat_tfmot import default_8bit_registry
 from mobile_opt.errors import RecipeError, UnsupportedModelError
 from mobile_opt.measure import kernel_arrays, stats_of
 from mobile_opt.stage import Check, Stage, StageContext, StageOutput, clone
@@ -83,11 +84,7 @@ class QuantizeStage(Stage):
     def _qat_model(self, model, ctx: StageContext):
         keras, tfmot = _tf.keras(), _tf.tfmot()
         qk = tfmot.quantization.keras
-        from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-            default_8bit_quantize_registry,
-        )
-
-        registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+        registry = default_8bit_registry()
         unknown = [n for n in self.skip_layers if n not in {l.name for l in model.layers}]
         if unknown:
             raise RecipeError(f"skip_layers names no layer of the model. Received: {unknown}.")

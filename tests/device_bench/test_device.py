@@ -131,7 +131,8 @@ def test_dataclasses_are_frozen_and_json_safe():
 
 
 def test_fast_checksum_equals_adb_shells_own():
-    from device_bench._direct import _fast_checksum, _pure_python_checksum
+    from device_bench._compat_adb_shell import fast_checksum as _fast_checksum
+    from device_bench._compat_adb_shell import pure_python_checksum as _pure_python_checksum
 
     rng = random.Random(4)
     for size in (0, 1, 255, 4096, 65537, 1 << 20):
