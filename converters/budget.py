@@ -28,10 +28,10 @@ import difflib
 import glob
 import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
+from mobile_opt._files import read_toml
 from mobile_opt.errors import BudgetExceeded, InputError
 
 __all__ = [
@@ -250,12 +250,7 @@ def load_budgets(pyproject_path: str | os.PathLike = "pyproject.toml") -> list[B
         >>> budgets = load_budgets("pyproject.toml")  # doctest: +SKIP
     """
     path = Path(pyproject_path)
-    if not path.is_file():
-        raise InputError(f"Config file not found. Received: pyproject_path={str(path)!r}")
-    try:
-        config = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{str(path)!r} is not valid TOML: {exc}") from exc
+    config = read_toml(path, what="Config file", name="pyproject_path")
     section = config.get("tool", {}).get("mobile-opt", {})
     entries = section.get("budget") if isinstance(section, dict) else None
     if not entries:

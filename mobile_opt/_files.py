@@ -15,7 +15,27 @@ from typing import Callable, Iterator
 
 from mobile_opt.errors import InputError
 
-__all__ = ["OutputFiles", "check_appendable", "file_mode", "output_directory", "write_atomic"]
+__all__ = ["OutputFiles", "check_appendable", "file_mode", "output_directory", "read_toml", "write_atomic"]
+
+
+def read_toml(path: str | Path, *, what: str, name: str = "path") -> dict:
+    """Parses a TOML file (a recipe, a pyproject.toml) into a dict.
+
+    Raises:
+        InputError: the file is missing, unreadable or not TOML; `what` names it ("Recipe file"),
+            `name` the argument it came from.
+    """
+    import tomllib
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} not found. Received: {name}={str(path)!r}.")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"Cannot read {what.lower()} {str(path)!r}: {exc.strerror or exc}.") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{str(path)!r} is not valid TOML: {exc}.") from exc
 
 
 def file_mode() -> int:

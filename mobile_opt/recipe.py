@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from mobile_opt.clustering import cluster
 from mobile_opt.distillation import distill
-from mobile_opt.errors import InputError, RecipeError
+from mobile_opt._files import read_toml
+from mobile_opt.errors import RecipeError
 from mobile_opt.layer_selection import LayerSelection
 from mobile_opt.lowrank import low_rank
 from mobile_opt.pipeline import Pipeline
@@ -109,13 +109,7 @@ def load_recipe(source: str | Path | Mapping[str, Any]) -> Recipe:
     if isinstance(source, Mapping):
         data = dict(source)
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise InputError(f"Recipe file not found. Received: path={str(path)!r}.")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path} is not valid TOML: {exc}.") from exc
+        data = read_toml(source, what="Recipe file")
     unknown = set(data) - {"stages", *_RUN_KEYS}
     if unknown:
         key = sorted(unknown)[0]
