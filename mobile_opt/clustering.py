@@ -14,7 +14,7 @@ from mobile_opt._compat_tfmot import experimental_cluster
 from mobile_opt.errors import RecipeError
 from mobile_opt.layer_selection import LayerSelection
 from mobile_opt.measure import kernel_stats
-from mobile_opt.stage import Check, Stage, StageContext, StageOutput, clone
+from mobile_opt.stage import Check, Stage, StageContext, StageOutput, clone, stage_builder
 
 __all__ = ["ClusterStage", "cluster"]
 
@@ -36,7 +36,31 @@ def _check_clusters(value, where: str) -> int:
 
 
 class ClusterStage(Stage):
-    """Clusters kernels to a few shared values; see `cluster` for the arguments."""
+    """Weight clustering with TF-MOT: each kernel keeps at most `clusters` distinct values.
+
+    Args:
+        clusters: number of shared values per kernel (>= 2), or a mapping
+            `{layer_name: clusters}` for those layers only.
+        init: centroid initialisation: "kmeans++" (default), "linear",
+            "density" or "random".
+        per_channel: cluster each output channel separately (default False).
+        preserve_sparsity: keep pruned zeros; default: True when a prune stage
+            came before, else False.
+        layers: which layers to cluster; default: every Dense/Conv layer except
+            the first conv and the classifier Dense.
+        learning_rate: fine-tuning learning rate when no optimizer is given
+            (default 1e-4).
+
+    Returns:
+        A `ClusterStage` for `Pipeline`.
+
+    Raises:
+        RecipeError: fewer than 2 clusters or an unknown init.
+
+    Example:
+        >>> cluster(8, init="density").params()["init"]
+        'density'
+    """
 
     kind = "cluster"
 
@@ -124,45 +148,4 @@ class ClusterStage(Stage):
         return StageOutput(stripped, tuple(checks), {k: v.to_dict() for k, v in stats.items()}, tuple(notes))
 
 
-def cluster(
-    clusters: int | Mapping[str, int],
-    *,
-    init: str = "kmeans++",
-    per_channel: bool = False,
-    preserve_sparsity: bool | None = None,
-    layers: LayerSelection | None = None,
-    learning_rate: float = 1e-4,
-) -> ClusterStage:
-    """Weight clustering with TF-MOT: each kernel keeps at most `clusters` distinct values.
-
-    Args:
-        clusters: number of shared values per kernel (>= 2), or a mapping
-            `{layer_name: clusters}` for those layers only.
-        init: centroid initialisation: "kmeans++" (default), "linear",
-            "density" or "random".
-        per_channel: cluster each output channel separately (default False).
-        preserve_sparsity: keep pruned zeros; default: True when a prune stage
-            came before, else False.
-        layers: which layers to cluster; default: every Dense/Conv layer except
-            the first conv and the classifier Dense.
-        learning_rate: fine-tuning learning rate when no optimizer is given
-            (default 1e-4).
-
-    Returns:
-        A `ClusterStage` for `Pipeline`.
-
-    Raises:
-        RecipeError: fewer than 2 clusters or an unknown init.
-
-    Example:
-        >>> cluster(8, init="density").params()["init"]
-        'density'
-    """
-    return ClusterStage(
-        clusters,
-        init=init,
-        per_channel=per_channel,
-        preserve_sparsity=preserve_sparsity,
-        layers=layers,
-        learning_rate=learning_rate,
-    )
+cluster = stage_builder(ClusterStage, "cluster")

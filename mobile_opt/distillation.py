@@ -26,7 +26,7 @@ import numpy as np
 from mobile_opt import _tf
 from mobile_opt.errors import RecipeError
 from mobile_opt.models import check_model, load_model
-from mobile_opt.stage import Check, Stage, StageContext, StageOutput, clone
+from mobile_opt.stage import Check, Stage, StageContext, StageOutput, clone, stage_builder
 
 __all__ = ["DistillStage", "distill"]
 
@@ -48,7 +48,32 @@ def _outputs_probabilities(model) -> bool:
 
 
 class DistillStage(Stage):
-    """Trains a student on a teacher's soft labels; see `distill` for the arguments."""
+    """Knowledge distillation: the student learns from the teacher's softened outputs.
+
+    Args:
+        teacher: a tf_keras model or a path to one. Default None: the model
+            entering the stage is the teacher (then `student` is required).
+        temperature: softening temperature T (default 4.0).
+        alpha: weight of the soft-label (KL) loss; `1 - alpha` weighs the
+            hard-label loss (default 0.9).
+        student: a (smaller) tf_keras model or path, trained from its current
+            weights. Default None: the model entering the stage is the student.
+        epochs: distillation epochs (default None: the pipeline's fine-tune epochs).
+        learning_rate: Adam learning rate when the pipeline has no optimizer
+            (default 1e-3: students usually need real training, not a touch-up).
+
+    Returns:
+        A `DistillStage` for `Pipeline` (before pruning/clustering/quantization).
+
+    Raises:
+        RecipeError: neither teacher nor student, temperature <= 0, alpha
+            outside [0, 1], or bad epochs/learning_rate.
+        InputError / ModelFormatError / UnsupportedModelError: a model path
+            that cannot be read, or a model TF-MOT cannot handle.
+
+    Example: shrink the trained model into a smaller architecture
+        >>> stage = distill(student=small_model, temperature=4.0)  # doctest: +SKIP
+    """
 
     kind = "distill"
 
@@ -158,40 +183,4 @@ class DistillStage(Stage):
         return StageOutput(student, checks, {}, notes)
 
 
-def distill(
-    teacher=None,
-    *,
-    temperature: float = 4.0,
-    alpha: float = 0.9,
-    student=None,
-    epochs: int | None = None,
-    learning_rate: float = 1e-3,
-) -> DistillStage:
-    """Knowledge distillation: the student learns from the teacher's softened outputs.
-
-    Args:
-        teacher: a tf_keras model or a path to one. Default None: the model
-            entering the stage is the teacher (then `student` is required).
-        temperature: softening temperature T (default 4.0).
-        alpha: weight of the soft-label (KL) loss; `1 - alpha` weighs the
-            hard-label loss (default 0.9).
-        student: a (smaller) tf_keras model or path, trained from its current
-            weights. Default None: the model entering the stage is the student.
-        epochs: distillation epochs (default None: the pipeline's fine-tune epochs).
-        learning_rate: Adam learning rate when the pipeline has no optimizer
-            (default 1e-3: students usually need real training, not a touch-up).
-
-    Returns:
-        A `DistillStage` for `Pipeline` (before pruning/clustering/quantization).
-
-    Raises:
-        RecipeError: neither teacher nor student, temperature <= 0, alpha
-            outside [0, 1], or bad epochs/learning_rate.
-        InputError / ModelFormatError / UnsupportedModelError: a model path
-            that cannot be read, or a model TF-MOT cannot handle.
-
-    Example: shrink the trained model into a smaller architecture
-        >>> stage = distill(student=small_model, temperature=4.0)  # doctest: +SKIP
-    """
-    return DistillStage(teacher, temperature=temperature, alpha=alpha, student=student,
-                        epochs=epochs, learning_rate=learning_rate)
+distill = stage_builder(DistillStage, "distill")

@@ -24,7 +24,7 @@ from mobile_opt import _tf
 from mobile_opt.errors import RecipeError, UnsupportedModelError
 from mobile_opt.layer_selection import LayerSelection
 from mobile_opt.measure import kernel_stats
-from mobile_opt.stage import Check, Stage, StageContext, StageOutput
+from mobile_opt.stage import Check, Stage, StageContext, StageOutput, stage_builder
 
 __all__ = ["LowRankStage", "low_rank", "factorize"]
 
@@ -81,7 +81,33 @@ def factorize(kernel: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray, fl
 
 
 class LowRankStage(Stage):
-    """Truncated-SVD factorisation of kernels; see `low_rank` for the arguments."""
+    """Low-rank (truncated SVD) factorisation of Dense/Conv2D kernels, fine-tuned and verified.
+
+    Args:
+        rank: the rank of every selected kernel, or `{layer_name: rank}` (those
+            layers only). Default None: chosen per layer from `energy` or `param_ratio`.
+        energy: when no rank is given, keep the smallest rank whose singular
+            values hold this fraction of the squared total (default 0.95).
+        param_ratio: instead of `energy`, a parameter budget: each factorised
+            layer keeps at most this fraction of its kernel's weights (default None).
+        layers: which layers; default: Dense/Conv2D layers except the first
+            conv and the classifier Dense. A layer whose rank would not save
+            parameters is left whole (with a note).
+        learning_rate: fine-tuning learning rate when no optimizer is given
+            (default 1e-4).
+
+    Returns:
+        A `LowRankStage` for `Pipeline` (before pruning/clustering/quantization).
+
+    Raises:
+        RecipeError: a rank < 1, energy outside (0, 1], param_ratio outside
+            (0, 1), or both rank and param_ratio.
+
+    Example: factorise the hidden layers of an MLP to rank 32
+        >>> stage = low_rank(32)
+        >>> stage.kind, stage.params()["rank"]
+        ('low_rank', 32)
+    """
 
     kind = "low_rank"
 
@@ -251,40 +277,4 @@ def rebuild_factorized(model, plan: Mapping[str, tuple[int, str]]):
     return new_model, energies
 
 
-def low_rank(
-    rank: int | Mapping[str, int] | None = None,
-    *,
-    energy: float = 0.95,
-    param_ratio: float | None = None,
-    layers: LayerSelection | None = None,
-    learning_rate: float = 1e-4,
-) -> LowRankStage:
-    """Low-rank (truncated SVD) factorisation of Dense/Conv2D kernels, fine-tuned and verified.
-
-    Args:
-        rank: the rank of every selected kernel, or `{layer_name: rank}` (those
-            layers only). Default None: chosen per layer from `energy` or `param_ratio`.
-        energy: when no rank is given, keep the smallest rank whose singular
-            values hold this fraction of the squared total (default 0.95).
-        param_ratio: instead of `energy`, a parameter budget: each factorised
-            layer keeps at most this fraction of its kernel's weights (default None).
-        layers: which layers; default: Dense/Conv2D layers except the first
-            conv and the classifier Dense. A layer whose rank would not save
-            parameters is left whole (with a note).
-        learning_rate: fine-tuning learning rate when no optimizer is given
-            (default 1e-4).
-
-    Returns:
-        A `LowRankStage` for `Pipeline` (before pruning/clustering/quantization).
-
-    Raises:
-        RecipeError: a rank < 1, energy outside (0, 1], param_ratio outside
-            (0, 1), or both rank and param_ratio.
-
-    Example: factorise the hidden layers of an MLP to rank 32
-        >>> stage = low_rank(32)
-        >>> stage.kind, stage.params()["rank"]
-        ('low_rank', 32)
-    """
-    return LowRankStage(rank, energy=energy, param_ratio=param_ratio, layers=layers,
-                        learning_rate=learning_rate)
+low_rank = stage_builder(LowRankStage, "low_rank")

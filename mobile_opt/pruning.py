@@ -15,7 +15,7 @@ from mobile_opt import _tf
 from mobile_opt.errors import RecipeError
 from mobile_opt.layer_selection import LayerSelection
 from mobile_opt.measure import kernel_stats
-from mobile_opt.stage import Check, Stage, StageContext, StageOutput, clone
+from mobile_opt.stage import Check, Stage, StageContext, StageOutput, clone, stage_builder
 
 __all__ = ["PruneStage", "prune"]
 
@@ -34,7 +34,34 @@ def _check_sparsity(value, where: str) -> float:
 
 
 class PruneStage(Stage):
-    """Magnitude pruning to a target sparsity; see `prune` for the arguments."""
+    """Magnitude pruning with TF-MOT, fine-tuned and verified.
+
+    Args:
+        sparsity: target fraction of zero weights in [0, 1), or a mapping
+            `{layer_name: sparsity}` for per-layer targets (those layers only).
+            Leave unset for `structure="2:4"` (always 50%).
+        schedule: "constant" (default; the target from the first step) or
+            "polynomial" (ramps from `initial_sparsity` to the target over the
+            first 70% of fine-tuning, leaving the rest to recover).
+        structure: "unstructured" (default) or "2:4" (two zeros in every four
+            consecutive input-channel weights, which XNNPACK/GPUs can exploit).
+        layers: which layers to prune; default: every Dense/Conv layer except
+            the first conv and the classifier Dense.
+        initial_sparsity: start of the polynomial ramp (default 0.0).
+        learning_rate: fine-tuning learning rate when no optimizer is given
+            (default 1e-4).
+
+    Returns:
+        A `PruneStage` for `Pipeline`.
+
+    Raises:
+        RecipeError: sparsity outside [0, 1), unknown schedule/structure, or a
+            sparsity other than 0.5 with 2:4.
+
+    Example:
+        >>> prune(0.9).params()["sparsity"]
+        0.9
+    """
 
     kind = "prune"
 
@@ -161,48 +188,4 @@ def _input_channels(layer) -> int:
     return int(kernel.shape[-2]) if kernel is not None else 0
 
 
-def prune(
-    sparsity: float | Mapping[str, float] | None = None,
-    *,
-    schedule: str = "constant",
-    structure: str = "unstructured",
-    layers: LayerSelection | None = None,
-    initial_sparsity: float = 0.0,
-    learning_rate: float = 1e-4,
-) -> PruneStage:
-    """Magnitude pruning with TF-MOT, fine-tuned and verified.
-
-    Args:
-        sparsity: target fraction of zero weights in [0, 1), or a mapping
-            `{layer_name: sparsity}` for per-layer targets (those layers only).
-            Leave unset for `structure="2:4"` (always 50%).
-        schedule: "constant" (default; the target from the first step) or
-            "polynomial" (ramps from `initial_sparsity` to the target over the
-            first 70% of fine-tuning, leaving the rest to recover).
-        structure: "unstructured" (default) or "2:4" (two zeros in every four
-            consecutive input-channel weights, which XNNPACK/GPUs can exploit).
-        layers: which layers to prune; default: every Dense/Conv layer except
-            the first conv and the classifier Dense.
-        initial_sparsity: start of the polynomial ramp (default 0.0).
-        learning_rate: fine-tuning learning rate when no optimizer is given
-            (default 1e-4).
-
-    Returns:
-        A `PruneStage` for `Pipeline`.
-
-    Raises:
-        RecipeError: sparsity outside [0, 1), unknown schedule/structure, or a
-            sparsity other than 0.5 with 2:4.
-
-    Example:
-        >>> prune(0.9).params()["sparsity"]
-        0.9
-    """
-    return PruneStage(
-        sparsity,
-        schedule=schedule,
-        structure=structure,
-        layers=layers,
-        initial_sparsity=initial_sparsity,
-        learning_rate=learning_rate,
-    )
+prune = stage_builder(PruneStage, "prune")

@@ -23,7 +23,7 @@ from mobile_opt import _tf
 from mobile_opt._compat_tfmot import default_8bit_registry
 from mobile_opt.errors import RecipeError, UnsupportedModelError
 from mobile_opt.measure import kernel_arrays, stats_of
-from mobile_opt.stage import Check, Stage, StageContext, StageOutput, clone
+from mobile_opt.stage import Check, Stage, StageContext, StageOutput, clone, stage_builder
 
 __all__ = ["QuantizeStage", "quantize", "MODES"]
 
@@ -35,7 +35,32 @@ _WEIGHT_DTYPE = {"ptq_int8": "int8", "dynamic": "int8", "float16": "float16", "q
 
 
 class QuantizeStage(Stage):
-    """Quantizes the model; see `quantize` for the arguments."""
+    """Quantization, post-training or aware-training; always the last stage.
+
+    Args:
+        mode: "ptq_int8" (full-integer with representative data taken from the
+            training data), "dynamic" (int8 weights, float activations),
+            "float16" (float16 weights), or "qat_int8" (quantization-aware
+            fine-tuning, then full-integer conversion; after prune/cluster it
+            uses PQAT/CQAT/PCQAT to preserve their work).
+        skip_layers: layer names QAT leaves in float (for layers it cannot
+            quantize); default none.
+        io_dtype: model input/output type for int8 modes: "float32" (default),
+            "int8" or "uint8".
+        learning_rate: QAT fine-tuning learning rate when no optimizer is
+            given (default 1e-4).
+        representative_samples: calibration samples for int8 (default 200).
+
+    Returns:
+        A `QuantizeStage` for `Pipeline`.
+
+    Raises:
+        RecipeError: an unknown mode or io_dtype.
+
+    Example:
+        >>> quantize("ptq_int8", io_dtype="int8").params()["io_dtype"]
+        'int8'
+    """
 
     kind = "quantize"
 
@@ -261,44 +286,4 @@ class _quiet_tf_warnings:
         self._logger.setLevel(self._level)
 
 
-def quantize(
-    mode: str,
-    *,
-    skip_layers: Sequence[str] = (),
-    io_dtype: str = "float32",
-    learning_rate: float = 1e-4,
-    representative_samples: int = 200,
-) -> QuantizeStage:
-    """Quantization, post-training or aware-training; always the last stage.
-
-    Args:
-        mode: "ptq_int8" (full-integer with representative data taken from the
-            training data), "dynamic" (int8 weights, float activations),
-            "float16" (float16 weights), or "qat_int8" (quantization-aware
-            fine-tuning, then full-integer conversion; after prune/cluster it
-            uses PQAT/CQAT/PCQAT to preserve their work).
-        skip_layers: layer names QAT leaves in float (for layers it cannot
-            quantize); default none.
-        io_dtype: model input/output type for int8 modes: "float32" (default),
-            "int8" or "uint8".
-        learning_rate: QAT fine-tuning learning rate when no optimizer is
-            given (default 1e-4).
-        representative_samples: calibration samples for int8 (default 200).
-
-    Returns:
-        A `QuantizeStage` for `Pipeline`.
-
-    Raises:
-        RecipeError: an unknown mode or io_dtype.
-
-    Example:
-        >>> quantize("ptq_int8", io_dtype="int8").params()["io_dtype"]
-        'int8'
-    """
-    return QuantizeStage(
-        mode,
-        skip_layers=skip_layers,
-        io_dtype=io_dtype,
-        learning_rate=learning_rate,
-        representative_samples=representative_samples,
-    )
+quantize = stage_builder(QuantizeStage, "quantize")

@@ -8,6 +8,8 @@ wraps, fine-tunes, strips and then *verifies* what it promised.
 from __future__ import annotations
 
 import abc
+import functools
+import inspect
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -168,3 +170,18 @@ def clone(model):
     copy.set_weights(model.get_weights())
     return copy
 
+
+def stage_builder(cls: type, name: str) -> Callable[..., Stage]:
+    """The public function that builds a stage (`prune(0.8)`), with the class's signature and docs.
+
+    One signature and one docstring per stage (its class), instead of a builder spelling
+    both out again; `help(prune)` and `inspect.signature(prune)` show the class's.
+    """
+
+    @functools.wraps(cls, assigned=("__module__", "__doc__"), updated=())
+    def build(*args, **kwargs):
+        return cls(*args, **kwargs)
+
+    build.__name__ = build.__qualname__ = name
+    build.__signature__ = inspect.signature(cls).replace(return_annotation=cls.__name__)
+    return build
