@@ -26,6 +26,7 @@ from device_bench.device import (
     Progress,
     RemoteStat,
     ShellResult,
+    UNAUTHORIZED_HINT,
     _ExitMarker,
     _remaining,
 )
@@ -42,7 +43,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_ADB_PORT = 5037
 _SYNC_CHUNK = 64 * 1024  # the sync protocol's maximum DATA payload
 _BATCH = 16
-_UNAUTHORIZED_HINT = "accept the 'Allow USB debugging?' prompt on the phone, then retry"
 
 
 def resolve_adb_port(adb_port: int | None) -> int:
@@ -91,7 +91,7 @@ def state_error(serial: str, state: str, step: str = "connect") -> DeviceError:
     """The error for a device listed in a state other than "device"."""
     if state == "unauthorized":
         return DeviceUnauthorizedError(
-            f"{serial} has not authorized this computer: {_UNAUTHORIZED_HINT}.",
+            f"{serial} has not authorized this computer: {UNAUTHORIZED_HINT}.",
             serial=serial, step=step,
         )
     if state == "offline":

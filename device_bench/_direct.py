@@ -28,6 +28,7 @@ from device_bench.device import (
     Progress,
     RemoteStat,
     ShellResult,
+    UNAUTHORIZED_HINT,
     _ExitMarker,
     _remaining,
 )
@@ -44,7 +45,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_DIRECT_PORT = 5555
 USB_INSTALL = "pip install 'mobile-opt[usb]'"
-_UNAUTHORIZED_HINT = "accept the 'Allow USB debugging?' prompt on the phone, then retry"
 
 # Everything adb-shell raises when the link, not the request, fails.
 _LINK_ERRORS = (
@@ -216,7 +216,7 @@ class DirectDevice(Device):
             if asked or isinstance(exc, adb_exc.DeviceAuthError):
                 raise DeviceUnauthorizedError(
                     f"{self.serial} did not accept this computer's ADB key within "
-                    f"{timeout:g} s: {_UNAUTHORIZED_HINT}.",
+                    f"{timeout:g} s: {UNAUTHORIZED_HINT}.",
                     serial=self.serial, step="connect",
                 ) from exc
             raise DeviceOfflineError(

@@ -37,6 +37,9 @@ __all__ = ["Device", "DeviceInfo", "RemoteStat", "ShellResult", "quote"]
 
 logger = logging.getLogger(__name__)
 
+# What DeviceUnauthorizedError tells the user, whichever transport met the refusal.
+UNAUTHORIZED_HINT = "accept the 'Allow USB debugging?' prompt on the phone, then retry"
+
 Progress = Callable[[int, int], None]
 
 # Where every backend keeps pushed files: the one world-writable place on a stock phone.
