@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,7 +10,7 @@ import numpy as np
 from mobile_opt import _tf
 from mobile_opt.errors import DataError
 
-__all__ = ["PreparedData", "prepare_data", "accuracy"]
+__all__ = ["PreparedData", "prepare_data", "accuracy", "sample_inputs"]
 
 
 @dataclass
@@ -49,7 +50,8 @@ def prepare_data(data, model, *, batch_size: int, shuffle: bool, name: str) -> P
     """Validates `data` against `model` and returns it batched.
 
     Args:
-        data: `(x, y)` arrays, or a `tf.data.Dataset` yielding `(x, y)` batches.
+        data: `(x, y)` arrays, a `tf.data.Dataset` yielding `(x, y)` batches, or a
+            directory of images with one subfolder per class (`load_image_folder`).
         model: the model the data feeds.
         batch_size: batch size for arrays (a dataset keeps its own batching).
         shuffle: shuffle arrays each epoch.
@@ -59,6 +61,11 @@ def prepare_data(data, model, *, batch_size: int, shuffle: bool, name: str) -> P
         DataError: empty, mismatched lengths, or shapes that do not fit the model.
     """
     tf = _tf.tf()
+    if isinstance(data, (str, os.PathLike)):
+        from mobile_opt.datasets import load_image_folder
+
+        data = load_image_folder(data, input_shape=model.input_shape[1:], batch_size=batch_size,
+                                 num_classes=model.output_shape[-1])
     if isinstance(data, tf.data.Dataset):
         spec = data.element_spec
         if not isinstance(spec, tuple) or len(spec) < 2:
@@ -86,6 +93,8 @@ def prepare_data(data, model, *, batch_size: int, shuffle: bool, name: str) -> P
         raise DataError(f"{name}: x and y differ in length. Received: len(x)={len(x)}, len(y)={len(y)}.")
     _check_shape(name, (None,) + x.shape[1:], model)
     label_kind = "onehot" if y.ndim >= 2 and y.shape[-1] > 1 else "sparse"
+    if label_kind == "sparse":
+        _check_labels(name, y, model)
     dataset = tf.data.Dataset.from_tensor_slices((x.astype(np.float32, copy=False), y))
     if shuffle:
         dataset = dataset.shuffle(min(len(x), 10_000), seed=0, reshuffle_each_iteration=True)
@@ -95,9 +104,39 @@ def prepare_data(data, model, *, batch_size: int, shuffle: bool, name: str) -> P
 
 def accuracy(model, data: PreparedData) -> float:
     """Top-1 accuracy of a Keras model on prepared data (binary outputs thresholded at 0.5)."""
-    # predict() runs a compiled tf.function; calling the model batch by batch stays eager.
-    pred = np.asarray(model.predict(data.dataset.map(lambda x, y: x), verbose=0))
-    truth = np.concatenate([np.asarray(y) for _, y in data.dataset])
-    guess = (pred[..., 0] > 0.5).astype(int) if pred.shape[-1] == 1 else pred.argmax(axis=-1)
-    truth = truth.argmax(axis=-1) if data.label_kind == "onehot" else truth.reshape(-1)
-    return float(np.mean(guess.reshape(-1) == truth.astype(int)))
+    # One pass, predictions next to their labels: a dataset may reshuffle on every iteration
+    # (image_dataset_from_directory does). predict_on_batch runs a compiled function.
+    guesses, truths = [], []
+    for x, y in data.dataset:
+        pred = np.asarray(model.predict_on_batch(x))
+        guesses.append((pred[..., 0] > 0.5).astype(int) if pred.shape[-1] == 1 else pred.argmax(axis=-1))
+        y = np.asarray(y)
+        truths.append(y.argmax(axis=-1) if data.label_kind == "onehot" else y.reshape(-1))
+    guess, truth = np.concatenate(guesses).reshape(-1), np.concatenate(truths)
+    return float(np.mean(guess == truth.astype(int)))
+
+
+def sample_inputs(data, limit: int = 32) -> np.ndarray | None:
+    """Up to `limit` inputs of `(x, y)` arrays or a dataset of `(x, y)` batches (None otherwise)."""
+    tf = _tf.tf()
+    if isinstance(data, tf.data.Dataset):
+        for x, _ in data.take(1):
+            return np.asarray(x)[:limit]
+        return None
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return np.asarray(data[0])[:limit]
+    return None
+
+
+def _check_labels(name: str, y: np.ndarray, model) -> None:
+    """Sparse labels must index the model's outputs."""
+    units = model.output_shape[-1] if not isinstance(model.output_shape, list) else None
+    if units is None or units < 2 or y.size == 0 or not np.issubdtype(y.dtype, np.number):
+        return
+    low, high = float(np.min(y)), float(np.max(y))
+    if low < 0 or high >= units:
+        raise DataError(
+            f"{name}: labels must be class indices 0..{units - 1} for model {model.name!r} with {units} "
+            f"outputs. Received: labels from {low:g} to {high:g}. Check the labels, or give the model "
+            f"{int(high) + 1} outputs."
+        )

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 MODES = ("ptq_int8", "dynamic", "float16", "qat_int8")
 _CONVERTER_MODE = {"ptq_int8": "int8", "dynamic": "dynamic", "float16": "float16", "qat_int8": "int8"}
+_OUTPUT_ONLY_LAYERS = ("Rescaling", "Normalization")
 _WEIGHT_DTYPE = {"ptq_int8": "int8", "dynamic": "int8", "float16": "float16", "qat_int8": "int8"}
 
 
@@ -86,12 +87,21 @@ class QuantizeStage(Stage):
         from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
             default_8bit_quantize_registry,
         )
+        from tensorflow_model_optimization.python.core.quantization.keras.default_8bit.default_8bit_quantize_configs import (  # noqa: E501
+            Default8BitOutputQuantizeConfig,
+        )
 
         registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
         unknown = [n for n in self.skip_layers if n not in {l.name for l in model.layers}]
         if unknown:
             raise RecipeError(f"skip_layers names no layer of the model. Received: {unknown}.")
-        bad = [l for l in model.layers if l.name not in self.skip_layers and not registry.supports(l)]
+        # Inputs are not layers to quantize. Rescaling/Normalization (preprocessing, and the
+        # bridge's form of Keras 3 `x * c + d` ops) are affine maps TF-MOT's registry lacks:
+        # they get its output-only config, so their output is int8 like an activation's.
+        output_only = {l.name for l in model.layers if type(l).__name__ in _OUTPUT_ONLY_LAYERS}
+        inputs = {l.name for l in model.layers if type(l).__name__ == "InputLayer"}
+        bad = [l for l in model.layers if l.name not in set(self.skip_layers) | output_only | inputs
+               and not registry.supports(l)]
         if bad:
             names = ", ".join(f"{l.name!r} ({type(l).__name__})" for l in bad)
             raise UnsupportedModelError(
@@ -102,7 +112,8 @@ class QuantizeStage(Stage):
         base = clone(model)
         annotated = keras.models.clone_model(
             base,
-            clone_function=lambda l: l if l.name in self.skip_layers else qk.quantize_annotate_layer(l),
+            clone_function=lambda l: l if l.name in set(self.skip_layers) | inputs
+            else qk.quantize_annotate_layer(l, Default8BitOutputQuantizeConfig() if l.name in output_only else None),
         )
         scheme = {
             "default": lambda: qk.default_8bit.Default8BitQuantizeScheme(),
