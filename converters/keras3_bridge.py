@@ -30,6 +30,7 @@ import inspect
 import json
 import logging
 import os
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -100,13 +101,9 @@ class BridgeProof:
 
 
 def is_keras3_model(obj: Any) -> bool:
-    """True for a Keras 3 (`keras` package >= 3) model object."""
-    module = type(obj).__module__ or ""
-    if not module.startswith("keras"):
-        return False
-    import keras
-
-    return isinstance(obj, keras.Model)
+    """True for a Keras 3 (`keras` package >= 3) model object, subclassed ones included."""
+    keras = sys.modules.get("keras")  # a Keras 3 model exists only once the user imported keras
+    return keras is not None and isinstance(obj, getattr(keras, "Model", ()))
 
 
 def saved_by_keras3(path: str | os.PathLike) -> bool:

@@ -10,7 +10,7 @@ import numpy as np
 from mobile_opt import _tf
 from mobile_opt.errors import DataError
 
-__all__ = ["PreparedData", "prepare_data", "accuracy", "sample_inputs"]
+__all__ = ["PreparedData", "prepare_data", "accuracy", "as_arrays", "sample_inputs"]
 
 
 @dataclass
@@ -114,6 +114,25 @@ def accuracy(model, data: PreparedData) -> float:
         truths.append(y.argmax(axis=-1) if data.label_kind == "onehot" else y.reshape(-1))
     guess, truth = np.concatenate(guesses).reshape(-1), np.concatenate(truths)
     return float(np.mean(guess == truth.astype(int)))
+
+
+def as_arrays(data, model, name: str):
+    """`(x, y)` arrays from arrays, a dataset of `(x, y)` batches or an image folder (read whole)."""
+    tf = _tf.tf()
+    if isinstance(data, (str, os.PathLike)):
+        from mobile_opt.datasets import load_image_folder
+
+        data = load_image_folder(data, input_shape=tuple(model.inputs[0].shape)[1:],
+                                 num_classes=int(model.outputs[0].shape[-1]))
+    if not isinstance(data, tf.data.Dataset):
+        return data
+    xs, ys = [], []
+    for x, y in data:
+        xs.append(np.asarray(x))
+        ys.append(np.asarray(y))
+    if not xs:
+        raise DataError(f"{name} is empty.")
+    return np.concatenate(xs), np.concatenate(ys)
 
 
 def sample_inputs(data, limit: int = 32) -> np.ndarray | None:

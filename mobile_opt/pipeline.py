@@ -60,6 +60,22 @@ class PipelineResult:
     bridge: BridgeProof | None = None
     source_model: Any = field(default=None, repr=False, compare=False)
 
+    def shipped_kernels(self) -> dict:
+        """Each layer's kernel as it ships in `tflite` (int8 for int8 modes, TFLite layout).
+
+        After QAT, `model` holds TF-MOT's float training weights, not these.
+
+        Raises:
+            InputError: no stage converted the model (`tflite` is None): `model`'s
+                weights are then the ones a conversion writes.
+        """
+        from mobile_opt.quantization import shipped_kernels
+
+        if self.tflite is None:
+            raise InputError("No stage converted the model (no quantize stage), so nothing shipped yet: "
+                             "result.model's weights are the ones converters.convert(result.model) writes.")
+        return shipped_kernels(self.tflite, self.model)
+
     def keras3_model(self, sample=None):
         """The result as a Keras 3 model, for a Keras 3 input (prune / cluster / low-rank results).
 

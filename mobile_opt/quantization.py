@@ -24,7 +24,7 @@ from mobile_opt.errors import RecipeError, UnsupportedModelError
 from mobile_opt.measure import kernel_arrays, stats_of
 from mobile_opt.stage import Check, Stage, StageContext, StageOutput, clone
 
-__all__ = ["QuantizeStage", "quantize", "MODES"]
+__all__ = ["QuantizeStage", "quantize", "shipped_kernels", "MODES"]
 
 logger = logging.getLogger(__name__)
 
@@ -155,18 +155,9 @@ class QuantizeStage(Stage):
 
     def _verify(self, tflite: bytes, keras_model, ctx: StageContext):
         """Checks the converted weights: their dtype, and that earlier sparsity/sharing survived."""
-        import converters
-
-        parsed = converters.load_tflite(tflite)
         previous = ctx.previous[-1].kernels if ctx.previous else {}
         checks, kernels = [], {}
-        tensors = [t for sg in parsed.subgraphs for t in sg.tensors if t.is_constant and len(t.shape) >= 2]
-        used: set[int] = set()
-        for name, (values, in_axis, out_axis) in kernel_arrays(keras_model).items():
-            tensor = _find_tflite_kernel(tensors, values.shape, in_axis, out_axis, used)
-            if tensor is None:
-                continue
-            used.add(id(tensor))
+        for name, values, in_axis, out_axis, tensor in _matched_kernels(tflite, keras_model):
             data = tensor.data()
             zero = 0
             if tensor.quantization is not None and np.size(tensor.quantization.zero_point):
@@ -190,6 +181,29 @@ class QuantizeStage(Stage):
                 checks.append(Check(f"clusters kept[{name}]", f"unique values per channel <= {limit}",
                                     str(st.max_unique_per_channel), st.max_unique_per_channel <= limit))
         return checks, kernels
+
+
+def _matched_kernels(tflite: bytes, keras_model):
+    """(name, Keras kernel, in_axis, out_axis, .tflite tensor) for each kernel found in the .tflite."""
+    import converters
+
+    parsed = converters.load_tflite(tflite)
+    tensors = [t for sg in parsed.subgraphs for t in sg.tensors if t.is_constant and len(t.shape) >= 2]
+    used: set[int] = set()
+    for name, (values, in_axis, out_axis) in kernel_arrays(keras_model).items():
+        tensor = _find_tflite_kernel(tensors, values.shape, in_axis, out_axis, used)
+        if tensor is not None:
+            used.add(id(tensor))
+            yield name, values, in_axis, out_axis, tensor
+
+
+def shipped_kernels(tflite: bytes, keras_model) -> dict:
+    """`{layer: kernel}` as stored in the .tflite: int8 integers for an int8 model, in TFLite's layout.
+
+    After QAT the Keras model holds TF-MOT's float shadow weights (training state, not
+    what ships); these are the weights the app runs, read from the flatbuffer.
+    """
+    return {name: tensor.data() for name, _, _, _, tensor in _matched_kernels(tflite, keras_model)}
 
 
 def _tflite_axes(ndim: int, in_axis: int, out_axis: int) -> tuple[int, int]:

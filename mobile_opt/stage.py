@@ -61,8 +61,24 @@ class StageReport:
 
     @property
     def max_unique_values(self) -> int | None:
-        """Largest number of distinct values in one measured kernel."""
+        """Largest number of distinct values in one measured kernel (whole tensor)."""
         return max((k["unique_values"] for k in self.kernels.values()), default=None)
+
+    @property
+    def max_unique_per_channel(self) -> int | None:
+        """Largest number of distinct values in one output channel of a measured kernel.
+
+        The figure that compares across stages: int8 per-channel quantization maps a
+        kernel's 16 shared floats to 16 integers *per channel*, on a different scale in
+        each, so the whole-tensor count of a quantized kernel (up to 256) says nothing
+        about the clusters that shipped.
+        """
+        return max((k["max_unique_per_channel"] for k in self.kernels.values()), default=None)
+
+    @property
+    def measured_on(self) -> str:
+        """"tflite" when the kernels were read from the converted model (what ships), else "keras"."""
+        return "tflite" if any("dtype" in k for k in self.kernels.values()) else "keras"
 
     def to_dict(self) -> dict:
         return {
@@ -75,6 +91,8 @@ class StageReport:
             "ok": self.ok,
             "sparsity": self.sparsity,
             "max_unique_values": self.max_unique_values,
+            "max_unique_per_channel": self.max_unique_per_channel,
+            "kernels_measured_on": self.measured_on,
             "checks": [c.to_dict() for c in self.checks],
             "kernels": self.kernels,
             "seconds": self.seconds,
