@@ -241,11 +241,17 @@ def load_image_folder(
     if image_size != want:
         raise DataError(f"Images of {image_size[0]}x{image_size[1]} do not fit the model's {want[0]}x{want[1]} "
                         f"input. Pass image_size={want} (--image-size {want[0]}x{want[1]}) to resize them.")
-    with contextlib.redirect_stdout(io.StringIO()):  # Keras prints "Found N files..."; logs are ours
-        loaded = _tf.keras().utils.image_dataset_from_directory(
-            str(root), labels="inferred", label_mode="int", class_names=sorted(classes),
-            color_mode=_COLOR_MODES[channels], batch_size=batch_size, image_size=image_size, shuffle=True,
-            seed=seed, validation_split=val_split, subset="both" if val_split else None)
+    if val_split and not 1 <= int(val_split * len(files)) < len(files):
+        raise DataError(f"val_split={val_split} of {len(files)} images leaves no validation or no training "
+                        "images; add images or change val_split.")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # Keras prints "Found N files..."; logs are ours
+            loaded = _tf.keras().utils.image_dataset_from_directory(
+                str(root), labels="inferred", label_mode="int", class_names=sorted(classes),
+                color_mode=_COLOR_MODES[channels], batch_size=batch_size, image_size=image_size, shuffle=True,
+                seed=seed, validation_split=val_split, subset="both" if val_split else None)
+    except ValueError as exc:
+        raise DataError(f"Keras cannot read the images in {root}: {exc}") from exc
     datasets = loaded if val_split else (loaded,)
     if len(shape) == 2:  # (h, w) models: drop the channel axis Keras adds
         datasets = tuple(d.map(lambda x, y: (x[..., 0], y)) for d in datasets)

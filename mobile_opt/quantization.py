@@ -21,7 +21,7 @@ import numpy as np
 
 from mobile_opt import _tf
 from mobile_opt.errors import RecipeError, UnsupportedModelError
-from mobile_opt.measure import kernel_arrays, stats_of
+from mobile_opt.measure import kernel_shapes, stats_of
 from mobile_opt.stage import Check, Stage, StageContext, StageOutput, clone
 
 __all__ = ["QuantizeStage", "quantize", "shipped_kernels", "MODES"]
@@ -157,18 +157,18 @@ class QuantizeStage(Stage):
         """Checks the converted weights: their dtype, and that earlier sparsity/sharing survived."""
         previous = ctx.previous[-1].kernels if ctx.previous else {}
         checks, kernels = [], {}
-        for name, values, in_axis, out_axis, tensor in _matched_kernels(tflite, keras_model):
+        for name, shape, in_axis, out_axis, tensor in _matched_kernels(tflite, keras_model):
             data = tensor.data()
             zero = 0
             if tensor.quantization is not None and np.size(tensor.quantization.zero_point):
                 zp = np.asarray(tensor.quantization.zero_point)
                 zero = int(zp.flat[0]) if np.all(zp == zp.flat[0]) else 0
-            t_in, t_out = _tflite_axes(len(values.shape), in_axis, out_axis)
+            t_in, t_out = _tflite_axes(len(shape), in_axis, out_axis)
             st = stats_of(name, data, in_axis=t_in, out_axis=t_out, zero=zero)
             kernels[name] = {**st.to_dict(), "dtype": tensor.dtype}
             expected_dtype = _WEIGHT_DTYPE[self.mode]
             # The converter keeps tiny tensors float in dynamic-range mode (< 1024 weights).
-            if not (self.mode == "dynamic" and values.size < 1024):
+            if not (self.mode == "dynamic" and int(np.prod(shape)) < 1024):
                 checks.append(Check(f"dtype[{name}]", expected_dtype, tensor.dtype, tensor.dtype == expected_dtype))
             prior = previous.get(name)
             if prior is None:
@@ -190,11 +190,11 @@ def _matched_kernels(tflite: bytes, keras_model):
     parsed = converters.load_tflite(tflite)
     tensors = [t for sg in parsed.subgraphs for t in sg.tensors if t.is_constant and len(t.shape) >= 2]
     used: set[int] = set()
-    for name, (values, in_axis, out_axis) in kernel_arrays(keras_model).items():
-        tensor = _find_tflite_kernel(tensors, values.shape, in_axis, out_axis, used)
+    for name, (shape, in_axis, out_axis) in kernel_shapes(keras_model).items():
+        tensor = _find_tflite_kernel(tensors, shape, in_axis, out_axis, used)
         if tensor is not None:
             used.add(id(tensor))
-            yield name, values, in_axis, out_axis, tensor
+            yield name, shape, in_axis, out_axis, tensor
 
 
 def shipped_kernels(tflite: bytes, keras_model) -> dict:

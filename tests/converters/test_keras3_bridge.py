@@ -97,6 +97,7 @@ def test_sequential_with_embedding_and_normalization():
     np.testing.assert_allclose(tf_model.get_layer(norm.name).get_weights()[0], norm.get_weights()[0])
 
 
+@pytest.mark.slow  # 8-12 s each alone, more on a loaded machine
 @pytest.mark.parametrize("name,build", [
     ("MobileNetV2", lambda: keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None,
                                                            classifier_activation=None)),
