@@ -110,7 +110,7 @@ def test_argument_errors(cnn):
         convert(cnn, num_calibration_samples=0)
     with pytest.raises(InputError, match="No model at this path"):
         convert("/nonexistent/model.keras")
-    with pytest.raises(UnsupportedModelError, match="tf_keras.Model"):
+    with pytest.raises(UnsupportedModelError, match="Expected a tf_keras or Keras 3 model"):
         convert(object())
 
 

@@ -40,7 +40,8 @@ def test_tolerance_is_reported(trained_mlp, fmnist):
 def test_keras3_model_is_bridged_with_proof_and_unbridgeable_layers_named(fmnist):
     import keras  # Keras 3, installed alongside TensorFlow
 
-    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                              keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)])
     (x, y), (xv, yv) = fmnist
     result = Pipeline([prune(0.5)]).run(model, (x[:256], y[:256]), (xv[:256], yv[:256]), fine_tune_epochs=1)
     assert result.bridge.inputs == "user data" and result.bridge.max_abs_diff <= 1e-5
