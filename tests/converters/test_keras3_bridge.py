@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import converters
-from converters.keras3_bridge import _HARD_ACTIVATIONS, _SAME_ACTIVATIONS, to_keras3, to_tf_keras
+from converters._keras3_rebuild import _HARD_ACTIVATIONS, _SAME_ACTIVATIONS
+from converters.keras3_bridge import to_keras3, to_tf_keras
 from mobile_opt import _tf
 from mobile_opt.errors import UnsupportedModelError
 

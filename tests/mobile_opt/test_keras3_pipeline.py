@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import converters
-from mobile_opt import Pipeline, cluster, load_dataset, prune, quantize
+from mobile_opt import Pipeline, cluster, load_dataset, low_rank, prune, quantize
 from mobile_opt.errors import DataError, InputError
 
 keras = pytest.importorskip("keras")
@@ -76,6 +76,22 @@ def test_prune_result_comes_back_as_keras3(keras3_cnn, image_folder):
     assert np.mean(kernel == 0) >= 0.49
     x = next(iter(val))[0].numpy()
     np.testing.assert_allclose(np.asarray(back(x)), np.asarray(result.model(x)), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_low_rank_result_comes_back_as_keras3(fmnist, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                              keras.layers.Dense(64, activation="relu", name="fc1"),
+                              keras.layers.Dense(64, activation="hard_silu", name="fc2"), keras.layers.Dense(10)])
+    (x, y), (xv, yv) = fmnist
+    result = Pipeline([low_rank(rank=8), prune(0.5)]).run(model, (x[:512], y[:512]), (xv[:256], yv[:256]),
+                                                            fine_tune_epochs=1)
+    back = result.keras3_model(xv[:16])  # new layers (fc1_lr): read by Keras 3 from a tf_keras .h5
+    assert "fc1_lr" in [layer.name for layer in back.layers]
+    np.testing.assert_allclose(np.asarray(back(xv[:16])), np.asarray(result.model(xv[:16])), atol=1e-5)
+    back.save(tmp_path / "lr.keras")
+    assert keras.saving.load_model(tmp_path / "lr.keras").count_params() == back.count_params()
 
 
 def _run(*args):
