@@ -8,6 +8,7 @@ functional `inbound_nodes` whose arguments are `__keras_tensor__` references
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
@@ -119,12 +120,13 @@ def _layer_problems(layer: Any) -> list[str]:
     return problems
 
 
-def _accepted_keys(kind: str) -> set[str]:
+@functools.cache
+def _accepted_keys(kind: str) -> frozenset[str]:
     # The union over the class hierarchy: tf_keras' BatchNormalization passes `renorm` etc. to its base.
     cls = getattr(_tf.keras().layers, kind)
     params = {p for c in cls.__mro__ if "__init__" in vars(c)
               for p in inspect.signature(c.__init__).parameters if p not in ("self", "args", "kwargs")}
-    return params | {"name", "trainable", "dtype"}
+    return frozenset(params | {"name", "trainable", "dtype"})
 
 
 # ---------------------------------------------------------------------- rebuilding
@@ -146,12 +148,17 @@ def _serialized(value: Any, module: str, where: str) -> Any:
     cls = getattr(getter, value["class_name"], None)
     config = dict(value.get("config") or {})
     if cls is not None:  # drop Keras 3-only settings at their neutral value (e.g. input_axes=None)
-        accepted = set(inspect.signature(cls.__init__).parameters)
+        accepted = _init_parameters(cls)
         config = {k: v for k, v in config.items() if k in accepted or v is not None}
     try:
         return getter.deserialize({"class_name": value["class_name"], "config": config})
     except (ValueError, TypeError) as exc:
         raise UnsupportedModelError(f"Layer {where}: cannot translate {module[:-1]} {value!r}: {exc}. {_FIX}") from exc
+
+
+@functools.cache
+def _init_parameters(cls: type) -> frozenset[str]:
+    return frozenset(inspect.signature(cls.__init__).parameters)
 
 
 def _tf_layer_config(layer: Any) -> tuple[dict, str | None]:

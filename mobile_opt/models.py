@@ -110,11 +110,12 @@ def load_model(path: str | Path):
             f"{path} is not a Keras model: expected a .keras or .h5 file or a SavedModel "
             f"directory (a .tflite goes to `mobile-opt analyze`). Received: suffix={path.suffix!r}."
         )
-    from converters.keras3_bridge import load_keras3_file, saved_by_keras3, to_tf_keras
+    from converters._keras3_rebuild import check_structure
+    from converters.keras3_bridge import load_keras3_file, saved_by_keras3
 
-    if saved_by_keras3(path):  # the user's Keras 3 model; the pipeline bridges it
+    if saved_by_keras3(path):  # the user's Keras 3 model; the pipeline bridges (and proves) it
         model = load_keras3_file(path)
-        to_tf_keras(model)  # refuse now, with every offending layer named, what cannot be bridged
+        check_structure(model)  # refuse now, every offending layer named, what cannot be bridged
         return model
     model = converters.load_keras_model(path)
     check_model(model)
@@ -135,9 +136,13 @@ def save_model(model, path: str | Path) -> Path:
     suffix = path.suffix if path.suffix in (".keras", ".h5") else ""
     tmp_dir = Path(tempfile.mkdtemp(prefix=".mobile-opt-", dir=path.parent))
     tmp = tmp_dir / f"model{suffix}"
+    from converters.keras3_bridge import is_keras3_model
+
     try:
         if suffix:
             model.save(tmp)
+        elif is_keras3_model(model):
+            model.export(str(tmp), verbose=False)  # Keras 3 writes SavedModels with export()
         else:
             model.save(tmp, save_format="tf")
         if path.is_dir() and not suffix:

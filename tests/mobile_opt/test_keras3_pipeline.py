@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import converters
-from mobile_opt import Pipeline, cluster, load_dataset, low_rank, prune, quantize
+from mobile_opt import Pipeline, _tf, cluster, load_dataset, low_rank, prune, quantize
+from mobile_opt.data import prepare_data
 from mobile_opt.errors import DataError, InputError
 
 keras = pytest.importorskip("keras")
@@ -117,6 +119,18 @@ def test_cli_optimize_keras3_file_with_image_folder(keras3_cnn, image_folder, tm
     assert fc1["sparsity"] >= 0.79 and fc1["dtype"] == "int8" and fc1["max_unique_per_channel"] <= 16
 
 
+@pytest.mark.slow
+def test_cli_auto_keras3_file_with_image_folder(keras3_cnn, image_folder, tmp_path):
+    model_path = tmp_path / "k3.keras"
+    keras3_cnn.save(model_path)
+    proc = _run("auto", str(model_path), "--data", str(image_folder), "--image-size", "28x28", "--trials", "1",
+                "--max-accuracy-drop", "100", "--out", str(tmp_path / "auto"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["baseline"]["bridge"]["max_abs_diff"] <= 1e-5
+    assert result["chosen"] is not None and Path(result["chosen"]["tflite_path"]).is_file()
+
+
 def test_bad_image_folders_and_arrays(tmp_path, image_folder):
     with pytest.raises(InputError, match="directory"):
         load_dataset(tmp_path / "absent", input_shape=(28, 28, 1))
@@ -137,6 +151,11 @@ def test_bad_image_folders_and_arrays(tmp_path, image_folder):
     with pytest.raises(DataError, match="3 classes but the model has 2 outputs"):
         load_dataset(_write_folder(tmp_path / "three", np.zeros((3, 28, 28)), [0, 1, 2]),
                      input_shape=(28, 28, 1), num_classes=2)
+    tfk = _tf.keras()
+    flat = tfk.Sequential([tfk.Input((28, 28)), tfk.layers.Flatten(), tfk.layers.Dense(10)])
+    prepared = prepare_data(image_folder, flat, batch_size=50, shuffle=True, name="train data")
+    assert prepared.steps == 8 and prepared.label_kind == "sparse"  # 400 images, (28, 28) grey
+    assert prepared.features(5).shape == (5, 28, 28)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     x = np.zeros((6, 4), np.float32)
     with pytest.raises(DataError, match="labels must be class indices 0..2"):
