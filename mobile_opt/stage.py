@@ -56,8 +56,13 @@ class StageReport:
     @property
     def sparsity(self) -> float | None:
         """Fraction of zeros over all measured kernels (None when nothing was measured)."""
-        sizes = sum(k["size"] for k in self.kernels.values())
-        return sum(k["zeros"] for k in self.kernels.values()) / sizes if sizes else None
+        return self.sparsity_of()
+
+    def sparsity_of(self, layers=None) -> float | None:
+        """Fraction of zeros over the measured kernels named in `layers` (default all)."""
+        chosen = [k for name, k in self.kernels.items() if layers is None or name in layers]
+        sizes = sum(k["size"] for k in chosen)
+        return sum(k["zeros"] for k in chosen) / sizes if sizes else None
 
     @property
     def max_unique_values(self) -> int | None:
@@ -73,7 +78,12 @@ class StageReport:
         each, so the whole-tensor count of a quantized kernel (up to 256) says nothing
         about the clusters that shipped.
         """
-        return max((k["max_unique_per_channel"] for k in self.kernels.values()), default=None)
+        return self.max_unique_per_channel_of()
+
+    def max_unique_per_channel_of(self, layers=None) -> int | None:
+        """`max_unique_per_channel` over the measured kernels named in `layers` (default all)."""
+        return max((k["max_unique_per_channel"] for name, k in self.kernels.items()
+                    if layers is None or name in layers), default=None)
 
     @property
     def measured_on(self) -> str:

@@ -17,13 +17,19 @@ def _short_params(params: dict) -> str:
 
 def pipeline_table(result) -> Table:
     """One row per stage: accuracy, drop, measured sparsity/shared values, checks."""
-    table = Table(title="Compression pipeline", title_justify="left")
+    table = Table(title="Compression pipeline", title_justify="left",
+                  caption="(tflite): read from the converted model, what ships, over the layers the stage "
+                          "before compressed", caption_justify="left")
     # Weight figures come from the .tflite for a quantize stage (what ships), from Keras otherwise;
     # distinct values are counted per output channel, the unit int8 per-channel quantization keeps.
     for col in ("#", "stage", "settings", "accuracy", "Δ pp", "sparsity", "unique/channel", "checks", "s"):
         table.add_column(col, justify="right" if col not in ("stage", "settings", "checks") else "left")
     table.add_row("", "baseline", "", f"{result.baseline_accuracy:.4f}", "", "", "", "", "")
+    compared = None  # a .tflite row counts over the kernels the stage before it measured, to compare
     for s in result.stages:
+        layers = compared if s.measured_on == "tflite" else None
+        compared = set(s.kernels) or compared
+        sparsity, unique = s.sparsity_of(layers), s.max_unique_per_channel_of(layers)
         failed = [c for c in s.checks if not c.ok]
         checks = "[green]all passed[/]" if not failed else "[red]" + "; ".join(
             f"{c.name}: {c.measured} (want {c.expected})" for c in failed) + "[/]"
@@ -33,8 +39,8 @@ def pipeline_table(result) -> Table:
             _short_params(s.params),
             f"{s.accuracy:.4f}" + (" (tflite)" if s.accuracy_source == "tflite" else ""),
             f"{s.accuracy_drop_pp:+.2f}",
-            "" if s.sparsity is None else f"{s.sparsity:.1%}" + (" (tflite)" if s.measured_on == "tflite" else ""),
-            "" if s.max_unique_per_channel is None else str(s.max_unique_per_channel),
+            "" if sparsity is None else f"{sparsity:.1%}" + (" (tflite)" if s.measured_on == "tflite" else ""),
+            "" if unique is None else str(unique),
             checks,
             f"{s.seconds:.1f}",
         )

@@ -71,8 +71,8 @@ def _render(result) -> None:
               help="Output directory: study.db, trials/, chosen.tflite/.keras, report.md, pareto.json/.png.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of tables.")
 @handle_errors
-def auto(model_path, data, image_size, val_split, train_samples, val_samples, max_accuracy_drop, size_budget, latency_budget,
-         device, level, n_trials, timeout_s, storage, study_name, seed, out_dir, as_json):
+def auto(model_path, data, image_size, val_split, train_samples, val_samples, max_accuracy_drop, size_budget,
+         latency_budget, device, level, n_trials, timeout_s, storage, study_name, seed, out_dir, as_json):
     """Search recipes for MODEL_PATH under constraints; save the chosen model and a report.
 
     Rerun the same command to resume an interrupted search: finished trials are kept.
