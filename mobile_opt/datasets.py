@@ -137,8 +137,8 @@ def load_dataset(
         path = Path(spec)
         if path.suffix != ".npz" or not path.is_file():
             raise InputError(
-                "Data must be 'fashion-mnist', an existing .npz file or a directory of images in class "
-                f"subfolders. Received: data={str(spec)!r}."
+                "Data must be 'fashion-mnist' or an existing .npz file, or a directory of images in "
+                f"class subfolders. Received: data={str(spec)!r}."
             )
         with np.load(path) as npz:
             keys = set(npz.files)
