@@ -38,7 +38,6 @@ _FIX = ("Rebuild the model from the layers listed in mobile_opt's README (Keras 
         "functional API), or build it with `import tf_keras as keras`.")
 
 
-
 def _functional_class():
     from keras.src.models.functional import Functional  # the class keras.Model(inputs, outputs) returns
 
@@ -46,6 +45,7 @@ def _functional_class():
 
 
 def check_structure(model: Any) -> None:
+    """Raises `UnsupportedModelError` naming every layer, op and setting the rebuild cannot translate."""
     import keras
 
     from converters.keras3_bridge import is_keras3_model
@@ -65,13 +65,15 @@ def check_structure(model: Any) -> None:
             f"Model {model.name!r} is not built; give it an input shape (e.g. `keras.Input((28, 28))`) "
             "or call it once on data."
         )
-    problems = []
+    problems, offenders = [], set()
     for op in getattr(model, "operations", model.layers):  # Sequential: layers only
-        problems += _op_problems(op) if _is_op(op) else _layer_problems(op)
+        found = _op_problems(op) if _is_op(op) else _layer_problems(op)
+        problems += found
+        offenders.update([op.name] if found else [])
     if problems:
         raise UnsupportedModelError(
             f"Model {model.name!r} cannot be bridged to tf_keras for TF-MOT; "
-            f"{len(problems)} layer(s) are outside what mobile-opt translates: " + "; ".join(problems)
+            f"{len(offenders)} layer(s) are outside what mobile-opt translates: " + "; ".join(problems)
             + ". " + _FIX
         )
 
@@ -89,10 +91,10 @@ def _op_problems(op: Any) -> list[str]:
 
 
 def _layer_problems(layer: Any) -> list[str]:
-    kind = type(layer).__name__
-    where = f"{layer.name!r} ({kind})"
     import keras
 
+    kind = type(layer).__name__
+    where = f"{layer.name!r} ({kind})"
     if isinstance(layer, keras.Model):
         return [f"{where} is a nested model (flatten it into the outer model)"]
     if kind not in SUPPORTED_LAYERS or not type(layer).__module__.startswith("keras.src.layers"):
@@ -205,12 +207,19 @@ def _hard_activation(tensor: Any, name: str, kind: str, *, standalone: bool) -> 
 
 
 def rebuild(model: Any) -> Any:
+    """The tf_keras functional model of a checked Keras 3 model (weights not yet copied).
+
+    A Sequential model becomes functional too: the hard activations add layers a
+    Sequential could not hold (x * gate). Layer names are kept.
+    """
+    import keras as keras3
+
     keras = _tf.keras()
     config = model.get_config()
     entries = config["layers"]
     by_name = {op.name: op for op in getattr(model, "operations", model.layers)}
     tensors: dict[tuple, Any] = {}
-    if isinstance(model, __import__("keras").Sequential):
+    if isinstance(model, keras3.Sequential):
         inputs = [_input(keras, entries[0]["config"]) if entries and entries[0]["class_name"] == "InputLayer"
                   else keras.Input(batch_shape=tuple(model.inputs[0].shape), name=f"{model.name}_input")]
         x = inputs[0]
@@ -301,6 +310,7 @@ def _apply(keras: Any, layer: Any, args: list, kwargs: dict) -> Any:
 
 
 def copy_weights(model: Any, tf_model: Any) -> None:
+    """Sets each rebuilt layer's weights to the Keras 3 layer's (same names, same order)."""
     for layer in model.layers:
         values = layer.get_weights()
         if not values:
