@@ -36,6 +36,7 @@ from mobile_opt.errors import (
 )
 
 from converters.interpreter import check_runs
+from converters.keras3_bridge import is_keras3_model, load_keras3_file, saved_by_keras3, to_tf_keras
 
 __all__ = ["convert", "convert_to_file", "is_qat_model", "load_keras_model", "QUANTIZATION_MODES"]
 
@@ -60,11 +61,12 @@ def convert(
     select_tf_ops: bool = False,
     num_calibration_samples: int = 100,
 ) -> bytes:
-    """Converts a tf_keras model (or a saved one) to a .tflite flatbuffer.
+    """Converts a tf_keras or Keras 3 model (or a saved one) to a .tflite flatbuffer.
 
     Args:
-        model: a `tf_keras.Model`, or a path to a `.keras` / `.h5` file or a SavedModel
-            directory.
+        model: a `tf_keras.Model`, a Keras 3 Sequential/functional model (bridged to
+            tf_keras first and proved equal, see `keras3_bridge`), or a path to a
+            `.keras` / `.h5` file or a SavedModel directory.
         quantization: "none" (default), "float16", "dynamic" or "int8" (see module doc).
             A QAT model is always converted to int8; "float16"/"dynamic" are refused for it.
         representative_data: calibration inputs for "int8": an array of samples (axis 0),
@@ -86,7 +88,7 @@ def convert(
     Raises:
         InputError: a bad argument (unknown mode, io_dtype without integer quantization, ...).
         ModelFormatError: the path is not a loadable Keras model / SavedModel.
-        UnsupportedModelError: a Keras 3 model, or not a Keras model.
+        UnsupportedModelError: not a Keras model, or a Keras 3 model that cannot be bridged.
         DataError: representative data missing, empty or not shaped like the model input.
         ConversionError: the converter failed (its own message is quoted), or LiteRT
             cannot run the converted model.
@@ -238,6 +240,7 @@ def load_keras_model(path: str | os.PathLike) -> Any:
     """Loads a tf_keras model from a `.keras` / `.h5` file or SavedModel directory.
 
     TF-MOT custom objects (pruning, clustering and quantization wrappers) are in scope.
+    A file saved by Keras 3 is loaded by Keras 3 and bridged (`keras3_bridge.to_tf_keras`).
 
     Raises:
         InputError: the path does not exist.
@@ -249,6 +252,8 @@ def load_keras_model(path: str | os.PathLike) -> Any:
     p = Path(path)
     if not p.exists():
         raise InputError(f"No model at this path. Received: path={str(path)!r}")
+    if saved_by_keras3(p):
+        return to_tf_keras(load_keras3_file(p))[0]
     keras = _tf.keras()
     tfmot = _tf.tfmot()
     with contextlib.ExitStack() as stack:
@@ -260,8 +265,7 @@ def load_keras_model(path: str | os.PathLike) -> Any:
         except (OSError, ValueError, TypeError, ImportError, KeyError) as exc:
             raise ModelFormatError(
                 f"Cannot load a tf_keras model from {str(p)!r}: {_converter_message(exc)}. "
-                "Expected a .keras/.h5 file or a SavedModel directory saved with tf_keras "
-                "(a Keras 3 file cannot be read by Keras 2)."
+                "Expected a .keras/.h5 file or a SavedModel directory saved with tf_keras or Keras 3."
             ) from exc
 
 
@@ -281,15 +285,10 @@ def _resolve_model(model: Any) -> tuple[Path | None, Any]:
         return None, load_keras_model(p)
     if isinstance(model, keras.Model):
         return None, model
-    if any(cls.__module__.split(".")[0] == "keras" for cls in type(model).__mro__):
-        raise UnsupportedModelError(
-            "This is a Keras 3 model; mobile-opt (and TF-MOT) need Keras 2. Build it with "
-            "`import tf_keras as keras` (or set TF_USE_LEGACY_KERAS=1 before importing "
-            f"TensorFlow and use tf.keras). Received: model of type {type(model).__module__}."
-            f"{type(model).__name__}"
-        )
+    if is_keras3_model(model):
+        return None, to_tf_keras(model)[0]
     raise UnsupportedModelError(
-        "Expected a tf_keras.Model or a path to a .keras/.h5 file or SavedModel directory. "
+        "Expected a tf_keras or Keras 3 model, or a path to a .keras/.h5 file or SavedModel directory. "
         f"Received: model of type {type(model).__name__}"
     )
 

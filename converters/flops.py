@@ -127,7 +127,8 @@ def count_flops(model: Any) -> FlopsReport:
 
     Args:
         model: .tflite bytes, a path to a .tflite file, a `TFLiteModel` from `load_tflite`,
-            a `tf_keras.Model`, or a path to a .keras/.h5 file or SavedModel directory.
+            a `tf_keras.Model` or Keras 3 Sequential/functional model, or a path to a
+            .keras/.h5 file (tf_keras or Keras 3) or SavedModel directory.
 
     Returns:
         FlopsReport (convention in the module docstring).
@@ -135,8 +136,8 @@ def count_flops(model: Any) -> FlopsReport:
     Raises:
         InputError: the path does not exist.
         ModelFormatError: the file is not a valid .tflite / Keras model.
-        UnsupportedModelError: not a model (or a Keras 3 / subclassed model without
-            layer shapes).
+        UnsupportedModelError: not a model (or a subclassed model without layer shapes,
+            or a Keras 3 model the bridge cannot translate).
 
     Example:
         >>> report = count_flops("model.tflite")  # doctest: +SKIP
@@ -158,10 +159,13 @@ def count_flops(model: Any) -> FlopsReport:
         from converters.conversion import load_keras_model
 
         return _count_keras(load_keras_model(path))
+    from converters.keras3_bridge import is_keras3_model, to_tf_keras
     from mobile_opt import _tf
 
     if isinstance(model, _tf.keras().Model):
         return _count_keras(model)
+    if is_keras3_model(model):  # counted on its proved-equal tf_keras twin
+        return _count_keras(to_tf_keras(model)[0])
     raise UnsupportedModelError(
         "count_flops expects .tflite bytes/path, a TFLiteModel or a tf_keras.Model. "
         f"Received: model of type {type(model).__module__}.{type(model).__name__}"

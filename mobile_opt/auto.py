@@ -420,9 +420,11 @@ def auto_optimize(
     run by `Pipeline`, converted, sized (coded bytes) and, with a device, timed.
 
     Args:
-        model: a trained tf_keras classifier (not modified).
-        train: `(x, y)` arrays for fine-tuning and calibration.
-        val: `(x, y)` arrays the accuracy is measured on (LiteRT, on the .tflite).
+        model: a trained tf_keras or Keras 3 classifier (not modified; Keras 3 is bridged
+            and proved equal first, `baseline["bridge"]`).
+        train: `(x, y)` arrays, a dataset of `(x, y)` batches or an image folder (read
+            into arrays) for fine-tuning and calibration.
+        val: the same forms, for the accuracy (LiteRT, on the .tflite).
         max_accuracy_drop: tolerated top-1 drop in percentage points (default 0.5).
         size_budget: largest coded size: bytes, or "50KB", "1.5MB", "64KiB" (default None).
         latency_budget: largest median latency on `device`: ms, or "5ms", "800us" (default None).
@@ -456,7 +458,7 @@ def auto_optimize(
         DeviceError: the device cannot be opened at the start.
     """
     optuna = _optuna()
-    from mobile_opt.models import check_model
+    from mobile_opt.models import bridge_model
 
     if isinstance(max_accuracy_drop, bool) or not isinstance(max_accuracy_drop, (int, float)) \
             or not math.isfinite(max_accuracy_drop) or max_accuracy_drop < 0:
@@ -477,9 +479,10 @@ def auto_optimize(
         raise InputError(f"n_trials must be an integer >= 1. Received: n_trials={n_trials!r}.")
     if timeout_s is not None and not timeout_s > 0:
         raise InputError(f"timeout_s must be > 0 seconds. Received: timeout_s={timeout_s!r}.")
-    check_model(model)
-    from mobile_opt.data import prepare_data
+    from mobile_opt.data import as_arrays, prepare_data
 
+    train, val = as_arrays(train, model, "train data"), as_arrays(val, model, "validation data")
+    model, bridge = bridge_model(model, train[0][:32] if isinstance(train, tuple) else None)
     train = _check_arrays(train, "train data")
     val = _check_arrays(val, "validation data")
     for name, arrays in (("train data", train), ("validation data", val)):
@@ -514,6 +517,7 @@ def auto_optimize(
             "graph_overhead_bytes": overhead,
             "latency_ms": None,
             "params": int(model.count_params()),
+            "bridge": bridge.to_dict() if bridge is not None else None,  # Keras 3 input: the proof
         }
         if dev is not None:
             baseline["latency_ms"], baseline["latency_note"] = measure_latency(dev, fp32, "baseline")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,7 +10,7 @@ import numpy as np
 from mobile_opt import _tf
 from mobile_opt.errors import DataError
 
-__all__ = ["PreparedData", "prepare_data", "accuracy"]
+__all__ = ["PreparedData", "prepare_data", "accuracy", "as_arrays", "sample_inputs"]
 
 
 @dataclass
@@ -64,7 +65,8 @@ def prepare_data(data, model, *, batch_size: int, shuffle: bool, name: str) -> P
     """Validates `data` against `model` and returns it batched.
 
     Args:
-        data: `(x, y)` arrays, or a `tf.data.Dataset` yielding `(x, y)` batches.
+        data: `(x, y)` arrays, a `tf.data.Dataset` yielding `(x, y)` batches, or a
+            directory of images with one subfolder per class (`load_image_folder`).
         model: the model the data feeds.
         batch_size: batch size for arrays (a dataset keeps its own batching).
         shuffle: shuffle arrays each epoch.
@@ -74,6 +76,11 @@ def prepare_data(data, model, *, batch_size: int, shuffle: bool, name: str) -> P
         DataError: empty, mismatched lengths, or shapes that do not fit the model.
     """
     tf = _tf.tf()
+    if isinstance(data, (str, os.PathLike)):
+        from mobile_opt.datasets import load_image_folder
+
+        data = load_image_folder(data, input_shape=model.input_shape[1:], batch_size=batch_size,
+                                 num_classes=model.output_shape[-1])
     if isinstance(data, tf.data.Dataset):
         spec = data.element_spec
         if not isinstance(spec, tuple) or len(spec) < 2:
@@ -112,9 +119,44 @@ def prepare_data(data, model, *, batch_size: int, shuffle: bool, name: str) -> P
 
 def accuracy(model, data: PreparedData) -> float:
     """Top-1 accuracy of a Keras model on prepared data (binary outputs thresholded at 0.5)."""
-    # predict() runs a compiled tf.function; calling the model batch by batch stays eager.
-    pred = np.asarray(model.predict(data.dataset.map(lambda x, y: x), verbose=0))
-    truth = np.concatenate([np.asarray(y) for _, y in data.dataset])
-    guess = (pred[..., 0] > 0.5).astype(int) if pred.shape[-1] == 1 else pred.argmax(axis=-1)
-    truth = truth.argmax(axis=-1) if data.label_kind == "onehot" else truth.reshape(-1)
-    return float(np.mean(guess.reshape(-1) == truth.astype(int)))
+    # One pass, predictions next to their labels: a dataset may reshuffle on every iteration
+    # (image_dataset_from_directory does). predict_on_batch runs a compiled function.
+    guesses, truths = [], []
+    for x, y in data.dataset:
+        pred = np.asarray(model.predict_on_batch(x))
+        guesses.append((pred[..., 0] > 0.5).astype(int) if pred.shape[-1] == 1 else pred.argmax(axis=-1))
+        y = np.asarray(y)
+        truths.append(y.argmax(axis=-1) if data.label_kind == "onehot" else y.reshape(-1))
+    guess, truth = np.concatenate(guesses).reshape(-1), np.concatenate(truths)
+    return float(np.mean(guess == truth.astype(int)))
+
+
+def as_arrays(data, model, name: str):
+    """`(x, y)` arrays from arrays, a dataset of `(x, y)` batches or an image folder (read whole)."""
+    tf = _tf.tf()
+    if isinstance(data, (str, os.PathLike)):
+        from mobile_opt.datasets import load_image_folder
+
+        data = load_image_folder(data, input_shape=tuple(model.inputs[0].shape)[1:],
+                                 num_classes=int(model.outputs[0].shape[-1]))
+    if not isinstance(data, tf.data.Dataset):
+        return data
+    xs, ys = [], []
+    for x, y in data:
+        xs.append(np.asarray(x))
+        ys.append(np.asarray(y))
+    if not xs:
+        raise DataError(f"{name} is empty.")
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def sample_inputs(data, limit: int = 32) -> np.ndarray | None:
+    """Up to `limit` inputs of `(x, y)` arrays or a dataset of `(x, y)` batches (None otherwise)."""
+    tf = _tf.tf()
+    if isinstance(data, tf.data.Dataset):
+        for x, _ in data.take(1):
+            return np.asarray(x)[:limit]
+        return None
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return np.asarray(data[0])[:limit]
+    return None

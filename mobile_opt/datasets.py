@@ -6,7 +6,9 @@ Fashion-MNIST comes from Debian's `dataset-fashion-mnist` package, since
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import zipfile
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import numpy as np
 
 from mobile_opt.errors import DataError, DependencyError
 
-__all__ = ["FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES", "load_dataset", "load_fashion_mnist"]
+__all__ = ["FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES", "load_dataset", "load_fashion_mnist", "load_image_folder"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
@@ -112,20 +114,28 @@ def load_dataset(
     input_shape: tuple | None = None,
     train_samples: int | None = None,
     val_samples: int | None = None,
-) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """Loads train/validation arrays by name or from an `.npz`, scaled and shaped for a model.
+    image_size: tuple[int, int] | None = None,
+    val_split: float | None = None,
+    num_classes: int | None = None,
+    seed: int = 0,
+):
+    """Loads train/validation data by name, from an `.npz` or an image folder, shaped for a model.
 
     Args:
-        spec: "fashion-mnist" (default; pixels scaled to [0, 1]) or a path to
+        spec: "fashion-mnist" (default; pixels scaled to [0, 1]), a path to
             an `.npz` holding `x_train`, `y_train` and `x_val`/`y_val` (or
-            `x_test`/`y_test`), used as stored.
+            `x_test`/`y_test`), used as stored, or a directory of images with
+            one subfolder per class (see `load_image_folder`).
+        image_size, val_split, num_classes, seed: for an image folder only
+            (`val_split` defaults to 0.2 there).
         input_shape: the model's input shape without the batch dimension;
             samples are reshaped to it when the element counts agree.
         train_samples: keep only the first N training samples (default all).
         val_samples: keep only the first N validation samples (default all).
 
     Returns:
-        `(x_train, y_train), (x_val, y_val)` with float32 inputs.
+        `(x_train, y_train), (x_val, y_val)` with float32 inputs; for an image
+        folder, `(train, val)` batched `tf.data.Dataset`s of `(x, y)`.
 
     Raises:
         InputError: unknown name, missing file or keys.
@@ -136,6 +146,19 @@ def load_dataset(
     for name, count in (("train_samples", train_samples), ("val_samples", val_samples)):
         if count is not None and count < 1:
             raise InputError(f"{name} must be a positive number of samples (or None for all). Received: {name}={count}.")
+    if Path(spec).is_dir():
+        if input_shape is None:
+            raise InputError("An image folder needs the model's input_shape to read the images to.")
+        train, val = load_image_folder(spec, input_shape=input_shape, image_size=image_size,
+                                       val_split=0.2 if val_split is None else val_split,
+                                       num_classes=num_classes, seed=seed)
+        if train_samples is not None:
+            train = train.unbatch().take(train_samples).batch(32)
+        if val_samples is not None:
+            val = val.unbatch().take(val_samples).batch(32)
+        return train, val
+    if image_size is not None or val_split is not None:
+        raise InputError(f"image_size and val_split apply to an image folder. Received: data={str(spec)!r}.")
     if str(spec) == "fashion-mnist":
         (x_train, y_train), (x_val, y_val) = load_fashion_mnist()
         x_train, x_val = x_train.astype(np.float32) / 255.0, x_val.astype(np.float32) / 255.0
@@ -143,7 +166,8 @@ def load_dataset(
         path = Path(spec)
         if path.suffix != ".npz" or not path.is_file():
             raise InputError(
-                f"Data must be 'fashion-mnist' or an existing .npz file. Received: data={str(spec)!r}."
+                "Data must be 'fashion-mnist' or an existing .npz file, or a directory of images in "
+                f"class subfolders. Received: data={str(spec)!r}."
             )
         (x_train, y_train), (x_val, y_val) = _read_npz(path)
     x_train, y_train = x_train[:train_samples], y_train[:train_samples]
@@ -157,3 +181,112 @@ def load_dataset(
                 )
         x_train, x_val = x_train.reshape((-1, *shape)), x_val.reshape((-1, *shape))
     return (x_train, y_train), (x_val, y_val)
+
+
+# What Keras' image_dataset_from_directory reads (its ALLOWLIST_FORMATS).
+_IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+_COLOR_MODES = {1: "grayscale", 3: "rgb", 4: "rgba"}
+
+
+def load_image_folder(
+    path: str | Path,
+    *,
+    input_shape: tuple,
+    image_size: tuple[int, int] | None = None,
+    val_split: float | None = None,
+    batch_size: int = 32,
+    num_classes: int | None = None,
+    seed: int = 0,
+):
+    """A directory of images, one subfolder per class, as batched `(x, y)` datasets.
+
+    Read by `tf_keras.utils.image_dataset_from_directory` (the Keras reader): classes are
+    the subfolder names in alphabetical order, labels their indices, pixels float32 in
+    0..255 as Keras gives them (put a `Rescaling(1/255)` layer in the model to scale).
+
+    Args:
+        path: the directory.
+        input_shape: the model's input shape without the batch axis: (h, w, channels) or
+            (h, w) for one channel; channels pick the colour mode (1 grey, 3 RGB, 4 RGBA).
+        image_size: (height, width) to resize every image to; default None: every image
+            must already have the model's size.
+        val_split: fraction held out for validation (e.g. 0.2); default None: one dataset.
+        batch_size: batch size (default 32).
+        num_classes: the model's outputs; more classes than that is an error.
+        seed: shuffling and split seed (default 0).
+
+    Returns:
+        A dataset, or `(train, val)` datasets when `val_split` is given.
+
+    Raises:
+        InputError: not a directory, or a bad `image_size` / `val_split`.
+        DataError: no images, fewer than two classes, images of mixed sizes without
+            `image_size`, images that do not fit the model, more classes than outputs.
+    """
+    from mobile_opt import _tf
+    from mobile_opt.errors import InputError
+
+    root = Path(path)
+    if not root.is_dir():
+        raise InputError(f"Expected a directory of images with one subfolder per class. Received: path={str(path)!r}.")
+    if val_split is not None and not 0 < val_split < 1:
+        raise InputError(f"val_split is the fraction held out, in (0, 1). Received: val_split={val_split!r}.")
+    shape = tuple(int(d) for d in input_shape)
+    channels = shape[2] if len(shape) == 3 else 1 if len(shape) == 2 else None
+    if channels not in _COLOR_MODES:
+        raise DataError(
+            f"Images need a model input of shape (height, width[, 1|3|4]). Received: input_shape={shape}."
+        )
+    classes = {d.name: [f for f in sorted(d.rglob("*")) if f.suffix.lower() in _IMAGE_SUFFIXES]
+               for d in sorted(root.iterdir()) if d.is_dir()}
+    files = [f for found in classes.values() for f in found]
+    if not files:
+        raise DataError(f"{root} holds no images ({', '.join(_IMAGE_SUFFIXES)}) in class subfolders.")
+    if len(classes) < 2:
+        raise DataError(f"{root} has {len(classes)} class folder(s); a classifier needs at least 2 "
+                        f"(one subfolder per class). Received: {sorted(classes)}.")
+    if num_classes is not None and num_classes > 1 and len(classes) > num_classes:
+        raise DataError(f"{root} has {len(classes)} classes but the model has {num_classes} outputs: labels "
+                        f"would be out of range. Received classes: {sorted(classes)}.")
+    want = tuple(shape[:2])
+    if image_size is None:
+        sizes = _image_sizes(files)
+        if len(sizes) > 1:
+            examples = ", ".join(f"{f.relative_to(root)} is {h}x{w}" for (h, w), f in list(sizes.items())[:3])
+            raise DataError(f"Images in {root} have mixed sizes ({examples}). Pass image_size=(h, w) "
+                            f"(--image-size HxW) to resize them all, e.g. to the model's {want[0]}x{want[1]}.")
+        image_size = next(iter(sizes))
+    image_size = tuple(int(d) for d in image_size)
+    if image_size != want:
+        raise DataError(f"Images of {image_size[0]}x{image_size[1]} do not fit the model's {want[0]}x{want[1]} "
+                        f"input. Pass image_size={want} (--image-size {want[0]}x{want[1]}) to resize them.")
+    if val_split and not 1 <= int(val_split * len(files)) < len(files):
+        raise DataError(f"val_split={val_split} of {len(files)} images leaves no validation or no training "
+                        "images; add images or change val_split.")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # Keras prints "Found N files..."; logs are ours
+            loaded = _tf.keras().utils.image_dataset_from_directory(
+                str(root), labels="inferred", label_mode="int", class_names=sorted(classes),
+                color_mode=_COLOR_MODES[channels], batch_size=batch_size, image_size=image_size, shuffle=True,
+                seed=seed, validation_split=val_split, subset="both" if val_split else None)
+    except ValueError as exc:
+        raise DataError(f"Keras cannot read the images in {root}: {exc}") from exc
+    datasets = loaded if val_split else (loaded,)
+    if len(shape) == 2:  # (h, w) models: drop the channel axis Keras adds
+        datasets = tuple(d.map(lambda x, y: (x[..., 0], y)) for d in datasets)
+    return datasets if val_split else datasets[0]
+
+
+def _image_sizes(files: list[Path]) -> dict[tuple[int, int], Path]:
+    """(height, width) -> one file of that size; Pillow reads only the headers."""
+    from PIL import Image
+
+    sizes: dict[tuple[int, int], Path] = {}
+    for f in files:
+        try:
+            with Image.open(f) as image:
+                width, height = image.size
+        except OSError as exc:
+            raise DataError(f"{f} is not a readable image: {exc}.") from exc
+        sizes.setdefault((height, width), f)
+    return sizes

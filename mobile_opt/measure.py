@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["KernelStats", "kernel_stats", "kernel_arrays", "stats_of", "is_m_by_n"]
+__all__ = ["KernelStats", "kernel_stats", "kernel_arrays", "kernel_shapes", "stats_of", "is_m_by_n"]
 
 # Attribute names of the weight tensors compression acts on, per layer type.
 _KERNEL_ATTRS = ("kernel", "depthwise_kernel", "pointwise_kernel")
@@ -84,20 +84,27 @@ def kernel_arrays(model) -> dict[str, tuple[np.ndarray, int, int]]:
     Dense kernels are `(in, out)`, Conv kernels `(h, w, in, out)`; a
     DepthwiseConv2D's `(h, w, in, multiplier)` has its channels on axis 2.
     """
-    found = {}
+    return {name: (np.asarray(var.numpy()), in_axis, out_axis)
+            for name, var, in_axis, out_axis in _kernels(model)}
+
+
+def kernel_shapes(model) -> dict[str, tuple[tuple[int, ...], int, int]]:
+    """Like `kernel_arrays`, shapes only: also for a PCQAT model, whose kernels are symbolic."""
+    return {name: (tuple(int(d) for d in var.shape), in_axis, out_axis)
+            for name, var, in_axis, out_axis in _kernels(model)}
+
+
+def _kernels(model):
     for layer in model.layers:
         inner = _inner_layer(layer)
         for attr in _KERNEL_ATTRS:
             var = getattr(inner, attr, None)
             if var is None:
                 continue
-            values = np.asarray(var.numpy())
-            name = layer.name if attr == "kernel" else f"{layer.name}/{attr}"
-            if attr == "depthwise_kernel":
-                found[name] = (values, values.ndim - 2, values.ndim - 2)
-            else:
-                found[name] = (values, values.ndim - 2, values.ndim - 1)
-    return found
+            # The wrapped layer's own name: QAT's wrapper is called "quant_<name>".
+            name = inner.name if attr == "kernel" else f"{inner.name}/{attr}"
+            ndim = len(var.shape)
+            yield name, var, ndim - 2, (ndim - 2 if attr == "depthwise_kernel" else ndim - 1)
 
 
 def kernel_stats(model, layers: list[str] | None = None) -> dict[str, KernelStats]:

@@ -1,8 +1,9 @@
 """Loading, saving and checking the Keras models mobile-opt accepts.
 
 TF-MOT works on Keras 2 (`tf_keras`) Sequential and Functional models only; a
-Keras 3 or subclassed model is refused here, up front, with the fix spelled out,
-instead of failing deep inside TF-MOT.
+Keras 3 model is bridged to one (`converters.keras3_bridge`), and a subclassed
+model is refused here, up front, with the fix spelled out, instead of failing
+deep inside TF-MOT.
 """
 
 from __future__ import annotations
@@ -16,16 +17,35 @@ from pathlib import Path
 from mobile_opt import _tf
 from mobile_opt.errors import InputError, ModelFormatError, UnsupportedModelError
 
-__all__ = ["check_model", "load_model", "save_model", "saved_model_format"]
+__all__ = ["bridge_model", "check_model", "load_model", "save_model", "saved_model_format"]
 
 logger = logging.getLogger(__name__)
 
 _KERAS3_FIX = (
-    "mobile-opt uses TF-MOT, which needs Keras 2. Build the model with "
-    "`import tf_keras as keras` (pip package tf-keras), or set TF_USE_LEGACY_KERAS=1 "
-    "before importing TensorFlow and use `tf.keras`; a saved Keras 3 model can be "
-    "rebuilt from its code and its weights loaded with `model.load_weights(...)`."
+    "TF-MOT needs Keras 2 (tf_keras); pass the Keras 3 model to Pipeline.run, auto_optimize or "
+    "converters.convert, which bridge it (`bridge_model`), or call `bridge_model(model)` first."
 )
+
+
+def bridge_model(model, sample=None):
+    """The tf_keras model to optimize, and the proof of the bridge when `model` is Keras 3.
+
+    A Keras 3 Sequential/functional model is rebuilt in tf_keras and proved to compute
+    the same outputs (to 1e-5) on `sample` (default: random inputs); a tf_keras model is
+    checked and returned as is, with proof None.
+
+    Raises:
+        UnsupportedModelError: what `check_model` refuses, or a Keras 3 model with layers
+            the bridge cannot translate (each one named).
+    """
+    from converters.keras3_bridge import is_keras3_model, to_tf_keras
+
+    if is_keras3_model(model):
+        tf_model, proof = to_tf_keras(model, sample)
+        check_model(tf_model)
+        return tf_model, proof
+    check_model(model)
+    return model, None
 
 
 def check_model(model) -> None:
@@ -66,7 +86,10 @@ def check_model(model) -> None:
 
 
 def load_model(path: str | Path):
-    """Loads a tf_keras model from `.keras`, `.h5` or a SavedModel directory.
+    """Loads a model from `.keras`, `.h5` or a SavedModel directory.
+
+    A file saved by Keras 3 comes back as the Keras 3 model (checked to be bridgeable);
+    anything else as a tf_keras model.
 
     Args:
         path: the model file or directory.
@@ -87,6 +110,13 @@ def load_model(path: str | Path):
             f"{path} is not a Keras model: expected a .keras or .h5 file or a SavedModel "
             f"directory (a .tflite goes to `mobile-opt analyze`). Received: suffix={path.suffix!r}."
         )
+    from converters._keras3_rebuild import check_structure
+    from converters.keras3_bridge import load_keras3_file, saved_by_keras3
+
+    if saved_by_keras3(path):  # the user's Keras 3 model; the pipeline bridges (and proves) it
+        model = load_keras3_file(path)
+        check_structure(model)  # refuse now, every offending layer named, what cannot be bridged
+        return model
     model = converters.load_keras_model(path)
     check_model(model)
     return model
@@ -125,9 +155,13 @@ def save_model(model, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=".mobile-opt-", dir=path.parent))
     tmp = tmp_dir / f"model{suffix}"
+    from converters.keras3_bridge import is_keras3_model
+
     try:
         if suffix:
             model.save(tmp)
+        elif is_keras3_model(model):
+            model.export(str(tmp), verbose=False)  # Keras 3 writes SavedModels with export()
         else:
             model.save(tmp, save_format="tf")
         if path.is_dir() and not suffix:

@@ -14,9 +14,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from mobile_opt.data import accuracy, prepare_data
-from mobile_opt.errors import RecipeError
-from mobile_opt.models import check_model
+from converters.keras3_bridge import BridgeProof, is_keras3_model
+from mobile_opt.data import accuracy, prepare_data, sample_inputs
+from mobile_opt.errors import InputError, RecipeError
+from mobile_opt.models import bridge_model
 from mobile_opt.stage import Stage, StageContext, StageReport
 
 __all__ = ["Pipeline", "PipelineResult"]
@@ -40,11 +41,15 @@ class PipelineResult:
     Attributes:
         model: the final tf_keras model, stripped of pruning/clustering
             wrappers (a QAT model keeps its quantize wrappers: the converter
-            needs them).
+            needs them, and its float weights are not what ships: the
+            .tflite's are, see `shipped_kernels`). For a Keras 3 input,
+            `keras3_model()` gives it back as Keras 3.
         stages: one `StageReport` per stage, in order.
         baseline_accuracy: accuracy of the input model on the validation data.
         max_accuracy_drop: the tolerance asked for, in percentage points (or None).
         tflite: the converted model when the last stage quantized, else None.
+        bridge: for a Keras 3 input, the proof that its tf_keras rebuild computes
+            the same outputs (max |difference|, inputs used), else None.
     """
 
     model: Any
@@ -52,6 +57,44 @@ class PipelineResult:
     baseline_accuracy: float
     max_accuracy_drop: float | None
     tflite: bytes | None = field(default=None, repr=False)
+    bridge: BridgeProof | None = None
+    source_model: Any = field(default=None, repr=False, compare=False)
+
+    def shipped_kernels(self) -> dict:
+        """Each layer's kernel as it ships in `tflite` (int8 for int8 modes, TFLite layout).
+
+        After QAT, `model` holds TF-MOT's float training weights, not these.
+
+        Raises:
+            InputError: no stage converted the model (`tflite` is None): `model`'s
+                weights are then the ones a conversion writes.
+        """
+        from mobile_opt.quantization import shipped_kernels
+
+        if self.tflite is None:
+            raise InputError("No stage converted the model (no quantize stage), so nothing shipped yet: "
+                             "result.model's weights are the ones converters.convert(result.model) writes.")
+        return shipped_kernels(self.tflite, self.model)
+
+    def keras3_model(self, sample=None):
+        """The result as a Keras 3 model, for a Keras 3 input (prune / cluster / low-rank results).
+
+        Built from `model` (the stripped tf_keras model) and proved to compute the same
+        outputs to 1e-5 on `sample` (default: random inputs).
+
+        Raises:
+            InputError: the input was not a Keras 3 model (then `model` is what you want).
+            UnsupportedModelError: a quantization-aware model (it ships as `tflite`), or a
+                model Keras 3 cannot rebuild.
+        """
+        from converters.keras3_bridge import to_keras3
+
+        if self.source_model is None:
+            raise InputError("keras3_model() is for a Keras 3 input model; this run started from a tf_keras "
+                             "model, so result.model is the model.")
+        model, proof = to_keras3(self.model, self.source_model, sample)
+        logger.info("Keras 3 model matches the tf_keras result: max |diff| %.2e", proof.max_abs_diff)
+        return model
 
     @property
     def final_accuracy(self) -> float:
@@ -84,6 +127,7 @@ class PipelineResult:
             "tolerance_held": self.tolerance_held,
             "ok": self.ok,
             "tflite_bytes": len(self.tflite) if self.tflite is not None else None,
+            "bridge": self.bridge.to_dict() if self.bridge is not None else None,
             "stages": [s.to_dict() for s in self.stages],
         }
 
@@ -143,9 +187,11 @@ class Pipeline:
         """Runs every stage on a copy of `model`, fine-tuning and measuring each.
 
         Args:
-            model: a trained tf_keras Sequential or Functional model (not modified).
-            train_data: `(x, y)` arrays or a `tf.data.Dataset` of `(x, y)` batches
-                for fine-tuning (and calibration).
+            model: a trained tf_keras or Keras 3 Sequential or Functional model (not
+                modified); a Keras 3 one is bridged to tf_keras and proved equal on a
+                batch of `train_data` first (`result.bridge`).
+            train_data: `(x, y)` arrays, a `tf.data.Dataset` of `(x, y)` batches or a
+                directory of images in class subfolders, for fine-tuning (and calibration).
             val_data: same forms, for accuracy after every stage.
             fine_tune_epochs: epochs of fine-tuning per training stage (default 2).
             batch_size: batch size for array data (default 128).
@@ -162,11 +208,13 @@ class Pipeline:
             A `PipelineResult`.
 
         Raises:
-            UnsupportedModelError: Keras 3, subclassed or unbuilt model; a layer QAT cannot quantize.
+            UnsupportedModelError: subclassed or unbuilt model; a Keras 3 layer the bridge
+                cannot translate; a layer QAT cannot quantize.
             DataError: empty or mis-shaped data.
             RecipeError: bad settings found against this model (e.g. unknown layer names).
         """
-        check_model(model)
+        source = model if is_keras3_model(model) else None
+        model, bridge = bridge_model(model, sample_inputs(train_data))
         if not isinstance(fine_tune_epochs, int) or fine_tune_epochs < 1:
             raise RecipeError(f"fine_tune_epochs must be an integer >= 1. Received: {fine_tune_epochs!r}.")
         if max_accuracy_drop is not None and max_accuracy_drop < 0:
@@ -210,7 +258,7 @@ class Pipeline:
             ctx.previous.append(report)
             ctx.previous_stages.append(stage)
             current, tflite = out.model, out.tflite
-        result = PipelineResult(current, tuple(reports), baseline, max_accuracy_drop, tflite)
+        result = PipelineResult(current, tuple(reports), baseline, max_accuracy_drop, tflite, bridge, source)
         if result.tolerance_held is False:
             logger.warning("accuracy dropped %.2f pp, over the %.2f pp tolerance",
                            result.accuracy_drop_pp, max_accuracy_drop)

@@ -20,17 +20,18 @@ from typing import Sequence
 import numpy as np
 
 from mobile_opt import _tf
-from mobile_opt._compat_tfmot import default_8bit_registry
+from mobile_opt._compat_tfmot import default_8bit_registry, output_quantize_config
 from mobile_opt.errors import RecipeError, UnsupportedModelError
-from mobile_opt.measure import kernel_arrays, stats_of
+from mobile_opt.measure import kernel_shapes, stats_of
 from mobile_opt.stage import Check, Stage, StageContext, StageOutput, clone, stage_builder
 
-__all__ = ["QuantizeStage", "quantize", "MODES"]
+__all__ = ["QuantizeStage", "quantize", "shipped_kernels", "MODES"]
 
 logger = logging.getLogger(__name__)
 
 MODES = ("ptq_int8", "dynamic", "float16", "qat_int8")
 _CONVERTER_MODE = {"ptq_int8": "int8", "dynamic": "dynamic", "float16": "float16", "qat_int8": "int8"}
+_OUTPUT_ONLY_LAYERS = ("Rescaling", "Normalization")
 _WEIGHT_DTYPE = {"ptq_int8": "int8", "dynamic": "int8", "float16": "float16", "qat_int8": "int8"}
 
 
@@ -113,7 +114,13 @@ class QuantizeStage(Stage):
         unknown = [n for n in self.skip_layers if n not in {l.name for l in model.layers}]
         if unknown:
             raise RecipeError(f"skip_layers names no layer of the model. Received: {unknown}.")
-        bad = [l for l in model.layers if l.name not in self.skip_layers and not registry.supports(l)]
+        # Inputs are not layers to quantize. Rescaling/Normalization (preprocessing, and the
+        # bridge's form of Keras 3 `x * c + d` ops) are affine maps TF-MOT's registry lacks:
+        # they get its output-only config, so their output is int8 like an activation's.
+        output_only = {l.name for l in model.layers if type(l).__name__ in _OUTPUT_ONLY_LAYERS}
+        inputs = {l.name for l in model.layers if type(l).__name__ == "InputLayer"}
+        bad = [l for l in model.layers if l.name not in set(self.skip_layers) | output_only | inputs
+               and not registry.supports(l)]
         if bad:
             names = ", ".join(f"{l.name!r} ({type(l).__name__})" for l in bad)
             raise UnsupportedModelError(
@@ -124,7 +131,8 @@ class QuantizeStage(Stage):
         base = clone(model)
         annotated = keras.models.clone_model(
             base,
-            clone_function=lambda l: l if l.name in self.skip_layers else qk.quantize_annotate_layer(l),
+            clone_function=lambda l: l if l.name in set(self.skip_layers) | inputs
+            else qk.quantize_annotate_layer(l, output_quantize_config() if l.name in output_only else None),
         )
         scheme = {
             "default": lambda: qk.default_8bit.Default8BitQuantizeScheme(),
@@ -166,29 +174,20 @@ class QuantizeStage(Stage):
 
     def _verify(self, tflite: bytes, keras_model, ctx: StageContext):
         """Checks the converted weights: their dtype, and that earlier sparsity/sharing survived."""
-        import converters
-
-        parsed = converters.load_tflite(tflite)
         previous = ctx.previous[-1].kernels if ctx.previous else {}
         checks, kernels = [], {}
-        tensors = [t for sg in parsed.subgraphs for t in sg.tensors if t.is_constant and len(t.shape) >= 2]
-        used: set[int] = set()
-        for name, (values, in_axis, out_axis) in kernel_arrays(keras_model).items():
-            tensor = _find_tflite_kernel(tensors, values.shape, in_axis, out_axis, used)
-            if tensor is None:
-                continue
-            used.add(id(tensor))
+        for name, shape, in_axis, out_axis, tensor in _matched_kernels(tflite, keras_model):
             data = tensor.data()
             zero = 0
             if tensor.quantization is not None and np.size(tensor.quantization.zero_point):
                 zp = np.asarray(tensor.quantization.zero_point)
                 zero = int(zp.flat[0]) if np.all(zp == zp.flat[0]) else 0
-            t_in, t_out = _tflite_axes(len(values.shape), in_axis, out_axis)
+            t_in, t_out = _tflite_axes(len(shape), in_axis, out_axis)
             st = stats_of(name, data, in_axis=t_in, out_axis=t_out, zero=zero)
             kernels[name] = {**st.to_dict(), "dtype": tensor.dtype}
             expected_dtype = _WEIGHT_DTYPE[self.mode]
             # The converter keeps tiny tensors float in dynamic-range mode (< 1024 weights).
-            if not (self.mode == "dynamic" and values.size < 1024):
+            if not (self.mode == "dynamic" and int(np.prod(shape)) < 1024):
                 checks.append(Check(f"dtype[{name}]", expected_dtype, tensor.dtype, tensor.dtype == expected_dtype))
             prior = previous.get(name)
             if prior is None:
@@ -201,6 +200,29 @@ class QuantizeStage(Stage):
                 checks.append(Check(f"clusters kept[{name}]", f"unique values per channel <= {limit}",
                                     str(st.max_unique_per_channel), st.max_unique_per_channel <= limit))
         return checks, kernels
+
+
+def _matched_kernels(tflite: bytes, keras_model):
+    """(name, Keras kernel, in_axis, out_axis, .tflite tensor) for each kernel found in the .tflite."""
+    import converters
+
+    parsed = converters.load_tflite(tflite)
+    tensors = [t for sg in parsed.subgraphs for t in sg.tensors if t.is_constant and len(t.shape) >= 2]
+    used: set[int] = set()
+    for name, (shape, in_axis, out_axis) in kernel_shapes(keras_model).items():
+        tensor = _find_tflite_kernel(tensors, shape, in_axis, out_axis, used)
+        if tensor is not None:
+            used.add(id(tensor))
+            yield name, shape, in_axis, out_axis, tensor
+
+
+def shipped_kernels(tflite: bytes, keras_model) -> dict:
+    """`{layer: kernel}` as stored in the .tflite: int8 integers for an int8 model, in TFLite's layout.
+
+    After QAT the Keras model holds TF-MOT's float shadow weights (training state, not
+    what ships); these are the weights the app runs, read from the flatbuffer.
+    """
+    return {name: tensor.data() for name, _, _, _, tensor in _matched_kernels(tflite, keras_model)}
 
 
 def _tflite_axes(ndim: int, in_axis: int, out_axis: int) -> tuple[int, int]:

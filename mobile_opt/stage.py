@@ -58,13 +58,39 @@ class StageReport:
     @property
     def sparsity(self) -> float | None:
         """Fraction of zeros over all measured kernels (None when nothing was measured)."""
-        sizes = sum(k["size"] for k in self.kernels.values())
-        return sum(k["zeros"] for k in self.kernels.values()) / sizes if sizes else None
+        return self.sparsity_of()
+
+    def sparsity_of(self, layers=None) -> float | None:
+        """Fraction of zeros over the measured kernels named in `layers` (default all)."""
+        chosen = [k for name, k in self.kernels.items() if layers is None or name in layers]
+        sizes = sum(k["size"] for k in chosen)
+        return sum(k["zeros"] for k in chosen) / sizes if sizes else None
 
     @property
     def max_unique_values(self) -> int | None:
-        """Largest number of distinct values in one measured kernel."""
+        """Largest number of distinct values in one measured kernel (whole tensor)."""
         return max((k["unique_values"] for k in self.kernels.values()), default=None)
+
+    @property
+    def max_unique_per_channel(self) -> int | None:
+        """Largest number of distinct values in one output channel of a measured kernel.
+
+        The figure that compares across stages: int8 per-channel quantization maps a
+        kernel's 16 shared floats to 16 integers *per channel*, on a different scale in
+        each, so the whole-tensor count of a quantized kernel (up to 256) says nothing
+        about the clusters that shipped.
+        """
+        return self.max_unique_per_channel_of()
+
+    def max_unique_per_channel_of(self, layers=None) -> int | None:
+        """`max_unique_per_channel` over the measured kernels named in `layers` (default all)."""
+        return max((k["max_unique_per_channel"] for name, k in self.kernels.items()
+                    if layers is None or name in layers), default=None)
+
+    @property
+    def measured_on(self) -> str:
+        """"tflite" when the kernels were read from the converted model (what ships), else "keras"."""
+        return "tflite" if any("dtype" in k for k in self.kernels.values()) else "keras"
 
     def to_dict(self) -> dict:
         return {
@@ -77,6 +103,8 @@ class StageReport:
             "ok": self.ok,
             "sparsity": self.sparsity,
             "max_unique_values": self.max_unique_values,
+            "max_unique_per_channel": self.max_unique_per_channel,
+            "kernels_measured_on": self.measured_on,
             "checks": [c.to_dict() for c in self.checks],
             "kernels": self.kernels,
             "seconds": self.seconds,

@@ -58,3 +58,27 @@ def handle_errors(func: Callable) -> Callable:
 def print_json(data: Any) -> None:
     """Writes `data` as indented JSON to stdout (no rich markup, safe to pipe)."""
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def parse_image_size(ctx, param, value):
+    """Click callback: "28x28" (or "28") -> (28, 28)."""
+    if value is None:
+        return None
+    parts = value.lower().split("x")
+    try:
+        size = tuple(int(p) for p in parts) if len(parts) == 2 else (int(value),) * 2
+    except ValueError:
+        size = ()
+    if len(size) != 2 or min(size) < 1:
+        raise click.BadParameter(f"expected HEIGHTxWIDTH, e.g. 28x28. Received: {value!r}.")
+    return size
+
+
+def load_data(spec, model, *, image_size, val_split, train_samples, val_samples):
+    """The `--data` of optimize/auto, shaped for `model` (Keras 3 or tf_keras)."""
+    from mobile_opt.datasets import load_dataset
+
+    output = model.outputs[0].shape
+    return load_dataset(spec, input_shape=tuple(model.inputs[0].shape)[1:], train_samples=train_samples,
+                        val_samples=val_samples, image_size=image_size, val_split=val_split,
+                        num_classes=int(output[-1]) if output[-1] is not None else None)

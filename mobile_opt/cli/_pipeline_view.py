@@ -28,15 +28,21 @@ def pipeline_table(result, width: int | None = None) -> Table:
     """
     narrow = (width or console.width) < _NARROW
     table = Table(title="Compression pipeline", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    # Weight figures come from the .tflite for a quantize stage (what ships), from Keras otherwise;
+    # distinct values are counted per output channel, the unit int8 per-channel quantization keeps.
     columns = ["#", "stage"] + ([] if narrow else ["settings"]) + [
-        "accuracy", "Δ pp", "sparsity", "max unique", "checks"] + ([] if narrow else ["s"])
+        "accuracy", "Δ pp", "sparsity", "unique/channel", "checks"] + ([] if narrow else ["s"])
     for col in columns:
         text = col in ("stage", "settings", "checks")
         table.add_column(col, justify="left" if text else "right", no_wrap=not text or col == "stage",
                          overflow="fold")
     table.add_row("", "baseline", *([] if narrow else [""]), f"{result.baseline_accuracy:.4f}", "", "", "", "",
                   *([] if narrow else [""]))
+    compared = None  # a .tflite row counts over the kernels the stage before it measured, to compare
     for s in result.stages:
+        layers = compared if s.measured_on == "tflite" else None
+        compared = set(s.kernels) or compared
+        sparsity, unique = s.sparsity_of(layers), s.max_unique_per_channel_of(layers)
         failed = [c for c in s.checks if not c.ok]
         if narrow:
             checks = "[green]ok[/]" if not failed else "[red]FAILED[/]"
@@ -49,8 +55,8 @@ def pipeline_table(result, width: int | None = None) -> Table:
             *([] if narrow else [escape(_short_params(s.params))]),
             f"{s.accuracy:.4f}" + ("*" if s.accuracy_source == "tflite" else ""),
             f"{s.accuracy_drop_pp:+.2f}",
-            "" if s.sparsity is None else f"{s.sparsity:.1%}",
-            "" if s.max_unique_values is None else str(s.max_unique_values),
+            "" if sparsity is None else f"{sparsity:.1%}" + (" (tflite)" if s.measured_on == "tflite" else ""),
+            "" if unique is None else str(unique),
             checks,
             *([] if narrow else [f"{s.seconds:.1f}"]),
         )
@@ -63,6 +69,9 @@ def pipeline_notes(result, width: int | None = None) -> list[str]:
     notes = []
     if any(s.accuracy_source == "tflite" for s in result.stages):
         notes.append("  * accuracy of the converted .tflite (LiteRT), not of the Keras model")
+    if any(s.measured_on == "tflite" for s in result.stages):
+        notes.append("  (tflite): weights read from the converted model (what ships), over the layers the "
+                     "stage before compressed")
     for s in result.stages:
         if narrow:
             notes.append(f"  stage {s.index} ({s.kind}): {escape(_short_params(s.params))}, {s.seconds:.1f} s")

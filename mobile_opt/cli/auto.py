@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from mobile_opt.cli._common import FiniteFloatRange, console, handle_errors, print_json
+from mobile_opt.cli._common import FiniteFloatRange, console, handle_errors, load_data, parse_image_size, print_json
 
 
 def _render(result) -> None:
@@ -53,7 +53,11 @@ def _render(result) -> None:
 @click.command()
 @click.argument("model_path", type=click.Path(path_type=Path))
 @click.option("--data", default="fashion-mnist", show_default=True,
-              help="'fashion-mnist' or an .npz with x_train/y_train/x_val/y_val.")
+              help="'fashion-mnist', an .npz with x_train/y_train/x_val/y_val, or a directory of images "
+                   "with one subfolder per class.")
+@click.option("--image-size", callback=parse_image_size, help="Resize folder images to HxW (e.g. 28x28).")
+@click.option("--val-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Fraction of a folder's images held out for validation [0.2].")
 @click.option("--train-samples", type=click.IntRange(min=1), help="Use only the first N training samples.")
 @click.option("--val-samples", type=click.IntRange(min=1), help="Use only the first N validation samples.")
 @click.option("--max-accuracy-drop", type=FiniteFloatRange(min=0), default=0.5, show_default=True,
@@ -72,8 +76,8 @@ def _render(result) -> None:
               help="Output directory: study.db, trials/, chosen.tflite/.keras, report.md, pareto.json/.png.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of tables.")
 @handle_errors
-def auto(model_path, data, train_samples, val_samples, max_accuracy_drop, size_budget, latency_budget,
-         device, level, n_trials, timeout_s, storage, study_name, seed, out_dir, as_json):
+def auto(model_path, data, image_size, val_split, train_samples, val_samples, max_accuracy_drop, size_budget,
+         latency_budget, device, level, n_trials, timeout_s, storage, study_name, seed, out_dir, as_json):
     """Search recipes for MODEL_PATH under constraints; save the chosen model and a report.
 
     Rerun the same command to resume an interrupted search: finished trials are kept.
@@ -87,14 +91,13 @@ def auto(model_path, data, train_samples, val_samples, max_accuracy_drop, size_b
 
     from mobile_opt._files import output_directory
     from mobile_opt.auto import auto_optimize
-    from mobile_opt.datasets import load_dataset
     from mobile_opt.models import load_model
 
     # Checked before the work; removed again when the search fails before writing anything.
     click.get_current_context().with_resource(output_directory(out_dir, what="--out"))
     model = load_model(model_path)
-    train, val = load_dataset(data, input_shape=model.input_shape[1:], train_samples=train_samples,
-                              val_samples=val_samples)
+    train, val = load_data(data, model, image_size=image_size, val_split=val_split,
+                           train_samples=train_samples, val_samples=val_samples)
     if as_json:
         progress = None
     else:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from mobile_opt.cli._common import FiniteFloatRange, console, handle_errors, print_json
+from mobile_opt.cli._common import FiniteFloatRange, console, handle_errors, load_data, parse_image_size, print_json
 from mobile_opt.cli._pipeline_view import epoch_progress, print_pipeline_result
 
 
@@ -30,7 +30,12 @@ def _recipe_from_flags(prune, prune_schedule, prune_structure, cluster, quantize
 @click.option("--prune-structure", type=click.Choice(["unstructured", "2:4"]), default="unstructured", show_default=True)
 @click.option("--cluster", type=int, help="Cluster each kernel to this many shared values.")
 @click.option("--quantize", type=click.Choice(["ptq_int8", "dynamic", "float16", "qat_int8"]))
-@click.option("--data", default="fashion-mnist", show_default=True, help="'fashion-mnist' or an .npz with x_train/y_train/x_val/y_val.")
+@click.option("--data", default="fashion-mnist", show_default=True,
+              help="'fashion-mnist', an .npz with x_train/y_train/x_val/y_val, or a directory of images "
+                   "with one subfolder per class.")
+@click.option("--image-size", callback=parse_image_size, help="Resize folder images to HxW (e.g. 28x28).")
+@click.option("--val-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Fraction of a folder's images held out for validation [0.2].")
 @click.option("--train-samples", type=click.IntRange(min=1), help="Use only the first N training samples.")
 @click.option("--val-samples", type=click.IntRange(min=1), help="Use only the first N validation samples.")
 @click.option("--epochs", "fine_tune_epochs", type=click.IntRange(min=0), help="Fine-tuning epochs per stage [recipe or 2].")
@@ -42,7 +47,7 @@ def _recipe_from_flags(prune, prune_schedule, prune_structure, cluster, quantize
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of tables.")
 @handle_errors
 def optimize(model_path, recipe, prune, prune_schedule, prune_structure, cluster, quantize, data,
-             train_samples, val_samples, fine_tune_epochs, batch_size, max_accuracy_drop, output,
+             image_size, val_split, train_samples, val_samples, fine_tune_epochs, batch_size, max_accuracy_drop, output,
              tflite, summary, as_json):
     """Compress MODEL_PATH (.keras, .h5 or SavedModel) with a recipe or flags; write the model and a JSON summary.
 
@@ -50,8 +55,8 @@ def optimize(model_path, recipe, prune, prune_schedule, prune_structure, cluster
     Example:
       mobile-opt optimize model.keras --prune 0.8 --cluster 16 --quantize qat_int8 -o out/model.keras
     """
+    from converters import is_qat_model as converters_is_qat
     from mobile_opt._files import OutputFiles
-    from mobile_opt.datasets import load_dataset
     from mobile_opt.errors import RecipeError
     from mobile_opt.models import load_model, save_model, saved_model_format
     from mobile_opt.recipe import load_recipe
@@ -77,11 +82,13 @@ def optimize(model_path, recipe, prune, prune_schedule, prune_structure, cluster
         if value is not None:
             options[key] = value
     model = load_model(model_path)
-    train, val = load_dataset(data, input_shape=model.input_shape[1:], train_samples=train_samples,
-                              val_samples=val_samples)
+    train, val = load_data(data, model, image_size=image_size, val_split=val_split,
+                           train_samples=train_samples, val_samples=val_samples)
     with epoch_progress(not as_json) as progress:
         result = loaded.pipeline.run(model, train, val, progress=progress, **options)
-    outputs.write_with(output, lambda staged: save_model(result.model, staged))
+    # Keras 3 in, Keras 3 out (a QAT model ships as its .tflite and stays tf_keras).
+    keep = result.keras3_model() if result.source_model is not None and not converters_is_qat(result.model) else result.model
+    outputs.write_with(output, lambda staged: save_model(keep, staged))
     written = {"model": str(output)}
     if tflite is not None:
         if result.tflite is not None:

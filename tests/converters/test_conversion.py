@@ -110,16 +110,17 @@ def test_argument_errors(cnn):
         convert(cnn, num_calibration_samples=0)
     with pytest.raises(InputError, match="No model at this path"):
         convert("/nonexistent/model.keras")
-    with pytest.raises(UnsupportedModelError, match="tf_keras.Model"):
+    with pytest.raises(UnsupportedModelError, match="Expected a tf_keras or Keras 3 model"):
         convert(object())
 
 
-def test_keras3_model_is_refused():
+def test_keras3_model_is_bridged():
     import keras as keras3
 
     model = keras3.Sequential([keras3.layers.Input((4,)), keras3.layers.Dense(2)])
-    with pytest.raises(UnsupportedModelError, match="Keras 3.*import tf_keras as keras"):
-        convert(model)
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    tflite = convert(model)
+    assert evaluate(tflite, (x, np.asarray(model(x)).argmax(-1))).accuracy == 1.0
 
 
 def test_paths_keras_h5_savedmodel(cnn, fashion, tmp_path):

@@ -10,7 +10,7 @@ from mobile_opt.stage import Check, StageReport
 
 
 def _result() -> PipelineResult:
-    kernels = {"fc1/kernel": {"size": 1000, "zeros": 800, "unique_values": 16}}
+    kernels = {"fc1/kernel": {"size": 1000, "zeros": 800, "unique_values": 16, "max_unique_per_channel": 16}}
     stages = (
         StageReport(0, "prune", {"sparsity": 0.8, "schedule": "polynomial", "structure": "unstructured"}, 0.8512,
                     0.31, (Check("sparsity", ">= 0.79", "0.800", True),), kernels, 12.3),
@@ -32,7 +32,7 @@ def test_80_columns_cut_nothing_and_list_what_moved():
     text = _render(80)
     assert "…" not in text
     assert max(len(line) for line in text.splitlines()[:8]) <= 80
-    for word in ("accuracy", "sparsity", "max unique", "0.8512", "80.0%", "0.8490*", "FAILED"):
+    for word in ("accuracy", "sparsity", "unique/channel", "0.8512", "80.0%", "0.8490*", "FAILED"):
         assert word in text
     assert "stage 0 (prune): sparsity=0.8, schedule=polynomial, structure=unstructured, 12.3 s" in text
     assert "stage 1 check failed: int8 kernels: 3 of [4] (want all)" in text  # brackets survive rich

@@ -37,12 +37,19 @@ def test_tolerance_is_reported(trained_mlp, fmnist):
     assert data["stages"][0]["checks"] and data["stages"][0]["sparsity"] > 0.3
 
 
-def test_keras3_model_gets_a_fix(fmnist):
+def test_keras3_model_is_bridged_with_proof_and_unbridgeable_layers_named(fmnist):
     import keras  # Keras 3, installed alongside TensorFlow
 
-    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10)])
-    with pytest.raises(UnsupportedModelError, match="tf_keras"):
-        Pipeline([prune(0.5)]).run(model, *fmnist)
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                              keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)])
+    (x, y), (xv, yv) = fmnist
+    result = Pipeline([prune(0.5)]).run(model, (x[:256], y[:256]), (xv[:256], yv[:256]), fine_tune_epochs=1)
+    assert result.bridge.inputs == "user data" and result.bridge.max_abs_diff <= 1e-5
+    assert result.to_dict()["bridge"]["samples"] == 32
+    bad = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.GaussianNoise(0.1, name="noise"),
+                            keras.layers.Dense(10)])
+    with pytest.raises(UnsupportedModelError, match="'noise' \\(GaussianNoise\\) is not a supported layer"):
+        Pipeline([prune(0.5)]).run(bad, *fmnist)
 
 
 def test_subclassed_model_is_refused(fmnist):
