@@ -27,9 +27,10 @@ logger = logging.getLogger(__name__)
 _MAY_FOLLOW = {
     "distill": {"low_rank"},
     "low_rank": {"distill"},
-    "prune": {"distill", "low_rank"},
-    "cluster": {"distill", "low_rank", "prune"},
-    "quantize": {"distill", "low_rank", "prune", "cluster"},
+    "prune_channels": {"distill", "low_rank"},
+    "prune": {"distill", "low_rank", "prune_channels"},
+    "cluster": {"distill", "low_rank", "prune_channels", "prune"},
+    "quantize": {"distill", "low_rank", "prune_channels", "prune", "cluster"},
 }
 
 

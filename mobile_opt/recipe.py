@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from mobile_opt.channel_pruning import prune_channels
 from mobile_opt.clustering import cluster
 from mobile_opt.distillation import distill
 from mobile_opt.errors import InputError, RecipeError
@@ -42,7 +43,8 @@ from mobile_opt.quantization import quantize
 
 __all__ = ["Recipe", "load_recipe"]
 
-_VERBS = {"distill": distill, "low_rank": low_rank, "prune": prune, "cluster": cluster, "quantize": quantize}
+_VERBS = {"distill": distill, "low_rank": low_rank, "prune_channels": prune_channels,
+          "prune": prune, "cluster": cluster, "quantize": quantize}
 _RUN_KEYS = ("fine_tune_epochs", "batch_size", "max_accuracy_drop")
 
 
