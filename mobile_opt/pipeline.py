@@ -45,7 +45,8 @@ class PipelineResult:
         stages: one `StageReport` per stage, in order.
         baseline_accuracy: accuracy of the input model on the validation data.
         max_accuracy_drop: the tolerance asked for, in percentage points (or None).
-        tflite: the converted model when the last stage quantized, else None.
+        tflite: the converted model when the last stage made one (quantize; prune with
+            policy="xnnpack": sparse-encoded fp32), else None.
     """
 
     model: Any
