@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["OpCost", "OpTypeCost", "join_op_costs"]
+__all__ = ["OpCost", "OpTypeCost", "join_op_costs", "op_costs_of", "plot_op_costs"]
 
 _NODE_INDEX = re.compile(r":(\d+)$")
 
@@ -112,3 +113,39 @@ def join_op_costs(rows: Sequence[Any], flops: Any) -> tuple[tuple[OpCost, ...], 
         ))
     per_type.sort(key=lambda t: -t.avg_ms)
     return tuple(per_op), tuple(per_type)
+
+
+def op_costs_of(result: Any) -> tuple[tuple[OpCost, ...], tuple[OpTypeCost, ...]] | None:
+    """The join for one `BenchmarkResult` (its model's MACs counted from its .tflite); None without rows."""
+    import converters
+
+    if not result.op_profile or not Path(result.model_path).is_file():
+        return None
+    return join_op_costs(result.op_profile, converters.count_flops(result.model_path))
+
+
+def plot_op_costs(per_type: Sequence[OpTypeCost], path: Path, *, title: str | None = None) -> Path:
+    """Share of MACs vs share of measured time per op type (PNG); off the diagonal = slow or fast for its work."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 5.0))
+    try:
+        for t in per_type:
+            x = 100 * (t.macs_share or 0.0)
+            ax.scatter([x], [100 * (t.time_share or 0.0)], marker="o" if t.macs is not None else "x")
+            label = t.node_type + ("" if t.macs is not None else " (MACs unknown)")
+            ax.annotate(label, (x, 100 * (t.time_share or 0.0)), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+        ax.plot([0, 100], [0, 100], linestyle="--", linewidth=0.8, color="grey")
+        ax.set_xlabel("share of MACs (%)")
+        ax.set_ylabel("share of measured time (%)")
+        ax.set_title(title or "Where time goes, per op type")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(path, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+    return Path(path)

@@ -8,7 +8,7 @@ from device_bench.op_cost import join_op_costs
 from mobile_opt import _tf
 
 
-def _model_and_flops():
+def _model():
     keras = _tf.keras()
     layers = keras.layers
     keras.utils.set_random_seed(0)
@@ -16,7 +16,11 @@ def _model_and_flops():
     h = layers.Conv2D(32, 1, activation="relu", name="pw")(inp)
     h = layers.DepthwiseConv2D(3, padding="same", activation="relu", name="dw")(h)
     h = layers.GlobalAveragePooling2D()(h)
-    return converters.count_flops(converters.load_tflite(converters.convert(keras.Model(inp, layers.Dense(4)(h)))))
+    return converters.convert(keras.Model(inp, layers.Dense(4)(h)))
+
+
+def _model_and_flops():
+    return converters.count_flops(_model())
 
 
 def _profile(flops, avg_ms, *, delegate_row=False):
@@ -55,3 +59,26 @@ def test_a_delegate_row_keeps_its_time_but_claims_no_macs():
     assert not per_op[0].matched and per_op[0].macs is None and per_op[0].gmacs_per_s is None
     assert per_op[0].time_share == pytest.approx(0.3 / sum(avg_ms))
     assert next(t for t in per_type if t.node_type == "TfLiteXNNPackDelegate").macs is None
+
+
+def test_cli_table_json_and_plot(tmp_path):
+    from rich.console import Console
+
+    from device_bench.results import BenchmarkResult
+    from mobile_opt.cli import _op_costs
+
+    path = tmp_path / "m.tflite"
+    path.write_bytes(_model())
+    flops = converters.count_flops(path)
+    rows = parse(_profile(flops, [0.2] * len(flops.layers))).op_profile
+    result = BenchmarkResult(model_path=str(path), model_sha256="-", model_size_bytes=path.stat().st_size,
+                             device={"serial": "host"}, backend="cpu", threads=1, status="ok", op_profile=rows)
+    joined = _op_costs.op_costs([result])
+    data = _op_costs.to_json(joined)[0]
+    assert {t["node_type"] for t in data["per_type"]} >= {"CONV_2D", "DEPTHWISE_CONV_2D"}
+    console = Console(record=True, width=120)
+    _op_costs.render(joined, console)
+    text = console.export_text()
+    assert "GMAC/s" in text and "DEPTHWISE_CONV_2D" in text
+    (png,) = _op_costs.plot(joined, tmp_path / "latency.png")
+    assert png.name == "latency_ops_0.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
