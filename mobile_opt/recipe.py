@@ -18,8 +18,9 @@ Example recipe.toml:
     kind = "quantize"
     mode = "qat_int8"
 
-A stage's keys are the keyword arguments of its verb (`prune`, `cluster`,
-`quantize`); `layers = {include = [...], exclude = [...]}` selects layers.
+A stage's keys are the keyword arguments of its verb (`distill`, `low_rank`,
+`prune_channels`, `prune`, `cluster`, `quantize`); `layers = {include = [...],
+exclude = [...]}` selects layers.
 """
 
 from __future__ import annotations
