@@ -129,6 +129,8 @@ def main(argv=None) -> int:
     parser.add_argument("--fine-tune-epochs", type=int, default=2)
     parser.add_argument("--ratio", type=float, default=0.5, help="channel pruning ratio")
     parser.add_argument("--sparsity", type=float, default=0.8, help="XNNPACK-policy sparsity")
+    parser.add_argument("--sparse-learning-rate", type=float, default=1e-4,
+                        help="fine-tuning learning rate of the XNNPACK-policy pruning (prune's default)")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
@@ -158,7 +160,8 @@ def main(argv=None) -> int:
     tflite["channel_int8"] = channel.tflite
     seconds["channel_pipeline"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    sparse = Pipeline([prune(args.sparsity, schedule="polynomial", policy="xnnpack")]).run(
+    sparse = Pipeline([prune(args.sparsity, schedule="polynomial", policy="xnnpack",
+                             learning_rate=args.sparse_learning_rate)]).run(
         model, (x, y), (xv, yv), fine_tune_epochs=args.fine_tune_epochs)
     tflite["sparse_fp32"] = sparse.tflite
     seconds["sparse_pipeline"] = time.perf_counter() - t0
