@@ -19,7 +19,7 @@ import numpy as np
 from mobile_opt import _tf
 from mobile_opt.errors import UnsupportedModelError
 
-__all__ = ["ChannelGroup", "channel_groups", "rebuild_pruned"]
+__all__ = ["ChannelGroup", "channel_groups", "filter_scores", "rebuild_pruned"]
 
 _PRODUCERS = {"Conv1D": "filters", "Conv2D": "filters", "Dense": "units"}
 # Per-channel layers without channel-indexed weights: the space passes through unchanged.

@@ -57,6 +57,16 @@ def plan_channels(model, ratio: float | Mapping[str, float], *, layers: LayerSel
     """
     selection = layers or LayerSelection()
     graph, groups = channel_groups(model, selection.select(model, supported=_TYPES))
+    if isinstance(ratio, Mapping):
+        prunable = {p for g in groups.values() for p in g.producers}
+        missing = [name for name in ratio if name not in prunable]
+        if missing:
+            raise RecipeError(
+                f"Channel ratios name layers whose filters cannot be removed: {missing}. Such a layer is "
+                "not a Conv/Dense in the selection (the stem and the classifier are protected by default), "
+                "or its channels reach a model output or a layer that mixes channels (Flatten, Reshape, "
+                f"Concatenate, ...). Prunable: {sorted(prunable)}."
+            )
     keep = {}
     for root, group in groups.items():
         if isinstance(ratio, Mapping):
@@ -110,8 +120,6 @@ class ChannelPruneStage(Stage):
             raise RecipeError(f"learning_rate must be > 0. Received: learning_rate={learning_rate!r}.")
         self.ratio = ratio
         self.criterion = criterion
-        if layers is None and isinstance(ratio, dict):
-            layers = LayerSelection(include=list(ratio))
         self.layers = layers or LayerSelection()
         self.learning_rate = float(learning_rate)
 
@@ -179,7 +187,7 @@ def prune_channels(ratio: float | Mapping[str, float], *, criterion: str = "l1",
         RecipeError: a ratio outside [0, 1), an unknown criterion, or a bad learning rate.
 
     Example:
-        >>> prune_channels({"conv2": 0.25}).params()["layers"]["include"]
-        ['conv2']
+        >>> prune_channels({"conv2": 0.25}).params()["ratio"]
+        {'conv2': 0.25}
     """
     return ChannelPruneStage(ratio, criterion=criterion, layers=layers, learning_rate=learning_rate)

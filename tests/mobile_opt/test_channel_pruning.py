@@ -133,3 +133,12 @@ def test_a_model_whose_channels_all_reach_flatten_has_nothing_to_prune():
     x, y = np.zeros((8, 8, 8, 1), np.float32), np.zeros(8, int)
     with pytest.raises(RecipeError, match="no filter to remove"):
         Pipeline([prune_channels(0.5)]).run(model, (x, y), (x, y), fine_tune_epochs=1)
+
+
+def test_per_layer_ratios_prune_only_the_named_groups_and_refuse_protected_layers():
+    model = _block_model()
+    _, groups, keep = plan_channels(model, {"project": 0.5, "head": 0.25})
+    kept = {groups[r].producers: len(k) for r, k in keep.items()}
+    assert kept == {("c_a", "project"): 6, ("head",): 8}  # c_a follows project: their channels are tied
+    with pytest.raises(RecipeError, match="stem"):
+        plan_channels(model, {"stem": 0.5})
