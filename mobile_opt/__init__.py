@@ -20,6 +20,7 @@ _EXPORTS = {
     "Pipeline": "pipeline",
     "PipelineResult": "pipeline",
     "prune": "pruning",
+    "prune_channels": "channel_pruning",
     "cluster": "clustering",
     "quantize": "quantization",
     "low_rank": "lowrank",

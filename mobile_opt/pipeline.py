@@ -28,9 +28,10 @@ logger = logging.getLogger(__name__)
 _MAY_FOLLOW = {
     "distill": {"low_rank"},
     "low_rank": {"distill"},
-    "prune": {"distill", "low_rank"},
-    "cluster": {"distill", "low_rank", "prune"},
-    "quantize": {"distill", "low_rank", "prune", "cluster"},
+    "prune_channels": {"distill", "low_rank"},
+    "prune": {"distill", "low_rank", "prune_channels"},
+    "cluster": {"distill", "low_rank", "prune_channels", "prune"},
+    "quantize": {"distill", "low_rank", "prune_channels", "prune", "cluster"},
 }
 
 
@@ -47,7 +48,8 @@ class PipelineResult:
         stages: one `StageReport` per stage, in order.
         baseline_accuracy: accuracy of the input model on the validation data.
         max_accuracy_drop: the tolerance asked for, in percentage points (or None).
-        tflite: the converted model when the last stage quantized, else None.
+        tflite: the converted model when the last stage made one (quantize; prune with
+            policy="xnnpack": sparse-encoded fp32), else None.
         bridge: for a Keras 3 input, the proof that its tf_keras rebuild computes
             the same outputs (max |difference|, inputs used), else None.
     """

@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 _SCHEDULES = ("constant", "polynomial")
 _STRUCTURES = ("unstructured", "2:4")
+_POLICIES = (None, "xnnpack")
 
 
 def _check_sparsity(value, where: str) -> float:
@@ -50,6 +51,11 @@ class PruneStage(Stage):
         initial_sparsity: start of the polynomial ramp (default 0.0).
         learning_rate: fine-tuning learning rate when no optimizer is given
             (default 1e-4).
+        policy: None (default) or "xnnpack": TF-MOT's `PruneForLatencyOnXNNPack`, pruning
+            only 1x1 Conv2D layers (what XNNPACK's sparse kernels run), and converting
+            with the sparse tensor encoding; the stage checks the .tflite holds one sparse
+            tensor per pruned layer and returns it. A model outside XNNPACK's sparse
+            pattern gets a note: it will run dense.
 
     Returns:
         A `PruneStage` for `Pipeline`.
@@ -74,7 +80,13 @@ class PruneStage(Stage):
         layers: LayerSelection | None = None,
         initial_sparsity: float = 0.0,
         learning_rate: float = 1e-4,
+        policy: str | None = None,
     ):
+        if policy not in _POLICIES:
+            raise RecipeError(f"policy must be one of {_POLICIES}. Received: policy={policy!r}.")
+        if policy == "xnnpack" and structure != "unstructured":
+            raise RecipeError(f"policy='xnnpack' prunes unstructured. Received: structure={structure!r}.")
+        self.policy = policy
         if structure not in _STRUCTURES:
             raise RecipeError(f"structure must be one of {_STRUCTURES}. Received: structure={structure!r}.")
         if schedule not in _SCHEDULES:
@@ -113,6 +125,7 @@ class PruneStage(Stage):
             "initial_sparsity": self.initial_sparsity,
             "layers": self.layers.describe(),
             "learning_rate": self.learning_rate,
+            "policy": self.policy,
         }
 
     def target(self, layer_name: str) -> float:
@@ -148,6 +161,8 @@ class PruneStage(Stage):
             selected = [n for n in selected if n not in narrow]
             if not selected:
                 raise RecipeError("No selected layer has the ≥ 4 input channels 2:4 pruning needs.")
+        if self.policy == "xnnpack":
+            selected = _xnnpack_selection(model, selected, notes)
         total_steps = ctx.epochs * ctx.train.steps
         base = clone(model)
 
@@ -180,7 +195,43 @@ class PruneStage(Stage):
             if self.structure == "2:4":
                 checks.append(Check(f"2:4[{name}]", "every 4 input-channel weights hold >= 2 zeros",
                                     "yes" if st.is_2_4 else "no", st.is_2_4))
-        return StageOutput(stripped, tuple(checks), {k: v.to_dict() for k, v in stats.items()}, tuple(notes))
+        tflite = None
+        if self.policy == "xnnpack":
+            tflite, check = _sparse_encoding_check(stripped, len(selected))
+            checks.append(check)
+        return StageOutput(stripped, tuple(checks), {k: v.to_dict() for k, v in stats.items()}, tuple(notes),
+                           tflite=tflite)
+
+
+def _xnnpack_selection(model, selected: list[str], notes: list[str]) -> list[str]:
+    """The 1x1 Conv2D layers TF-MOT's PruneForLatencyOnXNNPack allows, and whether XNNPACK can go sparse."""
+    policy = _tf.tfmot().sparsity.keras.PruneForLatencyOnXNNPack()
+    allowed = [n for n in selected if policy.allow_pruning(model.get_layer(n))]
+    if not allowed:
+        raise RecipeError("policy='xnnpack' prunes 1x1 Conv2D layers only, and the selection holds none. "
+                          f"Received: layers={selected}.")
+    try:
+        policy.ensure_model_supports_pruning(model)
+    except ValueError as exc:
+        # XNNPACK's sparse path needs the whole subgraph from a 3x3 stride-2 stem to a global
+        # pool in its pattern; otherwise it runs the model dense (same ms, smaller file only).
+        message = (f"XNNPACK will run this model dense, not sparse: TF-MOT's PruneForLatencyOnXNNPack "
+                   f"check says: {exc}")
+        logger.warning(message)
+        notes.append(message)
+    return allowed
+
+
+def _sparse_encoding_check(model, expected: int) -> tuple[bytes, Check]:
+    """Converts with EXPERIMENTAL_SPARSITY and counts the kernels stored in the sparse format."""
+    import converters
+
+    tflite = converters.convert(model, sparsity=True)
+    parsed = converters.load_tflite(tflite)
+    sparse = sum(1 for sg in parsed.subgraphs for t in sg.tensors if t.sparsity is not None)
+    densify = sum(1 for sg in parsed.subgraphs for op in sg.operators if op.opcode == "DENSIFY")
+    return tflite, Check("sparse tensors in .tflite", f"{expected} (one per pruned 1x1 conv)",
+                         f"{sparse} ({densify} DENSIFY ops)", sparse == expected)
 
 
 def _input_channels(layer) -> int:

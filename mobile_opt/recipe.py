@@ -18,8 +18,9 @@ Example recipe.toml:
     kind = "quantize"
     mode = "qat_int8"
 
-A stage's keys are the keyword arguments of its verb (`prune`, `cluster`,
-`quantize`); `layers = {include = [...], exclude = [...]}` selects layers.
+A stage's keys are the keyword arguments of its verb (`distill`, `low_rank`,
+`prune_channels`, `prune`, `cluster`, `quantize`); `layers = {include = [...],
+exclude = [...]}` selects layers.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from mobile_opt.channel_pruning import prune_channels
 from mobile_opt.clustering import cluster
 from mobile_opt.distillation import distill
 from mobile_opt._files import read_toml
@@ -42,7 +44,8 @@ from mobile_opt.quantization import quantize
 
 __all__ = ["Recipe", "load_recipe"]
 
-_VERBS = {"distill": distill, "low_rank": low_rank, "prune": prune, "cluster": cluster, "quantize": quantize}
+_VERBS = {"distill": distill, "low_rank": low_rank, "prune_channels": prune_channels,
+          "prune": prune, "cluster": cluster, "quantize": quantize}
 _RUN_KEYS = ("fine_tune_epochs", "batch_size", "max_accuracy_drop")
 
 

@@ -195,6 +195,9 @@ def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy
             device.close()
 
     comparisons = compare(old, results) if old is not None else None
+    from mobile_opt.cli import _op_costs
+
+    joined = _op_costs.op_costs(results) if op_profiling else []
     if plot_path is not None:
         from device_bench import plot_latency
 
@@ -203,13 +206,17 @@ def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy
             outputs.commit()
         else:
             stderr_console.print("[yellow]no measured run to plot; --plot skipped[/]")
+        _op_costs.plot(joined, plot_path)
     if as_json:
         data = {"results": [r.to_dict() for r in results]}
         if comparisons is not None:
             data["comparison"] = [c.to_dict() for c in comparisons]
+        if joined:
+            data["op_costs"] = _op_costs.to_json(joined)
         print_json(data)
     else:
         _render(results, comparisons)
+        _op_costs.render(joined, console)
     if any(r.status == "failed" for r in results):
         raise SystemExit(1)
 
