@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import math
@@ -54,12 +55,38 @@ def _percentile(ordered: Sequence[float], q: float) -> float:
     return float(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo))
 
 
+# Histogram bins lie on nested log grids (G bins per decade, edges 10**(k/G)); the finest
+# grid giving at most _MAX_BINS bins is used, so histograms of two runs can always be
+# brought to a common grid by merging bins (every coarser grid's edges are a finer one's).
+_GRIDS = (320, 160, 80, 40, 20, 10, 5, 2, 1)
+_MAX_BINS = 60
+
+
+def _histogram(ordered: Sequence[float]) -> dict[str, list]:
+    low, high = math.log10(max(ordered[0], 1e-3)), math.log10(max(ordered[-1], 1e-3))
+    for grid in _GRIDS:
+        first, last = math.floor(low * grid), math.floor(high * grid) + 1
+        if last - first <= _MAX_BINS:
+            break
+    edges = [10 ** (k / grid) for k in range(first, last + 1)]
+    counts = [0] * (len(edges) - 1)
+    for value in ordered:
+        index = bisect.bisect_right(edges, max(value, 1e-3)) - 1
+        counts[min(max(index, 0), len(counts) - 1)] += 1
+    return {"edges_us": edges, "counts": counts}
+
+
 @dataclass(frozen=True)
 class LatencyStats:
     """Latency of the timed runs in microseconds.
 
-    `source` is "samples" when computed here from every run's time, or "summary" when only
-    the benchmark's own summary line was available (then p90/p99 are None).
+    `source` says where the numbers come from: "samples" (computed here from every run's
+    time), "result_proto" (the tool's binary result file: mean, std, min, max, p5, median,
+    p95) or "summary" (the tool's stats line). A percentile the source does not hold is None
+    and `unavailable` says why — never estimated.
+
+    `histogram` ({"edges_us": [...], "counts": [...]}, log-spaced, ≤ 60 bins on a nested
+    grid) summarises every run when raw samples were read; None otherwise.
     """
 
     count: int
@@ -71,6 +98,10 @@ class LatencyStats:
     p90_us: float | None
     p99_us: float | None
     source: str
+    p5_us: float | None = None
+    p95_us: float | None = None
+    histogram: dict[str, list] | None = None
+    unavailable: str | None = None
 
     @classmethod
     def from_samples(cls, samples_us: Sequence[float]) -> "LatencyStats":
@@ -91,10 +122,27 @@ class LatencyStats:
             std_us=std,
             min_us=ordered[0],
             max_us=ordered[-1],
+            p5_us=_percentile(ordered, 5),
             p50_us=_percentile(ordered, 50),
             p90_us=_percentile(ordered, 90),
+            p95_us=_percentile(ordered, 95),
             p99_us=_percentile(ordered, 99),
             source="samples",
+            histogram=_histogram(ordered),
+        )
+
+    @classmethod
+    def from_tool(
+        cls, count: int, *, mean_us: float | None, std_us: float | None, min_us: float | None,
+        max_us: float | None, p5_us: float | None, p50_us: float | None, p95_us: float | None,
+        source: str,
+    ) -> "LatencyStats":
+        """What the tool itself reports (result proto or stats line): no p90/p99 exist there."""
+        return cls(
+            count=count, mean_us=mean_us, std_us=std_us, min_us=min_us, max_us=max_us,
+            p5_us=p5_us, p50_us=p50_us, p95_us=p95_us, p90_us=None, p99_us=None, source=source,
+            unavailable=f"p90/p99: the tool's {source.replace('_', ' ')} holds only mean, std, "
+            "min, max, p5, median and p95, and no per-run times",
         )
 
     def to_dict(self) -> dict[str, Any]:
