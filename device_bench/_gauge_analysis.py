@@ -8,6 +8,7 @@ the error honestly. Pure functions of the samples (no I/O).
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 from typing import Sequence
@@ -52,15 +53,29 @@ def learn(times: Sequence[float], values: Sequence[float]) -> Gauge:
         period = intervals[0] + gap
     else:
         period = None
-    distinct = sorted(set(values))
-    steps = [b - a for a, b in zip(distinct, distinct[1:]) if b - a > 0]
     return Gauge(
         refresh_period_s=period,
         changes=len(change_times),
-        resolution_raw=min(steps) if steps else None,
+        resolution_raw=_resolution(values),
         sample_gap_s=gap,
         max_sample_gap_s=max_gap,
     )
+
+
+def _resolution(values: Sequence[float]) -> float | None:
+    """The value step: the greatest common divisor of integer readings (sysfs prints integers;
+    every value is a multiple of the step, so the gcd is the step or a multiple of it: never
+    an under-estimate), capped by the smallest difference seen."""
+    distinct = sorted(set(values))
+    steps = [b - a for a, b in zip(distinct, distinct[1:])]
+    smallest = min(steps) if steps else None
+    if all(float(v).is_integer() for v in distinct):
+        divisor = 0
+        for value in distinct:
+            divisor = math.gcd(divisor, int(abs(value)))
+        if divisor:
+            return float(divisor) if smallest is None else min(float(divisor), smallest)
+    return smallest
 
 
 def voltage_scale(values: Sequence[float]) -> tuple[float, str]:

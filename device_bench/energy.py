@@ -256,18 +256,16 @@ class _Analysis:
         self.times = [s.t_s for s in log.samples]
         raw_current = [s.current_raw for s in log.samples]
         v_scale, self.v_unit = ga.voltage_scale([s.voltage_raw for s in log.samples])
-        i_scale, self.i_unit, why = ga.current_scale(raw_current)
+        self.i_scale, self.i_unit, why = ga.current_scale(raw_current)
         self.detection["current_unit"] = why
         self.detection["voltage_unit"] = f"median voltage magnitude → {self.v_unit}"
-        self.i_scale = i_scale
         self.gauge = ga.learn(self.times, raw_current)
-        # Power with the file's own sign; the discharge sign is decided below.
-        self.power = [s.current_raw * i_scale * s.voltage_raw * v_scale for s in log.samples]
-        self.volts = ga.mean(ga.pieces(self.times, [s.voltage_raw * v_scale for s in log.samples],
-                                       self.base_start, self.tail_end)) or 0.0
+        # Amperes with the file's own sign (the discharge sign is decided below), volts.
+        self.amps = [v * self.i_scale for v in raw_current]
+        self.volts = [s.voltage_raw * v_scale for s in log.samples]
 
-    def _level(self, start: float, end: float) -> float | None:
-        return ga.mean(ga.pieces(self.times, self.power, start, end))
+    def _mean(self, values: list[float], start: float, end: float) -> float | None:
+        return ga.mean(ga.pieces(self.times, values, start, end))
 
     def _base(self, **known: Any) -> dict[str, Any]:
         span = self.times[-1] - self.times[0]
@@ -289,40 +287,59 @@ class _Analysis:
     def _none(self, reason: str, **known: Any) -> EnergyResult:
         return EnergyResult.unavailable(reason, self.log, **self._base(**known))
 
+    def _loaded_voltage(self, v_idle: float) -> tuple[float, float, float]:
+        """(voltage under load, seconds under load by the voltage, its spread).
+
+        `voltage_now` is not averaged by the gauge, so it shows the battery's sag under load
+        at once: the loaded level and how long it lasted, where the current may be smeared.
+        """
+        parts = ga.pieces(self.times, self.volts, self.meas_start, self.meas_end)
+        if not parts:
+            return v_idle, 0.0, 0.0
+        deepest = max(abs(v - v_idle) for _, _, v in parts)
+        loaded = [p for p in parts if abs(p[2] - v_idle) > deepest / 2]
+        if deepest <= 0 or not loaded:
+            return v_idle, 0.0, 0.0
+        return ga.mean(loaded), sum(t1 - t0 for t0, t1, _ in loaded), ga.spread(loaded)
+
     def result(self) -> EnergyResult:
         log, gauge = self.log, self.gauge
         charging = _is_charging(log)
         period = gauge.refresh_period_s
         measured_s = self.meas_end - self.meas_start
-        base_parts = ga.pieces(self.times, self.power, self.base_start, self.base_end)
+        base_parts = ga.pieces(self.times, self.amps, self.base_start, self.base_end)
         b0 = ga.mean(base_parts)
-        if b0 is None or self._level(self.meas_start, self.meas_end) is None:
+        if b0 is None or self._mean(self.amps, self.meas_start, self.meas_end) is None:
             return self._none("no power samples inside the baseline or the measured window")
-        if period is None:
+        if period is None or gauge.changes < 4:
             return self._none(
-                "the battery reading never changed during the run: the gauge does not show "
-                "the load (charger covering it, or a gauge too coarse). Unplug USB and "
-                "measure over Wi-Fi ADB (`adb tcpip 5555`)"
+                f"the battery reading changed only {gauge.changes} times: the load is not "
+                "visible, or the gauge has no noise and its refresh period cannot be learned, "
+                "so no bound can be given. Unplug USB and measure over Wi-Fi ADB (`adb tcpip "
+                "5555`) or run a longer benchmark"
             )
         # Levels: idle before, idle at the tail's end, and the load's plateau (after the
         # gauge's response, which is at most the tail's length).
         settle_s = max(1.0, 3 * period)
         tail_s = self.tail_end - self.meas_end
-        b1 = self._level(max(self.meas_end, self.tail_end - settle_s), self.tail_end)
-        plateau = self._level(self.meas_start + min(tail_s, measured_s / 2), self.meas_end)
+        b1 = self._mean(self.amps, max(self.meas_end, self.tail_end - settle_s), self.tail_end)
+        plateau = self._mean(self.amps, self.meas_start + min(tail_s, measured_s / 2), self.meas_end)
         if plateau is None:
-            plateau = self._level(self.meas_start, self.meas_end)
+            plateau = self._mean(self.amps, self.meas_start, self.meas_end)
         # Gauge noise: the spread of the idle readings; the mean of n independent values
-        # (n = refresh periods in the baseline) is uncertain by σ/√n.
+        # (n = refresh periods in a window) is uncertain by σ/√n.
         sigma = ga.spread(base_parts)
         n_base = max(1.0, (self.base_end - self.base_start) / period)
-        resolution_w = (gauge.resolution_raw or 0.0) * self.i_scale * self.volts
-        visible = 3 * sigma / math.sqrt(n_base) + resolution_w
-        response = plateau - b0
+        window_s = self.tail_end - self.meas_start
+        resolution = (gauge.resolution_raw or 0.0) * self.i_scale
+        # The load response: the mean excess over the whole window (a slow or late gauge
+        # shows the load only after the run) must stand out of the noise and the step size.
+        response = self._mean(self.amps, self.meas_start, self.tail_end) - b0
+        visible = 3 * sigma * (1 / math.sqrt(n_base) + math.sqrt(period / window_s)) + resolution
         if abs(response) <= visible:
             reason = (
-                f"the load did not visibly move the battery reading (change {abs(response):.4f} W "
-                f"≤ noise/resolution {visible:.4f} W)"
+                f"the load did not visibly move the battery reading (mean change "
+                f"{abs(response) * 1000:.2f} mA ≤ noise/resolution {visible * 1000:.2f} mA)"
             )
             if charging:
                 reason += ": the charger is covering the load"
@@ -332,18 +349,17 @@ class _Analysis:
             )
         sign = 1 if response > 0 else -1
         self.detection["sign"] = (
-            f"the reading moved {'up' if sign > 0 else 'down'} under load "
-            f"({b0:.4f} → {plateau:.4f} W): {'positive' if sign > 0 else 'negative'} = discharging"
+            f"the reading moved {'up' if sign > 0 else 'down'} under load (idle "
+            f"{b0 * 1000:.1f} mA, mean change {response * 1000:+.2f} mA): "
+            f"{'positive' if sign > 0 else 'negative'} = discharging"
         )
         if not charging:
             # Discharging: the idle reading itself has the discharge sign (net current > 0).
-            idle_sign = 1 if b0 > 0 else -1
-            if abs(b0) > visible and idle_sign != sign:
+            if abs(b0) > visible and (1 if b0 > 0 else -1) != sign:
                 return self._none(
                     f"sign ambiguous: the status says {log.status_start or 'not charging'} and "
                     f"idle reads {'positive' if b0 > 0 else 'negative'}, but the load moved the "
                     "reading the other way. Check that nothing else ran during the benchmark",
-                    discharge_sign=None,
                 )
         else:
             self.warnings.append(
@@ -351,65 +367,70 @@ class _Analysis:
                 "alone and the charger may cover part of the load; measure over Wi-Fi ADB "
                 "(`adb tcpip 5555`) with USB unplugged for a trustworthy figure"
             )
-        needs: dict[str, float] = {}
         if b1 is None or tail_s < settle_s:
-            needs["tail_s"] = round(max(3 * tail_s, 2 * settle_s), 1)
             return self._none(
                 f"the tail after the run ({tail_s:.1f} s) is shorter than the gauge's settling "
-                f"time (~{settle_s:.1f} s)", needs=needs, discharge_sign=sign,
+                f"time (~{settle_s:.1f} s)", discharge_sign=sign,
+                needs={"tail_s": round(max(3 * tail_s, 2 * settle_s), 1)},
             )
+        step = max(abs(a - b0) for t, a in zip(self.times, self.amps)
+                   if self.meas_start <= t <= self.tail_end)
         drift = abs(b1 - b0)
-        if drift > 0.05 * abs(response) + 3 * sigma / math.sqrt(max(1.0, settle_s / period)):
-            needs["tail_s"] = round(3 * tail_s, 1)
+        if drift > 0.05 * step + 3 * sigma / math.sqrt(max(1.0, settle_s / period)):
             return self._none(
                 f"the reading had not returned to idle {tail_s:.1f} s after the run "
-                f"({sign * (b1 - b0):+.4f} W above the baseline): the gauge averages over a long "
-                "window, or something else ran. A longer tail is needed",
-                needs=needs, discharge_sign=sign,
+                f"({sign * (b1 - b0) * 1000:+.2f} mA from the baseline): the gauge averages over "
+                "a long window, or something else ran. A longer tail is needed",
+                discharge_sign=sign, needs={"tail_s": round(3 * tail_s, 1)},
             )
-        baseline = (b0 + b1) / 2
-        parts = ga.pieces(self.times, self.power, self.meas_start, self.tail_end)
-        window_s = self.tail_end - self.meas_start
-        excess = sign * sum((t1 - t0) * (p - baseline) for t0, t1, p in parts)
+        idle = (b0 + b1) / 2
+        v_idle = self._mean(self.volts, self.base_start, self.base_end)
+        v_load, load_s, v_spread = self._loaded_voltage(v_idle)
+        parts = ga.pieces(self.times, self.amps, self.meas_start, self.tail_end)
+        charge = sign * sum((t1 - t0) * (a - idle) for t0, t1, a in parts)  # coulombs
         covered = sum(t1 - t0 for t0, t1, _ in parts)
         if covered < 0.95 * window_s:
             self.warnings.append(
                 f"power samples cover only {covered:.2f} s of the {window_s:.2f} s window (the "
                 "sampler stopped early?); energy is underestimated"
             )
-        step = abs(response)
-        inside = [i for i, t in enumerate(self.times) if self.meas_start <= t <= self.tail_end]
+        # The excess charge left at the loaded voltage; the idle draw itself costs less
+        # while the battery sags (V·I at idle falls with V): both terms of Δ(V·I).
+        idle_amps = sign * idle
+        excess = v_load * charge + idle_amps * (v_load - v_idle) * load_s
+        inside = [i for i, t in enumerate(self.times) if self.meas_start < t <= self.tail_end]
         sampler = sum(
-            (self.times[i] - self.times[i - 1]) / 2 * abs(self.power[i] - self.power[i - 1])
-            for i in inside if i > 0
+            (self.times[i] - self.times[i - 1]) / 2 * abs(self.amps[i] - self.amps[i - 1])
+            for i in inside
         )
         terms = {
-            "time_quantisation": period * step,
-            "sampler_gaps": sampler,
-            "resolution": resolution_w * window_s,
-            "noise": 3 * sigma * (math.sqrt(period * window_s) + window_s / math.sqrt(n_base)),
-            "baseline_drift": drift / 2 * window_s,
+            "time_quantisation": period * step * v_load,
+            "sampler_gaps": sampler * v_load,
+            "resolution": resolution * window_s * v_load,
+            "noise": 3 * sigma * (math.sqrt(period * window_s) + window_s / math.sqrt(n_base)) * v_load,
+            "baseline_drift": drift / 2 * window_s * v_load,
+            "voltage": 3 * v_spread * abs(charge)
+            + abs(idle_amps * (v_load - v_idle)) * (period + gauge.max_sample_gap_s),
         }
         if charging:
             terms["charging"] = CHARGING_MARGIN * abs(excess)
         bound = sum(terms.values())
         known = dict(
-            excess_energy_j=excess, baseline_power_w=sign * b0, idle_after_power_w=sign * b1,
-            measured_power_w=sign * plateau, discharge_sign=sign, charging=charging,
-            bound_terms_j=terms,
+            excess_energy_j=excess, baseline_power_w=sign * b0 * v_idle,
+            idle_after_power_w=sign * b1 * v_idle, measured_power_w=sign * plateau * v_load,
+            discharge_sign=sign, charging=charging, bound_terms_j=terms,
         )
         if measured_s < MIN_PERIODS * period:
-            needs["min_secs"] = round(1.2 * MIN_PERIODS * period, 1)
             return self._none(
                 f"the run lasted {measured_s:.1f} s, under {MIN_PERIODS} gauge periods "
                 f"({period:.2f} s each): too short for this gauge. A longer run is needed",
-                needs=needs, **known,
+                needs={"min_secs": round(1.2 * MIN_PERIODS * period, 1)}, **known,
             )
         if excess <= 0 or bound > MAX_BOUND * abs(excess):
             return self._none(
                 f"the gauge cannot support a figure for this load: excess {excess:.4g} J, "
-                f"uncertain by ±{bound:.2g} J (refresh {period:.2f} s, noise {sigma:.3g} W). "
-                "Run longer (--min-secs) or a heavier benchmark",
+                f"uncertain by ±{bound:.2g} J (refresh {period:.2f} s, noise "
+                f"{sigma * 1000:.2f} mA). Run longer (--min-secs) or a heavier benchmark",
                 needs={"min_secs": round(max(2 * measured_s, 1.2 * MIN_PERIODS * period), 1)},
                 **known,
             )
