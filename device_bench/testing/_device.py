@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import socket
+import subprocess
 import threading
 from pathlib import Path
 from typing import Callable
@@ -25,8 +28,10 @@ class LoopbackDevice:
     """A device-side ADB daemon on 127.0.0.1 whose filesystem is a sandbox directory.
 
     Real `adb` (`adb connect 127.0.0.1:<port>`) and `adb-shell` (`AdbDeviceTcp`) talk to it.
-    Commands run on this host with `/bin/sh`; device paths under `/data`, `/sdcard`,
-    `/storage`, `/sys/class/power_supply`, `/system` and `/proc/loopback` map into `root`:
+    Commands run on this host with `shell -c` (a hung-up stream SIGHUPs the shell only, as
+    adbd does); device paths under `/data`, `/sdcard`,
+    `/storage`, `/sys/class/power_supply`, `/sys/class/thermal`, `/system` and `/proc/loopback`
+    map into `root`:
     in sync requests, and in shell command lines by textual rewriting. Rewriting does not reach
     inside script files, so scripts must receive such paths as arguments.
 
@@ -40,9 +45,11 @@ class LoopbackDevice:
         free_space_bytes: bytes that files under /data and /storage (/sdcard) may grow by; beyond
             it SEND fails with "No space left on device", and a generated `df` reports it
             (default None: unlimited, no `df` of its own).
+        shell: the shell commands run under (default "/bin/sh"); "/bin/mksh" is Android's.
 
     Raises:
-        InputError: a reserved port, an unparsable key, or a root path with shell metacharacters.
+        InputError: a reserved port, an unparsable key, a root path with shell metacharacters,
+            or a shell that is not an executable file.
 
     Example:
         with LoopbackDevice(tmp_path) as device:
@@ -58,6 +65,7 @@ class LoopbackDevice:
         auth_keys: list[str] | None = None,
         battery: BatteryProfile | None = BatteryProfile(),
         free_space_bytes: int | None = None,
+        shell: str = "/bin/sh",
     ) -> None:
         if port in _RESERVED_PORTS or not (0 <= port < 65536):
             raise InputError(
@@ -66,6 +74,11 @@ class LoopbackDevice:
             )
         if free_space_bytes is not None and free_space_bytes < 0:
             raise InputError(f"free_space_bytes must be >= 0 or None. Received: free_space_bytes={free_space_bytes}")
+        if not (os.path.isfile(shell) and os.access(shell, os.X_OK)):
+            raise InputError(
+                f"LoopbackDevice shell must be an executable file. Received: shell={shell!r}. "
+                "Install it (e.g. apt-get install mksh) or use the default /bin/sh."
+            )
         keys = None
         if auth_keys is not None:
             try:
@@ -80,6 +93,8 @@ class LoopbackDevice:
         self._keys = keys
         self._battery_profile = battery
         self._free_space_bytes = free_space_bytes
+        self._shell_path = shell
+        self._procs: list[subprocess.Popen] = []
         self._usage_baseline = 0
         self._lock = threading.Lock()
         self._connections: list[Connection] = []
@@ -149,6 +164,7 @@ class LoopbackDevice:
         self.disconnect_all()
         for connection in connections:
             connection.join(timeout_s)
+        self._power_off()
         if self._battery is not None:
             self._battery.stop(timeout_s)
 
@@ -216,7 +232,30 @@ class LoopbackDevice:
         return self._shell(command, v2="v2" in options[1:])
 
     def _shell(self, command: str, *, v2: bool) -> Callable[[Stream], None]:
-        return lambda stream: _shell.run_command(stream, command, sandbox=self._sandbox, serial=self.serial, v2=v2)
+        return lambda stream: _shell.run_command(
+            stream, command, sandbox=self._sandbox, serial=self.serial, v2=v2, shell=self._shell_path,
+            started=self._track,
+        )
+
+    def _track(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs = [p for p in self._procs if p.poll() is None or _group_alive(p.pid)]
+            self._procs.append(proc)
+
+    def _power_off(self) -> None:
+        # Each command is its own session and process group: whatever survived a hang-up
+        # (children that outlived their shell) goes down with the device.
+        with self._lock:
+            procs, self._procs = self._procs, []
+        for proc in procs:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                logger.warning("Loopback device %s: command pid %d did not die on SIGKILL", self.serial, proc.pid)
 
     def _banner(self) -> bytes:
         props = self.props
@@ -241,6 +280,16 @@ class LoopbackDevice:
                 self._connections = [c for c in self._connections if not c.dropped]
                 self._connections.append(connection)
             connection.start()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _Hooks:

@@ -94,7 +94,7 @@ class PowerTrace:
         for i in range(len(times) - 1):
             dt = times[i + 1] - times[i]
             charge.append(charge[-1] + currents[i] * dt)
-            energy.append(energy[-1] + self._power_w(currents[i]) * dt)
+            energy.append(energy[-1] + self.power_w(currents[i]) * dt)
         object.__setattr__(self, "_charge", tuple(charge))
         object.__setattr__(self, "_energy", tuple(energy))
 
@@ -121,7 +121,8 @@ class PowerTrace:
         """Battery terminal voltage while `current_ua` is drawn (ohmic sag)."""
         return self.voltage_uv - self.resistance_mohm * 1e-3 * current_ua
 
-    def _power_w(self, current_ua: float) -> float:
+    def power_w(self, current_ua: float) -> float:
+        """V·I while `current_ua` is drawn, watts."""
         return self.terminal_voltage_uv(current_ua) * 1e-6 * current_ua * 1e-6
 
     def current_ua(self, t: float) -> float:
@@ -154,12 +155,12 @@ class PowerTrace:
 
     def energy_j(self, t0: float, t1: float) -> float:
         """∫ V·I dt over [t0, t1], joules; exact."""
-        return self._cumulative(t1, self._energy, self._power_w) - self._cumulative(t0, self._energy, self._power_w)
+        return self._cumulative(t1, self._energy, self.power_w) - self._cumulative(t0, self._energy, self.power_w)
 
     @property
     def idle_power_w(self) -> float:
         """V·I at the idle current, watts."""
-        return self._power_w(float(self.idle_ua))
+        return self.power_w(float(self.idle_ua))
 
     def excess_energy_j(self, t0: float, t1: float) -> float:
         """∫ (V·I − P_idle) dt over [t0, t1], joules: the ground truth a client should measure.
@@ -197,7 +198,7 @@ class GaugeModel:
         files: which current files exist, a non-empty subset of ("current_now", "current_avg")
             (default ("current_now",)); some phones only have `current_avg`.
         avg_window_s: window of `current_avg`, seconds (default 5.0), refreshed on the same grid.
-        charge_counter_start_uah: the coulomb counter at t = 0 of the trace's clock, µAh
+        charge_counter_start_uah: the coulomb counter at the start of counting, µAh
             (default 3_000_000).
         charge_counter_step_uah: quantisation of `charge_counter`, µAh (default 1000).
         seed: noise seed (default 0).
@@ -291,15 +292,15 @@ class GaugeModel:
         """`voltage_now` at `t`: the terminal voltage at the refresh instant, µV."""
         return round(trace.voltage_at_uv(self.refresh_instant(self.refresh_index(t))))
 
-    def charge_counter_uah(self, trace: PowerTrace, t: float) -> int:
+    def charge_counter_uah(self, trace: PowerTrace, t: float, since_s: float = 0.0) -> int:
         """`charge_counter` at `t`: the coulomb counter at the refresh instant, µAh, quantised.
 
-        The counter integrates the net battery current continuously from t = 0 (datasheets:
-        it does not sample), so its difference over a long window is an exact charge measure
-        up to `charge_counter_step_uah`.
+        The counter holds `charge_counter_start_uah` at `since_s` and integrates the net battery
+        current continuously (datasheets: it does not sample), so its difference over a long
+        window measures charge exactly up to `charge_counter_step_uah`.
         """
         r = self.refresh_instant(self.refresh_index(t))
-        used_uah = (trace.charge_uc(0.0, r) - self.charger_ua * r) / 3600.0
+        used_uah = (trace.charge_uc(since_s, r) - self.charger_ua * (r - since_s)) / 3600.0
         value = self.charge_counter_start_uah - used_uah
         return self.charge_counter_step_uah * math.floor(value / self.charge_counter_step_uah)
 
