@@ -171,7 +171,10 @@ class Delegation:
 
 @dataclass(frozen=True)
 class Measurement:
-    """How a run was measured: requested runs/warm-up, what ran, when (UTC ISO 8601)."""
+    """How a run was measured: requested runs/warm-up, what ran, when (UTC ISO 8601).
+
+    `min_secs` is the value the run used (raised by itself when an energy run needed it).
+    """
 
     requested_runs: int
     requested_warmup_runs: int
@@ -183,6 +186,7 @@ class Measurement:
     started_at: str
     finished_at: str
     duration_s: float
+    runs_limited_by: str | None = None  # how many timed runs were made, and which flag decided
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -200,11 +204,13 @@ class BenchmarkResult:
         status: "ok", "unsupported" (the backend cannot run here; `reason` says why) or
             "failed" (the run broke; `reason` has the error).
         init_ms, first_inference_us, warmup_avg_us: from the benchmark output.
-        latency: statistics of the timed runs; samples_us: every timed run (µs).
+        latency: statistics of the timed runs (with a histogram when every run's time was
+            read); samples_us: every timed run (µs), only when asked for (`keep_samples`).
         memory_*: the tool's footprint lines (MB).
         delegation: delegate coverage; energy: the energy block (None when not requested).
         measurement: runs, warm-up, binary, command, timestamps.
         op_profile: per-op rows when op profiling was asked for and the tool printed them.
+        thermal: {"before": {sensor: °C}, "after": {...}}: battery `temp` and thermal zones.
         warnings: anything that weakens the number (e.g. charging during energy runs).
     """
 
@@ -228,6 +234,7 @@ class BenchmarkResult:
     energy: EnergyResult | None = None
     measurement: Measurement | None = None
     op_profile: tuple[OpProfileRow, ...] = ()
+    thermal: dict[str, dict[str, float]] | None = None
     warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
