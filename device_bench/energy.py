@@ -367,11 +367,14 @@ class _Analysis:
                 "alone and the charger may cover part of the load; measure over Wi-Fi ADB "
                 "(`adb tcpip 5555`) with USB unplugged for a trustworthy figure"
             )
-        if b1 is None or tail_s < settle_s:
+        needs: dict[str, float] = {}
+        if measured_s < MIN_PERIODS * period:
+            needs["min_secs"] = round(1.2 * MIN_PERIODS * period, 1)
+        if b1 is None or tail_s < 0.9 * settle_s:
+            needs["tail_s"] = round(max(3 * tail_s, 2 * settle_s), 1)
             return self._none(
                 f"the tail after the run ({tail_s:.1f} s) is shorter than the gauge's settling "
-                f"time (~{settle_s:.1f} s)", discharge_sign=sign,
-                needs={"tail_s": round(max(3 * tail_s, 2 * settle_s), 1)},
+                f"time (~{settle_s:.1f} s)", discharge_sign=sign, needs=needs,
             )
         step = max(abs(a - b0) for t, a in zip(self.times, self.amps)
                    if self.meas_start <= t <= self.tail_end)
@@ -381,7 +384,7 @@ class _Analysis:
                 f"the reading had not returned to idle {tail_s:.1f} s after the run "
                 f"({sign * (b1 - b0) * 1000:+.2f} mA from the baseline): the gauge averages over "
                 "a long window, or something else ran. A longer tail is needed",
-                discharge_sign=sign, needs={"tail_s": round(3 * tail_s, 1)},
+                discharge_sign=sign, needs={**needs, "tail_s": round(3 * tail_s, 1)},
             )
         idle = (b0 + b1) / 2
         v_idle = self._mean(self.volts, self.base_start, self.base_end)
@@ -420,11 +423,11 @@ class _Analysis:
             idle_after_power_w=sign * b1 * v_idle, measured_power_w=sign * plateau * v_load,
             discharge_sign=sign, charging=charging, bound_terms_j=terms,
         )
-        if measured_s < MIN_PERIODS * period:
+        if needs:
             return self._none(
                 f"the run lasted {measured_s:.1f} s, under {MIN_PERIODS} gauge periods "
                 f"({period:.2f} s each): too short for this gauge. A longer run is needed",
-                needs={"min_secs": round(1.2 * MIN_PERIODS * period, 1)}, **known,
+                needs=needs, **known,
             )
         if excess <= 0 or bound > MAX_BOUND * abs(excess):
             return self._none(
