@@ -157,11 +157,15 @@ def benchmark(
     info = device.info()
     facts = info.to_dict()
     binary = prepare_binary(device, info.abi, benchmark_binary, cache_dir)
-    runner, battery, no_energy = None, None, None
+    runner, no_energy = None, None
+    # The battery is found even without energy: its `temp` is part of the thermal state.
+    found = device_state.find_battery(
+        device, name=energy.battery if energy else None, directory=energy.battery_dir if energy else None
+    )
+    battery = found if isinstance(found, device_state.Battery) else None
     if energy is not None:
-        found = device_state.find_battery(device, name=energy.battery, directory=energy.battery_dir)
-        if isinstance(found, device_state.Battery):
-            battery, runner = found, _push_harness(device)
+        if battery is not None:
+            runner = _push_harness(device)
         else:
             no_energy = EnergyResult.unavailable(f"battery not readable: {found} (latency is still measured)")
             logger.warning("%s", no_energy.reason)
