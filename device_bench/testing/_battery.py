@@ -3,7 +3,8 @@
 The true draw comes from what runs on the device: load is on while at least one file
 `<root>/proc/loopback/load/<pid>[.<suffix>]` exists whose pid is alive (`battery_load()`
 makes one). A thread polls for it every `POLL_S`, independent of the gauge's refresh, so the
-recorded truth is sharp; each change is a step of the true `PowerTrace`, appended to
+recorded truth is sharp (the gauge follows the recorded truth exactly; the marker files lead it
+by at most one poll); each change is a step of the true `PowerTrace`, appended to
 `<root>/proc/loopback/truth.jsonl` with its monotonic and wall time. What the files show is
 then *derived* from that truth by the profile's `GaugeModel` (refresh, averaging, lag,
 quantisation, noise, unit, sign, charger) — exactly as `gauge.py` computes it.
@@ -38,7 +39,7 @@ from device_bench.testing.thermal import DEFAULT_ZONES, ThermalZone
 
 logger = logging.getLogger(__name__)
 
-POLL_S = 0.002  # load polling step: the truth is at most this (plus scheduling) late
+POLL_S = 0.005  # load polling step: the truth is at most this (plus scheduling) late
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _STATUSES = ("Charging", "Discharging", "Not charging", "Full", "Unknown")
 

@@ -165,8 +165,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _run_with_proto(args: list[str], result_path: str) -> int:
-    # host_benchmark writes one µs per line to the path it is given: a private one here.
-    fd, samples_path = tempfile.mkstemp(prefix="benchmark_samples.", suffix=".txt")
+    # host_benchmark writes one µs per line to the path it is given: a private one here,
+    # outside the directories a client on the device sees (the loopback's own /proc/loopback).
+    root = os.environ.get("LOOPBACK_ROOT")
+    private = Path(root) / "proc/loopback" if root else None
+    fd, samples_path = tempfile.mkstemp(prefix="benchmark_samples.", suffix=".txt", dir=private)
     os.close(fd)
     tee = _Tee(sys.stdout)
     try:
