@@ -153,8 +153,8 @@ def test_thermal_zones_heat_under_load(tmp_path):
             assert hot <= ceiling  # never above the steady state
             marker.unlink()
             _wait_reading(client, f"{zones}/thermal_zone1/temp", lambda v: v < hot, "cooling down")
-            battery_mc = int(client.shell(f"cat {zones}/thermal_zone0/temp"))
-            battery_dc = int(client.shell(f"cat {PS}/battery/temp"))
-            assert abs(battery_dc * 100 - battery_mc) <= 50 + 100  # same sensor, a refresh apart at most
+            battery_mc, battery_dc = map(int, client.shell(f"cat {zones}/thermal_zone0/temp {PS}/battery/temp").split())
+            # The same sensor in tenths; one read may straddle a refresh (a change of < 1 m°C).
+            assert abs(battery_dc * 100 - battery_mc) <= 50 + 1
         finally:
             client.close()
