@@ -83,7 +83,44 @@ def test_a_finished_command_is_not_signalled(loopback):
     _wait(lambda: not pid_alive(child), "the device's power-off to end the child")
 
 
-@pytest.mark.skipif(not os.access("/bin/mksh", os.X_OK), reason="mksh not installed (apt-get install mksh)")
+def _pids_with_arg(arg: str) -> list[int]:
+    pids = []
+    for name in os.listdir("/proc"):
+        try:
+            if name.isdigit() and arg.encode() in Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0"):
+                pids.append(int(name))
+        except OSError:
+            continue
+    return [p for p in pids if pid_alive(p)]
+
+
+MKSH = pytest.mark.skipif(not os.access("/bin/mksh", os.X_OK), reason="mksh not installed (apt-get install mksh)")
+
+
+@MKSH
+@pytest.mark.parametrize(
+    ("loopback", "execs"), [({}, True), ({"shell": "/bin/sh"}, False)], ids=["default-mksh", "dash"], indirect=["loopback"]
+)
+def test_a_lone_command_is_hung_up_only_where_the_shell_execs_it(loopback, adb, adb_connected, execs):
+    # mksh (Android's shell, the default when installed) execs a lone `sleep`: the SIGHUP
+    # reaches it. dash forks it: only dash is hung up and the sleep lives on, orphaned.
+    seconds = f"60.{os.getpid()}{int(execs)}"
+    client = adb.popen("-s", adb_connected, "shell", f"sleep {seconds}")
+    _wait(lambda: _pids_with_arg(seconds), "the sleep to start")
+    (sleep,) = _pids_with_arg(seconds)
+    shell = int(Path(f"/proc/{sleep}/stat").read_text().rsplit(")", 1)[1].split()[1])  # its parent
+    client.kill()
+    client.wait(10)
+    if execs:
+        _wait(lambda: not pid_alive(sleep), "the hung-up sleep to exit")
+    else:
+        _wait(lambda: not pid_alive(shell), "the hung-up dash to exit")
+        assert pid_alive(sleep), "dash's child was signalled too"
+        loopback.stop()
+        _wait(lambda: not pid_alive(sleep), "the device's power-off to end the orphan")
+
+
+@MKSH
 def test_commands_can_run_under_mksh_like_android(tmp_path):
     with LoopbackDevice(tmp_path / "d", shell="/bin/mksh") as device:
         client = AdbDeviceTcp(device.host, device.port, default_transport_timeout_s=10)
