@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 FEATURES = ("shell_v2", "cmd")  # only what is implemented: no stat_v2/ls_v2/sendrecv_v2
 _RESERVED_PORTS = range(5555, 5586)  # adb servers probe these for emulators
+_ANDROID_SHELL = "/bin/mksh"  # Android's /system/bin/sh is mksh
 
 
 class LoopbackDevice:
@@ -45,7 +46,9 @@ class LoopbackDevice:
         free_space_bytes: bytes that files under /data and /storage (/sdcard) may grow by; beyond
             it SEND fails with "No space left on device", and a generated `df` reports it
             (default None: unlimited, no `df` of its own).
-        shell: the shell commands run under (default "/bin/sh"); "/bin/mksh" is Android's.
+        shell: the shell commands run under (default None: "/bin/mksh", Android's shell, when
+            installed, else "/bin/sh"). mksh, like Android's, execs a lone simple command, so a
+            hang-up reaches the command itself; dash forks it and only the shell is hung up.
 
     Raises:
         InputError: a reserved port, an unparsable key, a root path with shell metacharacters,
@@ -65,7 +68,7 @@ class LoopbackDevice:
         auth_keys: list[str] | None = None,
         battery: BatteryProfile | None = BatteryProfile(),
         free_space_bytes: int | None = None,
-        shell: str = "/bin/sh",
+        shell: str | None = None,
     ) -> None:
         if port in _RESERVED_PORTS or not (0 <= port < 65536):
             raise InputError(
@@ -74,6 +77,8 @@ class LoopbackDevice:
             )
         if free_space_bytes is not None and free_space_bytes < 0:
             raise InputError(f"free_space_bytes must be >= 0 or None. Received: free_space_bytes={free_space_bytes}")
+        if shell is None:
+            shell = _ANDROID_SHELL if os.access(_ANDROID_SHELL, os.X_OK) else "/bin/sh"
         if not (os.path.isfile(shell) and os.access(shell, os.X_OK)):
             raise InputError(
                 f"LoopbackDevice shell must be an executable file. Received: shell={shell!r}. "
@@ -145,7 +150,7 @@ class LoopbackDevice:
         self._config = ConnectionConfig(banner=self._banner(), auth_keys=self._keys)
         self._accept_thread = threading.Thread(target=self._accept_loop, name="loopback-accept", daemon=True)
         self._accept_thread.start()
-        logger.info("Loopback device %s serving %s", self.serial, self.root)
+        logger.info("Loopback device %s serving %s (shell %s)", self.serial, self.root, self._shell_path)
         return self
 
     def stop(self, timeout_s: float = 5.0) -> None:

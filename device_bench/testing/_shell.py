@@ -4,8 +4,9 @@ Commands run as `<shell> -c <command>` in their own session, with sandbox paths 
 the command line (see `_sandbox`). When the host closes the stream (CLSE) or the connection
 drops while the command runs, the device does what adbd does (AOSP
 `packages/modules/adb/daemon/shell_service.cpp`, `Subprocess::PassDataStreams`): it sends
-SIGHUP to the shell's pid only — not to its process group — and closes the pipes, so a child
-that survives its shell keeps running, as on a phone. (Without the shell protocol adbd gives
+SIGHUP to the shell's pid only — not to its process group — and stops forwarding its output
+(here a pipe closes at the first write after the hang-up), so a child that survives its shell
+keeps running, as on a phone. (Without the shell protocol adbd gives
 the command a PTY; its hangup also signals only the session leader, the shell.) The device
 reaps the shell whenever it exits; `LoopbackDevice.stop()` (power off) kills what is left.
 """

@@ -280,9 +280,13 @@ class GaugeModel:
         return self.discharge_sign * self.resolution_ua * round(net_discharge / self.resolution_ua)
 
     def reading_at(self, trace: PowerTrace, t: float, file: str = "current_now") -> int:
-        """What a read of `file` returns at `t`, in the gauge's unit (the file's integer)."""
+        """What a read of `file` returns at `t`, in the gauge's unit (the file's integer).
+
+        Any of `CURRENT_FILES` can be computed; `files` says which ones the device has.
+        """
         value = self.published_ua(trace, self.refresh_index(t), file)
-        return value if self.unit == "uA" else round(value / 1000)
+        # mA drivers divide the µA value in C: integer division truncates toward zero.
+        return value if self.unit == "uA" else int(value / 1000)
 
     def text_at(self, trace: PowerTrace, t: float, file: str = "current_now") -> str:
         """The file's content at `t` (sysfs prints one integer and a newline)."""

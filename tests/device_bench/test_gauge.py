@@ -80,6 +80,9 @@ def test_current_avg_has_its_own_window():
 
 
 def test_quantisation():
+    # mA is the µA value divided in C: truncated toward zero, whatever the sign.
+    assert GaugeModel(unit="mA").reading_at(PowerTrace(123_999), 0.0) == -123
+    assert GaugeModel(unit="mA", discharge_sign=+1).reading_at(PowerTrace(123_999), 0.0) == 123
     trace = PowerTrace(123_456)
     assert GaugeModel(resolution_ua=1000).reading_at(trace, 0.0) == -123_000
     assert GaugeModel(resolution_ua=156).reading_at(trace, 0.0) == -156 * 791

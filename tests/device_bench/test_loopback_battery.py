@@ -184,3 +184,16 @@ def test_profile_validation():
         BatteryProfile(name="../x")
     assert BatteryProfile().to_dict()["voltage_uv"] == 3_900_000
     assert BatteryProfile(update_hz=10).to_dict()["gauge_model"]["refresh_period_s"] == 0.1
+
+
+def test_truth_and_its_power_trace_agree_on_excess_energy():
+    profile = BatteryProfile(resistance_mohm=150, gauge=GaugeModel(refresh_period_s=0.5, charger_ua=300_000))
+    on, off = LoadTransition(10.0, 0.0, True), LoadTransition(12.5, 0.0, False)
+    truth = BatteryTruth(profile.idle_power_w, profile.load_power_w, (on, off), profile, t_start=0.0)
+    # Sagged voltages: 3.9 V − 0.15 Ω · I.
+    assert truth.load_power_w - truth.idle_power_w == pytest.approx((3.9 - 0.09) * 0.6 - (3.9 - 0.0225) * 0.15)
+    for t0, t1 in ((0.0, 20.0), (11.0, 12.0), (12.0, 30.0), (13.0, 14.0)):
+        assert truth.power_trace().excess_energy_j(t0, t1) == pytest.approx(truth.excess_energy_j(t0, t1), abs=1e-12)
+    assert truth.gauge.charger_ua == 300_000 and truth.gauge.status == "Charging"
+    with pytest.raises(InputError, match="no profile"):
+        BatteryTruth(1.0, 2.0).power_trace()
