@@ -165,15 +165,16 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _run_with_proto(args: list[str], result_path: str) -> int:
-    # host_benchmark writes one µs per line to the path it is given: a private one here,
-    # outside the directories a client on the device sees (the loopback's own /proc/loopback).
+    # host_benchmark writes one µs per line to its `--per_run_file_path` (not a LiteRT flag): a
+    # private path here, outside the directories a client on the device sees.
     root = os.environ.get("LOOPBACK_ROOT")
     private = Path(root) / "proc/loopback" if root else None
     fd, samples_path = tempfile.mkstemp(prefix="benchmark_samples.", suffix=".txt", dir=private)
     os.close(fd)
     tee = _Tee(sys.stdout)
     try:
-        code = host_benchmark.run([*args, _RESULT_FLAG + samples_path], out=tee, run_context=battery_load)
+        code = host_benchmark.run([*args, f"--per_run_file_path={samples_path}"], out=tee,
+                                  run_context=battery_load)
         if code != 0 or not result_path:
             return code
         samples = [int(round(float(line))) for line in Path(samples_path).read_text().split()]
