@@ -60,6 +60,7 @@ def _percentile(ordered: Sequence[float], q: float) -> float:
 # brought to a common grid by merging bins (every coarser grid's edges are a finer one's).
 _GRIDS = (320, 160, 80, 40, 20, 10, 5, 2, 1)
 _MAX_BINS = 60
+_SOURCE_NAMES = {"result_proto": "binary result proto", "summary": "stats line"}
 
 
 def _histogram(ordered: Sequence[float]) -> dict[str, list]:
@@ -141,7 +142,7 @@ class LatencyStats:
         return cls(
             count=count, mean_us=mean_us, std_us=std_us, min_us=min_us, max_us=max_us,
             p5_us=p5_us, p50_us=p50_us, p95_us=p95_us, p90_us=None, p99_us=None, source=source,
-            unavailable=f"p90/p99: the tool's {source.replace('_', ' ')} holds only mean, std, "
+            unavailable=f"p90/p99: the tool's {_SOURCE_NAMES.get(source, source)} holds only mean, std, "
             "min, max, p5, median and p95, and no per-run times",
         )
 

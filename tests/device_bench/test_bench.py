@@ -270,3 +270,13 @@ def test_argument_validation(tiny_model, tmp_path):
         bogus.write_bytes(b"\x00" * 64)
         with pytest.raises(ModelFormatError, match="TFL3"):
             benchmark(host, [bogus])
+
+
+def test_old_tool_without_result_file_falls_back_to_the_stats_line(loopback, direct, tiny_model, cache):
+    configure(loopback.root, result_file="unsupported")
+    (result,) = benchmark(direct, [tiny_model], cache_dir=cache, **QUICK)
+    lat = result.latency
+    assert result.status == "ok" and lat.source == "summary" and lat.count >= 5
+    assert lat.p5_us <= lat.p50_us <= lat.p95_us and lat.p90_us is None and lat.p99_us is None
+    assert "stats line" in lat.unavailable
+    assert any("no readable result file" in w for w in result.warnings)
