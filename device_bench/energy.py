@@ -35,12 +35,14 @@ Where the gauge cannot support a figure (sign ambiguous, load not visible, run s
 says why and what to do.
 
 Example:
-    >>> rows = ["mark 0 baseline_start"] + [f"{t / 100:.2f} -100000 4000000" for t in range(100)]
+    >>> def reading(t, amps):  # a gauge refreshing every 0.1 s, with ±1 mA of noise
+    ...     return f"{t / 100:.2f} {-amps - 1000 * ((t // 10) % 2)} 4000000"
+    >>> rows = ["mark 0 baseline_start"] + [reading(t, 100_000) for t in range(100)]
     >>> rows += ["mark 1 baseline_end", "mark 1 measured_start"]
-    >>> rows += [f"{t / 100:.2f} -300000 4000000" for t in range(100, 1100)]
-    >>> rows += ["mark 11 measured_end"] + [f"{t / 100:.2f} -100000 4000000" for t in range(1100, 1300)]
-    >>> rows += ["mark 13 tail_end"]
-    >>> round(compute_energy(parse_samples("\\n".join(rows)), inferences=100).energy_per_inference_j, 4)
+    >>> rows += [reading(t, 300_000) for t in range(100, 1100)]
+    >>> rows += ["mark 11 measured_end"] + [reading(t, 100_000) for t in range(1100, 1400)]
+    >>> rows += ["mark 14 tail_end"]
+    >>> round(compute_energy(parse_samples("\\n".join(rows)), inferences=100).energy_per_inference_j, 3)
     0.08
 """
 
