@@ -241,7 +241,9 @@ def run_one(ctx: Context, remote: tuple[str, str], base: dict, label: str) -> Be
         if attempt == 0 and needs and ctx.energy.auto_extend:
             new_min = max(run.min_secs, needs.get("min_secs", 0.0))
             tail_s = min(MAX_TAIL_S, max(tail_s, needs.get("tail_s", 0.0)))
-            extended = (f"rerun by itself ({energy_result.reason}): --min_secs {run.min_secs:g} → "
+            why = energy_result.reason or (
+                "the gauge's refresh period alone made the first figure uncertain by more than 2%")
+            extended = (f"rerun by itself ({why}): --min_secs {run.min_secs:g} → "
                         f"{new_min:g} s, tail {tail_s:g} s")
             logger.info("%s: %s", label, extended)
             run = replace(run, min_secs=new_min)

@@ -61,6 +61,8 @@ _WINDOWS = ("baseline", "measured")
 MIN_PERIODS = 10  # a run shorter than this many gauge periods gives no figure
 MAX_BOUND = 0.5  # a bound wider than this fraction of the value gives no figure
 CHARGING_MARGIN = 0.05
+TARGET = 0.02  # the share of the bound a gauge's refresh period may take before a longer run
+MAX_MIN_SECS = 60.0  # the longest run asked for by itself
 
 
 @dataclass(frozen=True)
@@ -444,7 +446,15 @@ class _Analysis:
                 f"energy is uncertain by ±{bound / excess * 100:.1f}% (gauge refresh "
                 f"{period:.2f} s over a {measured_s:.1f} s run); a longer run narrows it"
             )
+        # The refresh period's share shrinks as the run grows: ask for a run long enough
+        # to bring it under 2 % (a figure is still given for this one).
+        share = terms["time_quantisation"] / excess
+        if share > TARGET:
+            longer = min(MAX_MIN_SECS, round(1.2 * measured_s * share / TARGET, 1))
+            if longer > measured_s:
+                needs["min_secs"] = longer
         return EnergyResult(
+            needs=needs,
             energy_per_inference_j=excess / self.inferences,
             energy_per_inference_bound_j=bound / self.inferences,
             **{**self._base(**known), "warnings": tuple(self.warnings)},
