@@ -55,7 +55,7 @@ def ours(model: Path, runs: int, warmup: int, threads: int, tmp: Path) -> float:
     subprocess.run(
         [sys.executable, "-m", "device_bench.host_benchmark", f"--graph={model}",
          f"--num_runs={runs}", "--min_secs=0", f"--warmup_runs={warmup}", "--warmup_min_secs=0",
-         f"--num_threads={threads}", f"--result_file_path={samples}"],
+         f"--num_threads={threads}", f"--per_run_file_path={samples}"],
         check=True, capture_output=True, timeout=600,
     )
     values = [float(v) for v in samples.read_text().split()]

@@ -109,8 +109,9 @@ def _latency(paths: dict[str, Path], rounds: int, runs: int) -> dict:
     with device_bench.connect() as host:
         for r in range(rounds):
             order = names[r % len(names):] + names[: r % len(names)]
-            results = device_bench.benchmark(host, [paths[n] for n in order], threads=(1,), runs=runs,
-                                             warmup_runs=20, min_secs=1.0)
+            results = device_bench.benchmark(
+                host, [paths[n] for n in order], threads=(1,),
+                run=device_bench.RunSettings(runs=runs, warmup_runs=20, min_secs=1.0))
             for name, result in zip(order, results):
                 if result.status != "ok":
                     raise RuntimeError(f"{name}: benchmark {result.status}: {result.reason}")

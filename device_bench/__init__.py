@@ -19,6 +19,8 @@ _EXPORTS: dict[str, str] = {
     "connect_all": "_connect",
     "list_devices": "_connect",
     "BACKENDS": "bench",
+    "EnergySettings": "settings",
+    "RunSettings": "settings",
     "benchmark": "bench",
     "BenchmarkOutput": "benchmark_output",
     "BenchmarkResult": "results",

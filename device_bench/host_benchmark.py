@@ -4,8 +4,10 @@ This is the host backend's benchmark program and the loopback device's `benchmar
 It mirrors the official C++ tool closely enough that one parser (`benchmark_output.parse`)
 and one orchestration serve both: `INFO:`-prefixed lines, a warm-up phase and a regular phase
 each bounded by runs, minimum and maximum seconds, the stats line, `Inference timings in us`,
-the memory footprint lines. It also writes every timed run (µs, one per line) to
-`--result_file_path`, so percentiles are computed from raw samples, not from a summary.
+the memory footprint lines, and `--result_file_path` as current LiteRT writes it (a binary
+`BenchmarkResult` proto, `device_bench.result_proto`), so one reader serves both. Our own
+`--per_run_file_path` (not a LiteRT flag) also writes every timed run (µs, one per line), so
+percentiles on the host come from raw samples, not from a summary.
 
 The host has no GPU or NNAPI delegate: `--use_gpu` / `--use_nnapi` print the line the official
 tool prints when such a delegate cannot be created ("… acceleration is unsupported on this
@@ -26,6 +28,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Callable, ContextManager, Sequence, TextIO
+
+from device_bench import result_proto
 
 __all__ = ["main", "run"]
 
@@ -69,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--use_xnnpack", type=_flag_bool, nargs="?", const=True, default=None)
     add("--nnapi_accelerator_name", default="")
     add("--memory_footprint_check_interval_ms", type=int, default=50)
-    add("--result_file_path", default="", help="write each timed run (µs) here, one per line")
+    add("--result_file_path", default="", help="write LiteRT's binary BenchmarkResult proto here")
+    add("--per_run_file_path", default="", help="write each timed run (µs) here, one per line")
     return parser
 
 
@@ -212,6 +217,32 @@ def _timed_phase(
             append(now - t0)
             runs += 1
     return [ns / 1000.0 for ns in samples]
+
+
+def _tool_result(graph: Path, init_us: float, warmup: Sequence[float], timed: Sequence[float],
+                 init_mb: float, overall_mb: float, peak_mb: float | None) -> result_proto.ToolResult:
+    """The BenchmarkResult LiteRT's ProtoBenchmarkReporter fills (ms; footprint in KB)."""
+    ordered = sorted(timed)
+    count = len(ordered)
+    avg = sum(ordered) / count if count else 0.0
+    std = (max(sum(s * s for s in ordered) / count - avg * avg, 0.0) ** 0.5) if count else 0.0
+
+    def pct(p: float) -> float:
+        return ordered[min(count - 1, int(p / 100.0 * count))] / 1000 if count else 0.0
+
+    return result_proto.ToolResult(
+        init_ms=init_us / 1000,
+        first_inference_ms=warmup[0] / 1000 if warmup else 0.0,
+        average_warm_up_ms=sum(warmup) / len(warmup) / 1000 if warmup else 0.0,
+        min_ms=ordered[0] / 1000 if count else 0.0,
+        max_ms=ordered[-1] / 1000 if count else 0.0,
+        stddev_ms=std / 1000, avg_ms=avg / 1000,
+        median_ms=pct(50), p5_ms=pct(5), p95_ms=pct(95),
+        init_footprint_kb=int(init_mb * 1024), overall_footprint_kb=int(overall_mb * 1024),
+        peak_mem_mb=peak_mb,
+        model_size_mb=graph.stat().st_size / 1e6,
+        num_runs=count, num_warmup_runs=len(warmup),
+    )
 
 
 def run(
@@ -384,14 +415,21 @@ def run(
             "INFO",
             f"Overall peak memory footprint (MB) via periodic monitoring: {_fmt(monitor.peak_mb)}",
         )
+    files = []
     if args.result_file_path:
+        files.append((args.result_file_path, result_proto.encode(_tool_result(
+            graph, init_us, warmup, timed, init_rss - start_rss, _rss_mb() - start_rss,
+            monitor.peak_mb if args.report_peak_memory_footprint else None,
+        ))))
+    if args.per_run_file_path:
+        files.append((args.per_run_file_path, "".join(f"{s:.3f}\n" for s in timed).encode()))
+    for path, data in files:
         try:
-            Path(args.result_file_path).write_text(
-                "".join(f"{s:.3f}\n" for s in timed), encoding="ascii"
-            )
+            Path(path).write_bytes(data)
         except OSError as exc:
-            _log(out, "ERROR", f"Failed to write results to {args.result_file_path}: {exc}")
+            _log(out, "ERROR", f"Failed to save benchmark result to: {path}: {exc}")
             return 1
+        _log(out, "INFO", f"Saved benchmark result to: {path}")
     out.flush()
     return 0
 

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import math
@@ -54,12 +55,39 @@ def _percentile(ordered: Sequence[float], q: float) -> float:
     return float(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo))
 
 
+# Histogram bins lie on nested log grids (G bins per decade, edges 10**(k/G)); the finest
+# grid giving at most _MAX_BINS bins is used, so histograms of two runs can always be
+# brought to a common grid by merging bins (every coarser grid's edges are a finer one's).
+_GRIDS = (320, 160, 80, 40, 20, 10, 5, 2, 1)
+_MAX_BINS = 60
+_SOURCE_NAMES = {"result_proto": "binary result proto", "summary": "stats line"}
+
+
+def _histogram(ordered: Sequence[float]) -> dict[str, list]:
+    low, high = math.log10(max(ordered[0], 1e-3)), math.log10(max(ordered[-1], 1e-3))
+    for grid in _GRIDS:
+        first, last = math.floor(low * grid), math.floor(high * grid) + 1
+        if last - first <= _MAX_BINS:
+            break
+    edges = [10 ** (k / grid) for k in range(first, last + 1)]
+    counts = [0] * (len(edges) - 1)
+    for value in ordered:
+        index = bisect.bisect_right(edges, max(value, 1e-3)) - 1
+        counts[min(max(index, 0), len(counts) - 1)] += 1
+    return {"edges_us": edges, "counts": counts}
+
+
 @dataclass(frozen=True)
 class LatencyStats:
     """Latency of the timed runs in microseconds.
 
-    `source` is "samples" when computed here from every run's time, or "summary" when only
-    the benchmark's own summary line was available (then p90/p99 are None).
+    `source` says where the numbers come from: "samples" (computed here from every run's
+    time), "result_proto" (the tool's binary result file: mean, std, min, max, p5, median,
+    p95) or "summary" (the tool's stats line). A percentile the source does not hold is None
+    and `unavailable` says why — never estimated.
+
+    `histogram` ({"edges_us": [...], "counts": [...]}, log-spaced, ≤ 60 bins on a nested
+    grid) summarises every run when raw samples were read; None otherwise.
     """
 
     count: int
@@ -71,6 +99,10 @@ class LatencyStats:
     p90_us: float | None
     p99_us: float | None
     source: str
+    p5_us: float | None = None
+    p95_us: float | None = None
+    histogram: dict[str, list] | None = None
+    unavailable: str | None = None
 
     @classmethod
     def from_samples(cls, samples_us: Sequence[float]) -> "LatencyStats":
@@ -91,10 +123,27 @@ class LatencyStats:
             std_us=std,
             min_us=ordered[0],
             max_us=ordered[-1],
+            p5_us=_percentile(ordered, 5),
             p50_us=_percentile(ordered, 50),
             p90_us=_percentile(ordered, 90),
+            p95_us=_percentile(ordered, 95),
             p99_us=_percentile(ordered, 99),
             source="samples",
+            histogram=_histogram(ordered),
+        )
+
+    @classmethod
+    def from_tool(
+        cls, count: int, *, mean_us: float | None, std_us: float | None, min_us: float | None,
+        max_us: float | None, p5_us: float | None, p50_us: float | None, p95_us: float | None,
+        source: str,
+    ) -> "LatencyStats":
+        """What the tool itself reports (result proto or stats line): no p90/p99 exist there."""
+        return cls(
+            count=count, mean_us=mean_us, std_us=std_us, min_us=min_us, max_us=max_us,
+            p5_us=p5_us, p50_us=p50_us, p95_us=p95_us, p90_us=None, p99_us=None, source=source,
+            unavailable=f"p90/p99: the tool's {_SOURCE_NAMES.get(source, source)} holds only mean, std, "
+            "min, max, p5, median and p95, and no per-run times",
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,7 +172,10 @@ class Delegation:
 
 @dataclass(frozen=True)
 class Measurement:
-    """How a run was measured: requested runs/warm-up, what ran, when (UTC ISO 8601)."""
+    """How a run was measured: requested runs/warm-up, what ran, when (UTC ISO 8601).
+
+    `min_secs` is the value the run used (raised by itself when an energy run needed it).
+    """
 
     requested_runs: int
     requested_warmup_runs: int
@@ -135,6 +187,7 @@ class Measurement:
     started_at: str
     finished_at: str
     duration_s: float
+    runs_limited_by: str | None = None  # how many timed runs were made, and which flag decided
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -152,11 +205,13 @@ class BenchmarkResult:
         status: "ok", "unsupported" (the backend cannot run here; `reason` says why) or
             "failed" (the run broke; `reason` has the error).
         init_ms, first_inference_us, warmup_avg_us: from the benchmark output.
-        latency: statistics of the timed runs; samples_us: every timed run (µs).
+        latency: statistics of the timed runs (with a histogram when every run's time was
+            read); samples_us: every timed run (µs), only when asked for (`keep_samples`).
         memory_*: the tool's footprint lines (MB).
         delegation: delegate coverage; energy: the energy block (None when not requested).
         measurement: runs, warm-up, binary, command, timestamps.
         op_profile: per-op rows when op profiling was asked for and the tool printed them.
+        thermal: {"before": {sensor: °C}, "after": {...}}: battery `temp` and thermal zones.
         warnings: anything that weakens the number (e.g. charging during energy runs).
     """
 
@@ -180,6 +235,7 @@ class BenchmarkResult:
     energy: EnergyResult | None = None
     measurement: Measurement | None = None
     op_profile: tuple[OpProfileRow, ...] = ()
+    thermal: dict[str, dict[str, float]] | None = None
     warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

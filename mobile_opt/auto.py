@@ -257,13 +257,14 @@ def measure_latency(device, tflite: bytes, label: str) -> tuple[float | None, st
         DeviceError: the device is gone (a failed run is followed by a probe, so a
             vanished device raises instead of yielding a quiet "not measured").
     """
-    from device_bench import benchmark
+    from device_bench import RunSettings, benchmark
 
     with tempfile.TemporaryDirectory(prefix="mobile-opt-auto-") as tmp:
         path = Path(tmp) / f"{label}.tflite"
         path.write_bytes(tflite)
-        result = benchmark(device, [path], runs=20, warmup_runs=2, min_secs=0.2,
-                           warmup_min_secs=0.1, run_timeout_s=120)[0]
+        run = RunSettings(runs=20, warmup_runs=2, min_secs=0.2, warmup_min_secs=0.1,
+                          run_timeout_s=120)
+        result = benchmark(device, [path], run=run)[0]
     if result.status == "ok" and result.latency is not None and result.latency.p50_us is not None:
         return result.latency.p50_us / 1000.0, f"median of {result.latency.count} runs (CPU, 1 thread)"
     device.shell(["true"], timeout_s=15)

@@ -117,7 +117,8 @@ def run_demo(
         if dev is not None:
             import device_bench
 
-            benchmarks = tuple(device_bench.benchmark(dev, [Path(f.path) for f in figures], runs=runs))
+            benchmarks = tuple(device_bench.benchmark(
+                dev, [Path(f.path) for f in figures], run=device_bench.RunSettings(runs=runs)))
     demo = DemoResult(result, tuple(figures), benchmarks, str(out))
     (out / "summary.json").write_text(json.dumps(demo.to_dict(), indent=2, default=str))
     return demo

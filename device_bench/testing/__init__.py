@@ -1,8 +1,8 @@
 """A loopback Android device for tests: a pure-Python ADB daemon on 127.0.0.1.
 
 Real `adb` and `adb-shell` connect to it; its filesystem is a sandbox directory and its
-battery a simulated fuel gauge with a ground-truth ledger. See `LoopbackDevice`. It runs
-`adb shell` commands with this host's /bin/sh as the current user: a fixture for tests on
+battery a fuel-gauge model (`gauge.GaugeModel`) fed by a ground-truth ledger. See `LoopbackDevice`.
+It runs `adb shell` commands with this host's shell as the current user: a fixture for tests on
 127.0.0.1, authorizing the user's own ADB key by default, never to be exposed.
 
 Example:
@@ -13,5 +13,17 @@ Example:
 
 from device_bench.testing._battery import BatteryProfile, BatteryTruth, LoadTransition, battery_load
 from device_bench.testing._device import LoopbackDevice
+from device_bench.testing.gauge import GaugeModel, PowerTrace, random_gauge
+from device_bench.testing.thermal import ThermalZone
 
-__all__ = ["BatteryProfile", "BatteryTruth", "LoadTransition", "LoopbackDevice", "battery_load"]
+__all__ = [
+    "BatteryProfile",
+    "BatteryTruth",
+    "GaugeModel",
+    "LoadTransition",
+    "LoopbackDevice",
+    "PowerTrace",
+    "ThermalZone",
+    "battery_load",
+    "random_gauge",
+]

@@ -1,10 +1,19 @@
-"""The simulated fuel gauge of the loopback device and its ground-truth ledger.
+"""The loopback device's battery: sysfs files written by a fuel-gauge model, and the truth ledger.
 
-A thread rewrites `<root>/sys/class/power_supply/battery/*` at `update_hz`. Load is on while
-at least one file `<root>/proc/loopback/load/<pid>[.<suffix>]` exists whose pid is alive; the
-thread notices it at its next tick, switches the current from idle to load at that moment and
-records the transition (monotonic and wall time). The ledger is the truth the gauge follows:
-the simulated draw changes exactly when the files do.
+The true draw comes from what runs on the device: load is on while at least one file
+`<root>/proc/loopback/load/<pid>[.<suffix>]` exists whose pid is alive (`battery_load()`
+makes one). A thread polls for it every `POLL_S`, independent of the gauge's refresh, so the
+recorded truth is sharp (the gauge follows the recorded truth exactly; the marker files lead it
+by at most one poll); each change is a step of the true `PowerTrace`, appended to
+`<root>/proc/loopback/truth.jsonl` with its monotonic and wall time. What the files show is
+then *derived* from that truth by the profile's `GaugeModel` (refresh, averaging, lag,
+quantisation, noise, unit, sign, charger) — exactly as `gauge.py` computes it.
+
+The files follow the Linux power-supply ABI (`Documentation/ABI/testing/sysfs-class-power`):
+`/sys/class/power_supply/<name>/` with `type`, `status`, `present`, `capacity`, `voltage_now`,
+`current_now` and/or `current_avg`, `temp`, `charge_counter`, `charge_full`; a `usb` supply
+(`type` USB, `online`) sits beside it, and Android's healthd finds the battery by its `type`
+file, not by its name. Thermal zones: `/sys/class/thermal/thermal_zone<N>/{type,temp}`.
 """
 
 from __future__ import annotations
@@ -13,170 +22,22 @@ import contextlib
 import itertools
 import json
 import logging
-import math
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from mobile_opt.errors import InputError
 
-from device_bench.testing._sandbox import LOAD_DIR, POWER_SUPPLY_DIR, TRUTH_FILE, pid_alive
+from device_bench.testing._battery_profile import BatteryProfile, BatteryTruth, LoadTransition
+from device_bench.testing._sandbox import LOAD_DIR, POWER_SUPPLY_ROOT, THERMAL_ROOT, TRUTH_FILE, pid_alive
+
+__all__ = ["POLL_S", "BatteryProfile", "BatterySimulator", "BatteryTruth", "LoadTransition", "battery_load"]
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class BatteryProfile:
-    """What the simulated fuel gauge reports ("ground truth" of the loopback device).
-
-    Args:
-        idle_current_ua: current magnitude while idle, µA (default 150_000).
-        load_current_ua: current magnitude while load is on (replaces idle), µA (default 600_000).
-        voltage_uv: battery voltage, µV (default 3_900_000).
-        unit: unit `current_now` is written in, "uA" (ABI) or "mA" (some vendors) (default "uA").
-        discharge_sign: -1 (ABI: negative = discharging) or +1 (vendor style) (default -1).
-        status: the `status` file, e.g. "Discharging" or "Charging" (USB power) (default "Discharging").
-        temp_decidegc: the `temp` file in tenths of °C (default 310).
-        update_hz: how often the files are rewritten (default 50.0).
-        present: False simulates a device without battery files (default True).
-
-    Example:
-        >>> BatteryProfile(unit="mA", discharge_sign=+1).unit
-        'mA'
-    """
-
-    idle_current_ua: int = 150_000
-    load_current_ua: int = 600_000
-    voltage_uv: int = 3_900_000
-    unit: str = "uA"
-    discharge_sign: int = -1
-    status: str = "Discharging"
-    temp_decidegc: int = 310
-    update_hz: float = 50.0
-    present: bool = True
-
-    def __post_init__(self) -> None:
-        if self.unit not in ("uA", "mA"):
-            raise InputError(f"BatteryProfile.unit must be 'uA' or 'mA'. Received: unit={self.unit!r}")
-        if self.discharge_sign not in (-1, 1):
-            raise InputError(
-                f"BatteryProfile.discharge_sign must be -1 or +1. Received: discharge_sign={self.discharge_sign!r}"
-            )
-        if self.idle_current_ua < 0 or self.load_current_ua < 0 or self.voltage_uv <= 0:
-            raise InputError(
-                "BatteryProfile currents must be >= 0 and the voltage > 0. Received: "
-                f"idle_current_ua={self.idle_current_ua}, load_current_ua={self.load_current_ua}, "
-                f"voltage_uv={self.voltage_uv}"
-            )
-        if not (0 < self.update_hz <= 1000):
-            raise InputError(f"BatteryProfile.update_hz must be in (0, 1000]. Received: update_hz={self.update_hz}")
-
-    @property
-    def idle_power_w(self) -> float:
-        """V·I while idle, in watts."""
-        return self.voltage_uv * 1e-6 * self.idle_current_ua * 1e-6
-
-    @property
-    def load_power_w(self) -> float:
-        """V·I while load is on, in watts."""
-        return self.voltage_uv * 1e-6 * self.load_current_ua * 1e-6
-
-    def current_now_text(self, load: bool) -> str:
-        """The content of `current_now` (sign and unit applied)."""
-        magnitude = self.load_current_ua if load else self.idle_current_ua
-        value = magnitude if self.unit == "uA" else round(magnitude / 1000)
-        return f"{self.discharge_sign * value}\n"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class LoadTransition:
-    """Load switched on (`load=True`) or off at `t_monotonic` (time.monotonic) / `t_wall` (time.time)."""
-
-    t_monotonic: float
-    t_wall: float
-    load: bool
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class BatteryTruth:
-    """The ground-truth ledger of the simulated battery.
-
-    Times are `time.monotonic()` values (one clock for every process on this host).
-    """
-
-    idle_power_w: float
-    load_power_w: float
-    transitions: tuple[LoadTransition, ...] = field(default_factory=tuple)
-
-    def load_intervals(self, t0: float = -math.inf, t1: float = math.inf) -> list[tuple[float, float]]:
-        """The load-on intervals clipped to [t0, t1]; a load still on runs to `t1`."""
-        intervals = []
-        start: float | None = None
-        for tr in self.transitions:
-            if tr.load and start is None:
-                start = tr.t_monotonic
-            elif not tr.load and start is not None:
-                intervals.append((start, tr.t_monotonic))
-                start = None
-        if start is not None:
-            intervals.append((start, t1))
-        clipped = [(max(a, t0), min(b, t1)) for a, b in intervals]
-        return [(a, b) for a, b in clipped if b > a]
-
-    def load_time_s(self, t0: float = -math.inf, t1: float = math.inf) -> float:
-        """Seconds of load within [t0, t1]."""
-        return sum(b - a for a, b in self.load_intervals(t0, t1))
-
-    def excess_energy_j(self, t0: float, t1: float) -> float:
-        """∫ (P_load − P_idle) dt over the load intervals within [t0, t1], in joules.
-
-        Example:
-            >>> t = BatteryTruth(0.5, 2.5, (LoadTransition(1.0, 0, True), LoadTransition(3.0, 0, False)))
-            >>> t.excess_energy_j(0.0, 10.0)
-            4.0
-        """
-        if t1 < t0:
-            raise InputError(f"excess_energy_j needs t0 <= t1. Received: t0={t0}, t1={t1}")
-        return (self.load_power_w - self.idle_power_w) * self.load_time_s(t0, t1)
-
-    def to_dict(self) -> dict:
-        return {
-            "idle_power_w": self.idle_power_w,
-            "load_power_w": self.load_power_w,
-            "transitions": [t.to_dict() for t in self.transitions],
-        }
-
-    @classmethod
-    def from_jsonl(cls, path: Path) -> "BatteryTruth":
-        """Reads the ledger a loopback device appends to `<root>/proc/loopback/truth.jsonl`.
-
-        Raises:
-            InputError: missing file or no profile line in it.
-        """
-        try:
-            lines = Path(path).read_text().splitlines()
-        except OSError as exc:
-            raise InputError(f"Cannot read the battery truth ledger. Received: path={path}") from exc
-        idle = load = None
-        transitions = []
-        for line in lines:
-            record = json.loads(line)
-            if record["event"] == "profile":
-                idle, load = record["idle_power_w"], record["load_power_w"]
-            else:
-                transitions.append(LoadTransition(record["t_monotonic"], record["t_wall"], record["event"] == "load_on"))
-        if idle is None:
-            raise InputError(f"Battery truth ledger has no profile line. Received: path={path}")
-        return cls(idle, load, tuple(transitions))
+POLL_S = 0.005  # load polling step: the truth is at most this (plus scheduling) late
 
 
 _load_ids = itertools.count()
@@ -187,7 +48,8 @@ def battery_load() -> Iterator[Path]:
     """Marks this process as loading the loopback battery while the block runs.
 
     For processes running ON a loopback device: the device sets `LOOPBACK_ROOT` for them.
-    The gauge switches to the load current at its next update (≤ 1/update_hz later).
+    The true draw switches to the load current within one poll (`POLL_S`); the files follow
+    by the gauge model.
 
     Returns:
         A context manager yielding the load marker file.
@@ -220,22 +82,27 @@ def _load_pid(name: str) -> int | None:
 
 
 class BatterySimulator:
-    """Keeps the battery files of one sandbox updated and records the truth ledger."""
+    """Keeps the battery and thermal files of one sandbox following the gauge model."""
 
     def __init__(self, root: Path, profile: BatteryProfile) -> None:
-        self._root = root
         self._profile = profile
-        self._dir = root / POWER_SUPPLY_DIR
+        self._gauge = profile.gauge_model
+        self._dir = root / POWER_SUPPLY_ROOT / profile.name
+        self._usb = root / POWER_SUPPLY_ROOT / "usb"
+        self._thermal = root / THERMAL_ROOT
         self._load_dir = root / LOAD_DIR
         self._ledger = root / TRUTH_FILE
         self._lock = threading.Lock()
         self._transitions: list[LoadTransition] = []
+        self._trace = profile.trace()
         self._load = False
+        self._written: dict[Path, str] = {}
+        self._t_start = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="loopback-battery", daemon=True)
 
     def start(self) -> None:
-        """Writes the files once (readable on return) and starts the update thread."""
+        """Writes every file once (readable on return) and starts the update thread."""
         self._load_dir.mkdir(parents=True, exist_ok=True)
         self._ledger.write_text(
             json.dumps(
@@ -244,24 +111,14 @@ class BatterySimulator:
                     "idle_power_w": self._profile.idle_power_w,
                     "load_power_w": self._profile.load_power_w,
                     "profile": self._profile.to_dict(),
+                    "t_start": self._t_start,
                 }
             )
             + "\n"
         )
-        if not self._profile.present:
-            return
-        self._dir.mkdir(parents=True, exist_ok=True)
-        static = {
-            "voltage_now": f"{self._profile.voltage_uv}\n",
-            "temp": f"{self._profile.temp_decidegc}\n",
-            "status": f"{self._profile.status}\n",
-            "capacity": "80\n",
-            "present": "1\n",
-            "type": "Battery\n",
-        }
-        for name, text in static.items():
-            self._write(name, text)
-        self._write("current_now", self._profile.current_now_text(False))
+        logger.info("Loopback battery %s: gauge %s", self._profile.name, self._gauge)
+        self._write_static()
+        self._refresh(time.monotonic())
         self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -272,13 +129,54 @@ class BatterySimulator:
     def truth(self) -> BatteryTruth:
         with self._lock:
             transitions = tuple(self._transitions)
-        return BatteryTruth(self._profile.idle_power_w, self._profile.load_power_w, transitions)
+        return BatteryTruth(
+            self._profile.idle_power_w, self._profile.load_power_w, transitions, self._profile, self._t_start
+        )
 
-    def _write(self, name: str, text: str) -> None:
+    def _write(self, path: Path, text: str) -> None:
+        if self._written.get(path) == text:
+            return
         # Atomic replace: a concurrent `cat` never sees a half-written value.
-        temp = self._dir / f".{name}.tmp"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.parent / f".{path.name}.tmp"
         temp.write_text(text)
-        os.replace(temp, self._dir / name)
+        os.replace(temp, path)
+        self._written[path] = text
+
+    def _write_static(self) -> None:
+        charging = self._gauge.charger_ua > 0
+        usb = {"type": "USB", "online": f"{int(charging)}", "present": f"{int(charging)}",
+               "voltage_now": "5000000" if charging else "0", "current_max": "1500000" if charging else "0"}
+        for name, text in usb.items():
+            self._write(self._usb / name, f"{text}\n")
+        for i, zone in enumerate(self._profile.thermal_zones):
+            self._write(self._thermal / f"thermal_zone{i}" / "type", f"{zone.type}\n")
+        if not self._profile.present:
+            return
+        battery = {"type": "Battery", "present": "1", "status": self._profile.status_text,
+                   "technology": "Li-ion", "charge_full": f"{self._profile.charge_full_uah}"}
+        for name, text in battery.items():
+            self._write(self._dir / name, f"{text}\n")
+
+    def _refresh(self, now: float) -> None:
+        trace, gauge = self._trace, self._gauge
+        ambient = self._profile.temp_decidegc / 10
+        battery_temp = None
+        for i, zone in enumerate(self._profile.thermal_zones):
+            mc = zone.temperature_mc(trace, now, ambient)
+            self._write(self._thermal / f"thermal_zone{i}" / "temp", f"{mc}\n")
+            if battery_temp is None and zone.type == "battery":
+                battery_temp = round(mc / 100)
+        if not self._profile.present:
+            return
+        for file in gauge.files:
+            self._write(self._dir / file, gauge.text_at(trace, now, file))
+        counter = gauge.charge_counter_uah(trace, now, since_s=self._t_start)
+        capacity = min(100, max(0, round(100 * counter / self._profile.charge_full_uah)))
+        self._write(self._dir / "voltage_now", f"{gauge.voltage_reading_uv(trace, now)}\n")
+        self._write(self._dir / "charge_counter", f"{counter}\n")
+        self._write(self._dir / "capacity", f"{capacity}\n")
+        self._write(self._dir / "temp", f"{self._profile.temp_decidegc if battery_temp is None else battery_temp}\n")
 
     def _load_on(self) -> bool:
         try:
@@ -288,22 +186,19 @@ class BatterySimulator:
         return any((pid := _load_pid(n)) is not None and pid_alive(pid) for n in names)
 
     def _run(self) -> None:
-        period = 1.0 / self._profile.update_hz
-        next_tick = time.monotonic()
-        while not self._stop.is_set():
+        shown = self._gauge.refresh_index(time.monotonic())
+        while not self._stop.wait(POLL_S):
             load = self._load_on()
+            now, wall = time.monotonic(), time.time()
             if load != self._load:
-                now, wall = time.monotonic(), time.time()
-                self._write("current_now", self._profile.current_now_text(load))
                 transition = LoadTransition(now, wall, load)
                 with self._lock:
                     self._transitions.append(transition)
                     self._load = load
+                    self._trace = self._profile.trace(tuple(self._transitions))
                 with open(self._ledger, "a") as ledger:
                     ledger.write(json.dumps({"event": "load_on" if load else "load_off", "t_monotonic": now, "t_wall": wall}) + "\n")
-            next_tick += period
-            delay = next_tick - time.monotonic()
-            if delay < 0:
-                next_tick = time.monotonic()
-                delay = 0
-            self._stop.wait(delay)
+            k = self._gauge.refresh_index(now)
+            if k != shown:
+                shown = k
+                self._refresh(now)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import socket
+import subprocess
 import threading
 from pathlib import Path
 from typing import Callable
@@ -20,19 +23,22 @@ logger = logging.getLogger(__name__)
 USER_KEYS = "user"  # auth_keys default: the keys in ~/.android/adbkey.pub, as the adb client has them
 FEATURES = ("shell_v2", "cmd")  # only what is implemented: no stat_v2/ls_v2/sendrecv_v2
 _RESERVED_PORTS = range(5555, 5586)  # adb servers probe these for emulators
+_ANDROID_SHELL = "/bin/mksh"  # Android's /system/bin/sh is mksh
 
 
 class LoopbackDevice:
     """A device-side ADB daemon on 127.0.0.1 whose filesystem is a sandbox directory.
 
-    A TEST FIXTURE THAT RUNS A REAL SHELL: `adb shell` commands run on this host with `/bin/sh`
+    A TEST FIXTURE THAT RUNS A REAL SHELL: `adb shell` commands run on this host (mksh or /bin/sh)
     as the user who started it, so whoever connects (and is authorized) can do what that user
     can. It listens on 127.0.0.1 only; never expose the port (no forwarding, no proxy). By
     default it authorizes only the user's own ADB key (`~/.android/adbkey.pub`).
 
     Real `adb` (`adb connect 127.0.0.1:<port>`) and `adb-shell` (`AdbDeviceTcp`) talk to it.
-    Device paths under `/data`, `/sdcard`,
-    `/storage`, `/sys/class/power_supply`, `/system` and `/proc/loopback` map into `root`:
+    Commands run on this host with `shell -c` (a hung-up stream SIGHUPs the shell only, as
+    adbd does); device paths under `/data`, `/sdcard`,
+    `/storage`, `/sys/class/power_supply`, `/sys/class/thermal`, `/system` and `/proc/loopback`
+    map into `root`:
     in sync requests, and in shell command lines by textual rewriting. Rewriting does not reach
     inside script files, so scripts must receive such paths as arguments. Sync requests whose
     real path (symlinks resolved) leaves `root` are refused.
@@ -49,9 +55,13 @@ class LoopbackDevice:
         free_space_bytes: bytes that files under /data and /storage (/sdcard) may grow by; beyond
             it SEND fails with "No space left on device", and a generated `df` reports it
             (default None: unlimited, no `df` of its own).
+        shell: the shell commands run under (default None: "/bin/mksh", Android's shell, when
+            installed, else "/bin/sh"). mksh, like Android's, execs a lone simple command, so a
+            hang-up reaches the command itself; dash forks it and only the shell is hung up.
 
     Raises:
-        InputError: a reserved port, an unparsable key, or a root path with shell metacharacters.
+        InputError: a reserved port, an unparsable key, a root path with shell metacharacters,
+            or a shell that is not an executable file.
 
     Example:
         with LoopbackDevice(tmp_path) as device:
@@ -67,6 +77,7 @@ class LoopbackDevice:
         auth_keys: list[str] | None | str = USER_KEYS,
         battery: BatteryProfile | None = BatteryProfile(),
         free_space_bytes: int | None = None,
+        shell: str | None = None,
     ) -> None:
         if port in _RESERVED_PORTS or not (0 <= port < 65536):
             raise InputError(
@@ -75,6 +86,13 @@ class LoopbackDevice:
             )
         if free_space_bytes is not None and free_space_bytes < 0:
             raise InputError(f"free_space_bytes must be >= 0 or None. Received: free_space_bytes={free_space_bytes}")
+        if shell is None:
+            shell = _ANDROID_SHELL if os.access(_ANDROID_SHELL, os.X_OK) else "/bin/sh"
+        if not (os.path.isfile(shell) and os.access(shell, os.X_OK)):
+            raise InputError(
+                f"LoopbackDevice shell must be an executable file. Received: shell={shell!r}. "
+                "Install it (e.g. apt-get install mksh) or use the default /bin/sh."
+            )
         keys = None
         if auth_keys == USER_KEYS:
             auth_keys = _auth.user_public_keys()
@@ -91,6 +109,8 @@ class LoopbackDevice:
         self._keys = keys
         self._battery_profile = battery
         self._free_space_bytes = free_space_bytes
+        self._shell_path = shell
+        self._procs: list[subprocess.Popen] = []
         self._usage_baseline = 0
         self._lock = threading.Lock()
         self._connections: list[Connection] = []
@@ -141,7 +161,7 @@ class LoopbackDevice:
         self._config = ConnectionConfig(banner=self._banner(), auth_keys=self._keys)
         self._accept_thread = threading.Thread(target=self._accept_loop, name="loopback-accept", daemon=True)
         self._accept_thread.start()
-        logger.info("Loopback device %s serving %s", self.serial, self.root)
+        logger.info("Loopback device %s serving %s (shell %s)", self.serial, self.root, self._shell_path)
         return self
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -160,6 +180,7 @@ class LoopbackDevice:
         self.disconnect_all()
         for connection in connections:
             connection.join(timeout_s)
+        self._power_off()
         if self._battery is not None:
             self._battery.stop(timeout_s)
 
@@ -227,7 +248,30 @@ class LoopbackDevice:
         return self._shell(command, v2="v2" in options[1:])
 
     def _shell(self, command: str, *, v2: bool) -> Callable[[Stream], None]:
-        return lambda stream: _shell.run_command(stream, command, sandbox=self._sandbox, serial=self.serial, v2=v2)
+        return lambda stream: _shell.run_command(
+            stream, command, sandbox=self._sandbox, serial=self.serial, v2=v2, shell=self._shell_path,
+            started=self._track,
+        )
+
+    def _track(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs = [p for p in self._procs if p.poll() is None or _group_alive(p.pid)]
+            self._procs.append(proc)
+
+    def _power_off(self) -> None:
+        # Each command is its own session and process group: whatever survived a hang-up
+        # (children that outlived their shell) goes down with the device.
+        with self._lock:
+            procs, self._procs = self._procs, []
+        for proc in procs:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                logger.warning("Loopback device %s: command pid %d did not die on SIGKILL", self.serial, proc.pid)
 
     def _banner(self) -> bytes:
         props = self.props
@@ -252,6 +296,16 @@ class LoopbackDevice:
                 self._connections = [c for c in self._connections if not c.dropped]
                 self._connections.append(connection)
             connection.start()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _Hooks:

@@ -23,10 +23,12 @@ MAPPED_PREFIXES = (
     "/sdcard",
     "/storage",
     "/sys/class/power_supply",
+    "/sys/class/thermal",
     "/system",
     "/proc/loopback",
 )
-POWER_SUPPLY_DIR = "sys/class/power_supply/battery"
+POWER_SUPPLY_ROOT = "sys/class/power_supply"
+THERMAL_ROOT = "sys/class/thermal"
 LOAD_DIR = "proc/loopback/load"
 TRUTH_FILE = "proc/loopback/truth.jsonl"
 DEVICE_HOME = "/data/local/tmp"

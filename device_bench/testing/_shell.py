@@ -1,8 +1,14 @@
 """Shell services of the loopback device: `shell:` / `exec:` (raw) and `shell,v2,...:`.
 
-Commands run as `/bin/sh -c <command>` in their own process group, with sandbox paths
-rewritten in the command line (see `_sandbox`). When the host closes the stream (CLSE) or the
-connection drops, the whole process group is killed, background children included.
+Commands run as `<shell> -c <command>` in their own session, with sandbox paths rewritten in
+the command line (see `_sandbox`). When the host closes the stream (CLSE) or the connection
+drops while the command runs, the device does what adbd does (AOSP
+`packages/modules/adb/daemon/shell_service.cpp`, `Subprocess::PassDataStreams`): it sends
+SIGHUP to the shell's pid only — not to its process group — and stops forwarding its output
+(here a pipe closes at the first write after the hang-up), so a child that survives its shell
+keeps running, as on a phone. (Without the shell protocol adbd gives
+the command a PTY; its hangup also signals only the session leader, the shell.) The device
+reaps the shell whenever it exits; `LoopbackDevice.stop()` (power off) kills what is left.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import os
 import signal
 import subprocess
 import threading
+from typing import Callable
 
 from device_bench.testing import _shell_protocol as sp
 from device_bench.testing._connection import Stream, StreamClosed
@@ -22,7 +29,16 @@ logger = logging.getLogger(__name__)
 _POLL_S = 0.5
 
 
-def run_command(stream: Stream, command: str, *, sandbox: Sandbox, serial: str, v2: bool) -> None:
+def run_command(
+    stream: Stream,
+    command: str,
+    *,
+    sandbox: Sandbox,
+    serial: str,
+    v2: bool,
+    shell: str = "/bin/sh",
+    started: Callable[[subprocess.Popen], None] | None = None,
+) -> None:
     """Runs `command` and serves its I/O on `stream` until it exits or the stream closes.
 
     Args:
@@ -31,10 +47,12 @@ def run_command(stream: Stream, command: str, *, sandbox: Sandbox, serial: str, 
         sandbox: maps device paths.
         serial: the device serial (ANDROID_SERIAL in the environment).
         v2: shell protocol v2 (stdout/stderr/exit frames) instead of a raw merged byte stream.
+        shell: the device's shell binary (default "/bin/sh").
+        started: called with the process once it runs (the device tracks it for power-off).
     """
     try:
         proc = subprocess.Popen(
-            ["/bin/sh", "-c", sandbox.rewrite_command(command)],
+            [shell, "-c", sandbox.rewrite_command(command)],
             cwd=sandbox.root,
             env=sandbox.environment(serial),
             stdin=subprocess.PIPE,
@@ -50,17 +68,24 @@ def run_command(stream: Stream, command: str, *, sandbox: Sandbox, serial: str, 
             stream.write(message)
         return
 
-    def kill_group() -> None:
-        # After a normal exit the device closes the stream itself: leave detached children be.
+    if started is not None:
+        started(proc)
+
+    def hang_up() -> None:
+        # After a normal exit the device closes the stream itself: nothing to hang up.
         if stream.closed_by == "device" and proc.poll() is not None:
             return
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=5)
+        if proc.poll() is None:
+            logger.info("Stream of %r closed (%s): SIGHUP to the shell, pid %d only", command, stream.closed_by, proc.pid)
+            try:
+                os.kill(proc.pid, signal.SIGHUP)
+            except ProcessLookupError:
+                pass
+        # The pumps close the pipes as soon as they fail to forward (StreamClosed); reap the
+        # shell whenever it exits, as adbd's subprocess thread does.
+        threading.Thread(target=proc.wait, daemon=True, name="loopback-reap").start()
 
-    stream.add_close_callback(kill_group)
+    stream.add_close_callback(hang_up)
     threading.Thread(target=_pump_stdin, args=(stream, proc, v2), daemon=True, name="loopback-stdin").start()
 
     # One frame per WRTE, so concurrent stdout/stderr pumps never interleave partial frames.

@@ -33,9 +33,7 @@ def _energy_text(result) -> str:
         return "-"
     if energy.energy_per_inference_j is None:
         return "n/a"
-    text = f"{energy.energy_per_inference_j * 1000:.3f}"
-    if energy.energy_per_inference_spread_j is not None:
-        text += f" ±{energy.energy_per_inference_spread_j * 1000:.3f}"
+    text = f"{energy.energy_per_inference_j * 1000:.4g} ±{energy.energy_per_inference_bound_j * 1000:.2g}"
     return text + (" [yellow](charging)[/]" if energy.charging else "")
 
 
@@ -50,7 +48,7 @@ def _render(results, comparisons) -> None:
     show_energy = any(r.energy is not None for r in results)
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, title="Benchmark (latency in ms" + (", energy in mJ/inference)" if show_energy else ")"))
     columns = ["model"] + (["device"] if show_device else []) + [
-        "backend", "thr", "status", "p50", "p90", "p99", "mean", "std"]
+        "backend", "thr", "status", "runs", "p50", "p90", "p99", "mean", "std"]
     columns += (["delegation"] if show_delegation else []) + (["energy"] if show_energy else [])
     rows = []
     notes = []
@@ -66,7 +64,8 @@ def _render(results, comparisons) -> None:
                 delegation += f" ({r.delegation.kernels} kernels)"
         cells = [Path(r.model_path).name] + ([str(r.device.get("serial"))] if show_device else [])
         cells += [
-            r.backend, str(r.threads), status, _ms(lat.p50_us if lat else None),
+            r.backend, str(r.threads), status, str(lat.count) if lat else "-",
+            _ms(lat.p50_us if lat else None),
             _ms(lat.p90_us if lat else None), _ms(lat.p99_us if lat else None),
             _ms(lat.mean_us if lat else None), _ms(lat.std_us if lat else None),
         ]
@@ -74,8 +73,15 @@ def _render(results, comparisons) -> None:
         rows.append(cells)
         if r.reason:
             notes.append(f"{Path(r.model_path).name} {r.backend}×{r.threads}: {r.reason}")
+        name = f"{Path(r.model_path).name} {r.backend}×{r.threads}"
+        if r.measurement is not None and r.measurement.runs_limited_by:
+            notes.append(f"{name}: {r.measurement.runs_limited_by}")
+        if lat is not None and lat.unavailable:
+            notes.append(f"{name}: {lat.unavailable}")
         if r.energy is not None and r.energy.reason:
-            notes.append(f"{Path(r.model_path).name} {r.backend}×{r.threads} energy: {r.energy.reason}")
+            notes.append(f"{name} energy not measured: {r.energy.reason}")
+        if r.energy is not None and r.energy.extended:
+            notes.append(f"{name} energy: {r.energy.extended}")
         notes.extend(f"{Path(r.model_path).name} {r.backend}×{r.threads}: {w}" for w in r.warnings)
     for i, column in enumerate(columns):
         # Numbers are never folded or cut; only the model name may shrink (with an ellipsis).
@@ -111,15 +117,28 @@ def _render(results, comparisons) -> None:
 @click.option("--threads", default="1", show_default=True, callback=_csv(int, "thread count"),
               help="Comma-separated CPU thread counts.")
 @click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True,
-              help="Minimum timed runs per benchmark.")
+              help="Minimum timed runs per benchmark. The tool runs until BOTH --runs runs and "
+                   "--min-secs seconds are done: a fast model makes many more runs (the table's "
+                   "'runs' column and notes say how many and why); --min-secs 0 makes exactly "
+                   "--runs.")
 @click.option("--warmup-runs", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option("--min-secs", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Minimum seconds of timed runs.")
+              help="Minimum seconds of timed runs (see --runs). Energy runs lengthen it by "
+                   "themselves when the battery gauge is slow, and say so.")
 @click.option("--energy", is_flag=True, help="Measure energy per inference from the battery.")
 @click.option("--baseline", "baseline_s", type=click.FloatRange(min=0), default=5.0,
               show_default=True, help="Idle seconds measured before each energy run.")
 @click.option("--cooldown", "cooldown_s", type=click.FloatRange(min=0), default=0.0,
               show_default=True, help="Seconds to rest between runs.")
+@click.option("--cooldown-to", "cooldown_to_c", type=click.FloatRange(min=-50), default=None,
+              help="Before each run, wait (up to 10 min) until the device is below CELSIUS "
+                   "(battery temp, else the hottest thermal zone).")
+@click.option("--battery", default=None, metavar="NAME",
+              help="The battery under /sys/class/power_supply [default: the supply whose type "
+                   "is Battery].")
+@click.option("--samples", "keep_samples", is_flag=True,
+              help="Keep every timed run's latency in the JSON/JSONL (default: statistics and a "
+                   "histogram only).")
 @click.option("--run-timeout", "run_timeout_s", type=click.FloatRange(min=0.1), default=300.0,
               show_default=True, help="Seconds one benchmark invocation may take.")
 @click.option("--op-profiling", is_flag=True,
@@ -140,15 +159,23 @@ def _render(results, comparisons) -> None:
               help="adb server port [default: $ANDROID_ADB_SERVER_PORT or 5037].")
 @handle_errors
 def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy, baseline_s,
-          cooldown_s, run_timeout_s, op_profiling, out, plot_path, compare_path, as_json, benchmark_binary,
-          cache_dir, adb_port) -> None:
+          cooldown_s, cooldown_to_c, battery, keep_samples, run_timeout_s, op_profiling, out,
+          plot_path, compare_path, as_json, benchmark_binary, cache_dir, adb_port) -> None:
     """Benchmark MODELS (.tflite) on a device: latency percentiles, delegates, energy.
 
     Exit code 1 when any run failed (unsupported backends are reported, not failures).
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from device_bench import benchmark, compare, connect, connect_all, read_jsonl
+    from device_bench import (
+        EnergySettings,
+        RunSettings,
+        benchmark,
+        compare,
+        connect,
+        connect_all,
+        read_jsonl,
+    )
 
     from mobile_opt._files import OutputFiles, check_appendable
 
@@ -163,11 +190,15 @@ def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy
     devices = (
         connect_all(adb_port=adb_port) if serial == "all" else [connect(serial, adb_port=adb_port)]
     )
+    run = RunSettings(runs=runs, warmup_runs=warmup_runs, min_secs=min_secs,
+                      cooldown_s=cooldown_s, cooldown_to_c=cooldown_to_c,
+                      run_timeout_s=run_timeout_s, op_profiling=op_profiling)
+    energy_settings = EnergySettings(baseline_s=baseline_s, battery=battery) if energy else None
     kwargs = dict(
-        backends=backends, threads=threads, runs=runs, warmup_runs=warmup_runs,
-        min_secs=min_secs, energy=energy, baseline_s=baseline_s, cooldown_s=cooldown_s,
-        benchmark_binary=benchmark_binary, cache_dir=cache_dir, run_timeout_s=run_timeout_s,
-        op_profiling=op_profiling, results_path=out,
+        backends=backends, threads=threads, run=run, energy=energy_settings,
+        benchmark_binary=benchmark_binary, cache_dir=cache_dir, results_path=out,
+        # The box plot draws every run's time.
+        keep_samples=keep_samples or plot_path is not None,
     )
     total = len(models) * len(backends) * len(threads) * len(devices)
     results = []

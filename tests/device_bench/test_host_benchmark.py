@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from device_bench import host_benchmark
+from device_bench import host_benchmark, result_proto
 from device_bench.benchmark_output import parse
 
 
@@ -23,12 +23,17 @@ def run(*flags: str, **kwargs) -> tuple[int, str]:
 
 
 def test_timed_runs_samples_and_stats_agree(tiny_model, tmp_path):
-    result_file = tmp_path / "samples.txt"
+    result_file, per_run = tmp_path / "result.pb", tmp_path / "samples.txt"
     code, text = run(f"--graph={tiny_model}", "--num_runs=25", "--min_secs=0",
                      "--warmup_runs=3", "--warmup_min_secs=0", "--num_threads=1",
-                     f"--result_file_path={result_file}")
+                     f"--result_file_path={result_file}", f"--per_run_file_path={per_run}")
     assert code == 0, text
-    samples = [float(v) for v in result_file.read_text().split()]
+    samples = [float(v) for v in per_run.read_text().split()]
+    proto = result_proto.decode(result_file.read_bytes())
+    assert proto.num_runs == 25 and proto.num_warmup_runs == 3
+    assert proto.min_ms == pytest.approx(min(samples) / 1000, rel=1e-6)
+    assert proto.avg_ms == pytest.approx(sum(samples) / 25 / 1000, rel=1e-5)
+    assert proto.p5_ms <= proto.median_ms <= proto.p95_ms <= proto.max_ms
     out = parse(text)
     assert len(samples) == out.inference.count == 25
     assert out.warmup.count == 3

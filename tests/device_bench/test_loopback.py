@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -17,12 +16,22 @@ from adb_shell.adb_device import AdbDeviceTcp
 import device_bench.testing as testing
 from device_bench.testing import LoopbackDevice
 from device_bench.testing import _packets as pk
-from device_bench.testing._sandbox import Sandbox
+from device_bench.testing._sandbox import Sandbox, pid_alive
 from mobile_opt.errors import InputError
 
 
 def test_public_api_is_pinned():
-    assert testing.__all__ == ["BatteryProfile", "BatteryTruth", "LoadTransition", "LoopbackDevice", "battery_load"]
+    assert testing.__all__ == [
+        "BatteryProfile",
+        "BatteryTruth",
+        "GaugeModel",
+        "LoadTransition",
+        "LoopbackDevice",
+        "PowerTrace",
+        "ThermalZone",
+        "battery_load",
+        "random_gauge",
+    ]
 
 
 def _client(device: LoopbackDevice) -> AdbDeviceTcp:
@@ -31,15 +40,13 @@ def _client(device: LoopbackDevice) -> AdbDeviceTcp:
     return client
 
 
-def _pid_gone(pid: int, timeout_s: float = 5.0) -> bool:
+def _process_gone(pid: int, timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return True
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.05)
-    return False
+    return True
 
 
 def _wait_for_file(path: Path, timeout_s: float = 10.0) -> str:
@@ -151,28 +158,32 @@ def test_concurrent_connections_and_streams(loopback, adb, adb_connected):
 @pytest.mark.parametrize(
     "command",
     [
-        "echo $$ > /data/local/tmp/pid; sleep 60 & sleep 60",
+        "echo $$ > /data/local/tmp/pid; sleep 60 & echo $! > /data/local/tmp/child; sleep 60",
         # The shell itself is gone; its background child keeps the stream open.
-        "sleep 60 & echo $$ > /data/local/tmp/pid",
+        "sleep 60 & echo $! > /data/local/tmp/child; echo $$ > /data/local/tmp/pid",
     ],
 )
-def test_client_close_kills_process_group(loopback, adb, adb_connected, command):
-    pidfile = loopback.device_path("/data/local/tmp/pid")
+def test_client_close_hangs_up_the_shell_not_its_children(loopback, adb, adb_connected, command):
+    # adbd sends SIGHUP to the shell's pid only: a child outlives it until the device powers off.
+    pidfile, childfile = loopback.device_path("/data/local/tmp/pid"), loopback.device_path("/data/local/tmp/child")
     client = adb.popen("-s", adb_connected, "shell", command)
-    pid = int(_wait_for_file(pidfile))
+    pid, child = int(_wait_for_file(pidfile)), int(_wait_for_file(childfile))
     client.send_signal(signal.SIGKILL)  # the adb server then CLSEs the stream
     client.wait(10)
-    assert _pid_gone(pid), "the command's process group survived the stream close"
+    assert _process_gone(pid), "the shell survived the stream close"
+    assert pid_alive(child), "the shell's child was signalled too"
+    loopback.stop()
+    assert _process_gone(child), "the child survived the device's power-off"
 
 
-def test_connection_drop_kills_process_group(loopback):
+def test_connection_drop_hangs_up_the_shell(loopback):
     pidfile = loopback.device_path("/data/local/tmp/pid")
     client = _client(loopback)
     stream = client.streaming_shell("echo $$ > /data/local/tmp/pid; echo started; sleep 60", read_timeout_s=10)
     assert next(stream).strip() == "started"
     pid = int(_wait_for_file(pidfile))
     client.close()
-    assert _pid_gone(pid)
+    assert _process_gone(pid)
 
 
 def test_interactive_shell_refused_exec_out_served(adb, adb_connected):

@@ -12,7 +12,8 @@ import time
 import pytest
 from adb_shell.adb_device import AdbDeviceTcp
 
-from device_bench.testing import BatteryProfile, BatteryTruth, LoadTransition, LoopbackDevice
+from device_bench.testing import BatteryProfile, BatteryTruth, GaugeModel, LoadTransition, LoopbackDevice
+from device_bench.testing._battery import POLL_S
 from mobile_opt.errors import InputError
 
 BATTERY = "/sys/class/power_supply/battery"
@@ -121,7 +122,7 @@ def test_killed_command_releases_its_load(loopback):
     _wait_current(loopback, "-150000")
 
 
-@pytest.mark.parametrize("update_hz", [50.0, 200.0])
+@pytest.mark.parametrize("update_hz", [20.0, 100.0])
 def test_truth_ledger_integrates_a_known_on_time(tmp_path, update_hz):
     profile = BatteryProfile(update_hz=update_hz)
     with LoopbackDevice(tmp_path / "d", battery=profile) as device:
@@ -136,9 +137,9 @@ def test_truth_ledger_integrates_a_known_on_time(tmp_path, update_hz):
         time.sleep(0.2)
         t1 = time.monotonic()
         truth = device.battery_truth()
-    # Each edge is seen at the gauge's next update: at most one tick late, plus scheduling
-    # delay (generous: the suite shares two cores with other work).
-    late = 1.0 / update_hz + 0.15
+    # The truth polls load every POLL_S, whatever the gauge's refresh: each edge is at most one
+    # poll late, plus scheduling delay (generous: the suite shares two cores with other work).
+    late = POLL_S + 0.15
     (on, off) = truth.transitions
     assert (on.load, off.load) == (True, False)
     assert t_on <= on.t_monotonic <= t_on + late
@@ -173,4 +174,26 @@ def test_profile_validation():
         BatteryProfile(discharge_sign=0)
     with pytest.raises(InputError, match="update_hz"):
         BatteryProfile(update_hz=0)
+    with pytest.raises(InputError, match="only without a gauge"):
+        BatteryProfile(gauge=GaugeModel(), unit="mA")
+    with pytest.raises(InputError, match="status"):
+        BatteryProfile(status="charging")
+    with pytest.raises(InputError, match="name"):
+        BatteryProfile(name="usb")
+    with pytest.raises(InputError, match="name"):
+        BatteryProfile(name="../x")
     assert BatteryProfile().to_dict()["voltage_uv"] == 3_900_000
+    assert BatteryProfile(update_hz=10).to_dict()["gauge_model"]["refresh_period_s"] == 0.1
+
+
+def test_truth_and_its_power_trace_agree_on_excess_energy():
+    profile = BatteryProfile(resistance_mohm=150, gauge=GaugeModel(refresh_period_s=0.5, charger_ua=300_000))
+    on, off = LoadTransition(10.0, 0.0, True), LoadTransition(12.5, 0.0, False)
+    truth = BatteryTruth(profile.idle_power_w, profile.load_power_w, (on, off), profile, t_start=0.0)
+    # Sagged voltages: 3.9 V − 0.15 Ω · I.
+    assert truth.load_power_w - truth.idle_power_w == pytest.approx((3.9 - 0.09) * 0.6 - (3.9 - 0.0225) * 0.15)
+    for t0, t1 in ((0.0, 20.0), (11.0, 12.0), (12.0, 30.0), (13.0, 14.0)):
+        assert truth.power_trace().excess_energy_j(t0, t1) == pytest.approx(truth.excess_energy_j(t0, t1), abs=1e-12)
+    assert truth.gauge.charger_ua == 300_000 and truth.gauge.status == "Charging"
+    with pytest.raises(InputError, match="no profile"):
+        BatteryTruth(1.0, 2.0).power_trace()

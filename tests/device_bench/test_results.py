@@ -143,3 +143,29 @@ def test_read_jsonl_refuses_files_that_hold_no_results(tmp_path, content, messag
     path.write_bytes(content)
     with pytest.raises(InputError, match=message):
         read_jsonl(path)
+
+def test_histogram_is_log_spaced_nested_and_counts_every_sample():
+    rng = np.random.default_rng(1)
+    samples = rng.lognormal(mean=7.0, sigma=0.5, size=5000)
+    hist = LatencyStats.from_samples(samples.tolist()).histogram
+    edges, counts = hist["edges_us"], hist["counts"]
+    assert set(hist) == {"edges_us", "counts"}
+    assert len(edges) == len(counts) + 1 and 1 < len(counts) <= 60
+    assert sum(counts) == 5000 and edges[0] <= samples.min() and samples.max() < edges[-1]
+    ratios = [b / a for a, b in zip(edges, edges[1:])]
+    assert max(ratios) == pytest.approx(min(ratios), rel=1e-9)  # one log step
+    # Edges lie on a grid of 10**(k/G): a narrower distribution's edges are on a finer grid
+    # that contains this one's, so two runs' counts can be merged to a common grid.
+    steps_per_decade = round(1 / math.log10(ratios[0]))
+    assert all(abs(math.log10(e) * steps_per_decade - round(math.log10(e) * steps_per_decade)) < 1e-6
+               for e in edges)
+    tight = LatencyStats.from_samples([1000.0, 1001.0, 1002.0]).histogram
+    assert sum(tight["counts"]) == 3 and len(tight["counts"]) >= 1
+
+
+def test_statistics_from_the_tool_never_invent_p90_p99():
+    stats = LatencyStats.from_tool(100, mean_us=1.0, std_us=0.1, min_us=0.5, max_us=2.0,
+                                   p5_us=0.6, p50_us=1.0, p95_us=1.5, source="result_proto")
+    assert stats.p90_us is None and stats.p99_us is None and stats.histogram is None
+    assert "p90/p99" in stats.unavailable and "result proto" in stats.unavailable
+    assert LatencyStats(**stats.to_dict()) == stats

@@ -33,6 +33,25 @@ def test_host_by_default_json_out_plot(tiny_model, tmp_path):
     assert all(r["device"]["serial"] == "host" for r in rows)
     assert len(read_jsonl(out)) == 4
     assert plot.read_bytes().startswith(b"\x89PNG")
+    latency = rows[0]["latency"]
+    assert latency["source"] == "samples" and latency["p90_us"] <= latency["p99_us"]
+    assert sum(latency["histogram"]["counts"]) == latency["count"]
+
+
+def test_raw_samples_only_when_asked(tiny_model):
+    lean = json.loads(bench(str(tiny_model), *QUICK, "--json").output)["results"][0]
+    assert lean["samples_us"] == [] and lean["latency"]["histogram"]["counts"]
+    edges = lean["latency"]["histogram"]["edges_us"]
+    assert len(edges) == len(lean["latency"]["histogram"]["counts"]) + 1 <= 61
+    full = json.loads(bench(str(tiny_model), *QUICK, "--samples", "--json").output)["results"][0]
+    assert len(full["samples_us"]) == full["latency"]["count"]
+
+
+def test_table_says_how_many_runs_and_why(tiny_model):
+    result = bench(str(tiny_model), "--runs", "3", "--min-secs", "0")
+    assert result.exit_code == 0, result.output
+    assert "runs" in result.output and "3 timed runs: --num_runs 3" in result.output
+    assert "--min-secs" in bench("--help").output and "BOTH" in bench("--help").output
 
 
 def test_host_table_and_compare(tiny_model, tmp_path):
@@ -77,7 +96,9 @@ def test_missing_binary_is_an_error(tiny_model, tmp_path):
     [(["--backends", "tpu"], "backends"),
      (["--threads", "one"], "comma-separated ints"),
      (["--runs", "0"], "--runs"),
-     (["--threads", ","], "at least one")],
+     (["--threads", ","], "at least one"),
+     (["--energy", "--battery", "a/b"], "battery"),
+     (["--cooldown-to", "-100"], "--cooldown-to")],
 )
 def test_usage_errors_exit_2(tiny_model, args, message):
     result = bench(str(tiny_model), *args)
