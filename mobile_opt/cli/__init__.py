@@ -27,6 +27,7 @@ _COMMANDS = {
     "devices": "devices:devices",
     "bench": "bench:bench",
     "auto": "auto:auto",
+    "report": "report:report",
     "tools": "tools:tools",
 }
 
