@@ -98,8 +98,9 @@ def key_figures(inputs: Sequence[ReportInput]) -> str:
         elif inp.kind == "demo":
             models = inp.data["models"]
             last = models[-1]
-            cards.append((f"{last['coded_bytes']:,} B", f"coded size of {escape(last['name'])} "
-                          f"({models[0]['raw_bytes'] / last['coded_bytes']:.1f}× smaller than {escape(models[0]['name'])} raw)"))
+            cards.append((f"{models[0]['raw_bytes'] / last['coded_bytes']:.1f}× smaller",
+                          f"{escape(last['name'])}: {last['coded_bytes']:,} B coded vs {escape(models[0]['name'])} "
+                          f"{models[0]['raw_bytes']:,} B raw"))
             cards.append((f"{last['accuracy']:.4f}", f"top-1 of {escape(last['name'])} (LiteRT) vs "
                           f"{models[0]['accuracy']:.4f} for {escape(models[0]['name'])}"))
         elif inp.kind == "auto" and inp.data.get("chosen"):

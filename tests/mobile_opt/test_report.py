@@ -159,3 +159,23 @@ def test_unrecognised_input_is_exit_2_and_names_the_kinds(tmp_path):
     assert not (tmp_path / "r.html").exists()
     with pytest.raises(InputError, match="output directory does not exist"):
         write_report([other], tmp_path / "missing" / "r.html")
+
+
+@pytest.mark.slow
+def test_auto_pareto_front_and_chosen_point(tmp_path):
+    from mobile_opt.auto import auto_optimize
+    from mobile_opt.datasets import load_dataset
+
+    keras = _tf.keras()
+    keras.utils.set_random_seed(0)
+    train, val = load_dataset("fashion-mnist", input_shape=(28, 28), train_samples=1000, val_samples=300)
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                              keras.layers.Dense(48, activation="relu", name="fc1"),
+                              keras.layers.Dense(10, activation="softmax", name="fc2")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(*train, epochs=2, verbose=0)
+    result = auto_optimize(model, train, val, max_accuracy_drop=5.0, n_trials=2, output_dir=tmp_path / "auto")
+    assert result.chosen is not None, result.message
+    html = write_report([tmp_path / "auto" / "pareto.json"], tmp_path / "r.html").read_text()
+    assert "auto: Pareto front" in html and f"<b>chosen</b> {result.chosen.number}" in html
+    assert f"{result.chosen.coded_bytes:,}" in html and "data:image/png;base64," in html
