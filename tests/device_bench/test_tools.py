@@ -225,3 +225,18 @@ def test_cli_install_offline_is_exit_1_with_the_url(tmp_path, closed_port):
     assert result.exit_code == 1
     assert f"http://127.0.0.1:{closed_port}/m/android_aarch64_benchmark_model" in result.output
     assert "--from FILE" in result.output
+
+
+def test_cli_install_for_a_device_detects_its_abi_and_runs_help(fake_tool, loopback, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # direct: keeps its adb key under HOME
+    source = tmp_path / "benchmark_model"
+    source.write_bytes(fake_tool)
+    cache = tmp_path / "cache"
+    result = CliRunner().invoke(cli, ["tools", "install", "--device", f"direct:{loopback.serial}", "--from",
+                                      str(source), "--cache-dir", str(cache)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "installed benchmark_model for arm64-v8a" in result.output and "--help ok" in result.output
+    assert (cache / "arm64-v8a" / "benchmark_model").read_bytes() == fake_tool
+    wrong = CliRunner().invoke(cli, ["tools", "install", "--device", f"direct:{loopback.serial}", "--abi", "x86",
+                                     "--from", str(source), "--cache-dir", str(cache)])
+    assert wrong.exit_code == 2 and "does not match the device's ABI" in wrong.output
