@@ -76,14 +76,27 @@ def results(tmp_path_factory):
     return {"bench": bench, "analyze": size, "optimize": summary, "small": small, "large": large}
 
 
-def _chromium(html: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
+def _chromium(html: Path, tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Runs headless Chromium on `html`; returns the run and the http(s)/ws URLs the page asked for.
+
+    Nothing can leave the machine (every host name resolves to NOTFOUND); Chromium's net log
+    records each request, and those the page made carry its origin, unlike the browser's own
+    (update checks and the like, logged with initiator "not an origin").
+    """
+    netlog = tmp_path / f"netlog-{len(list(tmp_path.glob('netlog-*')))}.json"
+    run = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-extensions",
          f"--user-data-dir={tmp_path / 'chromium-profile'}", "--enable-logging=stderr", "--v=0",
-         *extra, html.as_uri()],
+         "--host-resolver-rules=MAP * ~NOTFOUND", f"--log-net-log={netlog}", *extra, html.as_uri()],
         capture_output=True, text=True, timeout=180,
     )
+    log = json.loads(netlog.read_text())
+    start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    requests = [e["params"]["url"] for e in log["events"] if e["type"] == start and "url" in e.get("params", {})
+                and e["params"].get("initiator") != "not an origin"
+                and e["params"]["url"].startswith(("http:", "https:", "ws:", "wss:"))]
+    return run, requests
 
 
 def _console_errors(stderr: str) -> list[str]:
@@ -91,7 +104,6 @@ def _console_errors(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
 
 
-@pytest.mark.slow  # the module's inputs take ~25 s to make
 def test_each_input_kind_is_recognised_by_content(results):
     assert [load_input(results[k]).kind for k in ("bench", "analyze", "optimize")] == ["bench", "analyze", "optimize"]
 
@@ -109,13 +121,14 @@ def test_page_loads_in_chromium_without_errors_or_network_and_shows_the_key_figu
     assert "<script" not in html and "<link" not in html and "@import" not in html
 
     shot = tmp_path / "report.png"
-    rendered = _chromium(out, tmp_path, "--hide-scrollbars", "--window-size=1200,2400", f"--screenshot={shot}")
+    rendered, requests = _chromium(out, tmp_path, "--hide-scrollbars", "--window-size=1200,2400",
+                                   f"--screenshot={shot}")
     assert rendered.returncode == 0, rendered.stderr[-2000:]
-    assert _console_errors(rendered.stderr) == []
+    assert _console_errors(rendered.stderr) == [] and requests == []
     assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 50_000
 
-    dom = _chromium(out, tmp_path, "--dump-dom")
-    assert dom.returncode == 0 and _console_errors(dom.stderr) == []
+    dom, requests = _chromium(out, tmp_path, "--dump-dom")
+    assert dom.returncode == 0 and _console_errors(dom.stderr) == [] and requests == []
     text = re.sub(r"<[^>]+>", " ", dom.stdout)
     rows = [json.loads(line) for line in results["bench"].read_text().splitlines()]
     assert {Path(r["model_path"]).name for r in rows} == {"small.tflite", "large.tflite"}
@@ -130,10 +143,13 @@ def test_page_loads_in_chromium_without_errors_or_network_and_shows_the_key_figu
 
 
 @requires_chromium
-def test_the_console_check_catches_a_console_error(tmp_path):
+def test_the_checks_catch_a_console_error_and_a_network_request(tmp_path):
     page = tmp_path / "bad.html"
-    page.write_text("<!DOCTYPE html><html><body><script>console.error('broken figure')</script></body></html>")
-    assert any("broken figure" in line for line in _console_errors(_chromium(page, tmp_path, "--dump-dom").stderr))
+    page.write_text("<!DOCTYPE html><html><body><img src='http://example.invalid/figure.png'>"
+                    "<script>console.error('broken figure')</script></body></html>")
+    run, requests = _chromium(page, tmp_path, "--dump-dom")
+    assert any("broken figure" in line for line in _console_errors(run.stderr))
+    assert requests == ["http://example.invalid/figure.png"]
 
 
 @pytest.mark.slow  # the module's inputs take ~25 s to make
