@@ -103,7 +103,7 @@ def source_url(abi: str, base_url: str | None = None) -> str:
     if abi not in _FILE_NAME:
         raise InputError(
             f"no prebuilt benchmark_model for this ABI; known: {sorted(_FILE_NAME)}. "
-            f"Received: abi={abi!r}. Pass a binary with --from FILE."
+            f"Received: abi={abi!r}. Pass a build of it with `bench --benchmark-binary FILE`."
         )
     base = (base_url or os.environ.get(ENV_URL) or DEFAULT_BASE_URL).rstrip("/")
     return f"{base}/{_FILE_NAME[abi]}"

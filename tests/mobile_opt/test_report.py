@@ -19,7 +19,6 @@ from click.testing import CliRunner
 
 import converters
 from device_bench import benchmark, connect
-from device_bench.results import write_jsonl
 from device_bench.testing import LoopbackDevice
 from device_bench.testing.fake_benchmark_model import install
 from mobile_opt import _tf
