@@ -110,14 +110,9 @@ def prepare_binary(
                 f"{device.serial} reports no ro.product.cpu.abi, so no benchmark binary can be "
                 "chosen. Pass one with --benchmark-binary."
             )
-        binary = Path(cache_dir or default_cache_dir()) / abi / "benchmark_model"
-        if not binary.is_file():
-            raise BenchmarkError(
-                f"no benchmark binary for ABI {abi} at {binary}. Download TFLite's prebuilt "
-                "benchmark_model for Android (nightly 'android_aarch64_benchmark_model' for "
-                f"arm64-v8a, 'android_arm_benchmark_model' for armeabi-v7a) to that path, or "
-                "pass it with --benchmark-binary."
-            )
+        from device_bench.tools import ensure_binary  # late: tools imports this module
+
+        binary = ensure_binary(abi, device=device, cache_dir=cache_dir)
     if abi:
         _check_elf(binary, abi)
     sha = sha256(binary)

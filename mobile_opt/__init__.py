@@ -34,6 +34,7 @@ _EXPORTS = {
     "load_model": "models",
     "save_model": "models",
     "load_recipe": "recipe",
+    "write_report": "report",
 }
 
 __all__ = sorted([*_EXPORTS, "MobileOptError", "__version__"])

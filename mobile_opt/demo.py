@@ -23,6 +23,7 @@ from mobile_opt.models import save_model
 from mobile_opt.pipeline import Pipeline, PipelineResult
 from mobile_opt.pruning import prune
 from mobile_opt.quantization import quantize
+from mobile_opt.report import write_report
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -76,11 +77,12 @@ def run_demo(
     runs: int = 50,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> DemoResult:
-    """Runs the built-in job and writes its models and `summary.json` to `out_dir`.
+    """Runs the built-in job and writes its models, `summary.json` and `report.html` to `out_dir`.
 
     Args:
-        out_dir: where to write `baseline.keras`, `fp32.tflite`,
-            `compressed.tflite` and `summary.json` (default "mobile-opt-demo").
+        out_dir: where to write `baseline.keras`, `fp32.tflite`, `compressed.tflite`,
+            `summary.json`, `compressed.size.json` (`analyze --json` of the compressed
+            model) and `report.html` (`mobile-opt report` of both) (default "mobile-opt-demo").
         quick: train on 5,000 images for one epoch instead of 20,000 for three
             (default False; for smoke tests).
         device: device serial to benchmark on ("host" default; None skips the
@@ -121,6 +123,9 @@ def run_demo(
                 dev, [Path(f.path) for f in figures], run=device_bench.RunSettings(runs=runs)))
     demo = DemoResult(result, tuple(figures), benchmarks, str(out))
     (out / "summary.json").write_text(json.dumps(demo.to_dict(), indent=2, default=str))
+    write_report([out / "summary.json", out / "compressed.size.json"], out / "report.html",
+                 command=f"mobile-opt demo --out {out}" + (" --quick" if quick else "")
+                 + f" --device {device or 'none'} --runs {runs}")
     return demo
 
 
@@ -144,7 +149,9 @@ def _train_and_compress(out: Path, quick: bool, progress) -> tuple[PipelineResul
     for name, blob in (("fp32", fp32), ("compressed", result.tflite)):
         path = out / f"{name}.tflite"
         path.write_bytes(blob)
-        size = converters.analyze(blob)
+        size = converters.analyze(path)
         acc = converters.evaluate(blob, (xv, yv)).accuracy
         figures.append(ModelFigures(name, str(path), size.raw_bytes, size.gzip_bytes, size.coded_bytes, acc))
+    # `size` is the compressed model's analysis (the loop's last): the report's size section.
+    (out / "compressed.size.json").write_text(json.dumps(size.to_dict(), indent=2))
     return result, figures

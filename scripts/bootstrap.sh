@@ -12,13 +12,15 @@ sudo_cmd=""
 [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
 
 # Debian packages: Fashion-MNIST (nothing is downloaded from dataset hubs) and, for the
-# device tests, the real adb client/server the loopback device is checked against.
+# tests, the real adb client/server the loopback device is checked against and chromium.
 missing=()
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || missing+=(dataset-fashion-mnist)
 if [ "$with_tests" = 1 ]; then
   command -v adb >/dev/null 2>&1 || missing+=(adb)
   command -v mksh >/dev/null 2>&1 || missing+=(mksh)
   command -v busybox >/dev/null 2>&1 || missing+=(busybox)
+  # The report test renders the HTML page in a real browser (headless).
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${missing[*]}"

@@ -17,3 +17,14 @@ def tiny_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "tiny.tflite"
     path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, x)).convert())
     return path
+
+
+@pytest.fixture(autouse=True)
+def _no_tool_downloads(monkeypatch):
+    """No test fetches benchmark_model from the internet: the default mirror is a closed port."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("MOBILE_OPT_TOOLS_URL", f"http://127.0.0.1:{port}/no-downloads-in-tests")

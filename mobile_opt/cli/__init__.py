@@ -27,6 +27,8 @@ _COMMANDS = {
     "devices": "devices:devices",
     "bench": "bench:bench",
     "auto": "auto:auto",
+    "report": "report:report",
+    "tools": "tools:tools",
 }
 
 

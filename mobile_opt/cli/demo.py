@@ -37,7 +37,7 @@ def _bench_table(demo) -> Table:
 
 @click.command()
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("mobile-opt-demo"), show_default=True,
-              help="Where to write the models and summary.json.")
+              help="Where to write the models, summary.json and report.html.")
 @click.option("--device", default="host", show_default=True,
               help="Device to benchmark on (serial, 'auto', 'direct:HOST:PORT', 'host'); 'none' skips it.")
 @click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Benchmark runs per model.")
@@ -59,5 +59,5 @@ def demo(out_dir, device, runs, quick, as_json):
     if result.benchmarks:
         console.print(_bench_table(result))
     console.print(f"Compressed model: {result.models[-1].path} — {result.compression_ratio:.1f}× smaller than "
-                  f"fp32 when entropy-coded. Summary: {Path(result.out_dir) / 'summary.json'}", soft_wrap=True,
-                  markup=False)
+                  f"fp32 when entropy-coded. Summary: {Path(result.out_dir) / 'summary.json'}; report: "
+                  f"{Path(result.out_dir) / 'report.html'}", soft_wrap=True, markup=False)

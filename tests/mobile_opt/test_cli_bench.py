@@ -88,7 +88,8 @@ def test_missing_binary_is_an_error(tiny_model, tmp_path):
         result = bench(str(tiny_model), "--device", f"direct:{device.serial}",
                        "--cache-dir", str(tmp_path / "empty"))
     assert result.exit_code == 1
-    assert "no benchmark binary for ABI arm64-v8a" in result.output
+    assert "android_aarch64_benchmark_model failed" in result.output
+    assert "mobile-opt tools install --abi arm64-v8a --from FILE" in result.output
 
 
 @pytest.mark.parametrize(

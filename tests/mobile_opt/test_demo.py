@@ -28,3 +28,6 @@ def test_demo_trains_compresses_converts_analyses_and_benchmarks(tmp_path):
     assert all(s["ok"] for s in summary["pipeline"]["stages"]), summary["pipeline"]["stages"]
     assert {b["status"] for b in summary["benchmarks"]} == {"ok"}
     assert all(b["latency"]["p50_us"] > 0 for b in summary["benchmarks"])
+    report = (tmp_path / "report.html").read_text()
+    assert f"{compressed['coded_bytes']:,} B" in report and "Compression pipeline" in report
+    assert "report.html" in proc.stdout
