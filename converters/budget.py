@@ -10,11 +10,14 @@ Budgets live in pyproject.toml:
     max_gzip = "600KB"
     max_coded = "50KB"
     max_macs = "1.2M"
+    max_p50_ms = { "Pixel 7" = 12.0, "*" = 20 }   # median latency per device model
 
 Sizes: a number with an optional unit, B, KB/MB/GB (powers of 1000) or KiB/MiB/GiB
 (powers of 1024), case-insensitive: "50KB" = 50,000, "1.5MiB" = 1,572,864, "200000".
 MAC counts: a number with an optional K/M/G (powers of 1000) suffix. A glob that
-matches no file is a failure, never a silent pass.
+matches no file is a failure, never a silent pass. `max_p50_ms` (a number for every device
+model, or a table from `ro.product.model` to milliseconds, "*" for the others) is checked
+against benchmark results by `mobile-opt check --results` (`device_bench.latency_budget`).
 
 `BudgetReport.to_dict()` keys: {"ok", "results": [{"path", "pattern", "metric", "limit",
 "actual", "ok", "note"}]}; metric is "raw_bytes", "gzip_bytes", "coded_bytes", "macs" or
@@ -26,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import glob
+import math
 import os
 import re
 import tomllib
@@ -132,16 +136,20 @@ class Budget:
     max_gzip_bytes: int | None = None
     max_coded_bytes: int | None = None
     max_macs: int | None = None
+    max_p50_ms: tuple[tuple[str, float], ...] = ()  # (device model or "*", ms)
 
     def __post_init__(self) -> None:
         if not isinstance(self.pattern, str) or not self.pattern.strip():
             raise InputError(f"A budget needs a path glob. Received: pattern={self.pattern!r}")
         limits = self.limits()
-        if not limits:
+        if not limits and not self.max_p50_ms:
             raise InputError(
                 f"The budget for {self.pattern!r} sets no limit; give at least one of "
-                "max_raw, max_gzip, max_coded, max_macs."
+                "max_raw, max_gzip, max_coded, max_macs, max_p50_ms."
             )
+        for model, ms in self.max_p50_ms:
+            if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not 0 < ms < math.inf:
+                raise InputError(f"max_p50_ms must be positive milliseconds. Received: max_p50_ms[{model!r}]={ms!r}")
         for field, value in limits.items():
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise InputError(f"{field} must be a positive int. Received: {field}={value!r}")
@@ -161,7 +169,7 @@ class Budget:
         """
         if not isinstance(entry, dict):
             raise InputError(f"{where} must be a table. Received: {entry!r}")
-        allowed = ["path", *_CONFIG_KEYS]
+        allowed = ["path", *_CONFIG_KEYS, "max_p50_ms"]
         for key in entry:
             if key not in allowed:
                 close = difflib.get_close_matches(key, allowed, n=1)
@@ -174,7 +182,9 @@ class Budget:
             if key in entry:
                 parse = parse_count if key == "max_macs" else parse_size
                 kwargs[field] = parse(entry[key], f"{where}.{key}")
-        return cls(pattern=entry["path"], **kwargs)
+        p50 = entry.get("max_p50_ms", {})
+        p50 = p50 if isinstance(p50, dict) else {"*": p50}
+        return cls(pattern=entry["path"], max_p50_ms=tuple((str(k), v) for k, v in p50.items()), **kwargs)
 
 
 @dataclasses.dataclass(frozen=True)

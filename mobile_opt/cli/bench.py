@@ -138,18 +138,26 @@ def _render(results, comparisons) -> None:
                    "benchmark_model].")
 @click.option("--adb-port", type=click.IntRange(1, 65535), default=None,
               help="adb server port [default: $ANDROID_ADB_SERVER_PORT or 5037].")
+# CI gate on --compare (device_bench.regression); its reports are `check`'s formats.
+@click.option("--fail-on-regression", "regression", metavar="PCT", default=None,
+              help="With --compare: exit 1 when a median latency (or energy per inference) is "
+                   "slower by more than PCT (e.g. 5%) and significantly so (Mann–Whitney U).")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the regression gates as JUnit XML to this file.")
 @handle_errors
 def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy, baseline_s,
           cooldown_s, run_timeout_s, op_profiling, out, plot_path, compare_path, as_json, benchmark_binary,
-          cache_dir, adb_port) -> None:
+          cache_dir, adb_port, regression, junit_path) -> None:
     """Benchmark MODELS (.tflite) on a device: latency percentiles, delegates, energy.
 
-    Exit code 1 when any run failed (unsupported backends are reported, not failures).
+    Exit code 1 when any run failed (unsupported backends are reported, not failures), or
+    with --fail-on-regression when a pair got significantly slower than in --compare.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     from device_bench import benchmark, compare, connect, connect_all, read_jsonl
 
+    threshold = _regression_threshold(regression, compare_path, junit_path)
     old = read_jsonl(compare_path) if compare_path is not None else None
     if out is not None and not out.parent.is_dir():
         raise InputError(f"--out directory does not exist. Received: out={str(out)!r}")
@@ -188,6 +196,11 @@ def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy
             device.close()
 
     comparisons = compare(old, results) if old is not None else None
+    gate = None
+    if threshold is not None:
+        from device_bench.regression import check_regressions
+
+        gate = check_regressions(old, results, threshold=threshold)
     if plot_path is not None:
         from device_bench import plot_latency
 
@@ -199,11 +212,44 @@ def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy
         data = {"results": [r.to_dict() for r in results]}
         if comparisons is not None:
             data["comparison"] = [c.to_dict() for c in comparisons]
+        if gate is not None:
+            data["regression"] = gate.to_dict()
         print_json(data)
     else:
         _render(results, comparisons)
-    if any(r.status == "failed" for r in results):
+    if gate is not None:
+        _report_gate(gate, junit_path, as_json)
+    if any(r.status == "failed" for r in results) or (gate is not None and not gate.ok):
         raise SystemExit(1)
+
+
+def _regression_threshold(regression, compare_path, junit_path) -> float | None:
+    if regression is None:
+        if junit_path is not None:
+            raise click.UsageError("--junit reports the --fail-on-regression gates; give that option too.")
+        return None
+    if compare_path is None:
+        raise click.UsageError("--fail-on-regression compares with old results; give --compare baseline.jsonl.")
+    from device_bench.regression import parse_threshold
+
+    return parse_threshold(regression)
+
+
+def _report_gate(gate, junit_path, as_json) -> None:
+    import os
+
+    from mobile_opt.cli.check import _github, _junit, _print_text
+
+    title = "mobile-opt latency gates"
+    if not as_json:
+        _print_text(gate, title, ("no significant regression", "significant regression(s)"))
+    if junit_path is not None:
+        try:
+            junit_path.write_text(_junit(gate, title, "latency") + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"Cannot write the JUnit report to {str(junit_path)!r}: {exc.strerror or exc}") from exc
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        _github(gate, title, "mobile-opt latency")
 
 
 def _run_all(executor_cls, benchmark, jobs, models, kwargs, results) -> None:
