@@ -12,8 +12,9 @@ Budgets live in pyproject.toml:
     max_macs = "1.2M"
     max_p50_ms = { "Pixel 7" = 12.0, "*" = 20 }   # median latency per device model
 
-Sizes: a number with an optional unit, B, KB/MB/GB (powers of 1000) or KiB/MiB/GiB
-(powers of 1024), case-insensitive: "50KB" = 50,000, "1.5MiB" = 1,572,864, "200000".
+Sizes: a number with an optional unit, B, KB/MB/GB or K/M/G (powers of 1000) or KiB/MiB/GiB
+(powers of 1024), case-insensitive: "50KB" = "50k" = 50,000, "1.5MiB" = 1,572,864, "200000".
+`parse_size` is the one size parser of the project (`mobile-opt auto --size-budget` uses it too).
 MAC counts: a number with an optional K/M/G (powers of 1000) suffix. A glob that
 matches no file is a failure, never a silent pass. `max_p50_ms` (a number for every device
 model, or a table from `ro.product.model` to milliseconds, "*" for the others) is checked
@@ -48,12 +49,13 @@ __all__ = [
     "parse_size",
 ]
 
+# The one size-unit table (`mobile_opt.auto` parses its size budget with `parse_size` too).
 _SIZE_UNITS = {
     "": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
-    "kib": 1024, "mib": 1024**2, "gib": 1024**3,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "k": 1000, "m": 1000**2, "g": 1000**3,
 }
 _COUNT_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3}
-_NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+_NUMBER = re.compile(r"^\s*(\d*\.?\d+(?:[eE][-+]?\d+)?)\s*([A-Za-z]*)\s*$")
 # TOML key -> Budget field
 _CONFIG_KEYS = {
     "max_raw": "max_raw_bytes",
@@ -100,7 +102,7 @@ def _display_units(units: dict[str, int]) -> list[str]:
 
 
 def parse_size(value: str | int, what: str = "size") -> int:
-    """Bytes from "50KB" (1000-based), "1.5MiB" (1024-based), "200000" or an int.
+    """Bytes from "50KB" or "50k" (1000-based), "1.5MiB" (1024-based), "200000" or an int.
 
     Raises:
         InputError: unreadable, unknown unit, or not positive.
@@ -109,7 +111,7 @@ def parse_size(value: str | int, what: str = "size") -> int:
         >>> parse_size("1.5MiB"), parse_size("50KB"), parse_size("200000")
         (1572864, 50000, 200000)
     """
-    return _parse(value, _SIZE_UNITS, what, '"50KB", "1.5MiB" or "200000"')
+    return _parse(value, _SIZE_UNITS, what, '"50KB", "50k", "1.5MiB" or "200000"')
 
 
 def parse_count(value: str | int, what: str = "count") -> int:

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 
 from converters import analyze, convert, evaluate
 from mobile_opt import _tf
-from mobile_opt._search_space import Sensitivity, parse_latency, parse_size
-from mobile_opt.auto import auto_optimize, pareto_front
+from converters.budget import parse_size
+from mobile_opt._search_space import Sensitivity, parse_latency
+from mobile_opt.auto import Constraints, auto_optimize, pareto_front
 from mobile_opt.datasets import load_fashion_mnist
 from mobile_opt.errors import ConstraintError, DataError
 
@@ -44,9 +45,11 @@ def trained(data, tmp_path_factory):
 
 
 @pytest.mark.parametrize("text, expected", [("50KB", 50_000), ("50 kb", 50_000), ("2KiB", 2048),
-                                            ("1.5MB", 1_500_000), (1234, 1234), ("777", 777)])
-def test_parse_size(text, expected):
+                                            ("1.5MB", 1_500_000), (1234, 1234), ("777", 777), ("50k", 50_000),
+                                            ("1.5M", 1_500_000)])
+def test_auto_and_check_share_one_size_parser(text, expected):
     assert parse_size(text) == expected
+    assert Constraints.parse(1.0, size_budget=text).size_budget == expected
 
 
 @pytest.mark.parametrize("text, expected", [("5ms", 5.0), ("800us", 0.8), ("0.01s", 10.0), (3, 3.0)])
@@ -57,7 +60,29 @@ def test_parse_latency(text, expected):
 @pytest.mark.parametrize("bad", ["50 parsecs", "-5KB", "0", "KB", "fifty"])
 def test_bad_size_is_a_constraint_error_that_says_what_to_do(bad):
     with pytest.raises(ConstraintError, match="Received: size_budget"):
-        parse_size(bad)
+        Constraints.parse(0.5, size_budget=bad)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"max_accuracy_drop": -0.1}, "max_accuracy_drop=-0.1"),
+    ({"max_accuracy_drop": float("nan")}, "max_accuracy_drop=nan"),
+    ({"max_accuracy_drop": True}, "max_accuracy_drop=True"),
+    ({"max_accuracy_drop": 0.5, "size_budget": 0}, "size_budget=0"),
+    ({"max_accuracy_drop": 0.5, "size_budget": 1.5}, "size_budget=1.5"),
+    ({"max_accuracy_drop": 0.5, "latency_budget_ms": -2.0}, "latency_budget_ms=-2.0"),
+])
+def test_constraints_are_validated(kwargs, match):
+    with pytest.raises(ConstraintError, match=match):
+        Constraints(**kwargs)
+
+
+def test_constraints_judge_a_record():
+    k = Constraints(0.5, size_budget=1000)
+    assert k.to_dict() == {"max_accuracy_drop": 0.5, "size_budget": 1000, "latency_budget_ms": None}
+    assert k.violations({"accuracy_drop_pp": 0.4, "coded_bytes": 900}) == {}
+    assert k.violations({"accuracy_drop_pp": 0.7, "coded_bytes": 1100}) == pytest.approx(
+        {"accuracy_drop_pp": 0.2, "coded_bytes": 100})
+    assert k.values({"accuracy_drop_pp": 0.7, "coded_bytes": 1100}) == pytest.approx([0.2, 100.0])
 
 
 def test_bad_latency_unit():
