@@ -30,18 +30,21 @@ class Measurer:
     """Runs one candidate end to end; remembers this process's models for the final pick."""
 
     def __init__(self, model, train, val, *, epochs, baseline_accuracy, device, constraints: Constraints,
-                 trial_dir: Path | None, sensitivity, cluster_layers):
+                 trial_dir: Path | None, sensitivity, cluster_layers, artifacts=None):
         self.model, self.train, self.val = model, train, val
         self.epochs, self.baseline_accuracy = epochs, baseline_accuracy
         self.device, self.constraints, self.trial_dir = device, constraints, trial_dir
         self.sensitivity, self.cluster_layers = sensitivity, cluster_layers
+        self.artifacts = artifacts  # an Optuna artifact store every worker reaches, or None
         self.memory: dict[int, tuple[Any, bytes]] = {}
         self.device_lost: str | None = None
+        self.current_trial_id: int | None = None  # the storage's id, to re-queue it after a DB outage
 
     def __call__(self, trial):
         import converters
         from mobile_opt.pipeline import Pipeline
 
+        self.current_trial_id = trial._trial_id  # Optuna's storages key trials by this id
         stages, recipe = space.suggest_stages(trial, self.sensitivity, self.model,
                                               cluster_layers=self.cluster_layers)
         done = study_io.same_params(trial)
@@ -78,6 +81,9 @@ class Measurer:
                 keras_path = self.trial_dir / f"trial_{trial.number}.keras"
                 _save_keras(result.model, keras_path)
                 record["tflite_path"], record["keras_path"] = str(tfl_path), str(keras_path)
+                if self.artifacts is not None:
+                    record.update(study_io.upload_trial_files(self.artifacts, trial,
+                                                              {"tflite": tfl_path, "keras": keras_path}))
             self.memory[trial.number] = (result.model, tflite)
             if self.device is not None:
                 record["latency_ms"], record["latency_note"] = measure_latency(self.device, tflite, f"trial_{trial.number}")

@@ -106,6 +106,7 @@ def auto_optimize(
     device=None,
     level: int = 1,
     storage: str | None = None,
+    artifact_store: Any = None,
     study_name: str | None = None,
     n_trials: int | None = None,
     timeout_s: float | None = None,
@@ -137,7 +138,13 @@ def auto_optimize(
             per stage (default 1).
         storage: an Optuna storage URL ("sqlite:///study.db", "postgresql://...");
             default: `sqlite:///<output_dir>/study.db` when `output_dir` is given,
-            else in memory (not resumable).
+            else in memory (not resumable). Workers on several machines share a study
+            through one PostgreSQL URL (`pip install 'mobile-opt[postgres]'`).
+        artifact_store: where trial models go so that every worker can fetch the chosen
+            one: a directory (an Optuna FileSystemArtifactStore; on a shared mount for
+            several machines) or any Optuna artifact store, e.g.
+            `optuna.artifacts.Boto3ArtifactStore("bucket")` for S3 (default None: trial
+            models stay in this worker's output_dir; needs output_dir).
         study_name: the study to create or resume (default "auto-<model name>").
         n_trials: total trials the study should hold (default by level); a resumed
             study only runs the missing ones.
@@ -182,6 +189,10 @@ def auto_optimize(
     for name, arrays in (("train data", train), ("validation data", val)):
         prepare_data(arrays, model, batch_size=256, shuffle=False, name=name)  # shapes fit the model
     out_dir = Path(output_dir) if output_dir is not None else None
+    if artifact_store is not None and out_dir is None:
+        raise InputError("artifact_store needs output_dir (trial models are written there first). "
+                         f"Received: artifact_store={artifact_store!r}, output_dir=None.")
+    artifacts = study_io.artifact_store(artifact_store, out_dir)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     if storage is None and out_dir is not None:
@@ -237,7 +248,7 @@ def auto_optimize(
         measurer = Measurer(model, train, val, epochs=_EPOCHS[level], baseline_accuracy=base_eval.accuracy,
                             device=dev, constraints=constraints,
                             trial_dir=out_dir / "trials" if out_dir is not None else None,
-                            sensitivity=sensitivity, cluster_layers=cluster_layers)
+                            sensitivity=sensitivity, cluster_layers=cluster_layers, artifacts=artifacts)
         finished = study_io.finished(study)
         remaining = max(0, total_trials - finished)
         logger.info("study %r: %d trial(s) already finished, %d to run", study_name, finished, remaining)
@@ -245,19 +256,15 @@ def auto_optimize(
         if progress is not None:
             progress(min(finished, total_trials), total_trials)
             callbacks.append(lambda s, t: progress(min(study_io.finished(s), total_trials), total_trials))
-        if remaining:
-            from optuna.trial import TrialState
-
-            # Workers sharing the study stop once it holds `total_trials` (running ones count).
-            callbacks.append(optuna.study.MaxTrialsCallback(
-                total_trials, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING)))
-            study.optimize(measurer, n_trials=remaining, timeout=timeout_s, catch=(MobileOptError,),
-                           callbacks=callbacks, gc_after_trial=True)
+        # Also with nothing left to start: other workers' running trials may still need retrying.
+        study_io.run_shared(study, measurer, total=total_trials, timeout_s=timeout_s, catch=(MobileOptError,),
+                            callbacks=callbacks, stopped=lambda: measurer.device_lost is not None,
+                            current_trial=lambda: measurer.current_trial_id)
     finally:
         if opened:
             dev.close()
     return _result(study, measurer, baseline, constraints, sensitivity, storage, study_name, out_dir,
-                   with_latency=dev is not None)
+                   with_latency=dev is not None, artifacts=artifacts)
 
 
 def _check_arrays(data, name: str):
@@ -303,7 +310,7 @@ def _enqueue_defaults(study, max_drop: float, cluster_layers: list[str]) -> None
 
 
 def _result(study, measurer, baseline, constraints: Constraints, sensitivity, storage, study_name, out_dir, *,
-            with_latency):
+            with_latency, artifacts=None):
     candidates = candidates_of(study, constraints)
     front = pareto_front(candidates, with_latency)
     chosen, closest, message = choose(candidates, constraints, baseline["raw_bytes"])
@@ -313,10 +320,16 @@ def _result(study, measurer, baseline, constraints: Constraints, sensitivity, st
     model, tflite = None, None
     if chosen is not None:
         model, tflite = measurer.memory.get(chosen.number, (None, None))
-        if tflite is None and chosen.tflite_path and Path(chosen.tflite_path).is_file():
-            tflite = Path(chosen.tflite_path).read_bytes()
-        if model is None and chosen.keras_path and Path(chosen.keras_path).is_file():
-            model = _load_trial_model(chosen.keras_path)
+        local = {"tflite": chosen.tflite_path, "keras": chosen.keras_path}
+        for name in local if model is None else ():
+            # Measured by another worker (or an earlier run): its files, else the artifact store's.
+            if not (local[name] and Path(local[name]).is_file()) and out_dir is not None:
+                dest = out_dir / "trials" / f"trial_{chosen.number}.{name}"
+                local[name] = study_io.fetch_trial_file(artifacts, study, chosen.number, name, dest)
+        if tflite is None and local["tflite"] and Path(local["tflite"]).is_file():
+            tflite = Path(local["tflite"]).read_bytes()
+        if model is None and local["keras"] and Path(local["keras"]).is_file():
+            model = _load_trial_model(str(local["keras"]))
     result = AutoResult(
         baseline=baseline, constraints=constraints, candidates=tuple(candidates),
         pareto=tuple(c.number for c in front), chosen=chosen, closest=closest, message=message,

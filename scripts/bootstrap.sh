@@ -12,13 +12,15 @@ sudo_cmd=""
 [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
 
 # Debian packages: Fashion-MNIST (nothing is downloaded from dataset hubs) and, for the
-# device tests, the real adb client/server the loopback device is checked against.
+# device tests, the real adb client/server the loopback device is checked against; for the
+# shared-study tests, a PostgreSQL 15 server (the tests start a throwaway cluster themselves).
 missing=()
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || missing+=(dataset-fashion-mnist)
 if [ "$with_tests" = 1 ]; then
   command -v adb >/dev/null 2>&1 || missing+=(adb)
   command -v mksh >/dev/null 2>&1 || missing+=(mksh)
   command -v busybox >/dev/null 2>&1 || missing+=(busybox)
+  [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${missing[*]}"
@@ -33,6 +35,6 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv --system-site-packages .venv
 fi
 extras=""
-[ "$with_tests" = 1 ] && extras="[test]"
+[ "$with_tests" = 1 ] && extras="[test,postgres]"
 .venv/bin/python -m pip install --disable-pip-version-check -q -e ".${extras}"
 echo "bootstrap: ready (.venv/bin/mobile-opt)"
