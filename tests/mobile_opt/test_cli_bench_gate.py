@@ -118,7 +118,7 @@ def test_check_results_latency_budget(rig, tmp_path):
                           f'max_p50_ms = {{ "Loopback" = {limit!r}, "Pixel 7" = 1.0 }}\n')
         result = run("check", "--config", config, "--results", rig.baseline, "--format", "json")
         assert result.exit_code == code, result.output
-        rows = json.loads(result.output.split("\n", 1)[1] if result.output.startswith("max_") else result.output)
+        rows = json.loads(result.output)
         by_where = {r["pattern"]: r for r in rows["results"]}
         assert by_where["Pixel 7"]["status"] == "not testable"  # no such device in the results
         assert by_where["Loopback cpu×1"]["status"] == status.lower()
