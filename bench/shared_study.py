@@ -35,6 +35,7 @@ def _postgres_helpers():
     # One implementation of "start a throwaway PostgreSQL": the tests' (tests/mobile_opt/conftest.py).
     spec = importlib.util.spec_from_file_location("_mobile_opt_test_conftest", ROOT / "tests/mobile_opt/conftest.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 

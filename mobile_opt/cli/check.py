@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from mobile_opt.cli._common import console, handle_errors, print_json
+from mobile_opt.cli._common import console, handle_errors, print_json, stderr_console
 
 _METRIC_NAMES = {"raw_bytes": "raw", "gzip_bytes": "gzip", "coded_bytes": "coded", "macs": "MACs", "match": "match",
                  "p50_latency": "p50", "energy": "energy"}
@@ -118,7 +118,7 @@ def _check_all(budgets: list, root: str, results_path: str | None) -> Any:
 
         rows += check_latency_budgets(budgets, read_jsonl(Path(results_path)), root=root)
     elif any(b.max_p50_ms for b in budgets):
-        console.print("[yellow]max_p50_ms budgets not checked: pass --results results.jsonl[/]")
+        stderr_console.print("[yellow]max_p50_ms budgets not checked: pass --results results.jsonl[/]")
     if not rows:
         raise click.UsageError("Nothing to check: these budgets set only max_p50_ms; pass --results.")
     return BudgetReport(results=tuple(rows), ok=all(r.ok for r in rows))

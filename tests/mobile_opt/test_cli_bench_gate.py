@@ -124,6 +124,8 @@ def test_check_results_latency_budget(rig, tmp_path):
         assert by_where["Loopback cpu×1"]["status"] == status.lower()
         text = run("check", "--config", config, "--results", rig.baseline)
         assert status in text.output and "not testable" in text.output
+    without = run("check", "--config", config)  # only latency budgets, nothing to check them on
+    assert without.exit_code == 2 and "pass --results" in without.output
 
 
 def _median_ms(path):
