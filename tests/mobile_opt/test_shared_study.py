@@ -10,7 +10,6 @@ trial goes stale in ~5 s.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
