@@ -143,6 +143,7 @@ def _pushed(phone: LoopbackDevice) -> bool:
     return any(p.stat().st_size > 0 for p in (phone.root / "data/local/tmp/mobile_opt").glob("*/model.tflite"))
 
 
+@pytest.mark.slow
 def test_loopback_farm_survives_a_device_stopped_mid_run(phones, models, tmp_path):
     from device_bench import benchmark
 
@@ -181,6 +182,7 @@ def test_loopback_farm_survives_a_device_stopped_mid_run(phones, models, tmp_pat
     assert len(moved) == 3 and all(f"after {lost} was lost" in r.warnings[-1] for r in moved)
 
 
+@pytest.mark.slow
 def test_cli_bench_on_a_device_list_with_shard(phones, models, tmp_path):
     from mobile_opt.cli import cli
 
