@@ -318,7 +318,7 @@ def run_shared(study, objective, *, total: int, timeout_s: float | None, catch: 
             return
         # Other workers are measuring: wait until they finish, or their heartbeats go stale
         # (then their trials are failed and re-queued here).
-        time.sleep(_heartbeat_s())
+        time.sleep(min(5, _heartbeat_s()))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             optuna().storages.fail_stale_trials(study)
