@@ -135,3 +135,18 @@ def _median_ms(path):
 
     (result,) = read_jsonl(path)
     return statistics.median(result.samples_us) / 1000
+
+
+@pytest.mark.slow
+def test_energy_gate_on_the_loopback_battery(rig):
+    """Energy per inference from the loopback's simulated fuel gauge: the ~50× heavier model
+    costs far more per inference (regressed), a rerun of the same model does not."""
+    energy = ["--energy", "--baseline", "1", "--min-secs", "3"]  # ≥ 3 one-second bins give a spread
+    base = rig.root / "energy-base.jsonl"
+    assert rig.bench(rig.models["noise"], *energy, "--out", base, "--json").exit_code == 0
+    for case, fails in (("slow", True), ("noise", False)):
+        result = rig.bench(rig.models[case], *energy, "--compare", base, *GATE, "--json")
+        assert result.exit_code == (1 if fails else 0), result.output
+        checks = {c["metric"]: c for c in json.loads(result.output)["regression"]["results"]}
+        assert checks["energy"]["status"] == ("regressed" if fails else "ok"), checks["energy"]
+        assert checks["energy"]["p_value"] is not None and "standard errors" in checks["energy"]["note"]
