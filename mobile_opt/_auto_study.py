@@ -93,13 +93,14 @@ def _retried(trials) -> set[int]:
 
 
 def finished(study, *, running: bool = False) -> int:
-    """Trials that count towards the study's total: complete, or failed and not retried
-    (a retried trial is counted once, as its retry), and with `running` the running ones."""
+    """Trials that count towards the study's total: complete, pruned (stopped early, it used
+    its share too), or failed and not retried (a retried trial is counted once, as its
+    retry), and with `running` the running ones."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
     retried = _retried(trials)
-    states = (TrialState.COMPLETE, TrialState.FAIL) + ((TrialState.RUNNING,) if running else ())
+    states = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED) + ((TrialState.RUNNING,) if running else ())
     return sum(t.state in states and not (t.state == TrialState.FAIL and t.number in retried) for t in trials)
 
 
