@@ -10,11 +10,15 @@ Budgets live in pyproject.toml:
     max_gzip = "600KB"
     max_coded = "50KB"
     max_macs = "1.2M"
+    max_p50_ms = { "Pixel 7" = 12.0, "*" = 20 }   # median latency per device model
 
-Sizes: a number with an optional unit, B, KB/MB/GB (powers of 1000) or KiB/MiB/GiB
-(powers of 1024), case-insensitive: "50KB" = 50,000, "1.5MiB" = 1,572,864, "200000".
+Sizes: a number with an optional unit, B, KB/MB/GB or K/M/G (powers of 1000) or KiB/MiB/GiB
+(powers of 1024), case-insensitive: "50KB" = "50k" = 50,000, "1.5MiB" = 1,572,864, "200000".
+`parse_size` is the one size parser of the project (`mobile-opt auto --size-budget` uses it too).
 MAC counts: a number with an optional K/M/G (powers of 1000) suffix. A glob that
-matches no file is a failure, never a silent pass.
+matches no file is a failure, never a silent pass. `max_p50_ms` (a number for every device
+model, or a table from `ro.product.model` to milliseconds, "*" for the others) is checked
+against benchmark results by `mobile-opt check --results` (`device_bench.latency_budget`).
 
 `BudgetReport.to_dict()` keys: {"ok", "results": [{"path", "pattern", "metric", "limit",
 "actual", "ok", "note"}]}; metric is "raw_bytes", "gzip_bytes", "coded_bytes", "macs" or
@@ -26,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import glob
+import math
 import os
 import re
 from pathlib import Path
@@ -44,12 +49,13 @@ __all__ = [
     "parse_size",
 ]
 
+# The one size-unit table (`mobile_opt.auto` parses its size budget with `parse_size` too).
 _SIZE_UNITS = {
     "": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
-    "kib": 1024, "mib": 1024**2, "gib": 1024**3,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "k": 1000, "m": 1000**2, "g": 1000**3,
 }
 _COUNT_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3}
-_NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+_NUMBER = re.compile(r"^\s*(\d*\.?\d+(?:[eE][-+]?\d+)?)\s*([A-Za-z]*)\s*$")
 # TOML key -> Budget field
 _CONFIG_KEYS = {
     "max_raw": "max_raw_bytes",
@@ -96,7 +102,7 @@ def _display_units(units: dict[str, int]) -> list[str]:
 
 
 def parse_size(value: str | int, what: str = "size") -> int:
-    """Bytes from "50KB" (1000-based), "1.5MiB" (1024-based), "200000" or an int.
+    """Bytes from "50KB" or "50k" (1000-based), "1.5MiB" (1024-based), "200000" or an int.
 
     Raises:
         InputError: unreadable, unknown unit, or not positive.
@@ -105,7 +111,7 @@ def parse_size(value: str | int, what: str = "size") -> int:
         >>> parse_size("1.5MiB"), parse_size("50KB"), parse_size("200000")
         (1572864, 50000, 200000)
     """
-    return _parse(value, _SIZE_UNITS, what, '"50KB", "1.5MiB" or "200000"')
+    return _parse(value, _SIZE_UNITS, what, '"50KB", "50k", "1.5MiB" or "200000"')
 
 
 def parse_count(value: str | int, what: str = "count") -> int:
@@ -132,16 +138,20 @@ class Budget:
     max_gzip_bytes: int | None = None
     max_coded_bytes: int | None = None
     max_macs: int | None = None
+    max_p50_ms: tuple[tuple[str, float], ...] = ()  # (device model or "*", ms)
 
     def __post_init__(self) -> None:
         if not isinstance(self.pattern, str) or not self.pattern.strip():
             raise InputError(f"A budget needs a path glob. Received: pattern={self.pattern!r}")
         limits = self.limits()
-        if not limits:
+        if not limits and not self.max_p50_ms:
             raise InputError(
                 f"The budget for {self.pattern!r} sets no limit; give at least one of "
-                "max_raw, max_gzip, max_coded, max_macs."
+                "max_raw, max_gzip, max_coded, max_macs, max_p50_ms."
             )
+        for model, ms in self.max_p50_ms:
+            if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not 0 < ms < math.inf:
+                raise InputError(f"max_p50_ms must be positive milliseconds. Received: max_p50_ms[{model!r}]={ms!r}")
         for field, value in limits.items():
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise InputError(f"{field} must be a positive int. Received: {field}={value!r}")
@@ -161,7 +171,7 @@ class Budget:
         """
         if not isinstance(entry, dict):
             raise InputError(f"{where} must be a table. Received: {entry!r}")
-        allowed = ["path", *_CONFIG_KEYS]
+        allowed = ["path", *_CONFIG_KEYS, "max_p50_ms"]
         for key in entry:
             if key not in allowed:
                 close = difflib.get_close_matches(key, allowed, n=1)
@@ -174,7 +184,9 @@ class Budget:
             if key in entry:
                 parse = parse_count if key == "max_macs" else parse_size
                 kwargs[field] = parse(entry[key], f"{where}.{key}")
-        return cls(pattern=entry["path"], **kwargs)
+        p50 = entry.get("max_p50_ms", {})
+        p50 = p50 if isinstance(p50, dict) else {"*": p50}
+        return cls(pattern=entry["path"], max_p50_ms=tuple((str(k), v) for k, v in p50.items()), **kwargs)
 
 
 @dataclasses.dataclass(frozen=True)

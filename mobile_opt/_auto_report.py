@@ -51,9 +51,9 @@ def _markdown(result) -> str:
         "",
         "## Constraints",
         "",
-        f"- accuracy drop ≤ {k['max_accuracy_drop']} pp (top-1 of the .tflite on the validation data, LiteRT)",
-        f"- coded size ≤ {_fmt(k['size_budget'])} B" if k.get("size_budget") else "- coded size: no budget",
-        f"- latency ≤ {k['latency_budget_ms']} ms" if k.get("latency_budget_ms") else "- latency: no budget",
+        f"- accuracy drop ≤ {k.max_accuracy_drop} pp (top-1 of the .tflite on the validation data, LiteRT)",
+        f"- coded size ≤ {_fmt(k.size_budget)} B" if k.size_budget is not None else "- coded size: no budget",
+        f"- latency ≤ {k.latency_budget_ms} ms" if k.latency_budget_ms is not None else "- latency: no budget",
         "",
         "## Baseline (fp32 .tflite of the input model)",
         "",
@@ -138,9 +138,9 @@ def _plot(result, path: Path) -> None:
         label = f"{c.number}" + (f"\n{c.latency_ms:.2f} ms" if c.latency_ms is not None else "")
         ax.annotate(label, (c.coded_bytes / 1000, c.accuracy_drop_pp), fontsize=7, xytext=(3, 3),
                     textcoords="offset points")
-    ax.axhline(result.constraints["max_accuracy_drop"], color="C3", ls="--", lw=1, label="max drop")
-    if result.constraints.get("size_budget"):
-        ax.axvline(result.constraints["size_budget"] / 1000, color="C2", ls="--", lw=1, label="size budget")
+    ax.axhline(result.constraints.max_accuracy_drop, color="C3", ls="--", lw=1, label="max drop")
+    if result.constraints.size_budget:
+        ax.axvline(result.constraints.size_budget / 1000, color="C2", ls="--", lw=1, label="size budget")
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(

@@ -1,4 +1,6 @@
-"""What `auto_optimize` searches over: budgets in user units, layer sensitivity, trial → stages.
+"""What `auto_optimize` searches over: latency budgets in user units, layer sensitivity, trial → stages.
+
+Sizes are parsed by `converters.budget.parse_size` (one unit table for the whole project).
 
 Kept apart from `auto.py` because these parts are pure (no Optuna study, no files) and are
 tested on their own.
@@ -16,51 +18,15 @@ from mobile_opt import _tf
 from mobile_opt.errors import ConstraintError
 from mobile_opt.layer_selection import LayerSelection
 
-__all__ = ["parse_size", "parse_latency", "sensitivity_scan", "Sensitivity", "suggest_stages",
+__all__ = ["parse_latency", "sensitivity_scan", "Sensitivity", "suggest_stages",
            "SCAN_SPARSITIES", "CLUSTER_BITS", "QUANT_MODES"]
 
-_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
-               "kib": 1024, "mib": 1024**2, "gib": 1024**3, "k": 1000, "m": 1000**2}
 _TIME_UNITS = {"": 1.0, "us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0}  # a bare number is ms
 _NUMBER = r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Zµ]*)\s*"
 
 SCAN_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 CLUSTER_BITS = (3, 4, 5, 6)
 QUANT_MODES = ("ptq_int8", "qat_int8", "dynamic", "float16")
-
-
-def parse_size(value, name: str = "size_budget") -> int | None:
-    """Bytes from an int or a string such as "50KB", "1.5 MiB", "20000" (KB = 1000 B).
-
-    Raises:
-        ConstraintError: negative, zero, or an unknown unit.
-
-    Example:
-        >>> parse_size("50KB"), parse_size("2 KiB"), parse_size(1234)
-        (50000, 2048, 1234)
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ConstraintError(f"{name} must be bytes (an int) or a string like '50KB'. Received: {name}={value!r}.")
-    if isinstance(value, (int, float)):
-        number, unit = float(value), ""
-    else:
-        match = re.fullmatch(_NUMBER, str(value))
-        if not match:
-            raise ConstraintError(
-                f"{name} must be a positive size such as 50000, '50KB', '1.5MB' or '64KiB'. Received: {name}={value!r}."
-            )
-        number, unit = float(match.group(1)), match.group(2).lower()
-        if unit not in _SIZE_UNITS:
-            raise ConstraintError(
-                f"Unknown size unit {match.group(2)!r} in {name}; use B, KB, MB, GB (powers of 1000) or "
-                f"KiB, MiB, GiB (powers of 1024), e.g. '50KB'. Received: {name}={value!r}."
-            )
-        number *= _SIZE_UNITS[unit]
-    if not number > 0 or not math.isfinite(number):
-        raise ConstraintError(f"{name} must be greater than 0 bytes. Received: {name}={value!r}.")
-    return int(number)
 
 
 def parse_latency(value, name: str = "latency_budget") -> float | None:

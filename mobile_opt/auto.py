@@ -17,79 +17,27 @@ Example: the smallest model within 0.5 pp of the original accuracy
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
-import os
-import socket
-import tempfile
-import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from mobile_opt import _auto_study as study_io
 from mobile_opt import _search_space as space
-from mobile_opt.errors import (
-    ConstraintError,
-    DataError,
-    DependencyError,
-    DeviceError,
-    InputError,
-    MobileOptError,
-)
+from mobile_opt._auto_choice import Candidate, Constraints, candidates_of, choose, pareto_front
+from mobile_opt._auto_measure import Measurer, measure_latency
+from mobile_opt.errors import ConstraintError, DataError, InputError, MobileOptError
 
-__all__ = ["AutoResult", "Candidate", "auto_optimize"]
+__all__ = ["AutoResult", "Candidate", "Constraints", "auto_optimize", "measure_latency", "pareto_front"]
 
 logger = logging.getLogger(__name__)
 
 _TRIALS = {1: 6, 2: 16, 3: 40}
 _EPOCHS = {1: 1, 2: 2, 3: 4}
-# Settings that must match to resume a study: its stored measurements depend on them.
-_SETTING_KEYS = ("model_sha256", "max_accuracy_drop", "size_budget", "latency_budget_ms", "device", "level")
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One measured recipe (an Optuna trial).
-
-    Attributes:
-        number: the trial number in the study.
-        recipe: what was applied (per-layer sparsity, cluster bits, quantization mode).
-        stages: each stage's report (kind, params, accuracy, checks, notes).
-        accuracy: top-1 of the .tflite on the validation data (LiteRT).
-        accuracy_drop_pp: baseline .tflite accuracy minus `accuracy`, in pp.
-        coded_bytes / raw_bytes: `converters.analyze` sizes of the .tflite.
-        latency_ms: median latency on the device, None when no device (or not measured;
-            `latency_note` says why).
-        feasible: every constraint held; `violations` says by how much each failed.
-        checks_ok: every stage verified what it promised.
-        error: why the trial failed (then the numbers are None).
-    """
-
-    number: int
-    recipe: dict
-    stages: tuple = ()
-    accuracy: float | None = None
-    accuracy_drop_pp: float | None = None
-    coded_bytes: int | None = None
-    raw_bytes: int | None = None
-    latency_ms: float | None = None
-    latency_note: str | None = None
-    feasible: bool = False
-    violations: dict = field(default_factory=dict)
-    checks_ok: bool = False
-    seconds: float | None = None
-    tflite_path: str | None = None
-    keras_path: str | None = None
-    error: str | None = None
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["stages"] = list(self.stages)
-        return data
 
 
 @dataclass(frozen=True)
@@ -112,7 +60,7 @@ class AutoResult:
     """
 
     baseline: dict
-    constraints: dict
+    constraints: Constraints
     candidates: tuple[Candidate, ...]
     pareto: tuple[int, ...]
     chosen: Candidate | None
@@ -137,7 +85,7 @@ class AutoResult:
             "storage": self.storage,
             "stopped": self.stopped,
             "baseline": self.baseline,
-            "constraints": self.constraints,
+            "constraints": self.constraints.to_dict(),
             "chosen": self.chosen.to_dict() if self.chosen else None,
             "closest": [c.to_dict() for c in self.closest],
             "pareto": list(self.pareto),
@@ -145,251 +93,6 @@ class AutoResult:
             "sensitivity": self.sensitivity,
             "files": self.files,
         }
-
-
-def _optuna():
-    global _NATIVE_CONSTRAINTS
-    try:
-        import optuna
-    except ImportError as exc:  # declared dependency, but say how to fix a broken install
-        raise DependencyError("auto_optimize needs Optuna: `pip install 'optuna>=4'`.") from exc
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    _NATIVE_CONSTRAINTS = hasattr(optuna.trial.Trial, "set_constraint")
-    return optuna
-
-
-_NATIVE_CONSTRAINTS = False
-
-
-def _check_arrays(data, name: str):
-    if not isinstance(data, (tuple, list)) or len(data) != 2:
-        raise DataError(f"{name} must be an (x, y) tuple of arrays. Received: {type(data).__name__}.")
-    x, y = np.asarray(data[0], dtype=np.float32), np.asarray(data[1])
-    if len(x) == 0 or len(x) != len(y):
-        raise DataError(f"{name} needs as many labels as samples, at least one. Received: len(x)={len(x)}, len(y)={len(y)}.")
-    return x, y
-
-
-def _fingerprint(model) -> str:
-    digest = hashlib.sha256(model.to_json().encode())
-    for w in model.get_weights():
-        digest.update(np.ascontiguousarray(w).tobytes())
-    return digest.hexdigest()
-
-
-class _Measurer:
-    """Runs one candidate end to end; remembers this process's models for the final pick."""
-
-    def __init__(self, model, train, val, *, epochs, baseline_accuracy, device, constraints,
-                 trial_dir: Path | None, sensitivity, cluster_layers):
-        self.model, self.train, self.val = model, train, val
-        self.epochs, self.baseline_accuracy = epochs, baseline_accuracy
-        self.device, self.constraints, self.trial_dir = device, constraints, trial_dir
-        self.sensitivity, self.cluster_layers = sensitivity, cluster_layers
-        self.memory: dict[int, tuple[Any, bytes]] = {}
-        self.device_lost: str | None = None
-
-    def __call__(self, trial):
-        import converters
-        from mobile_opt.pipeline import Pipeline
-
-        stages, recipe = space.suggest_stages(trial, self.sensitivity, self.model,
-                                              cluster_layers=self.cluster_layers)
-        done = _same_params(trial)
-        if done is not None:  # a duplicate of a measured candidate: reuse, do not redo
-            for key, value in done.user_attrs.items():
-                trial.set_user_attr(key, value)
-            trial.set_user_attr("duplicate_of", done.number)
-            _set_constraints(trial, _constraint_values(done.user_attrs, self.constraints))
-            logger.info("trial %d repeats trial %d; reusing its measurements", trial.number, done.number)
-            return tuple(done.values)
-        started = time.perf_counter()
-        trial.set_user_attr("recipe", recipe)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        try:
-            result = Pipeline(stages).run(self.model, self.train, self.val, fine_tune_epochs=self.epochs)
-            tflite = result.tflite
-            accuracy = result.final_accuracy
-            size = converters.analyze(tflite)
-            record = {
-                "recipe": recipe,
-                "stages": [_stage_summary(s) for s in result.stages],
-                "accuracy": accuracy,
-                "accuracy_drop_pp": (self.baseline_accuracy - accuracy) * 100,
-                "coded_bytes": int(size.coded_bytes),
-                "raw_bytes": int(size.raw_bytes),
-                "checks_ok": all(s.ok for s in result.stages),
-                "latency_ms": None,
-                "latency_note": "no device given",
-            }
-            if self.trial_dir is not None:
-                self.trial_dir.mkdir(parents=True, exist_ok=True)
-                tfl_path = self.trial_dir / f"trial_{trial.number}.tflite"
-                tfl_path.write_bytes(tflite)
-                keras_path = self.trial_dir / f"trial_{trial.number}.keras"
-                _save_keras(result.model, keras_path)
-                record["tflite_path"], record["keras_path"] = str(tfl_path), str(keras_path)
-            self.memory[trial.number] = (result.model, tflite)
-            if self.device is not None:
-                record["latency_ms"], record["latency_note"] = measure_latency(self.device, tflite, f"trial_{trial.number}")
-        except DeviceError as exc:
-            self.device_lost = f"device lost during trial {trial.number}: {exc}"
-            trial.set_user_attr("error", self.device_lost)
-            trial.study.stop()
-            raise
-        except MobileOptError as exc:
-            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-            raise
-        record["seconds"] = round(time.perf_counter() - started, 2)
-        values = [record["accuracy_drop_pp"], float(record["coded_bytes"])]
-        if self.device is not None:
-            values.append(record["latency_ms"] if record["latency_ms"] is not None else math.inf)
-        for key, value in record.items():
-            trial.set_user_attr(key, value)
-        _set_constraints(trial, _constraint_values(record, self.constraints))
-        return tuple(values)
-
-
-def measure_latency(device, tflite: bytes, label: str) -> tuple[float | None, str]:
-    """Median latency (ms) of a .tflite on `device` (1 thread, CPU), and how it was measured.
-
-    Raises:
-        DeviceError: the device is gone (a failed run is followed by a probe, so a
-            vanished device raises instead of yielding a quiet "not measured").
-    """
-    from device_bench import RunSettings, benchmark
-
-    with tempfile.TemporaryDirectory(prefix="mobile-opt-auto-") as tmp:
-        path = Path(tmp) / f"{label}.tflite"
-        path.write_bytes(tflite)
-        run = RunSettings(runs=20, warmup_runs=2, min_secs=0.2, warmup_min_secs=0.1,
-                          run_timeout_s=120)
-        result = benchmark(device, [path], run=run)[0]
-    if result.status == "ok" and result.latency is not None and result.latency.p50_us is not None:
-        return result.latency.p50_us / 1000.0, f"median of {result.latency.count} runs (CPU, 1 thread)"
-    device.shell(["true"], timeout_s=15)
-    return None, f"not measured: {result.status}: {result.reason}"
-
-
-def _set_constraints(trial, values: list[float]) -> None:
-    trial.set_user_attr("constraints", values)
-    if _NATIVE_CONSTRAINTS:
-        for i, value in enumerate(values):
-            trial.set_constraint(f"c{i}", value)
-
-
-def _save_keras(model, path: Path) -> None:
-    from mobile_opt.models import save_model
-
-    save_model(model, path)
-
-
-def _stage_summary(report) -> dict:
-    return {
-        "kind": report.kind,
-        "params": report.params,
-        "accuracy": report.accuracy,
-        "accuracy_source": report.accuracy_source,
-        "accuracy_drop_pp": report.accuracy_drop_pp,
-        "ok": report.ok,
-        "sparsity": report.sparsity,
-        "max_unique_values": report.max_unique_values,
-        "failed_checks": [c.to_dict() for c in report.checks if not c.ok],
-        "notes": list(report.notes),
-        "seconds": round(report.seconds, 2),
-    }
-
-
-def _same_params(trial):
-    from optuna.trial import TrialState
-
-    for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if other.params == trial.params and other.number != trial.number:
-            return other
-    return None
-
-
-def _constraint_values(record: dict, constraints: dict) -> list[float]:
-    """Optuna constraint values (<= 0 is feasible) for a measured record."""
-    values = [record["accuracy_drop_pp"] - constraints["max_accuracy_drop"]]
-    if constraints.get("size_budget") is not None:
-        values.append(float(record["coded_bytes"] - constraints["size_budget"]))
-    if constraints.get("latency_budget_ms") is not None:
-        latency = record.get("latency_ms")
-        values.append(math.inf if latency is None else latency - constraints["latency_budget_ms"])
-    return values
-
-
-def _violations(record: dict, constraints: dict) -> dict:
-    out = {}
-    if record["accuracy_drop_pp"] > constraints["max_accuracy_drop"] + 1e-9:
-        out["accuracy_drop_pp"] = record["accuracy_drop_pp"] - constraints["max_accuracy_drop"]
-    if constraints.get("size_budget") is not None and record["coded_bytes"] > constraints["size_budget"]:
-        out["coded_bytes"] = record["coded_bytes"] - constraints["size_budget"]
-    if constraints.get("latency_budget_ms") is not None:
-        latency = record.get("latency_ms")
-        if latency is None or latency > constraints["latency_budget_ms"]:
-            out["latency_ms"] = None if latency is None else latency - constraints["latency_budget_ms"]
-    return out
-
-
-def _candidates(study, constraints: dict) -> list[Candidate]:
-    from optuna.trial import TrialState
-
-    out = []
-    for t in study.get_trials(deepcopy=False):
-        attrs = t.user_attrs
-        if t.state == TrialState.COMPLETE and "coded_bytes" in attrs:
-            violations = _violations(attrs, constraints)
-            out.append(Candidate(
-                number=t.number, recipe=attrs.get("recipe", {}), stages=tuple(attrs.get("stages", ())),
-                accuracy=attrs["accuracy"], accuracy_drop_pp=attrs["accuracy_drop_pp"],
-                coded_bytes=attrs["coded_bytes"], raw_bytes=attrs["raw_bytes"],
-                latency_ms=attrs.get("latency_ms"), latency_note=attrs.get("latency_note"),
-                feasible=not violations, violations=violations, checks_ok=attrs.get("checks_ok", False),
-                seconds=attrs.get("seconds"), tflite_path=attrs.get("tflite_path"),
-                keras_path=attrs.get("keras_path"),
-            ))
-        elif t.state == TrialState.FAIL:
-            out.append(Candidate(number=t.number, recipe=attrs.get("recipe", dict(t.params)),
-                                 error=attrs.get("error", "failed (no message recorded)")))
-    return out
-
-
-def _objectives(c: Candidate, with_latency: bool) -> tuple:
-    latency = (c.latency_ms if c.latency_ms is not None else math.inf,) if with_latency else ()
-    return (c.accuracy_drop_pp, c.coded_bytes) + latency
-
-
-def pareto_front(candidates, with_latency: bool) -> list[Candidate]:
-    """Measured candidates no other candidate beats on every objective."""
-    measured = [c for c in candidates if c.error is None]
-    front = []
-    for c in measured:
-        a = _objectives(c, with_latency)
-        dominated = any(
-            all(x <= y for x, y in zip(_objectives(o, with_latency), a))
-            and any(x < y for x, y in zip(_objectives(o, with_latency), a))
-            for o in measured if o is not c
-        )
-        if not dominated:
-            front.append(c)
-    return sorted(front, key=lambda c: (c.coded_bytes, c.accuracy_drop_pp))
-
-
-def _closeness(c: Candidate, constraints: dict) -> float:
-    # Relative distance to feasibility, each violated constraint scaled by its budget.
-    total = 0.0
-    for key, over in c.violations.items():
-        if over is None:
-            total += 10.0
-        elif key == "accuracy_drop_pp":
-            total += over / max(constraints["max_accuracy_drop"], 0.1)
-        elif key == "coded_bytes":
-            total += over / constraints["size_budget"]
-        else:
-            total += over / constraints["latency_budget_ms"]
-    return total
 
 
 def auto_optimize(
@@ -403,6 +106,7 @@ def auto_optimize(
     device=None,
     level: int = 1,
     storage: str | None = None,
+    artifact_store: Any = None,
     study_name: str | None = None,
     n_trials: int | None = None,
     timeout_s: float | None = None,
@@ -436,7 +140,13 @@ def auto_optimize(
             per stage (default 1).
         storage: an Optuna storage URL ("sqlite:///study.db", "postgresql://...");
             default: `sqlite:///<output_dir>/study.db` when `output_dir` is given,
-            else in memory (not resumable).
+            else in memory (not resumable). Workers on several machines share a study
+            through one PostgreSQL URL (`pip install 'mobile-opt[postgres]'`).
+        artifact_store: where trial models go so that every worker can fetch the chosen
+            one: a directory (an Optuna FileSystemArtifactStore; on a shared mount for
+            several machines) or any Optuna artifact store, e.g.
+            `optuna.artifacts.Boto3ArtifactStore("bucket")` for S3 (default None: trial
+            models stay in this worker's output_dir; needs output_dir).
         study_name: the study to create or resume (default "auto-<model name>").
         n_trials: total trials the study should hold (default by level); a resumed
             study only runs the missing ones.
@@ -458,18 +168,11 @@ def auto_optimize(
         UnsupportedModelError: a model TF-MOT cannot handle.
         DeviceError: the device cannot be opened at the start.
     """
-    optuna = _optuna()
+    optuna = study_io.optuna()
     from mobile_opt.models import bridge_model
 
-    if isinstance(max_accuracy_drop, bool) or not isinstance(max_accuracy_drop, (int, float)) \
-            or not math.isfinite(max_accuracy_drop) or max_accuracy_drop < 0:
-        raise ConstraintError(
-            "max_accuracy_drop is the tolerated accuracy loss in percentage points and must be >= 0 "
-            f"(0.5 = half a point). Received: max_accuracy_drop={max_accuracy_drop!r}."
-        )
-    size = space.parse_size(size_budget, "size_budget")
-    latency = space.parse_latency(latency_budget, "latency_budget")
-    if latency is not None and device is None:
+    constraints = Constraints.parse(max_accuracy_drop, size_budget, latency_budget)
+    if constraints.latency_budget_ms is not None and device is None:
         raise ConstraintError(
             f"A latency budget needs a device to measure on. Received: latency_budget={latency_budget!r}, "
             "device=None. Pass device='host' (this machine), a phone's serial, or drop the latency budget."
@@ -484,11 +187,16 @@ def auto_optimize(
 
     train, val = as_arrays(train, model, "train data"), as_arrays(val, model, "validation data")
     model, bridge = bridge_model(model, train[0][:32] if isinstance(train, tuple) else None)
+
     train = _check_arrays(train, "train data")
     val = _check_arrays(val, "validation data")
     for name, arrays in (("train data", train), ("validation data", val)):
         prepare_data(arrays, model, batch_size=256, shuffle=False, name=name)  # shapes fit the model
     out_dir = Path(output_dir) if output_dir is not None else None
+    if artifact_store is not None and out_dir is None:
+        raise InputError("artifact_store needs output_dir (trial models are written there first). "
+                         f"Received: artifact_store={artifact_store!r}, output_dir=None.")
+    artifacts = study_io.artifact_store(artifact_store, out_dir)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     if storage is None and out_dir is not None:
@@ -501,6 +209,7 @@ def auto_optimize(
     fp32 = converters.convert(model, quantization="none")
     base_size = converters.analyze(fp32)
     overhead = int(base_size.non_weight_bytes)
+    size = constraints.size_budget
     if size is not None and size <= overhead:
         raise ConstraintError(
             f"size_budget {size:,} B is at or below the graph overhead of this model ({overhead:,} B of "
@@ -522,101 +231,54 @@ def auto_optimize(
         }
         if dev is not None:
             baseline["latency_ms"], baseline["latency_note"] = measure_latency(dev, fp32, "baseline")
-        constraints = {"max_accuracy_drop": float(max_accuracy_drop), "size_budget": size,
-                       "latency_budget_ms": latency}
         settings = {
-            "model_sha256": _fingerprint(model), "max_accuracy_drop": float(max_accuracy_drop),
-            "size_budget": size, "latency_budget_ms": latency,
+            "model_sha256": study_io.fingerprint(model), "max_accuracy_drop": constraints.max_accuracy_drop,
+            "size_budget": size, "latency_budget_ms": constraints.latency_budget_ms,
             "device": None if dev is None else str(getattr(dev, "serial", device)), "level": level,
         }
-        # Optuna 5 takes constraints from `trial.set_constraint`; older versions from constraints_func.
-        legacy = {} if _NATIVE_CONSTRAINTS else {
+        legacy = {} if study_io.native_constraints() else {
             "constraints_func": lambda t: t.user_attrs.get("constraints", [math.inf])}
         with warnings.catch_warnings():  # multivariate TPE is still labelled experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             sampler = optuna.samplers.TPESampler(
                 seed=seed, multivariate=True, n_startup_trials=max(3, min(10, total_trials // 3)), **legacy)
         directions = ["minimize", "minimize"] + (["minimize"] if dev is not None else [])
-        study = optuna.create_study(storage=_storage(optuna, storage), study_name=study_name,
+        study = optuna.create_study(storage=study_io.open_storage(optuna, storage), study_name=study_name,
                                     directions=directions, sampler=sampler, load_if_exists=True)
-        _check_settings(study, settings, study_name)
+        study_io.check_settings(study, settings, study_name)
         sensitivity = _sensitivity(study, model, val)
         cluster_layers = space.cluster_candidates(model)
         if not study.get_trials(deepcopy=False):
-            _enqueue_defaults(study, max_accuracy_drop, cluster_layers)
-        measurer = _Measurer(model, train, val, epochs=_EPOCHS[level], baseline_accuracy=base_eval.accuracy,
-                             device=dev, constraints=constraints,
-                             trial_dir=out_dir / "trials" if out_dir is not None else None,
-                             sensitivity=sensitivity, cluster_layers=cluster_layers)
-        finished = _finished(study)
+            _enqueue_defaults(study, constraints.max_accuracy_drop, cluster_layers)
+        measurer = Measurer(model, train, val, epochs=_EPOCHS[level], baseline_accuracy=base_eval.accuracy,
+                            device=dev, constraints=constraints,
+                            trial_dir=out_dir / "trials" if out_dir is not None else None,
+                            sensitivity=sensitivity, cluster_layers=cluster_layers, artifacts=artifacts)
+        finished = study_io.finished(study)
         remaining = max(0, total_trials - finished)
         logger.info("study %r: %d trial(s) already finished, %d to run", study_name, finished, remaining)
         callbacks = []
         if progress is not None:
             progress(min(finished, total_trials), total_trials)
-            callbacks.append(lambda s, t: progress(min(_finished(s), total_trials), total_trials))
-        if remaining:
-            from optuna.trial import TrialState
-
-            # Workers sharing the study stop once it holds `total_trials` (running ones count).
-            callbacks.append(optuna.study.MaxTrialsCallback(
-                total_trials, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING)))
-            study.optimize(measurer, n_trials=remaining, timeout=timeout_s, catch=(MobileOptError,),
-                           callbacks=callbacks, gc_after_trial=True)
+            callbacks.append(lambda s, t: progress(min(study_io.finished(s), total_trials), total_trials))
+        # Also with nothing left to start: other workers' running trials may still need retrying.
+        study_io.run_shared(study, measurer, total=total_trials, timeout_s=timeout_s, catch=(MobileOptError,),
+                            callbacks=callbacks, stopped=lambda: measurer.device_lost is not None,
+                            current_trial=lambda: measurer.current_trial_id)
     finally:
         if opened:
             dev.close()
     return _result(study, measurer, baseline, constraints, sensitivity, storage, study_name, out_dir,
-                   with_latency=dev is not None)
+                   with_latency=dev is not None, artifacts=artifacts)
 
 
-def _finished(study) -> int:
-    from optuna.trial import TrialState
-
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)))
-
-
-def _storage(optuna, url: str | None):
-    if url is None:
-        return None
-    import inspect
-
-    import sqlalchemy.exc
-
-    # The heartbeat lets a resumed search fail (and retry once) trials whose worker process
-    # died; Optuna 4.9 renamed the hook and its retry callback.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if "heartbeat_stale_trial_callback" in inspect.signature(optuna.storages.RDBStorage).parameters:
-            hook = {"heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
-        else:
-            hook = {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
-        kwargs = {"heartbeat_interval": 30, "grace_period": 120, **hook}
-        if url.startswith("sqlite"):
-            # Several worker processes share one SQLite file: wait for the lock instead of failing.
-            kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-        try:
-            # Workers starting together race to create the schema (Optuna does not guard it):
-            # the loser sees "table already exists" / a UNIQUE failure; by then the winner
-            # has created it, so a short retry succeeds.
-            for attempt in range(5):
-                try:
-                    return optuna.storages.RDBStorage(url, **kwargs)
-                except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
-                    if attempt == 4:
-                        raise
-                    time.sleep(0.5 * (attempt + 1))
-        except ImportError as exc:
-            raise DependencyError(
-                f"The storage {url.split(':')[0]!r} needs its database driver, e.g. `pip install 'mobile-opt[postgres]'` (psycopg2-binary) "
-                f"for postgresql. ({exc})"
-            ) from exc
-        except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
-            raise InputError(
-                f"Cannot open the Optuna storage: {str(exc).splitlines()[0]}. Check the URL "
-                f"(sqlite:///path/study.db or postgresql://user:password@host/db) and that the server is up. "
-                f"Received: storage={url!r}."
-            ) from exc
+def _check_arrays(data, name: str):
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise DataError(f"{name} must be an (x, y) tuple of arrays. Received: {type(data).__name__}.")
+    x, y = np.asarray(data[0], dtype=np.float32), np.asarray(data[1])
+    if len(x) == 0 or len(x) != len(y):
+        raise DataError(f"{name} needs as many labels as samples, at least one. Received: len(x)={len(x)}, len(y)={len(y)}.")
+    return x, y
 
 
 def _open_device(device):
@@ -627,20 +289,6 @@ def _open_device(device):
 
         return connect(None if device == "host" else device), True
     return device, False
-
-
-def _check_settings(study, settings: dict, name: str) -> None:
-    stored = study.user_attrs.get("settings")
-    if stored is None:
-        study.set_user_attr("settings", settings)
-        return
-    changed = {k: (stored.get(k), settings[k]) for k in _SETTING_KEYS if stored.get(k) != settings[k]}
-    if changed:
-        what = ", ".join(f"{k}: stored {a!r}, now {b!r}" for k, (a, b) in changed.items())
-        raise ConstraintError(
-            f"Study {name!r} was started with different settings ({what}); its measurements do not "
-            "apply. Pass another study_name (or --study-name), or a new output directory."
-        )
 
 
 def _sensitivity(study, model, val) -> space.Sensitivity:
@@ -666,42 +314,27 @@ def _enqueue_defaults(study, max_drop: float, cluster_layers: list[str]) -> None
     study.enqueue_trial(deep, skip_if_exists=True)
 
 
-def _result(study, measurer, baseline, constraints, sensitivity, storage, study_name, out_dir, *, with_latency):
-    candidates = _candidates(study, constraints)
+def _result(study, measurer, baseline, constraints: Constraints, sensitivity, storage, study_name, out_dir, *,
+            with_latency, artifacts=None):
+    candidates = candidates_of(study, constraints)
     front = pareto_front(candidates, with_latency)
-    feasible = [c for c in candidates if c.feasible]
+    chosen, closest, message = choose(candidates, constraints, baseline["raw_bytes"])
     stopped = measurer.device_lost
-    if feasible:
-        if constraints.get("latency_budget_ms") is not None and constraints.get("size_budget") is None:
-            key = lambda c: (c.latency_ms, c.coded_bytes, c.accuracy_drop_pp)  # noqa: E731
-        else:
-            key = lambda c: (c.coded_bytes, c.accuracy_drop_pp)  # noqa: E731
-        chosen = min(feasible, key=key)
-        closest = ()
-        message = (f"Chose trial {chosen.number}: {chosen.coded_bytes:,} B coded "
-                   f"({baseline['raw_bytes'] / chosen.coded_bytes:.1f}× smaller than fp32), "
-                   f"accuracy drop {chosen.accuracy_drop_pp:+.2f} pp"
-                   + (f", {chosen.latency_ms:.3f} ms" if chosen.latency_ms is not None else "")
-                   + f"; {len(feasible)} of {len(candidates)} candidates met the constraints.")
-    else:
-        chosen = None
-        measured = [c for c in candidates if c.error is None]
-        closest = tuple(sorted(measured, key=lambda c: _closeness(c, constraints))[:3])
-        message = (f"No candidate met the constraints ({_describe_constraints(constraints)}) in "
-                   f"{len(candidates)} trial(s)."
-                   + (" The closest ones are listed; relax a budget or search longer (higher level)."
-                      if closest else " No candidate could be measured."))
     if stopped:
         message += f" The search stopped early: {stopped}. Finished trials are kept; rerun to resume."
     model, tflite = None, None
     if chosen is not None:
         model, tflite = measurer.memory.get(chosen.number, (None, None))
-        if tflite is None and chosen.tflite_path and Path(chosen.tflite_path).is_file():
-            tflite = Path(chosen.tflite_path).read_bytes()
-        if model is None and chosen.keras_path and Path(chosen.keras_path).is_file():
-            from mobile_opt.models import load_model
-
-            model = _load_trial_model(chosen.keras_path, load_model)
+        local = {"tflite": chosen.tflite_path, "keras": chosen.keras_path}
+        for name in local if model is None else ():
+            # Measured by another worker (or an earlier run): its files, else the artifact store's.
+            if not (local[name] and Path(local[name]).is_file()) and out_dir is not None:
+                dest = out_dir / "trials" / f"trial_{chosen.number}.{name}"
+                local[name] = study_io.fetch_trial_file(artifacts, study, chosen.number, name, dest)
+        if tflite is None and local["tflite"] and Path(local["tflite"]).is_file():
+            tflite = Path(local["tflite"]).read_bytes()
+        if model is None and local["keras"] and Path(local["keras"]).is_file():
+            model = _load_trial_model(str(local["keras"]))
     result = AutoResult(
         baseline=baseline, constraints=constraints, candidates=tuple(candidates),
         pareto=tuple(c.number for c in front), chosen=chosen, closest=closest, message=message,
@@ -716,18 +349,10 @@ def _result(study, measurer, baseline, constraints, sensitivity, storage, study_
     return result
 
 
-def _load_trial_model(path: str, load_model):
+def _load_trial_model(path: str):
     from mobile_opt import _tf
+    from mobile_opt.models import load_model
 
     # A QAT model holds TF-MOT quantize wrappers, which load only inside quantize_scope.
     with _tf.tfmot().quantization.keras.quantize_scope():
         return load_model(path)
-
-
-def _describe_constraints(constraints: dict) -> str:
-    parts = [f"accuracy drop <= {constraints['max_accuracy_drop']} pp"]
-    if constraints.get("size_budget") is not None:
-        parts.append(f"coded size <= {constraints['size_budget']:,} B")
-    if constraints.get("latency_budget_ms") is not None:
-        parts.append(f"latency <= {constraints['latency_budget_ms']} ms")
-    return ", ".join(parts)

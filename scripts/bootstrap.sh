@@ -12,7 +12,8 @@ sudo_cmd=""
 [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
 
 # Debian packages: Fashion-MNIST (nothing is downloaded from dataset hubs) and, for the
-# tests, the real adb client/server the loopback device is checked against and chromium.
+# tests, the real adb client/server the loopback device is checked against, chromium (the
+# report test), and a PostgreSQL 15 server (the shared-study tests start a throwaway cluster).
 missing=()
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || missing+=(dataset-fashion-mnist)
 if [ "$with_tests" = 1 ]; then
@@ -21,6 +22,7 @@ if [ "$with_tests" = 1 ]; then
   command -v busybox >/dev/null 2>&1 || missing+=(busybox)
   # The report test renders the HTML page in a real browser (headless).
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${missing[*]}"
@@ -35,6 +37,6 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv --system-site-packages .venv
 fi
 extras=""
-[ "$with_tests" = 1 ] && extras="[test]"
+[ "$with_tests" = 1 ] && extras="[test,postgres]"
 .venv/bin/python -m pip install --disable-pip-version-check -q -e ".${extras}"
 echo "bootstrap: ready (.venv/bin/mobile-opt)"

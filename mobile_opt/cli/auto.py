@@ -71,16 +71,23 @@ def _render(result) -> None:
 @click.option("--timeout", "timeout_s", type=FiniteFloatRange(min=1), help="Stop starting trials after N seconds.")
 @click.option("--storage", help="Optuna storage URL [sqlite:///OUT/study.db]; postgresql://... for shared studies.")
 @click.option("--study-name", help="Study to create or resume [auto-<model name>].")
+@click.option("--artifacts", "artifacts", type=click.Path(file_okay=False, path_type=Path),
+              envvar="MOBILE_OPT_ARTIFACTS", show_envvar=True,
+              help="Directory every worker of a shared study can reach (e.g. an NFS mount): trial models "
+                   "go there (an Optuna FileSystemArtifactStore) [default: only this worker's --out].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
               help="Output directory: study.db, trials/, chosen.tflite/.keras, report.md, pareto.json/.png.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of tables.")
 @handle_errors
 def auto(model_path, data, image_size, val_split, train_samples, val_samples, max_accuracy_drop, size_budget,
-         latency_budget, device, level, n_trials, timeout_s, storage, study_name, seed, out_dir, as_json):
+         latency_budget, device, level, n_trials, timeout_s, storage, study_name, artifacts, seed, out_dir, as_json):
     """Search recipes for MODEL_PATH under constraints; save the chosen model and a report.
 
     Rerun the same command to resume an interrupted search: finished trials are kept.
+    Workers on several machines share one search with the same --storage postgresql://...,
+    --study-name and --artifacts (a shared directory); each exits once the study is done
+    and reports the same choice.
     Exits 1 when no candidate meets the constraints (the closest ones are listed).
 
     \b
@@ -113,6 +120,7 @@ def auto(model_path, data, image_size, val_split, train_samples, val_samples, ma
     try:
         result = auto_optimize(model, train, val, max_accuracy_drop=max_accuracy_drop, size_budget=size_budget,
                                latency_budget=latency_budget, device=device, level=level, storage=storage,
+                               artifact_store=artifacts,
                                study_name=study_name, n_trials=n_trials, timeout_s=timeout_s, seed=seed,
                                output_dir=out_dir, progress=progress)
     finally:

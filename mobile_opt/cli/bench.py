@@ -111,7 +111,8 @@ def _render(results, comparisons) -> None:
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--device", "-d", "serial", default="host", show_default=True,
               help="SERIAL, 'auto' (the one attached), 'all' (every device, concurrently), "
-                   "'host', or 'direct:HOST[:PORT]' (adbd over TCP, no adb server).")
+                   "'host', 'direct:HOST[:PORT]' (adbd over TCP, no adb server), or a "
+                   "comma-separated list of these (run concurrently).")
 @click.option("--backends", default="cpu", show_default=True, callback=_csv(str, "backend"),
               help="Comma-separated: cpu, gpu, nnapi.")
 @click.option("--threads", default="1", show_default=True, callback=_csv(int, "thread count"),
@@ -157,28 +158,33 @@ def _render(results, comparisons) -> None:
                    "benchmark_model].")
 @click.option("--adb-port", type=click.IntRange(1, 65535), default=None,
               help="adb server port [default: $ANDROID_ADB_SERVER_PORT or 5037].")
+# CI gate on --compare (device_bench.regression); its reports are `check`'s formats.
+@click.option("--fail-on-regression", "regression", metavar="PCT", default=None,
+              help="With --compare: exit 1 when a median latency (or energy per inference) is "
+                   "slower by more than PCT (e.g. 5%) and significantly so (Mann–Whitney U).")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the regression gates as JUnit XML to this file.")
+# Device farms (device_bench.farm).
+@click.option("--shard", is_flag=True,
+              help="Spread the models over devices of the same model and ABI instead of repeating them.")
+@click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Times a run may move to another device of the same model when its device is lost.")
 @handle_errors
 def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy, baseline_s,
           cooldown_s, cooldown_to_c, battery, keep_samples, run_timeout_s, op_profiling, out,
-          plot_path, compare_path, as_json, benchmark_binary, cache_dir, adb_port) -> None:
+          plot_path, compare_path, as_json, benchmark_binary, cache_dir, adb_port, regression, junit_path,
+          shard, retries) -> None:
     """Benchmark MODELS (.tflite) on a device: latency percentiles, delegates, energy.
 
-    Exit code 1 when any run failed (unsupported backends are reported, not failures).
+    Exit code 1 when any run failed (unsupported backends are reported, not failures), or
+    with --fail-on-regression when a pair got significantly slower than in --compare.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from device_bench import (
-        EnergySettings,
-        RunSettings,
-        benchmark,
-        compare,
-        connect,
-        connect_all,
-        read_jsonl,
-    )
+    from device_bench import EnergySettings, RunSettings, benchmark, compare, read_jsonl, write_jsonl
+    from device_bench.farm import run_farm
 
     from mobile_opt._files import OutputFiles, check_appendable
 
+    threshold = _regression_threshold(regression, compare_path, junit_path)
     old = read_jsonl(compare_path) if compare_path is not None else None
     if out is not None and not out.parent.is_dir():
         raise InputError(f"--out directory does not exist. Received: out={str(out)!r}")
@@ -187,48 +193,47 @@ def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy
     outputs = click.get_current_context().with_resource(OutputFiles())
     if plot_path is not None:
         outputs.reserve(plot_path, what="--plot")  # before the benchmarks, not after
-    devices = (
-        connect_all(adb_port=adb_port) if serial == "all" else [connect(serial, adb_port=adb_port)]
-    )
-    run = RunSettings(runs=runs, warmup_runs=warmup_runs, min_secs=min_secs,
-                      cooldown_s=cooldown_s, cooldown_to_c=cooldown_to_c,
-                      run_timeout_s=run_timeout_s, op_profiling=op_profiling)
+    devices = _connect(serial, adb_port)
+    run_settings = RunSettings(runs=runs, warmup_runs=warmup_runs, min_secs=min_secs,
+                               cooldown_s=cooldown_s, cooldown_to_c=cooldown_to_c,
+                               run_timeout_s=run_timeout_s, op_profiling=op_profiling)
     energy_settings = EnergySettings(baseline_s=baseline_s, battery=battery) if energy else None
     kwargs = dict(
-        backends=backends, threads=threads, run=run, energy=energy_settings,
-        benchmark_binary=benchmark_binary, cache_dir=cache_dir, results_path=out,
+        backends=backends, threads=threads, run=run_settings, energy=energy_settings,
+        benchmark_binary=benchmark_binary, cache_dir=cache_dir,
         # The box plot draws every run's time.
         keep_samples=keep_samples or plot_path is not None,
     )
-    total = len(models) * len(backends) * len(threads) * len(devices)
-    results = []
+
+    def run(device, some_models):
+        return benchmark(device, some_models, **kwargs)
+
+    farm_kwargs = dict(shard=shard, retries=retries,
+                       on_results=None if out is None else (lambda rows: write_jsonl(out, rows)))
     try:
         if as_json:
-            jobs = [(d, None) for d in devices]
-            _run_all(ThreadPoolExecutor, benchmark, jobs, models, kwargs, results)
+            farm = run_farm(devices, models, run, **farm_kwargs)
         else:
             from rich.progress import Progress
 
             with Progress(console=stderr_console, transient=True) as bar:
-                task = bar.add_task("benchmarking", total=total)
-                done: dict[str, int] = {}
-
-                def progress_for(device):
-                    def progress(n, _total):
-                        done[device.serial] = n
-                        bar.update(task, completed=sum(done.values()))
-                    return progress
-
-                jobs = [(d, progress_for(d)) for d in devices]
-                _run_all(ThreadPoolExecutor, benchmark, jobs, models, kwargs, results)
+                task = bar.add_task("benchmarking", total=None)
+                farm = run_farm(devices, models, run, **farm_kwargs,
+                                progress=lambda n, total: bar.update(task, completed=n, total=total))
     finally:
         for device in devices:
             device.close()
+    results = list(farm.results)
 
     comparisons = compare(old, results) if old is not None else None
     from mobile_opt.cli import _op_costs
 
     joined = _op_costs.op_costs(results) if op_profiling else []
+    gate = None
+    if threshold is not None:
+        from device_bench.regression import check_regressions
+
+        gate = check_regressions(old, results, threshold=threshold)
     if plot_path is not None:
         from device_bench import plot_latency
 
@@ -244,24 +249,68 @@ def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy
             data["comparison"] = [c.to_dict() for c in comparisons]
         if joined:
             data["op_costs"] = _op_costs.to_json(joined)
+        if gate is not None:
+            data["regression"] = gate.to_dict()
+        if not farm.ok:
+            data.update(lost=farm.lost, unrun=[list(u) for u in farm.unrun])
         print_json(data)
     else:
         _render(results, comparisons)
         _op_costs.render(joined, console)
-    if any(r.status == "failed" for r in results):
+        for lost, why in farm.lost.items():
+            console.print(f"[red]device {lost} {why}[/]", highlight=False)
+        for owner, model, why in farm.unrun:
+            console.print(f"[red]not run: {Path(model).name} (meant for {owner}): {why}[/]", highlight=False)
+    if gate is not None:
+        _report_gate(gate, junit_path, as_json)
+    if any(r.status == "failed" for r in results) or not farm.ok or (gate is not None and not gate.ok):
         raise SystemExit(1)
 
 
-def _run_all(executor_cls, benchmark, jobs, models, kwargs, results) -> None:
-    """One job per device, concurrently; results keep the device order."""
-    if len(jobs) == 1:
-        device, progress = jobs[0]
-        results.extend(benchmark(device, list(models), progress=progress, **kwargs))
-        return
-    with executor_cls(max_workers=len(jobs)) as pool:
-        futures = [
-            pool.submit(benchmark, device, list(models), progress=progress, **kwargs)
-            for device, progress in jobs
-        ]
-        for future in futures:
-            results.extend(future.result())
+def _connect(serial: str, adb_port):
+    """'all', or one or more comma-separated serials, opened (closed again on a failure)."""
+    from device_bench import connect, connect_all
+
+    if serial == "all":
+        return connect_all(adb_port=adb_port)
+    devices = []
+    try:
+        for one in dict.fromkeys(s.strip() for s in serial.split(",") if s.strip()):
+            devices.append(connect(one, adb_port=adb_port))
+    except BaseException:
+        for device in devices:
+            device.close()
+        raise
+    if not devices:
+        raise click.BadParameter("give a device serial", param_hint="--device")
+    return devices
+
+
+def _regression_threshold(regression, compare_path, junit_path) -> float | None:
+    if regression is None:
+        if junit_path is not None:
+            raise click.UsageError("--junit reports the --fail-on-regression gates; give that option too.")
+        return None
+    if compare_path is None:
+        raise click.UsageError("--fail-on-regression compares with old results; give --compare baseline.jsonl.")
+    from device_bench.regression import parse_threshold
+
+    return parse_threshold(regression)
+
+
+def _report_gate(gate, junit_path, as_json) -> None:
+    import os
+
+    from mobile_opt.cli.check import _github, _junit, _print_text
+
+    title = "mobile-opt latency gates"
+    if not as_json:
+        _print_text(gate, title, ("no significant regression", "significant regression(s)"))
+    if junit_path is not None:
+        try:
+            junit_path.write_text(_junit(gate, title, "latency") + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"Cannot write the JUnit report to {str(junit_path)!r}: {exc.strerror or exc}") from exc
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        _github(gate, title=title, annotation="mobile-opt latency")
+

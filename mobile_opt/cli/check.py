@@ -17,9 +17,13 @@ from typing import Any
 
 import click
 
-from mobile_opt.cli._common import console, handle_errors, print_json
+from mobile_opt.cli._common import console, handle_errors, print_json, stderr_console
 
-_METRIC_NAMES = {"raw_bytes": "raw", "gzip_bytes": "gzip", "coded_bytes": "coded", "macs": "MACs", "match": "match"}
+_METRIC_NAMES = {"raw_bytes": "raw", "gzip_bytes": "gzip", "coded_bytes": "coded", "macs": "MACs", "match": "match",
+                 "p50_latency": "p50", "energy": "energy"}
+# Rows of a latency report (device_bench.regression.RegressionCheck) carry a `status`.
+_STATUS_TEXT = {"regressed": ("[bold red]REGRESSED[/]", "❌ regressed"), "over": ("[bold red]OVER[/]", "❌ over"),
+                "not testable": ("[yellow]not testable[/]", "⚠️ not testable")}
 
 
 @click.command("check")
@@ -36,9 +40,12 @@ _METRIC_NAMES = {"raw_bytes": "raw", "gzip_bytes": "gzip", "coded_bytes": "coded
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json (the spelling every command takes).")
 @click.option("--output", "output", type=click.Path(dir_okay=False, path_type=str),
               help="Write the report to this file (the text table still goes to the terminal).")
+@click.option("--results", "results_path", type=click.Path(exists=True, dir_okay=False, path_type=str),
+              help="Benchmark results (.jsonl) to check against the budgets' max_p50_ms.")
 @handle_errors
 def check(paths: tuple[str, ...], config_path: str, max_raw: str | None, max_gzip: str | None,
-          max_coded: str | None, max_macs: str | None, fmt: str, as_json: bool, output: str | None) -> None:
+          max_coded: str | None, max_macs: str | None, fmt: str, as_json: bool, output: str | None,
+          results_path: str | None) -> None:
     """Check .tflite files against size / MAC budgets.
 
     With PATHS and --max-* options, the limits apply to those files. With PATHS only, the
@@ -50,6 +57,7 @@ def check(paths: tuple[str, ...], config_path: str, max_raw: str | None, max_gzi
     path = "models/*.tflite"
     max_coded = "50KB"
     max_macs = "1.2M"
+    max_p50_ms = { "Pixel 7" = 12.0 }   # checked with --results results.jsonl
     """
     from converters.budget import Budget, check_budgets, load_budgets, parse_count, parse_size
 
@@ -84,7 +92,7 @@ def check(paths: tuple[str, ...], config_path: str, max_raw: str | None, max_gzi
             root = "."
         else:
             budgets = configured
-    report = check_budgets(budgets, root=root)
+    report = _check_all(budgets, root, results_path)
 
     rendered = {"text": None, "json": None, "junit": None}
     if fmt == "json":
@@ -115,6 +123,24 @@ def _require_files(paths: tuple[str, ...]) -> None:
             raise InputError(f"{path!r} is {what}; give .tflite files (or quoted globs). Received: path={path!r}.")
 
 
+def _check_all(budgets: list, root: str, results_path: str | None) -> Any:
+    """Size/MAC budgets on the files, and max_p50_ms on the results when --results is given."""
+    from converters.budget import BudgetReport, check_budgets
+
+    sized = [b for b in budgets if b.limits()]
+    rows = list(check_budgets(sized, root=root).results) if sized else []
+    if results_path is not None:
+        from device_bench.latency_budget import check_latency_budgets
+        from device_bench.results import read_jsonl
+
+        rows += check_latency_budgets(budgets, read_jsonl(Path(results_path)), root=root)
+    elif any(b.max_p50_ms for b in budgets):
+        stderr_console.print("[yellow]max_p50_ms budgets not checked: pass --results results.jsonl[/]")
+    if not rows:
+        raise click.UsageError("Nothing to check: these budgets set only max_p50_ms; pass --results.")
+    return BudgetReport(results=tuple(rows), ok=all(r.ok for r in rows))
+
+
 def _budgets_for_paths(paths: tuple[str, ...], configured: list, root: str, config_path: str) -> list:
     from converters.budget import Budget
 
@@ -131,55 +157,74 @@ def _budgets_for_paths(paths: tuple[str, ...], configured: list, root: str, conf
     return budgets
 
 
-def _fmt_value(metric: str, value: int | None) -> str:
+def _fmt_value(metric: str, value: float | None) -> str:
     if value is None:
         return "—"
+    if metric == "p50_latency":
+        return f"{value / 1000:,.3f} ms"
+    if metric == "energy":
+        return f"{value * 1000:,.3f} mJ"
     return f"{value:,}" if metric == "macs" else f"{value:,} B"
 
 
-def _print_text(report: Any) -> None:
+def _status(r: Any, markdown: bool = False) -> str:
+    status = getattr(r, "status", None)
+    if status in _STATUS_TEXT:
+        return _STATUS_TEXT[status][markdown]
+    if markdown:
+        return "✅ ok" if r.ok else "❌ over" if r.metric != "match" else "❌ no file matches"
+    return "[green]ok[/]" if r.ok else "[bold red]OVER[/]" if r.metric != "match" else "[bold red]NO MATCH[/]"
+
+
+def _print_text(report: Any, title: str = "mobile-opt budgets",
+                words: tuple[str, str] = ("all budgets held", "budget check(s) failed")) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title="mobile-opt budgets", title_justify="left")
+    table = Table(title=title, title_justify="left")
     for col, justify in (("file", "left"), ("metric", "left"), ("actual", "right"), ("limit", "right"),
                          ("status", "left")):
         table.add_column(col, justify=justify, overflow="fold")
     for r in report.results:
-        status = "[green]ok[/]" if r.ok else "[bold red]OVER[/]" if r.metric != "match" else "[bold red]NO MATCH[/]"
+        status = _status(r)
         if r.note and r.metric != "match":
             status += f" ({escape(r.note)})"
         table.add_row(escape(r.path), _METRIC_NAMES[r.metric], _fmt_value(r.metric, r.actual),
                       _fmt_value(r.metric, r.limit), status)
     console.print(table)
     failed = len(report.failures)
-    console.print("[green]all budgets held[/]" if report.ok else f"[bold red]{failed} budget check(s) failed[/]")
+    console.print(f"[green]{words[0]}[/]" if report.ok else f"[bold red]{failed} {words[1]}[/]")
 
 
-def _junit(report: Any) -> str:
+def _junit(report: Any, title: str = "mobile-opt budgets", kind: str = "budget") -> str:
     """JUnit XML: one testcase per (path, metric); CI systems render failures from it."""
     failures = len(report.failures)
+    skipped = sum(getattr(r, "status", None) == "not testable" for r in report.results)
     suites = ET.Element("testsuites", name="mobile-opt check", tests=str(len(report.results)),
                         failures=str(failures))
-    suite = ET.SubElement(suites, "testsuite", name="mobile-opt budgets", tests=str(len(report.results)),
-                          failures=str(failures), errors="0", skipped="0")
+    suite = ET.SubElement(suites, "testsuite", name=title, tests=str(len(report.results)),
+                          failures=str(failures), errors="0", skipped=str(skipped))
     for r in report.results:
-        case = ET.SubElement(suite, "testcase", classname=f"budget.{r.path}", name=_METRIC_NAMES[r.metric],
-                             file=r.path)
+        where = f" {r.pattern}" if getattr(r, "status", None) else ""
+        case = ET.SubElement(suite, "testcase", classname=f"{kind}.{r.path}",
+                             name=_METRIC_NAMES[r.metric] + where, file=r.path)
         if not r.ok:
-            failure = ET.SubElement(case, "failure", message=r.describe(), type="BudgetExceeded")
+            failure_type = "LatencyRegression" if getattr(r, "status", None) == "regressed" else "BudgetExceeded"
+            failure = ET.SubElement(case, "failure", message=r.describe(), type=failure_type)
             failure.text = r.describe()
+        elif getattr(r, "status", None) == "not testable":
+            ET.SubElement(case, "skipped", message=r.describe())
         elif r.note:
             ET.SubElement(case, "system-out").text = r.note
     ET.indent(suites)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode")
 
 
-def _markdown(report: Any) -> str:
-    lines = ["### mobile-opt budgets", "", "| file | metric | actual | limit | status |",
+def _markdown(report: Any, title: str = "mobile-opt budgets") -> str:
+    lines = [f"### {title}", "", "| file | metric | actual | limit | status |",
              "|---|---|---:|---:|---|"]
     for r in report.results:
-        status = "✅ ok" if r.ok else "❌ over" if r.metric != "match" else "❌ no file matches"
+        status = _status(r, markdown=True)
         lines.append(f"| `{r.path}` | {_METRIC_NAMES[r.metric]} | {_fmt_value(r.metric, r.actual)} | "
                      f"{_fmt_value(r.metric, r.limit)} | {status} |")
     return "\n".join(lines) + "\n\n"
@@ -209,17 +254,19 @@ def _workspace() -> str:
     return top or os.getcwd()
 
 
-def _github(report: Any, root: str) -> None:
+def _github(report: Any, root: str = ".", title: str = "mobile-opt budgets",
+            annotation: str = "mobile-opt budget") -> None:
     # GitHub attaches an annotation to a file only by its path from the repository root;
-    # report paths are relative to the config's directory (`ml/` for ml/pyproject.toml).
+    # report paths are relative to `root` (the config's directory: `ml/` for ml/pyproject.toml).
     workspace = _workspace()
     for r in report.failures:
         path = os.path.relpath(os.path.join(os.path.abspath(root), r.path), workspace).replace(os.sep, "/")
-        click.echo(f"::error file={_escape_property(path)},title=mobile-opt budget::{_escape_data(r.describe())}")
+        click.echo(f"::error file={_escape_property(path)},title={_escape_property(annotation)}::"
+                   f"{_escape_data(r.describe())}")
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with open(summary, "a", encoding="utf-8") as handle:
-            handle.write(_markdown(report))
+            handle.write(_markdown(report, title))
 
 
 def _write_output(output: str, fmt: str, report: Any, rendered: dict) -> None:

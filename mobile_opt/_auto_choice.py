@@ -1,0 +1,220 @@
+"""Which candidate `auto_optimize` picks: the constraints, feasibility, the Pareto front.
+
+Pure (no Optuna calls except reading a study's trials in `candidates_of`), tested on its own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from mobile_opt.errors import ConstraintError
+
+__all__ = ["Candidate", "Constraints", "candidates_of", "choose", "pareto_front"]
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """The budgets a search runs under (validated; use `Constraints.parse` for user units).
+
+    Attributes:
+        max_accuracy_drop: tolerated top-1 loss in percentage points (>= 0).
+        size_budget: largest coded size in bytes, or None.
+        latency_budget_ms: largest median latency in ms, or None.
+
+    Example:
+        >>> Constraints.parse(0.5, size_budget="50k").size_budget
+        50000
+    """
+
+    max_accuracy_drop: float
+    size_budget: int | None = None
+    latency_budget_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        drop = self.max_accuracy_drop
+        if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not math.isfinite(drop) or drop < 0:
+            raise ConstraintError(
+                "max_accuracy_drop is the tolerated accuracy loss in percentage points and must be >= 0 "
+                f"(0.5 = half a point). Received: max_accuracy_drop={drop!r}."
+            )
+        size = self.size_budget
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
+            raise ConstraintError(f"size_budget must be a positive number of bytes. Received: size_budget={size!r}.")
+        ms = self.latency_budget_ms
+        if ms is not None and (isinstance(ms, bool) or not isinstance(ms, (int, float))
+                               or not math.isfinite(ms) or ms <= 0):
+            raise ConstraintError(f"latency_budget_ms must be > 0. Received: latency_budget_ms={ms!r}.")
+        object.__setattr__(self, "max_accuracy_drop", float(drop))
+
+    @classmethod
+    def parse(cls, max_accuracy_drop, size_budget=None, latency_budget=None) -> "Constraints":
+        """From user units: sizes as in `converters.parse_size` ("50KB", "50k", "64KiB"), times "5ms"."""
+        from converters.budget import parse_size
+        from mobile_opt._search_space import parse_latency
+        from mobile_opt.errors import InputError
+
+        size = None
+        if size_budget is not None:
+            try:
+                size = parse_size(size_budget, "size_budget")
+            except InputError as exc:  # the same message, under the error auto's callers catch
+                raise ConstraintError(str(exc)) from exc
+        return cls(max_accuracy_drop, size, parse_latency(latency_budget, "latency_budget"))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def values(self, record: dict) -> list[float]:
+        """Optuna constraint values (<= 0 is feasible) for a measured record."""
+        values = [record["accuracy_drop_pp"] - self.max_accuracy_drop]
+        if self.size_budget is not None:
+            values.append(float(record["coded_bytes"] - self.size_budget))
+        if self.latency_budget_ms is not None:
+            latency = record.get("latency_ms")
+            values.append(math.inf if latency is None else latency - self.latency_budget_ms)
+        return values
+
+    def violations(self, record: dict) -> dict:
+        """By how much each constraint failed (None: latency not measured); {} when feasible."""
+        out = {}
+        if record["accuracy_drop_pp"] > self.max_accuracy_drop + 1e-9:
+            out["accuracy_drop_pp"] = record["accuracy_drop_pp"] - self.max_accuracy_drop
+        if self.size_budget is not None and record["coded_bytes"] > self.size_budget:
+            out["coded_bytes"] = record["coded_bytes"] - self.size_budget
+        if self.latency_budget_ms is not None:
+            latency = record.get("latency_ms")
+            if latency is None or latency > self.latency_budget_ms:
+                out["latency_ms"] = None if latency is None else latency - self.latency_budget_ms
+        return out
+
+    def closeness(self, violations: dict) -> float:
+        """Relative distance to feasibility, each violated constraint scaled by its budget."""
+        total = 0.0
+        for key, over in violations.items():
+            if over is None:
+                total += 10.0
+            elif key == "accuracy_drop_pp":
+                total += over / max(self.max_accuracy_drop, 0.1)
+            elif key == "coded_bytes":
+                total += over / self.size_budget
+            else:
+                total += over / self.latency_budget_ms
+        return total
+
+    def describe(self) -> str:
+        parts = [f"accuracy drop <= {self.max_accuracy_drop} pp"]
+        if self.size_budget is not None:
+            parts.append(f"coded size <= {self.size_budget:,} B")
+        if self.latency_budget_ms is not None:
+            parts.append(f"latency <= {self.latency_budget_ms} ms")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One measured recipe (an Optuna trial).
+
+    Attributes:
+        number: the trial number in the study.
+        recipe: what was applied (per-layer sparsity, cluster bits, quantization mode).
+        stages: each stage's report (kind, params, accuracy, checks, notes).
+        accuracy: top-1 of the .tflite on the validation data (LiteRT).
+        accuracy_drop_pp: baseline .tflite accuracy minus `accuracy`, in pp.
+        coded_bytes / raw_bytes: `converters.analyze` sizes of the .tflite.
+        latency_ms: median latency on the device, None when no device (or not measured;
+            `latency_note` says why).
+        feasible: every constraint held; `violations` says by how much each failed.
+        checks_ok: every stage verified what it promised.
+        error: why the trial failed (then the numbers are None).
+    """
+
+    number: int
+    recipe: dict
+    stages: tuple = ()
+    accuracy: float | None = None
+    accuracy_drop_pp: float | None = None
+    coded_bytes: int | None = None
+    raw_bytes: int | None = None
+    latency_ms: float | None = None
+    latency_note: str | None = None
+    feasible: bool = False
+    violations: dict = field(default_factory=dict)
+    checks_ok: bool = False
+    seconds: float | None = None
+    tflite_path: str | None = None
+    keras_path: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["stages"] = list(self.stages)
+        return data
+
+
+def candidates_of(study, constraints: Constraints) -> list[Candidate]:
+    """Every finished trial of `study` as a Candidate (failed ones with their error)."""
+    from optuna.trial import TrialState
+
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        attrs = t.user_attrs
+        if t.state == TrialState.COMPLETE and "coded_bytes" in attrs:
+            violations = constraints.violations(attrs)
+            out.append(Candidate(
+                number=t.number, recipe=attrs.get("recipe", {}), stages=tuple(attrs.get("stages", ())),
+                accuracy=attrs["accuracy"], accuracy_drop_pp=attrs["accuracy_drop_pp"],
+                coded_bytes=attrs["coded_bytes"], raw_bytes=attrs["raw_bytes"],
+                latency_ms=attrs.get("latency_ms"), latency_note=attrs.get("latency_note"),
+                feasible=not violations, violations=violations, checks_ok=attrs.get("checks_ok", False),
+                seconds=attrs.get("seconds"), tflite_path=attrs.get("tflite_path"),
+                keras_path=attrs.get("keras_path"),
+            ))
+        elif t.state == TrialState.FAIL:
+            out.append(Candidate(number=t.number, recipe=attrs.get("recipe", dict(t.params)),
+                                 error=attrs.get("error", "failed (no message recorded)")))
+    return out
+
+
+def _objectives(c: Candidate, with_latency: bool) -> tuple:
+    latency = (c.latency_ms if c.latency_ms is not None else math.inf,) if with_latency else ()
+    return (c.accuracy_drop_pp, c.coded_bytes) + latency
+
+
+def pareto_front(candidates, with_latency: bool) -> list[Candidate]:
+    """Measured candidates no other candidate beats on every objective."""
+    measured = [c for c in candidates if c.error is None]
+    front = []
+    for c in measured:
+        a = _objectives(c, with_latency)
+        dominated = any(
+            all(x <= y for x, y in zip(_objectives(o, with_latency), a))
+            and any(x < y for x, y in zip(_objectives(o, with_latency), a))
+            for o in measured if o is not c
+        )
+        if not dominated:
+            front.append(c)
+    return sorted(front, key=lambda c: (c.coded_bytes, c.accuracy_drop_pp))
+
+
+def choose(candidates: list[Candidate], constraints: Constraints, baseline_raw_bytes: int):
+    """`(chosen, closest, message)`: the smallest feasible candidate (the fastest when only a
+    latency budget is given), or None with the three candidates nearest to feasibility."""
+    feasible = [c for c in candidates if c.feasible]
+    if feasible:
+        if constraints.latency_budget_ms is not None and constraints.size_budget is None:
+            chosen = min(feasible, key=lambda c: (c.latency_ms, c.coded_bytes, c.accuracy_drop_pp))
+        else:
+            chosen = min(feasible, key=lambda c: (c.coded_bytes, c.accuracy_drop_pp))
+        message = (f"Chose trial {chosen.number}: {chosen.coded_bytes:,} B coded "
+                   f"({baseline_raw_bytes / chosen.coded_bytes:.1f}× smaller than fp32), "
+                   f"accuracy drop {chosen.accuracy_drop_pp:+.2f} pp"
+                   + (f", {chosen.latency_ms:.3f} ms" if chosen.latency_ms is not None else "")
+                   + f"; {len(feasible)} of {len(candidates)} candidates met the constraints.")
+        return chosen, (), message
+    measured = [c for c in candidates if c.error is None]
+    closest = tuple(sorted(measured, key=lambda c: constraints.closeness(c.violations))[:3])
+    message = (f"No candidate met the constraints ({constraints.describe()}) in {len(candidates)} trial(s)."
+               + (" The closest ones are listed; relax a budget or search longer (higher level)."
+                  if closest else " No candidate could be measured."))
+    return None, closest, message

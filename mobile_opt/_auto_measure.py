@@ -1,0 +1,147 @@
+"""Measuring one `auto_optimize` candidate: run its Pipeline, convert, size, time on a device.
+
+Each candidate is a real `Pipeline` run, converted to .tflite, sized with
+`converters.analyze` (coded bytes, see size_accounting.md) and, with a device, timed
+with `device_bench`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mobile_opt import _auto_study as study_io
+from mobile_opt import _search_space as space
+from mobile_opt._auto_choice import Constraints
+from mobile_opt.errors import DeviceError, MobileOptError
+
+__all__ = ["Measurer", "measure_latency"]
+
+logger = logging.getLogger(__name__)
+
+
+class Measurer:
+    """Runs one candidate end to end; remembers this process's models for the final pick."""
+
+    def __init__(self, model, train, val, *, epochs, baseline_accuracy, device, constraints: Constraints,
+                 trial_dir: Path | None, sensitivity, cluster_layers, artifacts=None):
+        self.model, self.train, self.val = model, train, val
+        self.epochs, self.baseline_accuracy = epochs, baseline_accuracy
+        self.device, self.constraints, self.trial_dir = device, constraints, trial_dir
+        self.sensitivity, self.cluster_layers = sensitivity, cluster_layers
+        self.artifacts = artifacts  # an Optuna artifact store every worker reaches, or None
+        self.memory: dict[int, tuple[Any, bytes]] = {}
+        self.device_lost: str | None = None
+        self.current_trial_id: int | None = None  # the storage's id, to re-queue it after a DB outage
+
+    def __call__(self, trial):
+        import converters
+        from mobile_opt.pipeline import Pipeline
+
+        self.current_trial_id = trial._trial_id  # Optuna's storages key trials by this id
+        stages, recipe = space.suggest_stages(trial, self.sensitivity, self.model,
+                                              cluster_layers=self.cluster_layers)
+        done = study_io.same_params(trial)
+        if done is not None:  # a duplicate of a measured candidate: reuse, do not redo
+            for key, value in done.user_attrs.items():
+                trial.set_user_attr(key, value)
+            trial.set_user_attr("duplicate_of", done.number)
+            study_io.set_constraints(trial, self.constraints.values(done.user_attrs))
+            logger.info("trial %d repeats trial %d; reusing its measurements", trial.number, done.number)
+            return tuple(done.values)
+        started = time.perf_counter()
+        trial.set_user_attr("recipe", recipe)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        try:
+            result = Pipeline(stages).run(self.model, self.train, self.val, fine_tune_epochs=self.epochs)
+            tflite = result.tflite
+            accuracy = result.final_accuracy
+            size = converters.analyze(tflite)
+            record = {
+                "recipe": recipe,
+                "stages": [_stage_summary(s) for s in result.stages],
+                "accuracy": accuracy,
+                "accuracy_drop_pp": (self.baseline_accuracy - accuracy) * 100,
+                "coded_bytes": int(size.coded_bytes),
+                "raw_bytes": int(size.raw_bytes),
+                "checks_ok": all(s.ok for s in result.stages),
+                "latency_ms": None,
+                "latency_note": "no device given",
+            }
+            if self.trial_dir is not None:
+                self.trial_dir.mkdir(parents=True, exist_ok=True)
+                tfl_path = self.trial_dir / f"trial_{trial.number}.tflite"
+                tfl_path.write_bytes(tflite)
+                keras_path = self.trial_dir / f"trial_{trial.number}.keras"
+                _save_keras(result.model, keras_path)
+                record["tflite_path"], record["keras_path"] = str(tfl_path), str(keras_path)
+                if self.artifacts is not None:
+                    record.update(study_io.upload_trial_files(self.artifacts, trial,
+                                                              {"tflite": tfl_path, "keras": keras_path}))
+            self.memory[trial.number] = (result.model, tflite)
+            if self.device is not None:
+                record["latency_ms"], record["latency_note"] = measure_latency(self.device, tflite, f"trial_{trial.number}")
+        except DeviceError as exc:
+            self.device_lost = f"device lost during trial {trial.number}: {exc}"
+            trial.set_user_attr("error", self.device_lost)
+            trial.study.stop()
+            raise
+        except MobileOptError as exc:
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+            raise
+        record["seconds"] = round(time.perf_counter() - started, 2)
+        values = [record["accuracy_drop_pp"], float(record["coded_bytes"])]
+        if self.device is not None:
+            values.append(record["latency_ms"] if record["latency_ms"] is not None else math.inf)
+        for key, value in record.items():
+            trial.set_user_attr(key, value)
+        study_io.set_constraints(trial, self.constraints.values(record))
+        return tuple(values)
+
+
+def measure_latency(device, tflite: bytes, label: str) -> tuple[float | None, str]:
+    """Median latency (ms) of a .tflite on `device` (1 thread, CPU), and how it was measured.
+
+    Raises:
+        DeviceError: the device is gone (a failed run is followed by a probe, so a
+            vanished device raises instead of yielding a quiet "not measured").
+    """
+    from device_bench import benchmark
+
+    with tempfile.TemporaryDirectory(prefix="mobile-opt-auto-") as tmp:
+        path = Path(tmp) / f"{label}.tflite"
+        path.write_bytes(tflite)
+        result = benchmark(device, [path], runs=20, warmup_runs=2, min_secs=0.2,
+                           warmup_min_secs=0.1, run_timeout_s=120)[0]
+    if result.status == "ok" and result.latency is not None and result.latency.p50_us is not None:
+        return result.latency.p50_us / 1000.0, f"median of {result.latency.count} runs (CPU, 1 thread)"
+    device.shell(["true"], timeout_s=15)
+    return None, f"not measured: {result.status}: {result.reason}"
+
+
+def _save_keras(model, path: Path) -> None:
+    from mobile_opt.models import save_model
+
+    save_model(model, path)
+
+
+def _stage_summary(report) -> dict:
+    return {
+        "kind": report.kind,
+        "params": report.params,
+        "accuracy": report.accuracy,
+        "accuracy_source": report.accuracy_source,
+        "accuracy_drop_pp": report.accuracy_drop_pp,
+        "ok": report.ok,
+        "sparsity": report.sparsity,
+        "max_unique_values": report.max_unique_values,
+        "failed_checks": [c.to_dict() for c in report.checks if not c.ok],
+        "notes": list(report.notes),
+        "seconds": round(report.seconds, 2),
+    }

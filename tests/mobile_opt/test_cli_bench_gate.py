@@ -1,0 +1,152 @@
+"""`mobile-opt bench --compare --fail-on-regression` and `check --results` on loopback results.
+
+A baseline of a small model is measured on the loopback device; then `bench` gates a rerun
+of the same model (noise only: passes) and a model ~100× heavier saved under the same file
+name (a real slowdown: fails), in every output format: text, JSON, JUnit, GitHub
+annotations and the step summary.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+from click.testing import CliRunner
+
+from device_bench.testing import LoopbackDevice
+from device_bench.testing.fake_benchmark_model import install
+from mobile_opt.cli import cli
+
+RUNS = ["--runs", "60", "--min-secs", "0.2"]
+# Run-to-run drift of the median on this shared 2-core host reached 3.5 % (two runs of one
+# model, minutes apart); the gate tests within-run noise, so CI's threshold must sit above the
+# drift. 25 % keeps the noise case far from it; the slowdown is ~50×.
+GATE = ["--fail-on-regression", "25%"]
+
+
+def _heavy_model(path):
+    from mobile_opt import _tf
+
+    tf, keras = _tf.tf(), _tf.keras()
+    inputs = keras.Input((48, 48, 8))
+    x = keras.layers.Conv2D(32, 3, activation="relu")(inputs)
+    x = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x))
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, x)).convert())
+
+
+def run(*args, env=None):
+    return CliRunner().invoke(cli, [*map(str, args)], catch_exceptions=False, env=env)
+
+
+class Rig:
+    def __init__(self, root, tiny_model):
+        self.root = root
+        self.cache = root / "cache"
+        install(self.cache)
+        (root / "heavy").mkdir()
+        self.models = {"noise": tiny_model, "slow": root / "heavy" / "tiny.tflite"}
+        _heavy_model(self.models["slow"])
+        self.device = LoopbackDevice(root / "device").__enter__()
+        self.baseline = root / "base.jsonl"
+        result = self.bench(tiny_model, "--out", self.baseline, "--json")
+        assert result.exit_code == 0, result.output
+
+    def bench(self, model, *args, env=None):
+        return run("bench", model, "--device", f"direct:{self.device.serial}", *RUNS,
+                   "--cache-dir", self.cache, *args, env=env)
+
+
+@pytest.fixture(scope="module")
+def rig(tiny_model, tmp_path_factory):
+    rig = Rig(tmp_path_factory.mktemp("gate"), tiny_model)
+    yield rig
+    rig.device.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize("case, fails", [("slow", True), ("noise", False)])
+def test_gate_text(rig, case, fails):
+    result = rig.bench(rig.models[case], "--compare", rig.baseline, *GATE)
+    assert result.exit_code == (1 if fails else 0), result.output
+    assert "mobile-opt latency gates" in result.output
+    if fails:
+        assert "REGRESSED" in result.output and "1 significant regression(s)" in result.output
+    else:
+        assert "no significant regression" in result.output and "REGRESSED" not in result.output
+
+
+@pytest.mark.parametrize("case, fails", [("slow", True), ("noise", False)])
+def test_gate_json_junit_github(rig, tmp_path, case, fails):
+    junit, summary = tmp_path / "gate.xml", tmp_path / "summary.md"
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}
+    result = rig.bench(rig.models[case], "--compare", rig.baseline, *GATE, "--json", "--junit", junit, env=env)
+    assert result.exit_code == (1 if fails else 0), result.output
+    lines = result.output.splitlines()
+    annotations = [line for line in lines if line.startswith("::error ")]
+    data = json.loads("\n".join(line for line in lines if not line.startswith("::error ")))
+    (check,) = data["regression"]["results"]
+    assert data["regression"]["ok"] is not fails and check["ok"] is not fails
+    assert check["status"] == ("regressed" if fails else "ok") and check["source"] == "samples"
+    assert check["metric"] == "p50_latency" and check["pattern"] == "Loopback cpu×1"
+    assert (check["ratio"] > 1.25 and check["p_value"] < 0.01) if fails else not (
+        check["ratio"] > 1.25 and check["p_value"] < 0.01)
+    suite = ET.parse(junit).getroot().find("testsuite")
+    (case_xml,) = suite.findall("testcase")
+    assert suite.get("failures") == ("1" if fails else "0")
+    assert (case_xml.find("failure") is not None) is fails
+    if fails:
+        assert case_xml.find("failure").get("type") == "LatencyRegression"
+        assert len(annotations) == 1 and "title=mobile-opt latency::tiny.tflite" in annotations[0]
+        assert "❌ regressed" in summary.read_text()
+    else:
+        assert annotations == [] and "✅ ok" in summary.read_text()
+
+
+def test_gate_usage_errors(rig, tiny_model):
+    no_compare = run("bench", tiny_model, *GATE)
+    assert no_compare.exit_code == 2 and "--compare" in no_compare.output
+    bad = run("bench", tiny_model, "--compare", rig.baseline, "--fail-on-regression", "five")
+    assert bad.exit_code == 2 and "Received: --fail-on-regression='five'" in bad.output
+
+
+def test_check_results_latency_budget(rig, tmp_path):
+    """max_p50_ms budgets per device model, checked by `check --results` on measured results."""
+    median_ms = _median_ms(rig.baseline)
+    for limit, code, status in ((median_ms * 3, 0, "ok"), (median_ms / 3, 1, "OVER")):
+        config = tmp_path / "pyproject.toml"
+        config.write_text('[[tool.mobile-opt.budget]]\npath = "**/tiny.tflite"\n'
+                          f'max_p50_ms = {{ "Loopback" = {limit!r}, "Pixel 7" = 1.0 }}\n')
+        result = run("check", "--config", config, "--results", rig.baseline, "--format", "json")
+        assert result.exit_code == code, result.output
+        rows = json.loads(result.output)
+        by_where = {r["pattern"]: r for r in rows["results"]}
+        assert by_where["Pixel 7"]["status"] == "not testable"  # no such device in the results
+        assert by_where["Loopback cpu×1"]["status"] == status.lower()
+        text = run("check", "--config", config, "--results", rig.baseline)
+        assert status in text.output and "not testable" in text.output
+    without = run("check", "--config", config)  # only latency budgets, nothing to check them on
+    assert without.exit_code == 2 and "pass --results" in without.output
+
+
+def _median_ms(path):
+    import statistics
+
+    from device_bench.results import read_jsonl
+
+    (result,) = read_jsonl(path)
+    return statistics.median(result.samples_us) / 1000
+
+
+@pytest.mark.slow
+def test_energy_gate_on_the_loopback_battery(rig):
+    """Energy per inference from the loopback's simulated fuel gauge: the ~50× heavier model
+    costs far more per inference (regressed), a rerun of the same model does not."""
+    energy = ["--energy", "--baseline", "1", "--min-secs", "3"]  # ≥ 3 one-second bins give a spread
+    base = rig.root / "energy-base.jsonl"
+    assert rig.bench(rig.models["noise"], *energy, "--out", base, "--json").exit_code == 0
+    for case, fails in (("slow", True), ("noise", False)):
+        result = rig.bench(rig.models[case], *energy, "--compare", base, *GATE, "--json")
+        assert result.exit_code == (1 if fails else 0), result.output
+        checks = {c["metric"]: c for c in json.loads(result.output)["regression"]["results"]}
+        assert checks["energy"]["status"] == ("regressed" if fails else "ok"), checks["energy"]
+        assert checks["energy"]["p_value"] is not None and "standard errors" in checks["energy"]["note"]

@@ -1,0 +1,183 @@
+"""Shared searches on a live PostgreSQL 15: several `mobile-opt auto` worker processes, one study.
+
+Each worker is a separate process, as if on another machine; trial models go to one Optuna
+FileSystemArtifactStore. A worker is SIGKILLed mid-trial, a worker joins late, and the
+server restarts mid-search. Every wait is on an event (a row in the study, a file), never on
+the clock; the heartbeat is shortened to 1 s (`MOBILE_OPT_HEARTBEAT_S`) so a dead worker's
+trial goes stale in ~5 s.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mobile_opt import _tf
+
+_EVENT_TIMEOUT_S = 400
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    """A small trained model (.keras) and its data (.npz) for the workers."""
+    keras = _tf.keras()
+    from mobile_opt.datasets import load_fashion_mnist
+
+    root = tmp_path_factory.mktemp("shared")
+    (x, y), (xt, yt) = load_fashion_mnist()
+    x, y, xt, yt = x[:600] / 255.0, y[:600], xt[:200] / 255.0, yt[:200]
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                              keras.layers.Dense(24, activation="relu"), keras.layers.Dense(10, activation="softmax")],
+                             name="tiny")
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0)
+    model.save(root / "tiny.keras")
+    np.savez(root / "data.npz", x_train=x.astype(np.float32), y_train=y, x_val=xt.astype(np.float32), y_val=yt)
+    return root
+
+
+class Workers:
+    def __init__(self, job: Path, worker, tmp_path: Path, storage: str, trials: int):
+        self.job, self.worker, self.tmp, self.storage, self.trials = job, worker, tmp_path, storage, trials
+        self.artifacts = tmp_path / "artifacts"  # the "shared mount"
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, name: str, barrier: tuple[Path, int] | None = None) -> subprocess.Popen:
+        env = {**self.worker.env(barrier), "MOBILE_OPT_HEARTBEAT_S": "1",
+               "MOBILE_OPT_ARTIFACTS": str(self.artifacts)}
+        log = open(self.tmp / f"{name}.log", "wb")
+        proc = subprocess.Popen(
+            [sys.executable, str(self.worker.script), "auto", str(self.job / "tiny.keras"),
+             "--data", str(self.job / "data.npz"), "--max-accuracy-drop", "5", "--trials", str(self.trials),
+             "--storage", self.storage, "--study-name", "S", "--out", str(self.tmp / name), "--json"],
+            stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc.name = name
+        self.procs.append(proc)
+        return proc
+
+    def wait(self, proc: subprocess.Popen) -> dict:
+        proc.wait(timeout=_EVENT_TIMEOUT_S)
+        text = (self.tmp / f"{proc.name}.log").read_text(errors="replace")
+        assert proc.returncode == 0, text
+        return json.loads(text[text.index("{\n"):])
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+
+
+@pytest.fixture
+def workers(job, tmp_path, postgres, request, auto_worker):
+    storage = postgres.create_database(f"s_{request.node.name[5:30].lower().replace('[', '_').strip(']')}")
+    w = Workers(job, auto_worker, tmp_path, storage, trials=3)
+    yield w
+    w.stop_all()
+
+
+def study(storage: str):
+    import optuna
+
+    return optuna.load_study(study_name="S", storage=storage)
+
+
+def wait_for(condition, what: str):
+    deadline = time.monotonic() + _EVENT_TIMEOUT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _trials(storage: str):
+    try:
+        return study(storage).get_trials(deepcopy=False)
+    except KeyError:  # the study does not exist yet
+        return []
+
+
+def assert_every_trial_once(storage: str, trials: int, results: list[dict]) -> list:
+    """The study holds `trials` finished trials (one may overshoot), failed ones only as retried
+    originals, and every worker made the same choice a single worker makes from these trials."""
+    from mobile_opt._auto_choice import Constraints, candidates_of, choose
+
+    s = study(storage)
+    all_trials = s.get_trials(deepcopy=False)
+    retried = {n for t in all_trials for n in t.system_attrs.get("retry_history", ())}
+    complete = [t for t in all_trials if t.state.name == "COMPLETE"]
+    assert trials <= len(complete) <= trials + 1, [(t.number, t.state.name) for t in all_trials]
+    assert all(t.number in retried for t in all_trials if t.state.name == "FAIL")
+    assert not [t for t in all_trials if t.state.name in ("RUNNING", "WAITING")]
+    assert all("coded_bytes" in t.user_attrs and "tflite_artifact" in t.user_attrs for t in complete)
+    constraints = Constraints.parse(5.0, None, None)
+    single, _, _ = choose(candidates_of(s, constraints), constraints, results[0]["baseline"]["raw_bytes"])
+    assert {r["chosen"]["number"] for r in results} == {single.number}
+    chosen = {Path(r["files"]["chosen_tflite"]).read_bytes() for r in results}
+    assert len(chosen) == 1  # every worker wrote the same model, fetched from the artifact store
+    return all_trials
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_postgres_study(workers, tmp_path):
+    procs = [workers.start(name, barrier=(tmp_path / "barrier", 2)) for name in ("a", "b")]
+    results = [workers.wait(p) for p in procs]
+    trials = assert_every_trial_once(workers.storage, 3, results)
+    by_worker = {t.user_attrs.get("worker") for t in trials if t.state.name == "COMPLETE"}
+    assert len(by_worker) == 2  # both measured (they met at the barrier)
+    # The chosen trial was measured by one worker; the other fetched its model.
+    assert len(list(workers.artifacts.rglob("*"))) >= 2 * 3
+
+
+@pytest.mark.slow
+def test_killed_worker_trial_is_retried_by_a_worker_that_joins_later(workers):
+    first = workers.start("killed")
+    wait_for(lambda: any(t.state.name == "RUNNING" and "worker" in t.user_attrs
+                         for t in _trials(workers.storage)), "the first worker to be measuring a trial")
+    (victim,) = [t for t in _trials(workers.storage) if t.state.name == "RUNNING"]
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    late = workers.start("late")
+    result = workers.wait(late)
+    trials = assert_every_trial_once(workers.storage, 3, [result])
+    killed = next(t for t in trials if t.number == victim.number)
+    assert killed.state.name == "FAIL"
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert retry.state.name == "COMPLETE" and retry.params == victim.params
+    assert retry.user_attrs["worker"].endswith(f":{late.pid}")
+
+
+@pytest.mark.slow
+def test_postgres_restart_mid_search_loses_no_trial(workers, postgres, tmp_path):
+    procs = [workers.start(name, barrier=(tmp_path / "barrier", 2)) for name in ("a", "b")]
+    wait_for(lambda: any(t.state.name == "COMPLETE" for t in _trials(workers.storage)), "a finished trial")
+    postgres.restart()
+    results = [workers.wait(p) for p in procs]
+    assert_every_trial_once(workers.storage, 3, results)
+
+
+def test_postgresql_url_needs_no_driver_spelling_and_bad_server_is_a_clear_error(postgres, closed_port):
+    from mobile_opt._auto_study import open_storage, optuna
+    from mobile_opt.errors import InputError
+
+    storage = open_storage(optuna(), postgres.create_database("driver"))  # plain postgresql://
+    assert storage.url.startswith("postgresql+psycopg://")
+    with pytest.raises(InputError, match="Cannot open the Optuna storage.*Received: storage="):
+        open_storage(optuna(), f"postgresql://postgres@127.0.0.1:{closed_port}/nope")
+
+
+@pytest.fixture
+def closed_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
