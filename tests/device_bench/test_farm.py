@@ -125,8 +125,8 @@ def test_other_errors_stop_the_farm_and_propagate():
 @pytest.fixture
 def phones(tmp_path):
     install(tmp_path / "cache")
-    with LoopbackDevice(tmp_path / "d0") as a, LoopbackDevice(tmp_path / "d1") as b, \
-            LoopbackDevice(tmp_path / "d2") as c:
+    with LoopbackDevice(tmp_path / "d0", auth_keys=None) as a, LoopbackDevice(tmp_path / "d1", auth_keys=None) as b, \
+            LoopbackDevice(tmp_path / "d2", auth_keys=None) as c:
         yield [a, b, c]
 
 

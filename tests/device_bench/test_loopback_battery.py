@@ -71,7 +71,7 @@ def test_no_battery_files(loopback):
 
 
 def test_battery_none_has_no_truth(tmp_path):
-    with LoopbackDevice(tmp_path / "d", battery=None) as device:
+    with LoopbackDevice(tmp_path / "d", auth_keys=None, battery=None) as device:
         with pytest.raises(InputError, match="no battery"):
             device.battery_truth()
 
@@ -125,7 +125,7 @@ def test_killed_command_releases_its_load(loopback):
 @pytest.mark.parametrize("update_hz", [20.0, 100.0])
 def test_truth_ledger_integrates_a_known_on_time(tmp_path, update_hz):
     profile = BatteryProfile(update_hz=update_hz)
-    with LoopbackDevice(tmp_path / "d", battery=profile) as device:
+    with LoopbackDevice(tmp_path / "d", auth_keys=None, battery=profile) as device:
         marker = device.device_path(f"/proc/loopback/load/{os.getpid()}")
         t0 = time.monotonic()
         time.sleep(0.2)

@@ -84,7 +84,7 @@ GAUGES = [
 @pytest.mark.parametrize("gauge", GAUGES, ids=lambda g: f"{g.refresh_period_s}s-{g.unit}{g.discharge_sign:+d}")
 def test_live_files_follow_the_model_of_the_truth(tmp_path, gauge):
     profile = BatteryProfile(gauge=gauge, resistance_mohm=120, name="bms")
-    with LoopbackDevice(tmp_path / "d", battery=profile) as device:
+    with LoopbackDevice(tmp_path / "d", auth_keys=None, battery=profile) as device:
         files = [*gauge.files, "voltage_now", "charge_counter"]
         samples = _sample(device, "bms", files, n=40, load_from=10, load_to=28)
         truth = device.battery_truth()
@@ -105,7 +105,7 @@ def _wait_reading(client: AdbDeviceTcp, path: str, accept, what: str, timeout_s:
 
 def test_load_reaches_the_files_and_the_voltage_sags(tmp_path):
     profile = BatteryProfile(resistance_mohm=100, gauge=GaugeModel(refresh_period_s=0.05))
-    with LoopbackDevice(tmp_path / "d", battery=profile) as device:
+    with LoopbackDevice(tmp_path / "d", auth_keys=None, battery=profile) as device:
         client = _client(device)
         try:
             battery = f"{PS}/battery"
@@ -122,7 +122,7 @@ def test_load_reaches_the_files_and_the_voltage_sags(tmp_path):
 
 def test_supplies_are_found_by_type_and_a_charger_shows(tmp_path):
     gauge = GaugeModel(files=("current_avg",), charger_ua=400_000)
-    with LoopbackDevice(tmp_path / "d", battery=BatteryProfile(gauge=gauge, name="max170xx_battery")) as device:
+    with LoopbackDevice(tmp_path / "d", auth_keys=None, battery=BatteryProfile(gauge=gauge, name="max170xx_battery")) as device:
         client = _client(device)
         try:
             listing = client.shell(f'for d in {PS}/*; do echo "${{d##*/}} $(cat $d/type)"; done')
@@ -138,7 +138,7 @@ def test_supplies_are_found_by_type_and_a_charger_shows(tmp_path):
 
 
 def test_thermal_zones_heat_under_load(tmp_path):
-    with LoopbackDevice(tmp_path / "d") as device:
+    with LoopbackDevice(tmp_path / "d", auth_keys=None) as device:
         client = _client(device)
         try:
             zones = "/sys/class/thermal"

@@ -122,7 +122,7 @@ def test_a_lone_command_is_hung_up_only_where_the_shell_execs_it(loopback, adb, 
 
 @MKSH
 def test_commands_can_run_under_mksh_like_android(tmp_path):
-    with LoopbackDevice(tmp_path / "d", shell="/bin/mksh") as device:
+    with LoopbackDevice(tmp_path / "d", auth_keys=None, shell="/bin/mksh") as device:
         client = AdbDeviceTcp(device.host, device.port, default_transport_timeout_s=10)
         client.connect(read_timeout_s=10)
         try:

@@ -31,10 +31,8 @@ def result(samples=(), *, model="m.tflite", device_model="Pixel", status="ok", e
     samples = [float(s) for s in samples]
     latency = LatencyStats.from_samples(samples) if samples else None
     if histogram is not None:
-        # The histogram-only shape of results written without --samples (a newer LatencyStats).
-        fields = [f.name for f in dataclasses.fields(LatencyStats)] + ["histogram"]
-        Stats = dataclasses.make_dataclass("Stats", fields, frozen=True)
-        latency = Stats(**{f: None for f in fields[:-1]}, histogram=histogram)
+        # The histogram-only shape of results written without --samples.
+        latency = dataclasses.replace(LatencyStats.from_samples([1.0]), histogram=histogram)
         samples = ()
     return BenchmarkResult(model_path=f"/x/{model}", model_sha256="0", model_size_bytes=1,
                            device={"serial": "s", "model": device_model}, backend="cpu", threads=1,
@@ -120,8 +118,28 @@ def test_histogram_only_results_are_tested_on_bins():
     assert latency_values(result(histogram=hist(timings(0))))[1] == "histogram"
 
 
+def tool_result(samples):
+    """What the real LiteRT tool leaves: its own statistics, no per-run times, no histogram."""
+    values = np.asarray(samples)
+    stats = LatencyStats.from_tool(values.size, mean_us=float(values.mean()), std_us=float(values.std()),
+                                   min_us=float(values.min()), max_us=float(values.max()),
+                                   p5_us=float(np.percentile(values, 5)), p50_us=float(np.median(values)),
+                                   p95_us=float(np.percentile(values, 95)), source="result_proto")
+    return dataclasses.replace(result(samples), samples_us=(), latency=stats)
+
+
+def test_tool_statistics_only_are_gated_by_welch_on_mean_and_std():
+    slow = check_regressions([tool_result(timings(0))], [tool_result(timings(1) * 2)], threshold=0.05)
+    noise = check_regressions([tool_result(timings(0))], [tool_result(timings(1))], threshold=0.05)
+    assert slow.results[0].status == "regressed" and slow.results[0].source == "summary"
+    assert "Welch" in slow.results[0].note and slow.results[0].p_value < 0.01
+    assert noise.results[0].status == "ok" and noise.ok
+
+
 def test_no_samples_no_histogram_is_not_testable_never_a_pass():
-    summary_only = dataclasses.replace(result(timings(0, 10)), samples_us=())
+    measured = result(timings(0, 10))
+    no_stats = dataclasses.replace(measured.latency, histogram=None, mean_us=None, std_us=None)
+    summary_only = dataclasses.replace(measured, samples_us=(), latency=no_stats)
     report = check_regressions([result(timings(0))], [summary_only], threshold=0.05)
     (row,) = report.results
     assert row.status == "not testable" and "neither raw samples nor a latency histogram" in row.note
@@ -132,17 +150,17 @@ def test_no_samples_no_histogram_is_not_testable_never_a_pass():
     assert failed.status == "not testable" and "no successful run" in failed.note
 
 
-def energy(j, spread):
+def energy(j, bound):
     base = EnergyResult.unavailable("x")
-    return dataclasses.replace(base, energy_per_inference_j=j, energy_per_inference_spread_j=spread, reason=None)
+    return dataclasses.replace(base, energy_per_inference_j=j, energy_per_inference_bound_j=bound, reason=None)
 
 
-def test_energy_gate_uses_the_reported_standard_errors():
+def test_energy_gate_regresses_only_beyond_both_stated_bounds():
     old = [result(timings(0), energy=energy(1e-3, 1e-5))]
     worse = check_regressions(old, [result(timings(1), energy=energy(1.5e-3, 1e-5))], threshold=0.05)
     noisy = check_regressions(old, [result(timings(1), energy=energy(1.5e-3, 5e-4))], threshold=0.05)
     no_spread = check_regressions(old, [result(timings(1), energy=energy(1.5e-3, None))], threshold=0.05)
     assert [r.metric for r in worse.results] == ["p50_latency", "energy"]
     assert worse.results[1].status == "regressed" and not worse.ok
-    assert noisy.results[1].status == "ok" and noisy.ok  # +50 % but within 1 standard error
+    assert noisy.results[1].status == "ok" and noisy.ok  # +50 %, but 1.5e-3 - 5e-4 is within 1.05 × (1e-3 + 1e-5)
     assert no_spread.results[1].status == "not testable"

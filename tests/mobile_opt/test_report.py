@@ -55,7 +55,7 @@ def results(tmp_path_factory):
         benchmark(host, [small, large], results_path=bench, **QUICK)
     cache = root / "cache"
     install(cache)
-    with LoopbackDevice(root / "device") as loopback:
+    with LoopbackDevice(root / "device", auth_keys=None) as loopback:
         with connect(f"direct:{loopback.serial}", key_path=root / "adbkey") as phone:
             benchmark(phone, [small], energy=True, baseline_s=1.0, cache_dir=cache, results_path=bench,
                       runs=5, warmup_runs=1, min_secs=2.5, warmup_min_secs=0.5)
