@@ -68,7 +68,8 @@ def same_params(trial):
 def finished(study) -> int:
     from optuna.trial import TrialState
 
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)))
+    # A pruned (hopeless, stopped early) trial used its share of the budget too.
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)))
 
 
 def open_storage(optuna, url: str | None):
