@@ -310,7 +310,8 @@ class _Steer:
         feasible = [t for t in measured if not self.constraints.violations(t.user_attrs)]
         if feasible:
             best = min(feasible, key=lambda t: (t.user_attrs["coded_bytes"], t.user_attrs["accuracy_drop_pp"]))
-            options = self.search.pushes(dict(best.params))
+            slack = 1 - best.user_attrs["accuracy_drop_pp"] / max(self.constraints.max_accuracy_drop, 1e-9)
+            options = self.search.pushes(dict(best.params), slack)
         else:
             closest = sorted(measured, key=lambda t: self.constraints.closeness(self.constraints.violations(t.user_attrs)))
             options = [r for r in (self.search.relax(dict(t.params)) for t in closest[:1]) if r is not None]
