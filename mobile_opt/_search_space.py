@@ -296,11 +296,12 @@ class SearchSpace:
     # --- where the search starts and how it pushes ---------------------------------------
     def defaults(self) -> list[dict]:
         """Generic starting recipes (the same for every network): plain int8, then
-        Deep Compression's usual setting (~90% sparsity on the big layers, 5-bit sharing, QAT)."""
+        Deep Compression's usual setting (~90% sparsity on the big layers, 4-bit sharing
+        with one bit more for small layers, QAT)."""
         base = {"low_rank": 0.0} if self.low_rank_layers else {}
         plain = {**base, "prune": "none", "cluster_bits": 0, "quantize": "ptq_int8"}
         deep = {**base, "prune": "unstructured", "prune_level": 0.9,
-                "cluster_bits": 5 if self.cluster_layers else 0, "quantize": self.modes[0]}
+                "cluster_bits": 4 if self.cluster_layers else 0, "quantize": self.modes[0]}
         return [plain, deep]
 
     def pushes(self, params: dict, slack: float = 0.0) -> list[dict]:
@@ -331,12 +332,15 @@ class SearchSpace:
         return out[:1] + out[2:] + out[1:2] if len(out) > 2 else out
 
     def relax(self, params: dict) -> dict | None:
-        """A gentler neighbour of an infeasible recipe (when nothing is feasible yet)."""
+        """A gentler neighbour of an infeasible recipe (when nothing is feasible yet): twice
+        the density and one more cluster bit at once, so a network that wants far less
+        compression than the defaults gets there in few trials."""
+        out = dict(params)
         if params.get("prune") == "unstructured" and params["prune_level"] > 0.5:
-            return {**params, "prune_level": round(max(0.5, 1 - (1 - params["prune_level"]) * 1.6), 4)}
+            out["prune_level"] = round(max(0.5, 1 - (1 - params["prune_level"]) * 2), 4)
         if params.get("cluster_bits") and params["cluster_bits"] < CLUSTER_BITS[-1]:
-            return {**params, "cluster_bits": params["cluster_bits"] + 1}
-        return None
+            out["cluster_bits"] = params["cluster_bits"] + 1
+        return out if out != params else None
 
     def hopeless(self, kind: str, drop_pp: float) -> bool:
         """Whether a trial whose drop after `kind` is `drop_pp` cannot end within budget."""

@@ -139,7 +139,7 @@ def auto_optimize(
     First a sensitivity scan prunes each layer alone at a few sparsities (no
     training) and measures the drop, as Han et al. do to set per-layer
     thresholds. The search starts from two generic recipes (plain int8 PTQ; ~90%
-    sparsity on the biggest layer, 5-bit weight sharing, QAT), then, after each trial,
+    sparsity on the biggest layer, 4-bit weight sharing, QAT), then, after each trial,
     measures a more aggressive neighbour of the smallest feasible candidate (more
     sparsity, fewer bits) until the accuracy headroom is used; Optuna's multi-objective
     TPE with constraints proposes the rest. The space (`_search_space.SearchSpace`):

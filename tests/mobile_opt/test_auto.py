@@ -377,3 +377,13 @@ def test_no_converter_or_tensorflow_lines_reach_stderr(trained, tmp_path):
     # The int8 conversion's C++ "fully_quantize: 0, inference_type: 6 ..." and TF's log lines.
     for noise in ("fully_quantize", "inference_type", "tensorflow", "W0000", "I0000"):
         assert noise not in run.stderr, run.stderr
+
+
+def test_relax_backs_off_both_knobs_until_nothing_is_left():
+    space = _space(_tiny_model())
+    params = space.defaults()[1]
+    seen = [params]
+    while (params := space.relax(params)) is not None:
+        assert params["prune_level"] <= seen[-1]["prune_level"] and params["cluster_bits"] >= seen[-1]["cluster_bits"]
+        seen.append(params)
+    assert seen[-1]["prune_level"] == 0.5 and seen[-1]["cluster_bits"] == 6 and len(seen) <= 6
