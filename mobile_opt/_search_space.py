@@ -331,6 +331,18 @@ class SearchSpace:
         # The big sparsity step first, then fewer bits, then the small sparsity step.
         return out[:1] + out[2:] + out[1:2] if len(out) > 2 else out
 
+    def between(self, good: dict, bad: dict) -> dict | None:
+        """`good` with a sparsity between its own and `bad`'s (geometric mean of the densities;
+        no pruning counts as density 0.5), when `bad` prunes harder and the gap is worth a
+        trial (densities more than 1.25× apart); else None. Bisects towards the frontier."""
+        if bad.get("prune") != "unstructured" or good.get("prune") not in ("unstructured", "none"):
+            return None
+        lo = 1 - good["prune_level"] if good.get("prune") == "unstructured" else 0.5
+        hi = 1 - bad["prune_level"]
+        if lo / hi <= 1.25:
+            return None
+        return {**good, "prune": "unstructured", "prune_level": round(1 - math.sqrt(lo * hi), 4)}
+
     def relax(self, params: dict) -> dict | None:
         """A gentler neighbour of an infeasible recipe (when nothing is feasible yet): twice
         the density and one more cluster bit at once, so a network that wants far less

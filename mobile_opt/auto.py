@@ -311,7 +311,12 @@ class _Steer:
         if feasible:
             best = min(feasible, key=lambda t: (t.user_attrs["coded_bytes"], t.user_attrs["accuracy_drop_pp"]))
             slack = 1 - best.user_attrs["accuracy_drop_pp"] / max(self.constraints.max_accuracy_drop, 1e-9)
-            options = self.search.pushes(dict(best.params), slack)
+            options = []
+            for push in self.search.pushes(dict(best.params), slack):
+                options.append(push)
+                # A push that was tried and missed: bisect between the best and it.
+                if _key(push) in tried and (mid := self.search.between(dict(best.params), push)) is not None:
+                    options.append(mid)
         else:
             closest = sorted(measured, key=lambda t: self.constraints.closeness(self.constraints.violations(t.user_attrs)))
             options = [r for r in (self.search.relax(dict(t.params)) for t in closest[:1]) if r is not None]

@@ -387,3 +387,14 @@ def test_relax_backs_off_both_knobs_until_nothing_is_left():
         assert params["prune_level"] <= seen[-1]["prune_level"] and params["cluster_bits"] >= seen[-1]["cluster_bits"]
         seen.append(params)
     assert seen[-1]["prune_level"] == 0.5 and seen[-1]["cluster_bits"] == 6 and len(seen) <= 6
+
+
+def test_between_bisects_towards_the_sparsity_that_missed():
+    space = _space(_tiny_model())
+    good = {"prune": "unstructured", "prune_level": 0.9, "cluster_bits": 4, "quantize": "qat_int8"}
+    mid = space.between(good, {**good, "prune_level": 0.99})
+    assert 0.9 < mid["prune_level"] < 0.99 and {k: v for k, v in mid.items() if k != "prune_level"} == {
+        k: v for k, v in good.items() if k != "prune_level"}
+    plain = {"prune": "none", "cluster_bits": 0, "quantize": "ptq_int8"}
+    assert 0.5 < space.between(plain, {**plain, "prune": "unstructured", "prune_level": 0.9})["prune_level"] < 0.9
+    assert space.between(good, {**good, "prune_level": 0.91}) is None  # close enough already
