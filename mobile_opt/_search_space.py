@@ -47,6 +47,7 @@ _SMALL_LAYER_SHARE = 0.05
 # A trial whose accuracy drop after pruning (or clustering) exceeds the budget by this much
 # is hopeless: the later touch-up stages recover a few tenths of a point, not whole points.
 HOPELESS_MARGIN_PP = {"prune": 2.0, "cluster": 1.0}
+_SCAN_IMAGES = 40_000  # forward-pass images per sparsity level of the scan, over all layers
 
 
 def parse_latency(value, name: str = "latency_budget") -> float | None:
@@ -126,6 +127,10 @@ def sensitivity_scan(model, x, y, *, sparsities=SCAN_SPARSITIES, progress=None) 
     first conv and the classifier) get lower sparsity.
     """
     layers = LayerSelection(include="all").select(model, supported=("Dense", "Conv2D", "Conv1D", "DepthwiseConv2D"))
+    # Every layer × sparsity is one forward pass: a network with many layers is scanned on
+    # fewer images (at least 500) so the scan stays a small part of the search.
+    n = max(500, _SCAN_IMAGES // max(1, len(layers)))
+    x, y = x[:n], y[:n]
     label = np.asarray(y).reshape(-1) if np.asarray(y).ndim == 1 or np.asarray(y).shape[-1] == 1 else np.argmax(y, -1)
 
     def acc() -> float:
@@ -193,8 +198,9 @@ class SearchSpace:
             pattern, big FC layers hardest, first conv and classifier least.
         cluster_bits: 0 (none) or 3-6 bits for big layers; small or sensitive layers
             get one bit more.
-        quantize: int8 QAT (PTQ when QAT cannot cover the model) or PTQ; dynamic/float16
-            only with a device and no size budget.
+        quantize: int8 QAT (PTQ when QAT fails on the model) or PTQ; dynamic/float16
+            only with a device and no size budget. When TF-MOT's QAT cannot wrap some
+            layers (they stay float, named in the recipe), the search starts from PTQ.
         low_rank: 0, 0.25 or 0.5: factorise big hidden Dense layers to that share of
             their weights, then distil from the original model (only offered when such
             layers exist).
@@ -204,11 +210,12 @@ class SearchSpace:
                  with_device: bool, max_accuracy_drop: float):
         self.model, self.sensitivity = model, sensitivity
         self.epochs = SCHEDULES[level]
-        self.modes = modes
+        self.qat_skip = qat_unsupported(model)
+        # QAT that cannot cover the model (layers left in float) starts from PTQ instead.
+        self.modes = tuple(sorted(modes, key=lambda m: m != "ptq_int8")) if self.qat_skip else modes
         self.prune_choices = ("unstructured", "none") + (("2:4",) if with_device else ())
         self.max_accuracy_drop = max_accuracy_drop
         self.cluster_layers = cluster_candidates(model)
-        self.qat_skip = qat_unsupported(model)
         self.low_rank_layers = self._low_rank_layers()
         self.baseline_accuracy: float | None = None  # set by the watch on the first stage
 

@@ -398,3 +398,14 @@ def test_between_bisects_towards_the_sparsity_that_missed():
     plain = {"prune": "none", "cluster_bits": 0, "quantize": "ptq_int8"}
     assert 0.5 < space.between(plain, {**plain, "prune": "unstructured", "prune_level": 0.9})["prune_level"] < 0.9
     assert space.between(good, {**good, "prune_level": 0.91}) is None  # close enough already
+
+
+def test_layers_qat_cannot_wrap_are_named_and_the_search_starts_from_ptq():
+    keras = _tf.keras()
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                              keras.layers.Dense(48, name="fc1"), keras.layers.LayerNormalization(name="norm"),
+                              keras.layers.Dense(10, activation="softmax", name="fc2")])
+    space = _space(model)
+    assert space.qat_skip == ["norm"]
+    assert space.modes[0] == "ptq_int8" and space.defaults()[1]["quantize"] == "ptq_int8"
+    assert _space(_tiny_model()).modes[0] == "qat_int8"
