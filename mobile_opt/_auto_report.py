@@ -99,7 +99,7 @@ def _markdown(result) -> str:
     lines += [_row(c, b, pareto) for c in result.candidates if c.error is None]
     failed = [c for c in result.candidates if c.error is not None]
     if failed:
-        lines += ["", "## Failed candidates", ""]
+        lines += ["", "## Failed or stopped-early candidates", ""]
         lines += [f"- trial {c.number} ({recipe_text(c.recipe)}): {c.error}" for c in failed]
     lines += ["", "## Layer sensitivity (drop in pp when pruned alone, no fine-tuning)", ""]
     drops = result.sensitivity["drops"]

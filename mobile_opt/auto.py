@@ -31,6 +31,7 @@ from mobile_opt import _auto_study as study_io
 from mobile_opt import _search_space as space
 from mobile_opt._auto_choice import Candidate, Constraints, candidates_of, choose, pareto_front
 from mobile_opt._auto_measure import Measurer, measure_latency
+from mobile_opt._auto_steer import Steer
 from mobile_opt.errors import ConstraintError, DataError, InputError, MobileOptError
 
 __all__ = ["AutoResult", "Candidate", "Constraints", "SearchProgress", "auto_optimize", "measure_latency",
@@ -272,7 +273,7 @@ def auto_optimize(
         finished = study_io.finished(study)
         remaining = max(0, total_trials - finished)
         logger.info("study %r: %d trial(s) already finished, %d to run", study_name, finished, remaining)
-        callbacks = [_Steer(search, constraints)]
+        callbacks = [Steer(search, constraints)]
         if progress is not None:
             callbacks.append(_ProgressReporter(progress, constraints, total_trials, finished))
             callbacks[-1](study, None)
@@ -289,46 +290,6 @@ def auto_optimize(
             dev.close()
     return _result(study, measurer, baseline, constraints, sensitivity, storage, study_name, out_dir,
                    with_latency=dev is not None)
-
-
-class _Steer:
-    """After each trial, queues the next recipe worth measuring before TPE's own proposals:
-    a more aggressive neighbour of the smallest feasible candidate (spending the accuracy
-    headroom), or, while nothing is feasible, a gentler neighbour of the closest one."""
-
-    def __init__(self, search: space.SearchSpace, constraints: Constraints):
-        self.search, self.constraints = search, constraints
-
-    def __call__(self, study, trial) -> None:
-        from optuna.trial import TrialState
-
-        trials = study.get_trials(deepcopy=False)
-        if any(t.state == TrialState.WAITING for t in trials):
-            return
-        tried = {_key(t.params) for t in trials} | {_key(t.system_attrs.get("fixed_params", {})) for t in trials}
-        measured = [t for t in trials if t.state == TrialState.COMPLETE and "coded_bytes" in t.user_attrs]
-        feasible = [t for t in measured if not self.constraints.violations(t.user_attrs)]
-        if feasible:
-            best = min(feasible, key=lambda t: (t.user_attrs["coded_bytes"], t.user_attrs["accuracy_drop_pp"]))
-            slack = 1 - best.user_attrs["accuracy_drop_pp"] / max(self.constraints.max_accuracy_drop, 1e-9)
-            options = []
-            for push in self.search.pushes(dict(best.params), slack):
-                options.append(push)
-                # A push that was tried and missed: bisect between the best and it.
-                if _key(push) in tried and (mid := self.search.between(dict(best.params), push)) is not None:
-                    options.append(mid)
-        else:
-            closest = sorted(measured, key=lambda t: self.constraints.closeness(self.constraints.violations(t.user_attrs)))
-            options = [r for r in (self.search.relax(dict(t.params)) for t in closest[:1]) if r is not None]
-        for params in options:
-            if _key(params) not in tried:
-                logger.info("next: %s", params)
-                study.enqueue_trial(params)
-                return
-
-
-def _key(params: dict) -> tuple:
-    return tuple(sorted((k, round(v, 4) if isinstance(v, float) else v) for k, v in params.items()))
 
 
 class _ProgressReporter:

@@ -28,7 +28,8 @@ def _render(result) -> None:
     pareto = set(result.pareto)
     for c in result.candidates:
         if c.error is not None:
-            table.add_row(str(c.number), _recipe_text(c.recipe), "-", "-", "-", "-", "-", "[red]failed[/]", "")
+            state = "[yellow]stopped early[/]" if c.error.startswith("stopped early") else "[red]failed[/]"
+            table.add_row(str(c.number), _recipe_text(c.recipe), "-", "-", "-", "-", "-", state, "")
             continue
         mark = "[green]yes[/]" if c.feasible else "no"
         if result.chosen is not None and c.number == result.chosen.number:
