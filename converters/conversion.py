@@ -164,7 +164,9 @@ def convert(
         converter.inference_output_type = getattr(tf, io_dtype)
 
     try:
-        with warnings.catch_warnings():
+        # The converter's C++ side prints "fully_quantize: 0, inference_type: 6 ..." and MLIR
+        # notes straight to fd 2, past every log level: hidden (replayed if it fails).
+        with warnings.catch_warnings(), _tf.quiet_native_stderr():
             # TF warns about input statistics on every full-integer conversion with float I/O or
             # QAT, where none are needed: noise for users.
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")

@@ -170,7 +170,7 @@ def candidates_of(study, constraints: Constraints) -> list[Candidate]:
                 seconds=attrs.get("seconds"), tflite_path=attrs.get("tflite_path"),
                 keras_path=attrs.get("keras_path"),
             ))
-        elif t.state == TrialState.FAIL:
+        elif t.state in (TrialState.FAIL, TrialState.PRUNED):
             out.append(Candidate(number=t.number, recipe=attrs.get("recipe", dict(t.params)),
                                  error=attrs.get("error", "failed (no message recorded)")))
     return out

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from mobile_opt import _auto_study as study_io
-from mobile_opt import _search_space as space
 from mobile_opt._auto_choice import Constraints
+from mobile_opt._search_space import SearchSpace
 from mobile_opt.errors import DeviceError, MobileOptError
 
 __all__ = ["Measurer", "measure_latency"]
@@ -29,12 +29,11 @@ logger = logging.getLogger(__name__)
 class Measurer:
     """Runs one candidate end to end; remembers this process's models for the final pick."""
 
-    def __init__(self, model, train, val, *, epochs, baseline_accuracy, device, constraints: Constraints,
-                 trial_dir: Path | None, sensitivity, cluster_layers, artifacts=None):
+    def __init__(self, model, train, val, *, space: SearchSpace, baseline_accuracy, device,
+                 constraints: Constraints, trial_dir: Path | None, artifacts=None):
         self.model, self.train, self.val = model, train, val
-        self.epochs, self.baseline_accuracy = epochs, baseline_accuracy
+        self.space, self.baseline_accuracy = space, baseline_accuracy
         self.device, self.constraints, self.trial_dir = device, constraints, trial_dir
-        self.sensitivity, self.cluster_layers = sensitivity, cluster_layers
         self.artifacts = artifacts  # an Optuna artifact store every worker reaches, or None
         self.memory: dict[int, tuple[Any, bytes]] = {}
         self.device_lost: str | None = None
@@ -45,8 +44,7 @@ class Measurer:
         from mobile_opt.pipeline import Pipeline
 
         self.current_trial_id = trial._trial_id  # Optuna's storages key trials by this id
-        stages, recipe = space.suggest_stages(trial, self.sensitivity, self.model,
-                                              cluster_layers=self.cluster_layers)
+        stages, recipe = self.space.suggest(trial, watch=self._watch(trial))
         done = study_io.same_params(trial)
         if done is not None:  # a duplicate of a measured candidate: reuse, do not redo
             for key, value in done.user_attrs.items():
@@ -59,7 +57,7 @@ class Measurer:
         trial.set_user_attr("recipe", recipe)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         try:
-            result = Pipeline(stages).run(self.model, self.train, self.val, fine_tune_epochs=self.epochs)
+            result = Pipeline(stages).run(self.model, self.train, self.val, fine_tune_epochs=self.space.epochs[0])
             tflite = result.tflite
             accuracy = result.final_accuracy
             size = converters.analyze(tflite)
@@ -103,6 +101,29 @@ class Measurer:
             trial.set_user_attr(key, value)
         study_io.set_constraints(trial, self.constraints.values(record))
         return tuple(values)
+
+
+    def _watch(self, trial):
+        """Stops a trial whose drop after pruning/clustering leaves no way back into budget.
+
+        Optuna's pruners take intermediate values only in single-objective studies
+        (`Trial.report` raises in multi-objective ones), so the rule is applied here and the
+        trial ends as Optuna's PRUNED state, like a pruner's verdict.
+        """
+        from optuna import TrialPruned
+
+        from mobile_opt.data import accuracy
+
+        def watch(kind, out, ctx):
+            drop = (self.baseline_accuracy - accuracy(out.model, ctx.val)) * 100
+            trial.set_user_attr(f"drop_after_{kind}_pp", round(drop, 3))
+            if self.space.hopeless(kind, drop):
+                reason = (f"stopped early: {drop:.2f} pp drop after {kind}, beyond the "
+                          f"{self.constraints.max_accuracy_drop} pp budget + what later stages recover")
+                trial.set_user_attr("error", reason)
+                raise TrialPruned(reason)
+
+        return watch
 
 
 def measure_latency(device, tflite: bytes, label: str) -> tuple[float | None, str]:

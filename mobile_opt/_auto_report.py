@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-__all__ = ["write"]
+__all__ = ["recipe_text", "write"]
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -19,8 +19,10 @@ def _fmt(value, digits: int = 2) -> str:
     return str(value)
 
 
-def _recipe_text(recipe: dict) -> str:
+def recipe_text(recipe: dict) -> str:
     parts = []
+    if recipe.get("low_rank"):
+        parts.append("low-rank " + ", ".join(f"{k} r{v}" for k, v in recipe["low_rank"].items()) + " + distill")
     sparsity = recipe.get("sparsity")
     if isinstance(sparsity, dict) and sparsity:
         parts.append("prune " + ", ".join(f"{k} {v:.0%}" for k, v in sparsity.items()))
@@ -35,7 +37,7 @@ def _recipe_text(recipe: dict) -> str:
 
 def _row(c, baseline: dict, pareto: set) -> str:
     ratio = baseline["raw_bytes"] / c.coded_bytes if c.coded_bytes else None
-    return (f"| {c.number} | {_recipe_text(c.recipe)} | {_fmt(c.accuracy, 4)} | {_fmt(c.accuracy_drop_pp)} | "
+    return (f"| {c.number} | {recipe_text(c.recipe)} | {_fmt(c.accuracy, 4)} | {_fmt(c.accuracy_drop_pp)} | "
             f"{_fmt(c.coded_bytes)} | {_fmt(ratio, 1)}× | {_fmt(c.latency_ms, 3)} | "
             f"{'yes' if c.feasible else 'no'} | {'yes' if c.number in pareto else ''} | "
             f"{'yes' if c.checks_ok else 'NO'} |")
@@ -67,7 +69,7 @@ def _markdown(result) -> str:
     shown = result.chosen if result.chosen is not None else (result.closest[0] if result.closest else None)
     if shown is not None:
         title = "Chosen model" if result.chosen is not None else "Closest candidate (does NOT meet the constraints)"
-        lines += [f"## {title}: trial {shown.number}", "", f"Recipe: {_recipe_text(shown.recipe)}", ""]
+        lines += [f"## {title}: trial {shown.number}", "", f"Recipe: {recipe_text(shown.recipe)}", ""]
         if shown.violations:
             lines += ["Over budget by: " + ", ".join(f"{k_} {_fmt(v)}" for k_, v in shown.violations.items()), ""]
         lines += ["| # | stage | accuracy | source | drop pp | sparsity | max distinct | ok | s |",
@@ -97,8 +99,8 @@ def _markdown(result) -> str:
     lines += [_row(c, b, pareto) for c in result.candidates if c.error is None]
     failed = [c for c in result.candidates if c.error is not None]
     if failed:
-        lines += ["", "## Failed candidates", ""]
-        lines += [f"- trial {c.number} ({_recipe_text(c.recipe)}): {c.error}" for c in failed]
+        lines += ["", "## Failed or stopped-early candidates", ""]
+        lines += [f"- trial {c.number} ({recipe_text(c.recipe)}): {c.error}" for c in failed]
     lines += ["", "## Layer sensitivity (drop in pp when pruned alone, no fine-tuning)", ""]
     drops = result.sensitivity["drops"]
     if drops:

@@ -15,18 +15,39 @@ from dataclasses import dataclass
 import numpy as np
 
 from mobile_opt import _tf
+from mobile_opt._auto_stages import QatOrPtq, Scheduled
 from mobile_opt.errors import ConstraintError
 from mobile_opt.layer_selection import LayerSelection
 
-__all__ = ["parse_latency", "sensitivity_scan", "Sensitivity", "suggest_stages",
-           "SCAN_SPARSITIES", "CLUSTER_BITS", "QUANT_MODES"]
+__all__ = ["parse_latency", "sensitivity_scan", "Sensitivity", "SearchSpace", "quant_modes",
+           "SCAN_SPARSITIES", "CLUSTER_BITS", "QUANT_MODES", "SCHEDULES"]
 
 _TIME_UNITS = {"": 1.0, "us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0}  # a bare number is ms
 _NUMBER = r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Zµ]*)\s*"
 
-SCAN_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
-CLUSTER_BITS = (3, 4, 5, 6)
-QUANT_MODES = ("ptq_int8", "qat_int8", "dynamic", "float16")
+SCAN_SPARSITIES = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
+CLUSTER_BITS = (0, 3, 4, 5, 6)  # 0: no clustering
+QUANT_MODES = ("qat_int8", "ptq_int8", "dynamic", "float16")
+# Full-integer int8 stores every weight in 8 bits or fewer (clustered: fewer distinct codes);
+# dynamic-range keeps float activations and biases, float16 16-bit weights: on coded size
+# they never beat int8, so they are searched only when latency on a device is an objective.
+SIZE_MODES = ("qat_int8", "ptq_int8")
+# Fine-tuning epochs per stage (prune, cluster, QAT) by level. Pruning gets the most: its
+# polynomial ramp ends at 70% of its steps and the rest recovers at the final sparsity;
+# clustering and QAT only touch up (Han et al. retrain after pruning far longer than after
+# weight sharing).
+SCHEDULES = {1: (2, 1, 1), 2: (5, 2, 2), 3: (10, 3, 3)}
+# How the biggest layer's sparsity spreads to smaller ones: density grows as
+# (biggest size / layer size) ** _SIZE_EXPONENT, which reproduces Deep Compression's
+# pattern (big FC layers pruned hardest, first conv and classifier least).
+_SIZE_EXPONENT = 0.3
+# A layer whose kernel is under this share of the biggest one gets one more cluster bit:
+# it costs few bytes, and small layers (first conv, classifier) are the sensitive ones.
+_SMALL_LAYER_SHARE = 0.05
+# A trial whose accuracy drop after pruning (or clustering) exceeds the budget by this much
+# is hopeless: the later touch-up stages recover a few tenths of a point, not whole points.
+HOPELESS_MARGIN_PP = {"prune": 2.0, "cluster": 1.0}
+_SCAN_IMAGES = 12_000  # forward-pass images per sparsity level of the scan, over all layers
 
 
 def parse_latency(value, name: str = "latency_budget") -> float | None:
@@ -74,6 +95,12 @@ class Sensitivity:
     def from_dict(cls, data: dict) -> "Sensitivity":
         return cls(data["baseline_accuracy"], data["drops"], data["sizes"])
 
+    def drop_at(self, layer: str, sparsity: float) -> float:
+        """The lone drop at `sparsity`, linearly interpolated between scanned sparsities."""
+        points = sorted((float(k), v) for k, v in self.drops[layer].items())
+        xs, ys = [0.0] + [p[0] for p in points], [0.0] + [p[1] for p in points]
+        return float(np.interp(sparsity, xs, ys))
+
     def sparsity_for(self, layer: str, threshold_pp: float) -> float:
         """The largest scanned sparsity whose lone drop stays within `threshold_pp` (0 if none)."""
         best = 0.0
@@ -99,7 +126,16 @@ def sensitivity_scan(model, x, y, *, sparsities=SCAN_SPARSITIES, progress=None) 
     This is how Han et al. pick per-layer thresholds: sensitive layers (often the
     first conv and the classifier) get lower sparsity.
     """
-    layers = LayerSelection(include="all").select(model, supported=("Dense", "Conv2D", "Conv1D", "DepthwiseConv2D"))
+    # Not DepthwiseConv2D: TF-MOT 0.8.1's pruning left every depthwise kernel of MobileNetV2
+    # dense (the prune stage's check measured 0% sparsity), and they hold few weights.
+    layers = LayerSelection(include="all").select(model, supported=("Dense", "Conv2D", "Conv1D"))
+    # Every layer × sparsity is one forward pass: a network with many layers is scanned on
+    # fewer images (at least 300) and at fewer sparsities, so the scan stays a small part
+    # of the search.
+    n = min(2000, max(300, _SCAN_IMAGES // max(1, len(layers))))
+    x, y = x[:n], y[:n]
+    if len(layers) > 12:
+        sparsities = tuple(s for s in sparsities if s in (0.5, 0.8, 0.95)) or sparsities
     label = np.asarray(y).reshape(-1) if np.asarray(y).ndim == 1 or np.asarray(y).shape[-1] == 1 else np.argmax(y, -1)
 
     def acc() -> float:
@@ -127,43 +163,10 @@ def sensitivity_scan(model, x, y, *, sparsities=SCAN_SPARSITIES, progress=None) 
     return Sensitivity(baseline, drops, sizes)
 
 
-def suggest_stages(trial, sensitivity: Sensitivity, model, *, cluster_layers: list[str]):
-    """Asks an Optuna trial for one recipe and returns `(stages, description)`.
-
-    Search space: pruning (none | unstructured with per-layer sparsity from the
-    sensitivity scan at a suggested drop threshold | 2:4), weight clustering
-    (none | 3-6 bits, per layer when the model has few weight layers), and the
-    quantization mode (PTQ int8, QAT int8, dynamic-range, float16).
-    """
-    from mobile_opt.clustering import cluster
-    from mobile_opt.pruning import prune
-    from mobile_opt.quantization import quantize
-
-    stages, description = [], {}
-    structure = trial.suggest_categorical("prune", ["none", "unstructured", "2:4"])
-    if structure == "unstructured":
-        threshold = trial.suggest_float("prune_threshold_pp", 0.25, 20.0, log=True)
-        per_layer = {name: sensitivity.sparsity_for(name, threshold) for name in sensitivity.drops}
-        per_layer = {k: v for k, v in per_layer.items() if v > 0}
-        description["sparsity"] = per_layer
-        if per_layer:
-            stages.append(prune(per_layer, schedule="polynomial", learning_rate=1e-3))
-    elif structure == "2:4":
-        stages.append(prune(structure="2:4", learning_rate=1e-3))
-        description["sparsity"] = "2:4"
-    use_cluster = trial.suggest_categorical("cluster", [False, True])
-    if use_cluster and cluster_layers:
-        if len(cluster_layers) <= 6:
-            bits = {name: trial.suggest_categorical(f"cluster_bits[{name}]", list(CLUSTER_BITS)) for name in cluster_layers}
-        else:
-            b = trial.suggest_categorical("cluster_bits", list(CLUSTER_BITS))
-            bits = {name: b for name in cluster_layers}
-        stages.append(cluster({k: 2**v for k, v in bits.items()}, learning_rate=1e-4))
-        description["cluster_bits"] = bits
-    mode = trial.suggest_categorical("quantize", list(QUANT_MODES))
-    stages.append(quantize(mode, learning_rate=1e-4))
-    description["quantize"] = mode
-    return stages, description
+def quant_modes(*, size_budget: int | None, with_device: bool) -> tuple[str, ...]:
+    """The quantization modes worth searching: dynamic/float16 only when a device times the
+    candidates and no size budget is given (they cannot win on coded size)."""
+    return QUANT_MODES if with_device and size_budget is None else SIZE_MODES
 
 
 def cluster_candidates(model) -> list[str]:
@@ -175,3 +178,195 @@ def cluster_candidates(model) -> list[str]:
             if layer.get_weights() and layer.get_weights()[0].size >= 256:
                 names.append(layer.name)
     return names
+
+
+def qat_unsupported(model) -> list[str]:
+    """Layers TF-MOT's default 8-bit QAT registry cannot wrap (QAT leaves them in float)."""
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry,
+    )
+
+    registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+    return [layer.name for layer in model.layers
+            if not registry.supports(layer) and type(layer).__name__ != "InputLayer"]
+
+
+class SearchSpace:
+    """Trial parameters → stages, built from what experts do rather than blind search.
+
+    Parameters (Optuna names):
+        prune: "unstructured" | "none" (| "2:4" when a device times candidates: 2:4 caps
+            sparsity at 50% and pays only in latency).
+        prune_level: sparsity of the biggest layer; smaller layers get less (density
+            grows as (biggest / size) ** 0.3), and no layer is pruned past the point where
+            its lone drop (sensitivity scan) exceeds the biggest layer's: Deep Compression's
+            pattern, big FC layers hardest, first conv and classifier least.
+        cluster_bits: 0 (none) or 3-6 bits for big layers; small or sensitive layers
+            get one bit more.
+        quantize: int8 QAT (PTQ when QAT fails on the model) or PTQ; dynamic/float16
+            only with a device and no size budget. When TF-MOT's QAT cannot wrap some
+            layers (they stay float, named in the recipe), the search starts from PTQ.
+        low_rank: 0, 0.25 or 0.5: factorise big hidden Dense layers to that share of
+            their weights, then distil from the original model (only offered when such
+            layers exist).
+    """
+
+    def __init__(self, model, sensitivity: Sensitivity, *, level: int, modes: tuple[str, ...],
+                 with_device: bool, max_accuracy_drop: float):
+        self.model, self.sensitivity = model, sensitivity
+        self.epochs = SCHEDULES[level]
+        self.qat_skip = qat_unsupported(model)
+        # QAT that cannot cover the model (layers left in float) starts from PTQ instead.
+        self.modes = tuple(sorted(modes, key=lambda m: m != "ptq_int8")) if self.qat_skip else modes
+        self.prune_choices = ("unstructured", "none") + (("2:4",) if with_device else ())
+        self.max_accuracy_drop = max_accuracy_drop
+        self.cluster_layers = cluster_candidates(model)
+        self.low_rank_layers = self._low_rank_layers()
+        self.baseline_accuracy: float | None = None  # set by the watch on the first stage
+
+    def _low_rank_layers(self) -> dict[str, tuple[int, int]]:
+        keras = _tf.keras()
+        total = sum(self.sensitivity.sizes.values()) or 1
+        dense = [l for l in self.model.layers if type(l).__name__ == "Dense" and isinstance(l, keras.layers.Dense)]
+        out = {}
+        for layer in dense[:-1]:  # never the classifier
+            kernel = layer.get_weights()[0]
+            if kernel.size >= 0.25 * total and min(kernel.shape) >= 16:
+                out[layer.name] = tuple(int(d) for d in kernel.shape)
+        return out
+
+    # --- recipe from parameters -------------------------------------------------------
+    def layer_sparsity(self, level: float) -> dict[str, float]:
+        sizes = self.sensitivity.sizes
+        if not sizes:
+            return {}
+        big = max(sizes, key=sizes.get)
+        ceiling = max(self.sensitivity.drop_at(big, level), 0.5)
+        out = {}
+        for name, n in sizes.items():
+            sparsity = 1.0 - (1.0 - level) * (sizes[big] / max(n, 1)) ** _SIZE_EXPONENT
+            while sparsity > 0 and self.sensitivity.drop_at(name, sparsity) > ceiling:
+                sparsity -= 0.05
+            if sparsity >= 0.05:
+                out[name] = round(min(sparsity, 0.99), 3)
+        return out
+
+    def layer_bits(self, bits: int) -> dict[str, int]:
+        sizes = {n: self.model.get_layer(n).get_weights()[0].size for n in self.cluster_layers}
+        if not bits or not sizes:
+            return {}
+        biggest = max(sizes.values())
+        out = {}
+        for name, n in sizes.items():
+            drops = self.sensitivity.drops.get(name, {})
+            sensitive = drops.get("0.5", 0.0) > 1.0
+            out[name] = min(8, bits + (1 if n < _SMALL_LAYER_SHARE * biggest or sensitive else 0))
+        return out
+
+    def suggest(self, trial, watch=None):
+        """Asks `trial` for one recipe; returns `(stages, description)`."""
+        from mobile_opt.clustering import cluster
+        from mobile_opt.distillation import distill
+        from mobile_opt.lowrank import low_rank
+        from mobile_opt.pruning import prune
+        from mobile_opt.quantization import quantize
+
+        e_prune, e_cluster, e_qat = self.epochs
+        stages, description = [], {}
+        if self.low_rank_layers:
+            share = trial.suggest_categorical("low_rank", [0.0, 0.25, 0.5])
+            if share:
+                ranks = {n: max(1, int(share * a * b / (a + b))) for n, (a, b) in self.low_rank_layers.items()}
+                stages += [Scheduled(low_rank(ranks), e_cluster),
+                           Scheduled(distill(self.model, learning_rate=1e-3), e_prune)]
+                description["low_rank"] = ranks
+        structure = trial.suggest_categorical("prune", list(self.prune_choices))
+        if structure == "unstructured":
+            per_layer = self.layer_sparsity(trial.suggest_float("prune_level", 0.5, 0.985))
+            description["sparsity"] = per_layer
+            if per_layer:
+                stages.append(Scheduled(prune(per_layer, schedule="polynomial", learning_rate=1e-3), e_prune, watch))
+        elif structure == "2:4":
+            stages.append(Scheduled(prune(structure="2:4", learning_rate=1e-3), e_prune, watch))
+            description["sparsity"] = "2:4"
+        bits = self.layer_bits(trial.suggest_categorical("cluster_bits", list(CLUSTER_BITS)))
+        if bits:
+            stages.append(Scheduled(cluster({k: 2**v for k, v in bits.items()}, learning_rate=1e-4), e_cluster, watch))
+            description["cluster_bits"] = bits
+        mode = trial.suggest_categorical("quantize", list(self.modes))
+        if mode == "qat_int8":
+            qat = quantize("qat_int8", skip_layers=self.qat_skip, learning_rate=1e-4)
+            stages.append(Scheduled(QatOrPtq(qat, quantize("ptq_int8")), e_qat))
+            if self.qat_skip:
+                description["qat_skipped_layers"] = list(self.qat_skip)
+        else:
+            stages.append(quantize(mode))
+        description["quantize"] = mode
+        description["fine_tune_epochs"] = dict(zip(("prune", "cluster", "qat"), self.epochs))
+        return stages, description
+
+    # --- where the search starts and how it pushes ---------------------------------------
+    def defaults(self) -> list[dict]:
+        """Generic starting recipes (the same for every network): plain int8, then
+        Deep Compression's usual setting (~90% sparsity on the big layers, 4-bit sharing
+        with one bit more for small layers, QAT)."""
+        base = {"low_rank": 0.0} if self.low_rank_layers else {}
+        plain = {**base, "prune": "none", "cluster_bits": 0, "quantize": "ptq_int8"}
+        deep = {**base, "prune": "unstructured", "prune_level": 0.9,
+                "cluster_bits": 4 if self.cluster_layers else 0, "quantize": self.modes[0]}
+        return [plain, deep]
+
+    def pushes(self, params: dict, slack: float = 0.0) -> list[dict]:
+        """More aggressive neighbours of a feasible recipe, most promising first: the
+        search spends the accuracy headroom it has instead of stopping at the first fit.
+
+        `slack` is the unused share of the accuracy budget (1 = none used; above 1 the
+        recipe gained accuracy): with much left, the density of the pruned layers halves;
+        with little, it shrinks by a quarter, then by a tenth.
+        """
+        out = []
+        if params.get("prune") == "unstructured":
+            level = params["prune_level"]
+            for keep in ((0.5, 0.75) if slack >= 0.5 else (0.75, 0.9)):
+                pushed = round(min(0.985, 1 - (1 - level) * keep), 4)
+                if pushed > level and all(p.get("prune_level") != pushed for p in out):
+                    out.append({**params, "prune_level": pushed})
+        elif params.get("prune") == "none" and "unstructured" in self.prune_choices:
+            out.append({**params, "prune": "unstructured", "prune_level": 0.9})
+        bits = params.get("cluster_bits", 0)
+        if bits and bits > CLUSTER_BITS[1]:
+            out.append({**params, "cluster_bits": bits - 1})
+        elif not bits and self.cluster_layers:
+            out.append({**params, "cluster_bits": 5})
+        if params.get("quantize") != self.modes[0]:
+            out.append({**params, "quantize": self.modes[0]})
+        # The big sparsity step first, then fewer bits, then the small sparsity step.
+        return out[:1] + out[2:] + out[1:2] if len(out) > 2 else out
+
+    def between(self, good: dict, bad: dict) -> dict | None:
+        """`good` with a sparsity between its own and `bad`'s (geometric mean of the densities;
+        no pruning counts as density 0.5), when `bad` prunes harder and the gap is worth a
+        trial (densities more than 1.25× apart); else None. Bisects towards the frontier."""
+        if bad.get("prune") != "unstructured" or good.get("prune") not in ("unstructured", "none"):
+            return None
+        lo = 1 - good["prune_level"] if good.get("prune") == "unstructured" else 0.5
+        hi = 1 - bad["prune_level"]
+        if lo / hi <= 1.25:
+            return None
+        return {**good, "prune": "unstructured", "prune_level": round(1 - math.sqrt(lo * hi), 4)}
+
+    def relax(self, params: dict) -> dict | None:
+        """A gentler neighbour of an infeasible recipe (when nothing is feasible yet): twice
+        the density and one more cluster bit at once, so a network that wants far less
+        compression than the defaults gets there in few trials."""
+        out = dict(params)
+        if params.get("prune") == "unstructured" and params["prune_level"] > 0.5:
+            out["prune_level"] = round(max(0.5, 1 - (1 - params["prune_level"]) * 2), 4)
+        if params.get("cluster_bits") and params["cluster_bits"] < CLUSTER_BITS[-1]:
+            out["cluster_bits"] = params["cluster_bits"] + 1
+        return out if out != params else None
+
+    def hopeless(self, kind: str, drop_pp: float) -> bool:
+        """Whether a trial whose drop after `kind` is `drop_pp` cannot end within budget."""
+        margin = HOPELESS_MARGIN_PP.get(kind)
+        return margin is not None and drop_pp > self.max_accuracy_drop + margin

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,14 +31,35 @@ from mobile_opt import _auto_study as study_io
 from mobile_opt import _search_space as space
 from mobile_opt._auto_choice import Candidate, Constraints, candidates_of, choose, pareto_front
 from mobile_opt._auto_measure import Measurer, measure_latency
+from mobile_opt._auto_steer import Steer
 from mobile_opt.errors import ConstraintError, DataError, InputError, MobileOptError
 
-__all__ = ["AutoResult", "Candidate", "Constraints", "auto_optimize", "measure_latency", "pareto_front"]
+__all__ = ["AutoResult", "Candidate", "Constraints", "SearchProgress", "auto_optimize", "measure_latency",
+           "pareto_front"]
 
 logger = logging.getLogger(__name__)
 
 _TRIALS = {1: 6, 2: 16, 3: 40}
-_EPOCHS = {1: 1, 2: 2, 3: 4}
+
+
+@dataclass(frozen=True)
+class SearchProgress:
+    """Where a search stands, for a progress display.
+
+    Attributes:
+        done / total: finished trials (this run's and earlier ones) and the trials asked for.
+        elapsed_s: seconds since this run started.
+        eta_s: estimated seconds to finish (None until a trial of this run has finished).
+        best: the smallest feasible candidate so far, or None.
+        last: the trial that just finished, or None (at the start).
+    """
+
+    done: int
+    total: int
+    elapsed_s: float
+    eta_s: float | None
+    best: Candidate | None
+    last: Candidate | None
 
 
 @dataclass(frozen=True)
@@ -112,17 +134,24 @@ def auto_optimize(
     timeout_s: float | None = None,
     seed: int = 0,
     output_dir: str | Path | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[SearchProgress], None] | None = None,
 ) -> AutoResult:
     """Searches prune/cluster/quantize recipes for the best model under the given constraints.
 
     First a sensitivity scan prunes each layer alone at a few sparsities (no
     training) and measures the drop, as Han et al. do to set per-layer
-    thresholds. Then Optuna (multi-objective TPE with constraints) proposes
-    recipes: pruning (none, unstructured with per-layer sparsity from the scan
-    at a suggested drop threshold, or 2:4), clustering (none or 3-6 bits per
-    layer), and quantization (PTQ int8, QAT int8, dynamic-range, float16). Each is
-    run by `Pipeline`, converted, sized (coded bytes) and, with a device, timed.
+    thresholds. The search starts from two generic recipes (plain int8 PTQ; ~90%
+    sparsity on the biggest layer, 4-bit weight sharing, QAT), then, after each trial,
+    measures a more aggressive neighbour of the smallest feasible candidate (more
+    sparsity, fewer bits) until the accuracy headroom is used; Optuna's multi-objective
+    TPE with constraints proposes the rest. The space (`_search_space.SearchSpace`):
+    per-layer sparsity spread from one level by layer size and capped by the scan,
+    per-layer cluster bits, int8 QAT (PTQ when QAT cannot cover the model) or PTQ
+    (dynamic-range and float16 only with a device and no size budget), and low-rank
+    factorisation + distillation of big hidden Dense layers. A trial whose drop after
+    pruning or clustering leaves no way back into budget is stopped early (PRUNED).
+    Each candidate is run by `Pipeline`, converted, sized (coded bytes) and, with a
+    device, timed.
 
     Args:
         model: a trained tf_keras or Keras 3 classifier (not modified; Keras 3 is bridged
@@ -136,8 +165,8 @@ def auto_optimize(
         device: a serial for `device_bench.connect` ("host", "auto", a serial,
             "direct:HOST:PORT") or an open `device_bench.Device`; with it latency is
             a third objective (default None: no latency).
-        level: 1, 2 or 3: more trials (6/16/40) and longer fine-tuning (1/2/4 epochs)
-            per stage (default 1).
+        level: 1, 2 or 3: more trials (6/16/40) and longer fine-tuning (prune, cluster,
+            QAT epochs: 2/1/1, 5/2/2, 10/3/3) (default 1).
         storage: an Optuna storage URL ("sqlite:///study.db", "postgresql://...");
             default: `sqlite:///<output_dir>/study.db` when `output_dir` is given,
             else in memory (not resumable). Workers on several machines share a study
@@ -154,7 +183,8 @@ def auto_optimize(
         seed: sampler seed (default 0).
         output_dir: where trial models, the chosen model (.tflite + .keras),
             report.md, pareto.json and pareto.png go (default None: nothing written).
-        progress: `progress(done_trials, total_trials)` callback.
+        progress: called with a `SearchProgress` (trials done / total, best so far,
+            elapsed, ETA) at the start and after every trial.
 
     Returns:
         An `AutoResult`; `chosen` is None when no candidate met the constraints
@@ -247,20 +277,22 @@ def auto_optimize(
                                     directions=directions, sampler=sampler, load_if_exists=True)
         study_io.check_settings(study, settings, study_name)
         sensitivity = _sensitivity(study, model, val)
-        cluster_layers = space.cluster_candidates(model)
+        search = space.SearchSpace(model, sensitivity, level=level, max_accuracy_drop=constraints.max_accuracy_drop,
+                                   modes=space.quant_modes(size_budget=size, with_device=dev is not None),
+                                   with_device=dev is not None)
         if not study.get_trials(deepcopy=False):
-            _enqueue_defaults(study, constraints.max_accuracy_drop, cluster_layers)
-        measurer = Measurer(model, train, val, epochs=_EPOCHS[level], baseline_accuracy=base_eval.accuracy,
+            for params in search.defaults():  # warm start: generic recipes, then the search
+                study.enqueue_trial(params, skip_if_exists=True)
+        measurer = Measurer(model, train, val, space=search, baseline_accuracy=base_eval.accuracy,
                             device=dev, constraints=constraints,
-                            trial_dir=out_dir / "trials" if out_dir is not None else None,
-                            sensitivity=sensitivity, cluster_layers=cluster_layers, artifacts=artifacts)
+                            trial_dir=out_dir / "trials" if out_dir is not None else None, artifacts=artifacts)
         finished = study_io.finished(study)
         remaining = max(0, total_trials - finished)
         logger.info("study %r: %d trial(s) already finished, %d to run", study_name, finished, remaining)
-        callbacks = []
+        callbacks = [Steer(search, constraints)]
         if progress is not None:
-            progress(min(finished, total_trials), total_trials)
-            callbacks.append(lambda s, t: progress(min(study_io.finished(s), total_trials), total_trials))
+            callbacks.append(_ProgressReporter(progress, constraints, total_trials, finished))
+            callbacks[-1](study, None)
         # Also with nothing left to start: other workers' running trials may still need retrying.
         study_io.run_shared(study, measurer, total=total_trials, timeout_s=timeout_s, catch=(MobileOptError,),
                             callbacks=callbacks, stopped=lambda: measurer.device_lost is not None,
@@ -270,6 +302,23 @@ def auto_optimize(
             dev.close()
     return _result(study, measurer, baseline, constraints, sensitivity, storage, study_name, out_dir,
                    with_latency=dev is not None, artifacts=artifacts)
+
+
+class _ProgressReporter:
+    def __init__(self, progress, constraints: Constraints, total: int, finished_before: int):
+        self.progress, self.constraints, self.total = progress, constraints, total
+        self.before, self.started = finished_before, time.perf_counter()
+
+    def __call__(self, study, trial) -> None:
+        candidates = candidates_of(study, self.constraints)
+        done = min(study_io.finished(study), self.total)
+        elapsed = time.perf_counter() - self.started
+        ran = done - self.before
+        eta = elapsed / ran * (self.total - done) if ran > 0 else None
+        feasible = [c for c in candidates if c.feasible]
+        best = min(feasible, key=lambda c: (c.coded_bytes, c.accuracy_drop_pp)) if feasible else None
+        last = next((c for c in candidates if trial is not None and c.number == trial.number), None)
+        self.progress(SearchProgress(done, self.total, elapsed, eta, best, last))
 
 
 def _check_arrays(data, name: str):
@@ -299,19 +348,6 @@ def _sensitivity(study, model, val) -> space.Sensitivity:
     sens = space.sensitivity_scan(model, x[:2000], y[:2000])
     study.set_user_attr("sensitivity", sens.to_dict())
     return sens
-
-
-def _enqueue_defaults(study, max_drop: float, cluster_layers: list[str]) -> None:
-    # Start from recipes known to work (plain int8; Deep-Compression-like), then explore.
-    study.enqueue_trial({"prune": "none", "cluster": False, "quantize": "ptq_int8"}, skip_if_exists=True)
-    deep = {"prune": "unstructured", "prune_threshold_pp": max(0.25, min(20.0, 4 * max_drop + 1)),
-            "cluster": bool(cluster_layers), "quantize": "qat_int8"}
-    if cluster_layers:
-        if len(cluster_layers) <= 6:
-            deep.update({f"cluster_bits[{n}]": 4 for n in cluster_layers})
-        else:
-            deep["cluster_bits"] = 4
-    study.enqueue_trial(deep, skip_if_exists=True)
 
 
 def _result(study, measurer, baseline, constraints: Constraints, sensitivity, storage, study_name, out_dir, *,

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
+from mobile_opt._auto_report import recipe_text as _recipe_text
 from mobile_opt.cli._common import FiniteFloatRange, console, handle_errors, load_data, parse_image_size, print_json
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}:{secs:02d}"
 
 
 def _render(result) -> None:
@@ -24,12 +30,11 @@ def _render(result) -> None:
     for column in ("trial", "recipe", "accuracy", "drop pp", "coded B", "ratio", "latency ms", "feasible", "Pareto"):
         table.add_column(column, justify="left" if column == "recipe" else "right",
                          no_wrap=column != "recipe", overflow="fold")
-    from mobile_opt._auto_report import _recipe_text
-
     pareto = set(result.pareto)
     for c in result.candidates:
         if c.error is not None:
-            table.add_row(str(c.number), escape(_recipe_text(c.recipe)), "-", "-", "-", "-", "-", "[red]failed[/]", "")
+            state = "[yellow]stopped early[/]" if c.error.startswith("stopped early") else "[red]failed[/]"
+            table.add_row(str(c.number), escape(_recipe_text(c.recipe)), "-", "-", "-", "-", "-", state, "")
             continue
         mark = "[green]yes[/]" if c.feasible else "no"
         if result.chosen is not None and c.number == result.chosen.number:
@@ -108,14 +113,27 @@ def auto(model_path, data, image_size, val_split, train_samples, val_samples, ma
     if as_json:
         progress = None
     else:
-        from rich.progress import Progress
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        bar = Progress(console=console, transient=True)
-        task = bar.add_task("searching", total=None)
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                       TextColumn("{task.fields[eta]}"), TextColumn("{task.fields[best]}"),
+                       console=console, transient=True)
+        task = bar.add_task("searching", total=None, eta="", best="")
         bar.start()
 
-        def progress(done, total):
-            bar.update(task, completed=done, total=total, description=f"trial {done}/{total}")
+        def progress(p):
+            eta = "" if p.eta_s is None else f"ETA {_clock(p.eta_s)}"
+            best = ("best: none feasible yet" if p.best is None else
+                    f"best: trial {p.best.number}, {p.best.coded_bytes:,} B coded, {p.best.accuracy_drop_pp:+.2f} pp")
+            bar.update(task, completed=p.done, total=p.total, description=f"trial {p.done}/{p.total}",
+                       eta=eta, best=best)
+            if p.last is not None:  # one line per finished trial stays on screen
+                c = p.last
+                what = (f"[yellow]{c.error}[/]" if c.error else
+                        f"{c.coded_bytes:,} B coded, {c.accuracy_drop_pp:+.2f} pp, "
+                        + ("[green]feasible[/]" if c.feasible else "not feasible"))
+                bar.console.print(f"  trial {c.number} ({_recipe_text(c.recipe)}): {what}"
+                                  + (f", {c.seconds:.0f} s" if c.seconds else ""), highlight=False)
 
     try:
         result = auto_optimize(model, train, val, max_accuracy_drop=max_accuracy_drop, size_budget=size_budget,

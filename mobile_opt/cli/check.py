@@ -59,7 +59,7 @@ def check(paths: tuple[str, ...], config_path: str, max_raw: str | None, max_gzi
     max_macs = "1.2M"
     max_p50_ms = { "Pixel 7" = 12.0 }   # checked with --results results.jsonl
     """
-    from converters.budget import Budget, check_budgets, load_budgets, parse_count, parse_size
+    from converters.budget import Budget, load_budgets, parse_count, parse_size
 
     if as_json:
         if fmt not in ("text", "json"):

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -211,6 +212,11 @@ def test_cli_auto_json_and_exit_codes(data, trained, tmp_path):
     assert ok.exit_code == 0, ok.output
     payload = json.loads(ok.output[ok.output.index("{"):])
     assert payload["chosen"]["number"] == 0 and Path(payload["files"]["chosen_tflite"]).is_file()
+    # Without --json every finished trial gets a line as it ends (the progress bar itself is transient).
+    shown = runner.invoke(cli, ["auto", str(model_path), "--data", str(npz), "--trials", "1",
+                                "--max-accuracy-drop", "5", "--out", str(tmp_path / "o3")])
+    assert shown.exit_code == 0, shown.output
+    assert "trial 0 (ptq_int8):" in shown.output and "B coded" in shown.output and "Chose trial 0" in shown.output
 
 
 @pytest.mark.slow
@@ -225,8 +231,8 @@ def test_latency_is_measured_on_the_device_and_a_vanished_device_keeps_partial_r
     install(tmp_path / "cache" / "mobile-opt" / "benchmark_model")
     with LoopbackDevice(tmp_path / "device", auth_keys=None) as phone:
         with connect(f"direct:{phone.serial}", key_path=tmp_path / "adbkey") as device:
-            def progress(done, total):
-                if done == 1:  # the phone is unplugged after the first candidate
+            def progress(p):
+                if p.done == 1:  # the phone is unplugged after the first candidate
                     phone.stop()
 
             result = auto_optimize(model, *data, max_accuracy_drop=5.0, latency_budget="2s", device=device,
@@ -240,3 +246,159 @@ def test_latency_is_measured_on_the_device_and_a_vanished_device_keeps_partial_r
     failed = [c for c in result.candidates if c.error is not None]
     assert len(failed) == 1 and "device lost during trial 1" in failed[0].error
     assert "Stopped early" in Path(result.files["report"]).read_text()
+
+
+def _space(model, sizes=None, **kwargs):
+    from mobile_opt._search_space import SearchSpace
+
+    sizes = sizes or {"fc1": 784 * 48, "fc2": 480}
+    drops = {n: {"0.5": 0.2, "0.9": 5.0, "0.98": 40.0} for n in sizes}
+    settings = {"level": 1, "modes": ("qat_int8", "ptq_int8"), "with_device": False, "max_accuracy_drop": 0.5}
+    return SearchSpace(model, Sensitivity(0.8, drops, sizes), **{**settings, **kwargs})
+
+
+def test_size_only_searches_leave_dynamic_and_float16_out():
+    from mobile_opt._search_space import quant_modes
+
+    assert quant_modes(size_budget=50_000, with_device=True) == ("qat_int8", "ptq_int8")
+    assert quant_modes(size_budget=None, with_device=False) == ("qat_int8", "ptq_int8")
+    assert {"dynamic", "float16"} <= set(quant_modes(size_budget=None, with_device=True))
+    assert "2:4" not in _space(_tiny_model()).prune_choices
+    assert "2:4" in _space(_tiny_model(), with_device=True).prune_choices
+
+
+def test_per_layer_sparsity_and_bits_follow_deep_compressions_pattern():
+    space = _space(_tiny_model())
+    sparsity = space.layer_sparsity(0.95)
+    assert sparsity["fc1"] == 0.95 and 0.05 <= sparsity["fc2"] < sparsity["fc1"]  # the small classifier less
+    bits = space.layer_bits(4)
+    assert bits == {"fc1": 4, "fc2": 5}  # the small layer keeps one bit more
+    # A layer whose lone drop is far worse than the biggest layer's is held back.
+    touchy = Sensitivity(0.8, {"fc1": {"0.9": 1.0, "0.98": 2.0}, "fc2": {"0.5": 30.0}}, {"fc1": 1000, "fc2": 900})
+    space.sensitivity = touchy
+    assert space.layer_sparsity(0.9).get("fc2", 0.0) < 0.1
+
+
+def test_warm_start_recipes_are_generic_and_pushes_spend_the_headroom():
+    keras = _tf.keras()
+    other = keras.Sequential([keras.Input((10,)), keras.layers.Dense(300, name="a"),
+                              keras.layers.Dense(3, name="b")])
+    defaults = _space(_tiny_model()).defaults()
+
+    def generic(recipes):  # low_rank is only a parameter where the model has a big hidden Dense
+        return [{k: v for k, v in r.items() if k != "low_rank"} for r in recipes]
+
+    assert generic(defaults) == generic(_space(other, {"a": 3000, "b": 900}).defaults())  # nothing per network
+    assert [d["quantize"] for d in defaults] == ["ptq_int8", "qat_int8"]
+    deep = defaults[1]
+    pushes = _space(_tiny_model()).pushes(deep)
+    assert pushes[0]["prune_level"] > deep["prune_level"]
+    # Much headroom left: a bigger step than when the budget is nearly used.
+    bold, careful = (_space(_tiny_model()).pushes(deep, slack=s)[0]["prune_level"] for s in (0.9, 0.1))
+    assert bold > careful > deep["prune_level"]
+    assert any(p.get("cluster_bits", 0) < deep["cluster_bits"] for p in pushes)
+
+
+def test_the_study_starts_from_the_defaults_and_is_steered_past_the_best_fit():
+    optuna = pytest.importorskip("optuna")
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from mobile_opt._auto_steer import Steer
+
+    space = _space(_tiny_model())
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    deep = space.defaults()[1]
+    dists = {"low_rank": CategoricalDistribution([0.0, 0.25, 0.5]),
+             "prune": CategoricalDistribution(["unstructured", "none"]),
+             "prune_level": FloatDistribution(0.5, 0.985),
+             "cluster_bits": CategoricalDistribution([0, 3, 4, 5, 6]),
+             "quantize": CategoricalDistribution(["qat_int8", "ptq_int8"])}
+    study.add_trial(optuna.trial.create_trial(
+        params=deep, distributions=dists, values=[0.1, 5000.0],
+        user_attrs={"coded_bytes": 5000, "accuracy_drop_pp": 0.1}))
+    Steer(space, Constraints(0.5))(study, None)
+    waiting = [t for t in study.get_trials() if t.state.name == "WAITING"]
+    assert len(waiting) == 1 and waiting[0].system_attrs["fixed_params"] == space.pushes(deep, slack=0.8)[0]
+    Steer(space, Constraints(0.5))(study, None)  # one queued at a time
+    assert len([t for t in study.get_trials() if t.state.name == "WAITING"]) == 1
+
+
+def test_a_hopeless_trial_is_stopped_early_as_pruned(data):
+    optuna = pytest.importorskip("optuna")
+    from mobile_opt._auto_measure import Measurer
+    from mobile_opt.data import prepare_data
+    from mobile_opt.stage import StageContext, StageOutput
+
+    keras = _tf.keras()
+    keras.utils.set_random_seed(1)
+    untrained = _tiny_model()  # ~10% accuracy: far beyond any budget from a 0.8 baseline
+    val = prepare_data(data[1], untrained, batch_size=256, shuffle=False, name="validation data")
+    ctx = StageContext(train=val, val=val, epochs=1, loss="sparse_categorical_crossentropy", optimizer=None)
+    measurer = Measurer(untrained, data[0], data[1], space=_space(untrained), baseline_accuracy=0.8,
+                        device=None, constraints=Constraints(0.5), trial_dir=None)
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    study.optimize(lambda t: measurer._watch(t)("prune", StageOutput(untrained, (), {}), ctx) or (0.0, 0.0),
+                   n_trials=1)
+    trial = study.trials[0]
+    assert trial.state.name == "PRUNED" and "after prune" in trial.user_attrs["error"]
+    assert trial.user_attrs["drop_after_prune_pp"] > 50
+    # A drop within reach of the budget goes on.
+    assert not measurer.space.hopeless("prune", 1.0) and measurer.space.hopeless("prune", 3.0)
+
+
+_QUIET = textwrap.dedent("""
+    import sys
+    from mobile_opt.auto import auto_optimize
+    from mobile_opt import _tf
+    from mobile_opt.datasets import load_fashion_mnist
+    (x, y), (xt, yt) = load_fashion_mnist()
+    model = _tf.keras().models.load_model(sys.argv[1])
+    r = auto_optimize(model, (x[:600] / 255.0, y[:600]), (xt[:200] / 255.0, yt[:200]), max_accuracy_drop=5.0,
+                      n_trials=1)
+    print("chosen", r.chosen.number)
+""")
+
+
+@pytest.mark.slow
+def test_no_converter_or_tensorflow_lines_reach_stderr(trained, tmp_path):
+    _, model_path = trained
+    script = tmp_path / "quiet.py"
+    script.write_text(_QUIET)
+    run = subprocess.run([sys.executable, str(script), str(model_path)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "chosen 0" in run.stdout
+    # The int8 conversion's C++ "fully_quantize: 0, inference_type: 6 ..." and TF's log lines.
+    for noise in ("fully_quantize", "inference_type", "tensorflow", "W0000", "I0000"):
+        assert noise not in run.stderr, run.stderr
+
+
+def test_relax_backs_off_both_knobs_until_nothing_is_left():
+    space = _space(_tiny_model())
+    params = space.defaults()[1]
+    seen = [params]
+    while (params := space.relax(params)) is not None:
+        assert params["prune_level"] <= seen[-1]["prune_level"] and params["cluster_bits"] >= seen[-1]["cluster_bits"]
+        seen.append(params)
+    assert seen[-1]["prune_level"] == 0.5 and seen[-1]["cluster_bits"] == 6 and len(seen) <= 6
+
+
+def test_between_bisects_towards_the_sparsity_that_missed():
+    space = _space(_tiny_model())
+    good = {"prune": "unstructured", "prune_level": 0.9, "cluster_bits": 4, "quantize": "qat_int8"}
+    mid = space.between(good, {**good, "prune_level": 0.99})
+    assert 0.9 < mid["prune_level"] < 0.99 and {k: v for k, v in mid.items() if k != "prune_level"} == {
+        k: v for k, v in good.items() if k != "prune_level"}
+    plain = {"prune": "none", "cluster_bits": 0, "quantize": "ptq_int8"}
+    assert 0.5 < space.between(plain, {**plain, "prune": "unstructured", "prune_level": 0.9})["prune_level"] < 0.9
+    assert space.between(good, {**good, "prune_level": 0.91}) is None  # close enough already
+
+
+def test_layers_qat_cannot_wrap_are_named_and_the_search_starts_from_ptq():
+    keras = _tf.keras()
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                              keras.layers.Dense(48, name="fc1"), keras.layers.LayerNormalization(name="norm"),
+                              keras.layers.Dense(10, activation="softmax", name="fc2")])
+    space = _space(model)
+    assert space.qat_skip == ["norm"]
+    assert space.modes[0] == "ptq_int8" and space.defaults()[1]["quantize"] == "ptq_int8"
+    assert _space(_tiny_model()).modes[0] == "qat_int8"

@@ -73,10 +73,10 @@ def test_keras3_model_and_image_folder_through_pcqat(keras3_cnn, image_folder):
     table = pipeline_table(result, width=200)
     columns = {column.header: [str(cell) for cell in column.cells] for column in table.columns}
     rows = {stage: index for index, stage in enumerate(columns["stage"])}
-    cluster, quantize = rows["cluster"], rows["quantize"]
+    clustered, quantized = rows["cluster"], rows["quantize"]
     sparsity, unique = columns["sparsity"], columns["unique/channel"]
-    assert "(tflite)" in sparsity[quantize] and int(unique[quantize]) <= int(unique[cluster]) <= 16
-    assert float(sparsity[quantize].split("%")[0]) >= float(sparsity[cluster].split("%")[0]) - 0.1
+    assert "(tflite)" in sparsity[quantized] and int(unique[quantized]) <= int(unique[clustered]) <= 16
+    assert float(sparsity[quantized].split("%")[0]) >= float(sparsity[clustered].split("%")[0]) - 0.1
 
 
 def test_prune_result_comes_back_as_keras3(keras3_cnn, image_folder):

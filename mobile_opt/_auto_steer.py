@@ -1,0 +1,56 @@
+"""How `auto_optimize` steers its study: which recipe to measure next, before TPE's own proposals.
+
+Kept apart from the study plumbing (`_auto_study`) and the choice of the result
+(`_auto_choice`): this is search policy, the part most likely to grow.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mobile_opt._auto_choice import Constraints
+from mobile_opt._search_space import SearchSpace
+
+__all__ = ["Steer"]
+
+logger = logging.getLogger(__name__)
+
+
+class Steer:
+    """After each trial, queues the next recipe worth measuring before TPE's own proposals:
+    a more aggressive neighbour of the smallest feasible candidate (spending the accuracy
+    headroom), or, while nothing is feasible, a gentler neighbour of the closest one."""
+
+    def __init__(self, search: SearchSpace, constraints: Constraints):
+        self.search, self.constraints = search, constraints
+
+    def __call__(self, study, trial) -> None:
+        from optuna.trial import TrialState
+
+        trials = study.get_trials(deepcopy=False)
+        if any(t.state == TrialState.WAITING for t in trials):
+            return
+        tried = {_key(t.params) for t in trials} | {_key(t.system_attrs.get("fixed_params", {})) for t in trials}
+        measured = [t for t in trials if t.state == TrialState.COMPLETE and "coded_bytes" in t.user_attrs]
+        feasible = [t for t in measured if not self.constraints.violations(t.user_attrs)]
+        if feasible:
+            best = min(feasible, key=lambda t: (t.user_attrs["coded_bytes"], t.user_attrs["accuracy_drop_pp"]))
+            slack = 1 - best.user_attrs["accuracy_drop_pp"] / max(self.constraints.max_accuracy_drop, 1e-9)
+            options = []
+            for push in self.search.pushes(dict(best.params), slack):
+                options.append(push)
+                # A push that was tried and missed: bisect between the best and it.
+                if _key(push) in tried and (mid := self.search.between(dict(best.params), push)) is not None:
+                    options.append(mid)
+        else:
+            closest = sorted(measured, key=lambda t: self.constraints.closeness(self.constraints.violations(t.user_attrs)))
+            options = [r for r in (self.search.relax(dict(t.params)) for t in closest[:1]) if r is not None]
+        for params in options:
+            if _key(params) not in tried:
+                logger.info("next: %s", params)
+                study.enqueue_trial(params)
+                return
+
+
+def _key(params: dict) -> tuple:
+    return tuple(sorted((k, round(v, 4) if isinstance(v, float) else v) for k, v in params.items()))
