@@ -28,7 +28,11 @@ stderr_console = Console(stderr=True, width=_width(sys.stderr))
 class FiniteFloatRange(click.FloatRange):
     """click's FloatRange, refusing nan (which passes every comparison) and ±inf."""
 
-    name = "finite float range"
+    name = "float"
+
+    def _describe_range(self) -> str:
+        # click prints "x<=None" for an unbounded side.
+        return super()._describe_range() if self.min is not None or self.max is not None else "finite"
 
     def convert(self, value, param, ctx):
         number = super().convert(value, param, ctx)
@@ -72,6 +76,25 @@ def parse_image_size(ctx, param, value):
     if len(size) != 2 or min(size) < 1:
         raise click.BadParameter(f"expected HEIGHTxWIDTH, e.g. 28x28. Received: {value!r}.")
     return size
+
+
+_DATA_OPTIONS = (
+    click.option("--data", default="fashion-mnist", show_default=True,
+                 help="'fashion-mnist', an .npz with x_train/y_train/x_val/y_val, or a directory of images "
+                      "with one subfolder per class."),
+    click.option("--image-size", callback=parse_image_size, help="Resize folder images to HxW (e.g. 28x28)."),
+    click.option("--val-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                 help="Fraction of a folder's images held out for validation [0.2]."),
+    click.option("--train-samples", type=click.IntRange(min=1), help="Use only the first N training samples."),
+    click.option("--val-samples", type=click.IntRange(min=1), help="Use only the first N validation samples."),
+)
+
+
+def data_options(command: Callable) -> Callable:
+    """The `--data` options `optimize` and `auto` share (read by `load_data`)."""
+    for option in reversed(_DATA_OPTIONS):
+        command = option(command)
+    return command
 
 
 def load_data(spec, model, *, image_size, val_split, train_samples, val_samples):

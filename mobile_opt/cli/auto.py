@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from mobile_opt._auto_report import recipe_text as _recipe_text
-from mobile_opt.cli._common import FiniteFloatRange, console, handle_errors, load_data, parse_image_size, print_json
+from mobile_opt.cli._common import FiniteFloatRange, console, handle_errors, data_options, load_data, print_json
 
 
 def _clock(seconds: float) -> str:
@@ -57,14 +57,7 @@ def _render(result) -> None:
 
 @click.command()
 @click.argument("model_path", type=click.Path(path_type=Path))
-@click.option("--data", default="fashion-mnist", show_default=True,
-              help="'fashion-mnist', an .npz with x_train/y_train/x_val/y_val, or a directory of images "
-                   "with one subfolder per class.")
-@click.option("--image-size", callback=parse_image_size, help="Resize folder images to HxW (e.g. 28x28).")
-@click.option("--val-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="Fraction of a folder's images held out for validation [0.2].")
-@click.option("--train-samples", type=click.IntRange(min=1), help="Use only the first N training samples.")
-@click.option("--val-samples", type=click.IntRange(min=1), help="Use only the first N validation samples.")
+@data_options
 @click.option("--max-accuracy-drop", type=FiniteFloatRange(min=0), default=0.5, show_default=True,
               help="Tolerated top-1 drop in percentage points.")
 @click.option("--size-budget", help="Largest coded size, e.g. 50KB, 1.5MB, 64KiB or bytes.")

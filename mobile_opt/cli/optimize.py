@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from mobile_opt.cli._common import FiniteFloatRange, console, handle_errors, load_data, parse_image_size, print_json
+from mobile_opt.cli._common import FiniteFloatRange, console, handle_errors, data_options, load_data, print_json
 from mobile_opt.cli._pipeline_view import epoch_progress, print_pipeline_result
 
 
@@ -30,14 +30,7 @@ def _recipe_from_flags(prune, prune_schedule, prune_structure, cluster, quantize
 @click.option("--prune-structure", type=click.Choice(["unstructured", "2:4"]), default="unstructured", show_default=True)
 @click.option("--cluster", type=int, help="Cluster each kernel to this many shared values.")
 @click.option("--quantize", type=click.Choice(["ptq_int8", "dynamic", "float16", "qat_int8"]))
-@click.option("--data", default="fashion-mnist", show_default=True,
-              help="'fashion-mnist', an .npz with x_train/y_train/x_val/y_val, or a directory of images "
-                   "with one subfolder per class.")
-@click.option("--image-size", callback=parse_image_size, help="Resize folder images to HxW (e.g. 28x28).")
-@click.option("--val-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="Fraction of a folder's images held out for validation [0.2].")
-@click.option("--train-samples", type=click.IntRange(min=1), help="Use only the first N training samples.")
-@click.option("--val-samples", type=click.IntRange(min=1), help="Use only the first N validation samples.")
+@data_options
 @click.option("--epochs", "fine_tune_epochs", type=click.IntRange(min=0), help="Fine-tuning epochs per stage [recipe or 2].")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Batch size [recipe or 128].")
 @click.option("--max-accuracy-drop", type=FiniteFloatRange(min=0), help="Tolerated accuracy drop in percentage points.")

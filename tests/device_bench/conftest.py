@@ -23,7 +23,9 @@ from typing import Callable, Iterator
 
 import pytest
 
+from device_bench import connect
 from device_bench.testing import LoopbackDevice
+from device_bench.testing.fake_benchmark_model import install
 
 ADB = Path("/usr/bin/adb")
 ADB_MISSING_REASON = "real adb client not installed at /usr/bin/adb (Debian: apt-get install adb)"
@@ -40,6 +42,20 @@ def free_port() -> int:
             port = sock.getsockname()[1]
         if not 5555 <= port <= 5585:
             return port
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    """A benchmark-binary cache holding the loopback device's fake `benchmark_model`."""
+    install(tmp_path / "cache", abi="arm64-v8a")
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def direct(loopback: LoopbackDevice, tmp_path: Path):
+    """The `loopback` device opened over the direct (adb-shell) transport."""
+    with connect(f"direct:{loopback.serial}", key_path=tmp_path / "adbkey") as device:
+        yield device
 
 
 @pytest.fixture

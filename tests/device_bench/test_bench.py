@@ -21,7 +21,7 @@ from device_bench.binary import _check_elf
 from device_bench.results import read_jsonl
 from device_bench.testing import BatteryProfile
 from device_bench.testing.gauge import GaugeModel
-from device_bench.testing.fake_benchmark_model import configure, install
+from device_bench.testing.fake_benchmark_model import configure
 from mobile_opt.errors import BenchmarkError, InputError, ModelFormatError
 
 QUICK = dict(run=RunSettings(runs=5, warmup_runs=1, min_secs=0.2, warmup_min_secs=0.1))
@@ -32,18 +32,6 @@ ENERGY = dict(run=RunSettings(runs=5, warmup_runs=1, min_secs=2.5, warmup_min_se
 # Real gauges are never noiseless: the noise is what shows their refresh period.
 NOISY = dict(refresh_period_s=0.02, noise_ua=2000.0, seed=3)
 
-
-
-@pytest.fixture
-def cache(tmp_path):
-    install(tmp_path / "cache", abi="arm64-v8a")
-    return tmp_path / "cache"
-
-
-@pytest.fixture
-def direct(loopback, tmp_path):
-    with connect(f"direct:{loopback.serial}", key_path=tmp_path / "adbkey") as device:
-        yield device
 
 
 def energy_truth(loopback, result):

@@ -12,9 +12,9 @@ from datetime import datetime
 
 import pytest
 
-from device_bench import EnergySettings, RunSettings, benchmark, connect
+from device_bench import EnergySettings, RunSettings, benchmark
 from device_bench.testing import BatteryProfile
-from device_bench.testing.fake_benchmark_model import configure, install
+from device_bench.testing.fake_benchmark_model import configure
 from device_bench.testing.gauge import GaugeModel
 
 RUN = RunSettings(runs=5, warmup_runs=1, min_secs=2.5, warmup_min_secs=0.5)
@@ -23,18 +23,6 @@ ENERGY = EnergySettings(baseline_s=1.0, tail_s=2.0)
 
 def noisy(**kwargs) -> GaugeModel:
     return GaugeModel(**{"refresh_period_s": 0.05, "noise_ua": 2000.0, "seed": 11, **kwargs})
-
-
-@pytest.fixture
-def cache(tmp_path):
-    install(tmp_path / "cache", abi="arm64-v8a")
-    return tmp_path / "cache"
-
-
-@pytest.fixture
-def direct(loopback, tmp_path):
-    with connect(f"direct:{loopback.serial}", key_path=tmp_path / "adbkey") as device:
-        yield device
 
 
 def measured(loopback, direct, model, cache, *, run=RUN, energy=ENERGY, backends=("cpu",)):

@@ -93,7 +93,7 @@ def test_markers_wrap_the_benchmark_and_exit_code_passes_through(shell, battery,
     assert log.marks["measured_end"] - log.marks["measured_start"] >= 0.19
     assert log.marks["tail_end"] - log.marks["measured_end"] >= 0.09
     assert not (tmp_path / "power.txt.stop").exists()
-    assert list((tmp_path.parent / "samplers").glob(f"*.pid")) == [] or all(
+    assert list((tmp_path.parent / "samplers").glob("*.pid")) == [] or all(
         not alive(int(p.stem)) for p in (tmp_path.parent / "samplers").glob("*.pid"))
 
 
