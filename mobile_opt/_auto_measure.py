@@ -76,7 +76,10 @@ class Measurer:
                 self.trial_dir.mkdir(parents=True, exist_ok=True)
                 tfl_path = self.trial_dir / f"trial_{trial.number}.tflite"
                 tfl_path.write_bytes(tflite)
-                keras_path = self.trial_dir / f"trial_{trial.number}.keras"
+                # TF-MOT 0.8.1's QuantizeLayer does not load back from .keras (its variables are
+                # matched by name only in HDF5): a QAT model is kept as .h5.
+                suffix = ".h5" if converters.is_qat_model(result.model) else ".keras"
+                keras_path = self.trial_dir / f"trial_{trial.number}{suffix}"
                 _save_keras(result.model, keras_path)
                 record["tflite_path"], record["keras_path"] = str(tfl_path), str(keras_path)
                 if self.artifacts is not None:
@@ -133,13 +136,13 @@ def measure_latency(device, tflite: bytes, label: str) -> tuple[float | None, st
         DeviceError: the device is gone (a failed run is followed by a probe, so a
             vanished device raises instead of yielding a quiet "not measured").
     """
-    from device_bench import benchmark
+    from device_bench import RunSettings, benchmark
 
+    run = RunSettings(runs=20, warmup_runs=2, min_secs=0.2, warmup_min_secs=0.1, run_timeout_s=120)
     with tempfile.TemporaryDirectory(prefix="mobile-opt-auto-") as tmp:
         path = Path(tmp) / f"{label}.tflite"
         path.write_bytes(tflite)
-        result = benchmark(device, [path], runs=20, warmup_runs=2, min_secs=0.2,
-                           warmup_min_secs=0.1, run_timeout_s=120)[0]
+        result = benchmark(device, [path], run=run)[0]
     if result.status == "ok" and result.latency is not None and result.latency.p50_us is not None:
         return result.latency.p50_us / 1000.0, f"median of {result.latency.count} runs (CPU, 1 thread)"
     device.shell(["true"], timeout_s=15)

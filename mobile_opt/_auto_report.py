@@ -164,12 +164,15 @@ def write(result, out_dir: Path) -> dict:
         files["chosen_tflite"] = out_dir / "chosen.tflite"
         files["chosen_tflite"].write_bytes(result.tflite)
     if result.chosen is not None and result.chosen.keras_path and Path(result.chosen.keras_path).exists():
-        files["chosen_keras"] = out_dir / "chosen.keras"
+        files["chosen_keras"] = out_dir / f"chosen{Path(result.chosen.keras_path).suffix}"
         shutil.copyfile(result.chosen.keras_path, files["chosen_keras"])
     elif result.model is not None:
+        import converters
         from mobile_opt.models import save_model
 
-        files["chosen_keras"] = save_model(result.model, out_dir / "chosen.keras")
+        # A QAT model is kept as .h5: TF-MOT 0.8.1's QuantizeLayer does not load back from .keras.
+        suffix = ".h5" if converters.is_qat_model(result.model) else ".keras"
+        files["chosen_keras"] = save_model(result.model, out_dir / f"chosen{suffix}")
     files["report"] = out_dir / "report.md"
     files["report"].write_text(_markdown(result), encoding="utf-8")
     if any(c.error is None for c in result.candidates):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from mobile_opt import _auto_study as study_io
 from mobile_opt._auto_choice import Constraints
 from mobile_opt._search_space import SearchSpace
 
@@ -21,14 +22,16 @@ class Steer:
     a more aggressive neighbour of the smallest feasible candidate (spending the accuracy
     headroom), or, while nothing is feasible, a gentler neighbour of the closest one."""
 
-    def __init__(self, search: SearchSpace, constraints: Constraints):
-        self.search, self.constraints = search, constraints
+    def __init__(self, search: SearchSpace, constraints: Constraints, total: int):
+        self.search, self.constraints, self.total = search, constraints, total
 
     def __call__(self, study, trial) -> None:
         from optuna.trial import TrialState
 
         trials = study.get_trials(deepcopy=False)
-        if any(t.state == TrialState.WAITING for t in trials):
+        # One queued recipe at a time, and none once the study holds its total (shared
+        # studies: a queued trial no worker will run would be left WAITING).
+        if any(t.state == TrialState.WAITING for t in trials) or study_io.finished(study, running=True) >= self.total:
             return
         tried = {_key(t.params) for t in trials} | {_key(t.system_attrs.get("fixed_params", {})) for t in trials}
         measured = [t for t in trials if t.state == TrialState.COMPLETE and "coded_bytes" in t.user_attrs]

@@ -303,17 +303,16 @@ def run_shared(study, objective, *, total: int, timeout_s: float | None, catch: 
                 study.optimize(objective, n_trials=max(todo, waiting), timeout=left, catch=catch,
                                callbacks=[*callbacks, stop], gc_after_trial=True)
             except Exception as exc:
-                if not _is_outage(exc):
+                if _is_outage(exc):
+                    _wait_for_database(study, exc)
+                    _requeue(study, current_trial())
+                elif isinstance(exc, (UpdateFinishedTrialError, ValueError)) and _taken_over(study, current_trial()):
+                    # Our heartbeat went stale (a stalled host, an outage longer than the grace
+                    # period): another worker failed and re-queued this trial; its retry counts,
+                    # our late result does not (Optuna then says "Cannot tell a FAIL trial").
+                    logger.warning("a trial of this worker was taken over by another one: %s", exc)
+                else:
                     raise
-                _wait_for_database(study, exc)
-                _requeue(study, current_trial())
-            except (UpdateFinishedTrialError, ValueError) as exc:
-                # Our heartbeat went stale (a stalled host, an outage longer than the grace
-                # period): another worker failed and re-queued this trial; its retry counts,
-                # our late result does not (Optuna then says "Cannot tell a FAIL trial").
-                if not _taken_over(study, current_trial()):
-                    raise
-                logger.warning("a trial of this worker was taken over by another one: %s", exc)
             continue
         if finished(study) >= total or not any(t.state == TrialState.RUNNING for t in trials):
             return
@@ -325,14 +324,18 @@ def run_shared(study, objective, *, total: int, timeout_s: float | None, catch: 
             optuna().storages.fail_stale_trials(study)
 
 
-def _is_outage(exc: BaseException) -> bool:
-    """A lost database connection (Optuna wraps some in StorageInternalError)."""
+def _is_outage(exc: BaseException | None) -> bool:
+    """A lost database connection, however Optuna wrapped it: in StorageInternalError, or
+    behind the error its own clean-up raised after a failed write (e.g. an UnboundLocalError
+    in `_run_trial` whose context is the lost connection)."""
     import sqlalchemy.exc
-    from optuna.exceptions import StorageInternalError
 
-    if isinstance(exc, StorageInternalError):
-        exc = exc.__cause__
-    return isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError))
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def _wait_for_database(study, exc) -> None:

@@ -289,7 +289,7 @@ def auto_optimize(
         finished = study_io.finished(study)
         remaining = max(0, total_trials - finished)
         logger.info("study %r: %d trial(s) already finished, %d to run", study_name, finished, remaining)
-        callbacks = [Steer(search, constraints)]
+        callbacks = [Steer(search, constraints, total_trials)]
         if progress is not None:
             callbacks.append(_ProgressReporter(progress, constraints, total_trials, finished))
             callbacks[-1](study, None)
@@ -365,7 +365,8 @@ def _result(study, measurer, baseline, constraints: Constraints, sensitivity, st
         for name in local if model is None else ():
             # Measured by another worker (or an earlier run): its files, else the artifact store's.
             if not (local[name] and Path(local[name]).is_file()) and out_dir is not None:
-                dest = out_dir / "trials" / f"trial_{chosen.number}.{name}"
+                suffix = Path(local[name]).suffix if local[name] else f".{name}"  # .keras, or .h5 for QAT
+                dest = out_dir / "trials" / f"trial_{chosen.number}{suffix}"
                 local[name] = study_io.fetch_trial_file(artifacts, study, chosen.number, name, dest)
         if tflite is None and local["tflite"] and Path(local["tflite"]).is_file():
             tflite = Path(local["tflite"]).read_bytes()

@@ -316,10 +316,10 @@ def test_the_study_starts_from_the_defaults_and_is_steered_past_the_best_fit():
     study.add_trial(optuna.trial.create_trial(
         params=deep, distributions=dists, values=[0.1, 5000.0],
         user_attrs={"coded_bytes": 5000, "accuracy_drop_pp": 0.1}))
-    Steer(space, Constraints(0.5))(study, None)
+    Steer(space, Constraints(0.5), total=10)(study, None)
     waiting = [t for t in study.get_trials() if t.state.name == "WAITING"]
     assert len(waiting) == 1 and waiting[0].system_attrs["fixed_params"] == space.pushes(deep, slack=0.8)[0]
-    Steer(space, Constraints(0.5))(study, None)  # one queued at a time
+    Steer(space, Constraints(0.5), total=10)(study, None)  # one queued at a time
     assert len([t for t in study.get_trials() if t.state.name == "WAITING"]) == 1
 
 
