@@ -92,14 +92,15 @@ def _ratio_ci(num: np.ndarray, den: np.ndarray, rng, n_boot: int = 2000) -> tupl
 
 def _latencies(paths: dict[str, Path], rounds: int) -> tuple[dict, dict]:
     """Host latency (1 thread, CPU) of every file, `rounds` interleaved benchmark calls."""
-    from device_bench import benchmark, connect
+    from device_bench import RunSettings, benchmark, connect
 
     samples = {k: [] for k in paths}
     info = {}
     with connect(None) as device:
         for _ in range(rounds):
-            results = benchmark(device, list(paths.values()), threads=(1,), runs=100, warmup_runs=5,
-                                min_secs=2.0, warmup_min_secs=0.5, run_timeout_s=600)
+            results = benchmark(device, list(paths.values()), threads=(1,), keep_samples=True,
+                                run=RunSettings(runs=100, warmup_runs=5, min_secs=2.0, warmup_min_secs=0.5,
+                                                run_timeout_s=600))
             for key, result in zip(paths, results):
                 if result.status != "ok":
                     raise SystemExit(f"latency of {key} not measured: {result.status}: {result.reason}")

@@ -145,7 +145,7 @@ def _pushed(phone: LoopbackDevice) -> bool:
 
 @pytest.mark.slow
 def test_loopback_farm_survives_a_device_stopped_mid_run(phones, models, tmp_path):
-    from device_bench import benchmark
+    from device_bench import RunSettings, benchmark
 
     victim = phones[1]
     devices = [connect(f"direct:{p.serial}", key_path=tmp_path / "adbkey") for p in phones]
@@ -154,8 +154,8 @@ def test_loopback_farm_survives_a_device_stopped_mid_run(phones, models, tmp_pat
     def run(device, some):
         # The victim's run lasts 60 s, far longer than it takes to notice it started.
         slow = device.serial == devices[1].serial
-        return benchmark(device, some, runs=3, min_secs=60 if slow else 0.1, cache_dir=tmp_path / "cache",
-                         run_timeout_s=120)
+        run = RunSettings(runs=3, min_secs=60 if slow else 0.1, run_timeout_s=120)
+        return benchmark(device, some, run=run, cache_dir=tmp_path / "cache")
 
     def unplug():
         deadline = time.monotonic() + _EVENT_TIMEOUT_S

@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 import converters
-from device_bench import benchmark, connect
-from device_bench.testing import LoopbackDevice
+from device_bench import EnergySettings, RunSettings, benchmark, connect
+from device_bench.testing import BatteryProfile, GaugeModel, LoopbackDevice
 from device_bench.testing.fake_benchmark_model import install
 from mobile_opt import _tf
 from mobile_opt.cli import cli
@@ -29,7 +29,7 @@ from mobile_opt.report import load_input, write_report
 CHROMIUM = shutil.which("chromium")
 requires_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's chromium is not installed (scripts/bootstrap.sh --test installs it)")
-QUICK = dict(runs=5, warmup_runs=1, min_secs=0.2, warmup_min_secs=0.1)
+QUICK = RunSettings(runs=5, warmup_runs=1, min_secs=0.2, warmup_min_secs=0.1)
 
 
 def _model(width: int, path: Path) -> Path:
@@ -52,13 +52,15 @@ def results(tmp_path_factory):
     small, large = _model(2, root / "small.tflite"), _model(16, root / "large.tflite")
     bench = root / "bench.jsonl"
     with connect("host") as host:
-        benchmark(host, [small, large], results_path=bench, **QUICK)
+        benchmark(host, [small, large], results_path=bench, run=QUICK)
     cache = root / "cache"
     install(cache)
-    with LoopbackDevice(root / "device", auth_keys=None) as loopback:
+    # A noisy gauge: a noiseless one under steady load cannot show its refresh period (no figure).
+    battery = BatteryProfile(gauge=GaugeModel(refresh_period_s=0.05, noise_ua=2000.0, seed=11))
+    with LoopbackDevice(root / "device", auth_keys=None, battery=battery) as loopback:
         with connect(f"direct:{loopback.serial}", key_path=root / "adbkey") as phone:
-            benchmark(phone, [small], energy=True, baseline_s=1.0, cache_dir=cache, results_path=bench,
-                      runs=5, warmup_runs=1, min_secs=2.5, warmup_min_secs=0.5)
+            benchmark(phone, [small], energy=EnergySettings(baseline_s=1.0), cache_dir=cache, results_path=bench,
+                      run=RunSettings(runs=5, warmup_runs=1, min_secs=2.5, warmup_min_secs=0.5))
     size = root / "large.analyze.json"
     size.write_text(json.dumps(converters.analyze(large).to_dict()))
 
