@@ -371,7 +371,13 @@ def _result(study, measurer, baseline, constraints: Constraints, sensitivity, st
         if tflite is None and local["tflite"] and Path(local["tflite"]).is_file():
             tflite = Path(local["tflite"]).read_bytes()
         if model is None and local["keras"] and Path(local["keras"]).is_file():
-            model = _load_trial_model(str(local["keras"]))
+            if Path(local["keras"]).suffix == ".h5":
+                # A QAT model measured by another worker: what ships is its .tflite; TF-MOT 0.8.1
+                # cannot rebuild its PQAT/CQAT/PCQAT wrappers from a file, so it is not loaded.
+                logger.info("chosen trial %d is a QAT model from another worker: its .tflite ships; "
+                            "the Keras file is %s", chosen.number, local["keras"])
+            else:
+                model = _load_trial_model(str(local["keras"]))
     result = AutoResult(
         baseline=baseline, constraints=constraints, candidates=tuple(candidates),
         pareto=tuple(c.number for c in front), chosen=chosen, closest=closest, message=message,
