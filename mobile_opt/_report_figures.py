@@ -206,6 +206,7 @@ def ops_png(rows: Sequence[dict], colour: dict[str, str]) -> bytes:
 
 def pareto_png(auto: dict) -> bytes:
     """`_auto_report`'s Pareto figure (coded size vs accuracy drop, chosen point ringed)."""
+    from mobile_opt._auto_choice import Constraints
     from mobile_opt._auto_report import _plot
 
     def candidate(data: dict) -> SimpleNamespace:
@@ -217,7 +218,7 @@ def pareto_png(auto: dict) -> bytes:
         candidates=[candidate(c) for c in auto.get("candidates", ())],
         pareto=auto.get("pareto", ()),
         chosen=candidate(chosen) if chosen else None,
-        constraints=auto.get("constraints", {}),
+        constraints=Constraints(**auto["constraints"]),
         study_name=auto.get("study_name", "auto"),
     )
     buffer = io.BytesIO()
