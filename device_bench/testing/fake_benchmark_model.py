@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import re
 import shlex
@@ -252,8 +251,12 @@ def _benchmark_result(samples_us: list[int], log: str, graph: Path):
         count = len(samples_us)
         avg = sum(samples_us) / count
         ordered = sorted(samples_us)
-        # Stat<int64_t>::std_deviation: population, truncated to whole µs; 0 when all same.
-        std = 0 if ordered[0] == ordered[-1] else int(math.sqrt(max(sum(s * s for s in samples_us) / count - avg * avg, 0.0)))
+        # The C++ tool fills the file and its timed stats line from one Stat, so the std is the
+        # line's (whole µs; absent, i.e. 0, when all runs are the same): recomputing it from the
+        # per-run file's 3-decimal values could truncate to the other side of a whole µs.
+        stats_lines = re.findall(r"^INFO: count=.*$", log, re.MULTILINE)
+        std_match = re.search(r" std=(\d+)", stats_lines[-1]) if stats_lines else None
+        std = int(std_match.group(1)) if std_match else 0
         latency.avg_ms = avg / 1000.0
         latency.min_ms = ordered[0] / 1000.0
         latency.max_ms = ordered[-1] / 1000.0
