@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters import analyze, convert, evaluate
+from converters import analyze, convert, evaluate, paired_drop
 from mobile_opt import _tf
 from mobile_opt.clustering import cluster
 from mobile_opt.datasets import load_fashion_mnist
@@ -143,7 +143,7 @@ def run_auto(name: str, data, *, train_epochs: int | None, level: int, search_mi
     model, epochs = _train(name, data, train_epochs)
     train_s = time.perf_counter() - started
     fp32 = convert(model, quantization="none")
-    base_eval = evaluate(fp32, (x_test, y_test))
+    base_eval = evaluate(fp32, (x_test, y_test), per_sample=True)
     fp32_size = _coded(fp32)
 
     def progress(p):
@@ -162,14 +162,14 @@ def run_auto(name: str, data, *, train_epochs: int | None, level: int, search_mi
     if result.chosen is None:
         raise SystemExit(f"{name}: auto found no feasible candidate: {result.message}")
     final = result.tflite
-    final_eval = evaluate(final, (x_test, y_test))
+    final_eval = evaluate(final, (x_test, y_test), per_sample=True)
     final_size = _coded(final)
     tflite_path = out_dir / f"deep_compression_{name}.tflite"
     tflite_path.write_bytes(final)
     shutil.copyfile(result.files["report"], out_dir / f"deep_compression_{name}_auto.md")
     chosen = result.chosen
     ratio = fp32_size["raw_bytes"] / final_size["coded_bytes"]
-    drop = (base_eval.accuracy - final_eval.accuracy) * 100
+    drop, drop_se = paired_drop(base_eval.correct, final_eval.correct)
     return {
         "network": name,
         "recipe_source": f"auto_optimize(max_accuracy_drop={MAX_DROP_PP}, level={level}), unaided",
@@ -185,7 +185,9 @@ def run_auto(name: str, data, *, train_epochs: int | None, level: int, search_mi
         "baseline_accuracy": base_eval.accuracy,
         "final_accuracy": final_eval.accuracy,
         "accuracy_drop_pp": drop,
+        "accuracy_drop_se_pp": drop_se,
         "accuracy_drop_pp_val_search": chosen.accuracy_drop_pp,
+        "accuracy_drop_se_pp_val_search": chosen.accuracy_drop_se_pp,
         "accuracy_measured_on": f"full test set, {base_eval.n_samples} images, LiteRT ({final_eval.interpreter})",
         "goal_ratio": GOALS[name],
         "goal_met": bool(ratio >= GOALS[name] and drop <= MAX_DROP_PP),
@@ -194,7 +196,8 @@ def run_auto(name: str, data, *, train_epochs: int | None, level: int, search_mi
         "search": {"message": result.message, "trials": len(result.candidates),
                    "search_minutes_limit": search_minutes,
                    "candidates": [{"number": c.number, "coded_bytes": c.coded_bytes,
-                                   "accuracy_drop_pp_val": c.accuracy_drop_pp, "feasible": c.feasible,
+                                   "accuracy_drop_pp_val": c.accuracy_drop_pp,
+                                   "accuracy_drop_se_pp_val": c.accuracy_drop_se_pp, "feasible": c.feasible,
                                    "seconds": c.seconds, "error": c.error, "recipe": c.recipe}
                                   for c in result.candidates]},
         "stages": list(chosen.stages),

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters import analyze, convert, count_flops, evaluate
+from converters import analyze, convert, count_flops, evaluate, paired_drop
 from mobile_opt import _tf
 from mobile_opt.datasets import load_fashion_mnist
 
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
     train_s = time.perf_counter() - t0
     print(f"trained MobileNetV2 0.35 ({model.count_params():,} params) in {train_s:.0f} s", flush=True)
 
-    from mobile_opt._search_space import qat_unsupported
+    from mobile_opt.quantization import qat_unsupported
 
     qat_skipped = qat_unsupported(model)
     files = {"fp32": convert(model, quantization="none"),
@@ -180,9 +180,10 @@ def main(argv=None) -> int:
         paths[key].write_bytes(content)
     samples, bench_info = _latencies(paths, args.latency_rounds)
     rng = np.random.default_rng(SEED)
-    rows = {}
+    rows, correct = {}, {}
     for key, content in files.items():
-        ev = evaluate(content, (x_test, y_test))
+        ev = evaluate(content, (x_test, y_test), per_sample=True)
+        correct[key] = ev.correct
         flops = count_flops(content)
         median, lo, hi = _median_ci(samples[key], rng)
         rows[key] = {**_sizes(content), "accuracy": ev.accuracy, "accuracy_samples": ev.n_samples,
@@ -192,15 +193,13 @@ def main(argv=None) -> int:
                      "file": paths[key].name, "sha256": hashlib.sha256(content).hexdigest()}
     a, b, c = rows["fp32"], rows["ptq_int8"], rows["auto"]
     lat_ratio = _ratio_ci(samples["auto"], samples["ptq_int8"], rng)
-    # Binomial standard error of a difference of two accuracies on the same 10,000 images
-    # (unpaired bound): what the 1 pp goal is read against.
-    se_pp = 100 * np.sqrt(a["accuracy"] * (1 - a["accuracy"]) / a["accuracy_samples"]
-                          + c["accuracy"] * (1 - c["accuracy"]) / c["accuracy_samples"])
+    # Paired standard error of the drop (same 10,000 images): what the 1 pp goal is read against.
+    drop_pp, se_pp = paired_drop(correct["fp32"], correct["auto"])
     total_min = (time.perf_counter() - started) / 60
     figures = {
         "coded_vs_fp32": a["coded_bytes"] / c["coded_bytes"],
         "coded_vs_ptq": b["coded_bytes"] / c["coded_bytes"],
-        "drop_pp_vs_fp32": (a["accuracy"] - c["accuracy"]) * 100,
+        "drop_pp_vs_fp32": drop_pp,
         "drop_pp_standard_error": float(se_pp),
         "latency_auto_over_ptq": {"median_ratio": lat_ratio[0], "ci95": [lat_ratio[1], lat_ratio[2]]},
         "minutes": total_min,

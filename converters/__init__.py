@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "check_runs": "interpreter",
     "EvaluationResult": "evaluation",
     "evaluate": "evaluation",
+    "paired_drop": "evaluation",
     "FlopsReport": "flops",
     "LayerFlops": "flops",
     "count_flops": "flops",

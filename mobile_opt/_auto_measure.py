@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from converters.evaluation import paired_drop
 from mobile_opt import _auto_study as study_io
 from mobile_opt._auto_choice import Constraints
 from mobile_opt._search_space import SearchSpace
@@ -29,10 +30,12 @@ logger = logging.getLogger(__name__)
 class Measurer:
     """Runs one candidate end to end; remembers this process's models for the final pick."""
 
-    def __init__(self, model, train, val, *, space: SearchSpace, baseline_accuracy, device,
+    def __init__(self, model, train, val, *, space: SearchSpace, baseline, device,
                  constraints: Constraints, trial_dir: Path | None, artifacts=None):
+        """`baseline`: the fp32 .tflite's `converters.evaluate(..., per_sample=True)` on `val`."""
         self.model, self.train, self.val = model, train, val
-        self.space, self.baseline_accuracy = space, baseline_accuracy
+        self.space, self.baseline = space, baseline
+        self.baseline_accuracy = baseline.accuracy
         self.device, self.constraints, self.trial_dir = device, constraints, trial_dir
         self.artifacts = artifacts  # an Optuna artifact store every worker reaches, or None
         self.memory: dict[int, tuple[Any, bytes]] = {}
@@ -59,13 +62,17 @@ class Measurer:
         try:
             result = Pipeline(stages).run(self.model, self.train, self.val, fine_tune_epochs=self.space.epochs[0])
             tflite = result.tflite
-            accuracy = result.final_accuracy
+            # Again per sample (the pipeline keeps only the rate): the drop's standard error
+            # comes from the samples the candidate and the baseline disagree on.
+            final = converters.evaluate(tflite, self.val, per_sample=True)
+            drop, drop_se = paired_drop(self.baseline.correct, final.correct)
             size = converters.analyze(tflite)
             record = {
                 "recipe": recipe,
                 "stages": [_stage_summary(s) for s in result.stages],
-                "accuracy": accuracy,
-                "accuracy_drop_pp": (self.baseline_accuracy - accuracy) * 100,
+                "accuracy": final.accuracy,
+                "accuracy_drop_pp": drop,
+                "accuracy_drop_se_pp": drop_se,
                 "coded_bytes": int(size.coded_bytes),
                 "raw_bytes": int(size.raw_bytes),
                 "checks_ok": all(s.ok for s in result.stages),

@@ -38,7 +38,7 @@ class Steer:
         feasible = [t for t in measured if not self.constraints.violations(t.user_attrs)]
         if feasible:
             best = min(feasible, key=lambda t: (t.user_attrs["coded_bytes"], t.user_attrs["accuracy_drop_pp"]))
-            slack = 1 - best.user_attrs["accuracy_drop_pp"] / max(self.constraints.max_accuracy_drop, 1e-9)
+            slack = 1 - self.constraints.drop_bound(best.user_attrs) / max(self.constraints.max_accuracy_drop, 1e-9)
             options = []
             for push in self.search.pushes(dict(best.params), slack):
                 options.append(push)

@@ -180,17 +180,6 @@ def cluster_candidates(model) -> list[str]:
     return names
 
 
-def qat_unsupported(model) -> list[str]:
-    """Layers TF-MOT's default 8-bit QAT registry cannot wrap (QAT leaves them in float)."""
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-        default_8bit_quantize_registry,
-    )
-
-    registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
-    return [layer.name for layer in model.layers
-            if not registry.supports(layer) and type(layer).__name__ != "InputLayer"]
-
-
 class SearchSpace:
     """Trial parameters → stages, built from what experts do rather than blind search.
 
@@ -215,6 +204,8 @@ class SearchSpace:
                  with_device: bool, max_accuracy_drop: float):
         self.model, self.sensitivity = model, sensitivity
         self.epochs = SCHEDULES[level]
+        from mobile_opt.quantization import qat_unsupported
+
         self.qat_skip = qat_unsupported(model)
         # QAT that cannot cover the model (layers left in float) starts from PTQ instead.
         self.modes = tuple(sorted(modes, key=lambda m: m != "ptq_int8")) if self.qat_skip else modes

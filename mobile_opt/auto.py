@@ -247,7 +247,7 @@ def auto_optimize(
             f"{overhead:,} B (e.g. --size-budget {math.ceil(overhead * 1.5 / 1000)}KB) or use a smaller "
             f"architecture. Received: size_budget={size_budget!r}."
         )
-    base_eval = converters.evaluate(fp32, val)
+    base_eval = converters.evaluate(fp32, val, per_sample=True)
     dev, opened = _open_device(device)
     try:
         baseline = {
@@ -283,7 +283,7 @@ def auto_optimize(
         if not study.get_trials(deepcopy=False):
             for params in search.defaults():  # warm start: generic recipes, then the search
                 study.enqueue_trial(params, skip_if_exists=True)
-        measurer = Measurer(model, train, val, space=search, baseline_accuracy=base_eval.accuracy,
+        measurer = Measurer(model, train, val, space=search, baseline=base_eval,
                             device=dev, constraints=constraints,
                             trial_dir=out_dir / "trials" if out_dir is not None else None, artifacts=artifacts)
         finished = study_io.finished(study)

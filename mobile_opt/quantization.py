@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from mobile_opt import _tf
-from mobile_opt._compat_tfmot import default_8bit_registry, output_quantize_config
+from mobile_opt._compat_tfmot import output_quantize_config, qat_uncovered
 from mobile_opt.errors import RecipeError, UnsupportedModelError
 from mobile_opt.measure import kernel_shapes, stats_of
 from mobile_opt.stage import Check, Stage, StageContext, StageOutput, clone, stage_builder
@@ -110,17 +110,13 @@ class QuantizeStage(Stage):
     def _qat_model(self, model, ctx: StageContext):
         keras, tfmot = _tf.keras(), _tf.tfmot()
         qk = tfmot.quantization.keras
-        registry = default_8bit_registry()
         unknown = [n for n in self.skip_layers if n not in {l.name for l in model.layers}]
         if unknown:
             raise RecipeError(f"skip_layers names no layer of the model. Received: {unknown}.")
-        # Inputs are not layers to quantize. Rescaling/Normalization (preprocessing, and the
-        # bridge's form of Keras 3 `x * c + d` ops) are affine maps TF-MOT's registry lacks:
-        # they get its output-only config, so their output is int8 like an activation's.
-        output_only = {l.name for l in model.layers if type(l).__name__ in _OUTPUT_ONLY_LAYERS}
+        output_only = _output_only(model)
         inputs = {l.name for l in model.layers if type(l).__name__ == "InputLayer"}
-        bad = [l for l in model.layers if l.name not in set(self.skip_layers) | output_only | inputs
-               and not registry.supports(l)]
+        uncovered = set(qat_unsupported(model, self.skip_layers))
+        bad = [l for l in model.layers if l.name in uncovered]
         if bad:
             names = ", ".join(f"{l.name!r} ({type(l).__name__})" for l in bad)
             raise UnsupportedModelError(
@@ -200,6 +196,22 @@ class QuantizeStage(Stage):
                 checks.append(Check(f"clusters kept[{name}]", f"unique values per channel <= {limit}",
                                     str(st.max_unique_per_channel), st.max_unique_per_channel <= limit))
         return checks, kernels
+
+
+def _output_only(model) -> set[str]:
+    # Rescaling/Normalization (preprocessing, and the bridge's form of Keras 3 `x * c + d` ops)
+    # are affine maps TF-MOT's registry lacks: they get its output-only config, so their output
+    # is int8 like an activation's.
+    return {l.name for l in model.layers if type(l).__name__ in _OUTPUT_ONLY_LAYERS}
+
+
+def qat_unsupported(model, skip_layers: Sequence[str] = ()) -> list[str]:
+    """Layers `quantize("qat_int8", skip_layers=...)` cannot wrap: neither TF-MOT's Conv+BN
+    folding nor its registry covers them (pass them as `skip_layers` to leave them in float)."""
+    output_only = _output_only(model)
+    annotated = {l.name: output_quantize_config() if l.name in output_only else None
+                 for l in model.layers if l.name not in set(skip_layers) and type(l).__name__ != "InputLayer"}
+    return qat_uncovered(model, annotated)
 
 
 def _matched_kernels(tflite: bytes, keras_model):

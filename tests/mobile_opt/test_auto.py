@@ -1,6 +1,7 @@
 """auto_optimize: constraints, a real search with report files, resume, shared SQLite workers, CLI."""
 
 import json
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,8 @@ from click.testing import CliRunner
 from converters import analyze, convert, evaluate
 from mobile_opt import _tf
 from converters.budget import parse_size
+from converters.evaluation import paired_drop
+from mobile_opt._auto_choice import MARGIN_STANDARD_ERRORS
 from mobile_opt._search_space import Sensitivity, parse_latency
 from mobile_opt.auto import Constraints, auto_optimize, pareto_front
 from mobile_opt.datasets import load_fashion_mnist
@@ -83,6 +86,32 @@ def test_constraints_judge_a_record():
     assert k.violations({"accuracy_drop_pp": 0.7, "coded_bytes": 1100}) == pytest.approx(
         {"accuracy_drop_pp": 0.2, "coded_bytes": 100})
     assert k.values({"accuracy_drop_pp": 0.7, "coded_bytes": 1100}) == pytest.approx([0.2, 100.0])
+    # The drop is judged with its margin of standard errors: 0.4 ± 0.2 may really be 0.6.
+    shaky = {"accuracy_drop_pp": 0.4, "accuracy_drop_se_pp": 0.2, "coded_bytes": 900}
+    assert k.violations(shaky) == pytest.approx({"accuracy_drop_pp": 0.4 + 0.2 * MARGIN_STANDARD_ERRORS - 0.5})
+    assert k.values(shaky)[0] == pytest.approx(0.4 + 0.2 * MARGIN_STANDARD_ERRORS - 0.5)
+
+
+def test_paired_drop_matches_its_definition_and_its_error_is_honest():
+    rng = np.random.default_rng(3)
+    base = rng.random(400) < 0.9
+    cand = base.copy()
+    flips = rng.choice(400, 30, replace=False)
+    cand[flips] = ~cand[flips]
+    drop, se = paired_drop(base, cand)
+    diff = [float(b) - float(c) for b, c in zip(base, cand)]
+    assert drop == pytest.approx(statistics.fmean(diff) * 100)
+    assert se == pytest.approx(statistics.stdev(diff) / len(diff) ** 0.5 * 100)
+    # Coverage: draws of a known paired process (true drop 0.4 pp) land within 1.96 s.e. of the
+    # truth about 95% of the time (binomial 95% band for 2,000 draws: 94.0-96.0%).
+    n, draws, true_drop = 5000, 2000, 0.4
+    hits = 0
+    for _ in range(draws):
+        u = rng.random(n)  # worse on 1.4%, better on 1.0%: net drop 0.4 pp
+        diff = np.where(u < 0.014, 1.0, np.where(u < 0.024, -1.0, 0.0))
+        drop, se = paired_drop(diff > 0, np.zeros(n, bool) | (diff < 0))
+        hits += abs(drop - true_drop) <= 1.96 * se
+    assert 0.94 <= hits / draws <= 0.96
 
 
 def test_bad_latency_unit():
@@ -329,12 +358,16 @@ def test_a_hopeless_trial_is_stopped_early_as_pruned(data):
     from mobile_opt.data import prepare_data
     from mobile_opt.stage import StageContext, StageOutput
 
+    from converters import EvaluationResult
+
     keras = _tf.keras()
     keras.utils.set_random_seed(1)
     untrained = _tiny_model()  # ~10% accuracy: far beyond any budget from a 0.8 baseline
     val = prepare_data(data[1], untrained, batch_size=256, shuffle=False, name="validation data")
     ctx = StageContext(train=val, val=val, epochs=1, loss="sparse_categorical_crossentropy", optimizer=None)
-    measurer = Measurer(untrained, data[0], data[1], space=_space(untrained), baseline_accuracy=0.8,
+    baseline = EvaluationResult(accuracy=0.8, keras_accuracy=None, accuracy_drop_pp=None, n_samples=len(data[1][1]),
+                                interpreter="ai_edge_litert", input_dtype="float32", output_dtype="float32")
+    measurer = Measurer(untrained, data[0], data[1], space=_space(untrained), baseline=baseline,
                         device=None, constraints=Constraints(0.5), trial_dir=None)
     study = optuna.create_study(directions=["minimize", "minimize"])
     study.optimize(lambda t: measurer._watch(t)("prune", StageOutput(untrained, (), {}), ctx) or (0.0, 0.0),

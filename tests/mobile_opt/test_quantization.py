@@ -89,6 +89,34 @@ def test_unquantizable_layer_is_named_and_skippable(fmnist):
     assert result.tflite is not None
 
 
+def test_conv_batchnorm_relu6_is_folded_and_quantized_as_mobilenets_are(fmnist):
+    # The registry alone rejects every BatchNormalization; TF-MOT folds Conv/DepthwiseConv + BN
+    # (+ ReLU6) first, so such a network is fully covered. A BN with nothing to fold into is not.
+    from mobile_opt.quantization import qat_unsupported
+
+    keras = _tf.keras()
+    layers = keras.layers
+    model = keras.Sequential([
+        keras.Input((28, 28)), layers.Reshape((28, 28, 1)),
+        layers.Conv2D(8, 3, strides=2, use_bias=False, name="conv"), layers.BatchNormalization(name="conv_bn"),
+        layers.ReLU(6.0, name="conv_relu"),
+        layers.DepthwiseConv2D(3, use_bias=False, name="dw"), layers.BatchNormalization(name="dw_bn"),
+        layers.ReLU(6.0, name="dw_relu"),
+        layers.GlobalAveragePooling2D(), layers.Dense(10, activation="softmax", name="out"),
+    ])
+    before = model.to_json()
+    assert qat_unsupported(model) == []
+    assert model.to_json() == before  # the check runs TF-MOT's transform on a copy
+    (x, y), (xv, yv) = fmnist
+    result = Pipeline([quantize("qat_int8")]).run(model, (x[:256], y[:256]), (xv[:256], yv[:256]))
+    assert converters.is_qat_model(result.model)
+    ops = {op.opcode for sg in converters.load_tflite(result.tflite).subgraphs for op in sg.operators}
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D"} <= ops  # BN folded away into the convolutions
+    lone_bn = keras.Sequential([keras.Input((28, 28)), layers.Flatten(), layers.BatchNormalization(name="bn"),
+                                layers.Dense(10, name="out")])
+    assert qat_unsupported(lone_bn) == ["bn"]
+
+
 def test_bad_quantize_settings():
     with pytest.raises(RecipeError, match="mode must be one of"):
         quantize("int4")
