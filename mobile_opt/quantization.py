@@ -51,6 +51,9 @@ class QuantizeStage(Stage):
         learning_rate: QAT fine-tuning learning rate when no optimizer is
             given (default 1e-4).
         representative_samples: calibration samples for int8 (default 200).
+        per_channel: "ptq_int8" only: False gives each weight tensor one scale instead of
+            one per output channel (smaller graph, and clusters stay one code each; costs
+            accuracy on convolutions). Default True.
 
     Returns:
         A `QuantizeStage` for `Pipeline`.
@@ -73,6 +76,7 @@ class QuantizeStage(Stage):
         io_dtype: str = "float32",
         learning_rate: float = 1e-4,
         representative_samples: int = 200,
+        per_channel: bool = True,
     ):
         if mode not in MODES:
             raise RecipeError(f"mode must be one of {MODES}. Received: mode={mode!r}.")
@@ -80,6 +84,9 @@ class QuantizeStage(Stage):
             raise RecipeError(f"io_dtype must be float32, int8 or uint8. Received: io_dtype={io_dtype!r}.")
         if io_dtype != "float32" and mode not in ("ptq_int8", "qat_int8"):
             raise RecipeError(f"Integer model I/O needs an int8 mode. Received: mode={mode!r}, io_dtype={io_dtype!r}.")
+        if not per_channel and mode != "ptq_int8":
+            raise RecipeError(f"per_channel=False is for mode='ptq_int8' (QAT's scheme sets its own scales). "
+                              f"Received: mode={mode!r}.")
         if representative_samples < 1:
             raise RecipeError(f"representative_samples must be >= 1. Received: {representative_samples!r}.")
         self.mode = mode
@@ -87,6 +94,7 @@ class QuantizeStage(Stage):
         self.io_dtype = io_dtype
         self.learning_rate = learning_rate
         self.representative_samples = representative_samples
+        self.per_channel = per_channel
 
     @property
     def trains(self) -> bool:  # type: ignore[override]
@@ -99,6 +107,7 @@ class QuantizeStage(Stage):
             "io_dtype": self.io_dtype,
             "learning_rate": self.learning_rate,
             "representative_samples": self.representative_samples,
+            "per_channel": self.per_channel,
         }
 
     def scheme_name(self, kinds_before: Sequence[str]) -> str:
@@ -162,6 +171,7 @@ class QuantizeStage(Stage):
             quantization=_CONVERTER_MODE[self.mode],
             representative_data=representative,
             io_dtype=self.io_dtype,
+            per_channel=self.per_channel,
         )
         evaluation = converters.evaluate(tflite, ctx.val.dataset)
         checks, kernels = self._verify(tflite, model, ctx)
@@ -185,6 +195,9 @@ class QuantizeStage(Stage):
             # The converter keeps tiny tensors float in dynamic-range mode (< 1024 weights).
             if not (self.mode == "dynamic" and int(np.prod(shape)) < 1024):
                 checks.append(Check(f"dtype[{name}]", expected_dtype, tensor.dtype, tensor.dtype == expected_dtype))
+            if not self.per_channel:
+                scales = np.size(tensor.quantization.scale) if tensor.quantization is not None else 0
+                checks.append(Check(f"per-tensor scale[{name}]", "1", str(scales), scales == 1))
             prior = previous.get(name)
             if prior is None:
                 continue

@@ -13,6 +13,7 @@ from mobile_opt.errors import ConversionError, DataError, InputError, ModelForma
 
 from converters.conversion import convert, convert_to_file, is_qat_model
 from converters.evaluation import evaluate
+from converters.tflite_model import load_tflite
 
 tf = _tf.tf()
 keras = _tf.keras()
@@ -75,6 +76,23 @@ def test_int8_with_arrays(cnn, fashion, io_dtype):
     assert result.input_dtype == io_dtype
     assert result.output_dtype == io_dtype
     assert abs(result.accuracy_drop_pp) < 3.0
+
+
+def test_per_tensor_int8_has_one_scale_per_weight_tensor_and_a_smaller_graph(cnn, fashion):
+    (x, _), test = fashion
+    per_channel = convert(cnn, quantization="int8", representative_data=x[:100])
+    per_tensor = convert(cnn, quantization="int8", representative_data=x[:100], per_channel=False)
+
+    def weight_scales(content):
+        return [len(t.quantization.scale) for sg in load_tflite(content).subgraphs for t in sg.tensors
+                if t.is_constant and t.dtype == "int8"]
+
+    assert max(weight_scales(per_channel)) > 1  # one per output channel
+    assert set(weight_scales(per_tensor)) == {1}
+    assert len(per_tensor) < len(per_channel)
+    assert evaluate(per_tensor, test).accuracy > 0.6
+    with pytest.raises(InputError, match="per_channel=False applies to post-training quantization='int8'"):
+        convert(cnn, quantization="dynamic", per_channel=False)
 
 
 def test_int8_with_dataset_generator_and_xy(cnn, fashion):

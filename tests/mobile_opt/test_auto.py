@@ -16,7 +16,7 @@ from mobile_opt import _tf
 from converters.budget import parse_size
 from converters.evaluation import paired_drop
 from mobile_opt._auto_choice import MARGIN_STANDARD_ERRORS
-from mobile_opt._search_space import Sensitivity, parse_latency
+from mobile_opt._search_space import PER_TENSOR, Sensitivity, parse_latency
 from mobile_opt.auto import Constraints, auto_optimize, pareto_front
 from mobile_opt.datasets import load_fashion_mnist
 from mobile_opt.errors import ConstraintError, DataError
@@ -289,8 +289,8 @@ def _space(model, sizes=None, **kwargs):
 def test_size_only_searches_leave_dynamic_and_float16_out():
     from mobile_opt._search_space import quant_modes
 
-    assert quant_modes(size_budget=50_000, with_device=True) == ("qat_int8", "ptq_int8")
-    assert quant_modes(size_budget=None, with_device=False) == ("qat_int8", "ptq_int8")
+    assert quant_modes(size_budget=50_000, with_device=True) == ("qat_int8", "ptq_int8", PER_TENSOR)
+    assert quant_modes(size_budget=None, with_device=False) == ("qat_int8", "ptq_int8", PER_TENSOR)
     assert {"dynamic", "float16"} <= set(quant_modes(size_budget=None, with_device=True))
     assert "2:4" not in _space(_tiny_model()).prune_choices
     assert "2:4" in _space(_tiny_model(), with_device=True).prune_choices
@@ -326,6 +326,12 @@ def test_warm_start_recipes_are_generic_and_pushes_spend_the_headroom():
     bold, careful = (_space(_tiny_model()).pushes(deep, slack=s)[0]["prune_level"] for s in (0.9, 0.1))
     assert bold > careful > deep["prune_level"]
     assert any(p.get("cluster_bits", 0) < deep["cluster_bits"] for p in pushes)
+    # Per-tensor scales are tried from the best recipe as it is (the graph shrinks, accuracy may not hold).
+    optuna = pytest.importorskip("optuna")
+    with_per_tensor = _space(_tiny_model(), modes=("qat_int8", "ptq_int8", PER_TENSOR))
+    assert {**deep, "quantize": PER_TENSOR} in with_per_tensor.pushes(deep)
+    stages, recipe = with_per_tensor.suggest(optuna.trial.FixedTrial({**deep, "quantize": PER_TENSOR}))
+    assert recipe["quantize"] == PER_TENSOR and stages[-1].params()["per_channel"] is False
 
 
 def test_the_study_starts_from_the_defaults_and_is_steered_past_the_best_fit():

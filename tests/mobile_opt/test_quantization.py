@@ -72,6 +72,22 @@ def test_collaborative_chains_preserve_work(trained_mlp, fmnist, stages, scheme)
     assert result.tolerance_held is True
 
 
+def test_per_tensor_ptq_keeps_one_code_per_cluster(trained_cnn, fmnist):
+    # Per-channel scales can give channels their own codes for the same 8 centroids (each
+    # channel's largest centroid sets its scale); one scale per tensor keeps the whole kernel
+    # at 8 codes, and the graph smaller.
+    results = {pc: Pipeline([cluster(8), quantize("ptq_int8", per_channel=pc)]).run(
+        trained_cnn, *fmnist, fine_tune_epochs=1, max_accuracy_drop=5.0) for pc in (True, False)}
+    (_, per_channel), (_, per_tensor) = (_kernel(results[pc].tflite, (32, 3, 3, 16)) for pc in (True, False))
+    assert len(np.unique(per_tensor)) <= 8 + 1  # rounding may split one centroid
+    assert len(np.unique(per_tensor)) <= len(np.unique(per_channel))
+    assert len(results[False].tflite) < len(results[True].tflite)
+    stage = results[False].stages[-1]
+    assert stage.ok and any(c.name.startswith("per-tensor scale[") for c in stage.checks)
+    with pytest.raises(RecipeError, match="per_channel=False is for mode='ptq_int8'"):
+        quantize("qat_int8", per_channel=False)
+
+
 def test_unquantizable_layer_is_named_and_skippable(fmnist):
     keras = _tf.keras()
     model = keras.Sequential([
