@@ -57,7 +57,7 @@ from mobile_opt.stage import Stage
 from mobile_opt.zoo import lenet5, lenet_300_100
 
 SEED = 0
-VAL = 5000
+VAL = 5000  # default validation split (the last images of the training set)
 GOALS = {"lenet_300_100": 53.0, "lenet5": 53.0}
 SOFT_WEIGHT_SHARING = {"lenet_300_100": 64.0, "lenet5": 162.0}  # Ullrich et al. 2017, MNIST
 MAX_DROP_PP = 0.5
@@ -189,6 +189,7 @@ def run_auto(name: str, data, *, train_epochs: int | None, level: int, search_mi
         "accuracy_drop_pp_val_search": chosen.accuracy_drop_pp,
         "accuracy_drop_se_pp_val_search": chosen.accuracy_drop_se_pp,
         "accuracy_measured_on": f"full test set, {base_eval.n_samples} images, LiteRT ({final_eval.interpreter})",
+        "train_images": int(len(y_train)), "val_images": int(len(y_val)),
         "goal_ratio": GOALS[name],
         "goal_met": bool(ratio >= GOALS[name] and drop <= MAX_DROP_PP),
         "soft_weight_sharing_ratio": SOFT_WEIGHT_SHARING[name],
@@ -273,6 +274,7 @@ def run_network(name: str, data, *, train_epochs: int | None, fine_tune_epochs: 
         "final_accuracy": final_eval.accuracy,
         "accuracy_drop_pp": drop,
         "accuracy_measured_on": f"full test set, {base_eval.n_samples} images, LiteRT ({final_eval.interpreter})",
+        "train_images": int(len(y_train)), "val_images": int(len(y_val)),
         "goal_ratio": GOALS[name],
         "goal_met": bool(ratio >= GOALS[name] and drop <= MAX_DROP_PP),
         "pipeline_ok": result.ok,
@@ -290,11 +292,11 @@ def _cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def _load():
+def _load(val: int = VAL):
     (x, y), (xt, yt) = load_fashion_mnist()
     x = (x / 255.0).astype(np.float32)
     xt = (xt / 255.0).astype(np.float32)
-    return (x[:-VAL], y[:-VAL]), (x[-VAL:], y[-VAL:]), (xt, yt)
+    return (x[:-val], y[:-val]), (x[-val:], y[-val:]), (xt, yt)
 
 
 def main(argv=None) -> int:
@@ -309,12 +311,14 @@ def main(argv=None) -> int:
                         help="auto stops starting trials after this long (the 45-minute goal includes training)")
     parser.add_argument("--train-epochs", type=int, default=None)
     parser.add_argument("--fine-tune-epochs", type=int, default=None, help="hand recipe only")
+    parser.add_argument("--val-images", type=int, default=VAL,
+                        help="validation split auto judges candidates on (taken from the training set)")
     parser.add_argument("--update", action="store_true",
                         help="Replace only these networks' entries in an existing deep_compression.json.")
     args = parser.parse_args(argv)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = _load()
+    data = _load(args.val_images)
     key = "networks" if args.recipe == "auto" else "hand_recipes"
     results = []
     with tempfile.TemporaryDirectory(prefix="dc-auto-") as work:
@@ -344,7 +348,8 @@ def main(argv=None) -> int:
         results = [r for r in previous.get(key, []) if r["network"] not in names] + results
     payload = {
         "benchmark": "deep_compression",
-        "dataset": "Fashion-MNIST (train 55,000 / val 5,000 / test 10,000)",
+        "dataset": "Fashion-MNIST: the 60,000 training images split into training and validation "
+                   "(each network's train_images / val_images; 55,000 / 5,000 by default), test 10,000",
         "seed": SEED,
         "max_accuracy_drop_pp": MAX_DROP_PP,
         "size_accounting": "fp32 = raw bytes of the float32 .tflite; coded = converters.analyze(...).coded_bytes "
