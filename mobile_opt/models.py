@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 from mobile_opt import _tf
@@ -159,7 +160,9 @@ def save_model(model, path: str | Path) -> Path:
 
     try:
         if suffix:
-            model.save(tmp)
+            with warnings.catch_warnings():  # the caller chose the suffix: TF's nudge away from .h5 is noise
+                warnings.filterwarnings("ignore", message="You are saving your model as an HDF5 file")
+                model.save(tmp)
         elif is_keras3_model(model):
             model.export(str(tmp), verbose=False)  # Keras 3 writes SavedModels with export()
         else:

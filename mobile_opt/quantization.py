@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -145,7 +146,10 @@ class QuantizeStage(Stage):
             "CQAT": lambda: tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=False),
             "PCQAT": lambda: tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True),
         }[self.scheme_name(ctx.kinds_before())]()
-        with qk.quantize_scope(), _tfmot_notices_as_debug():
+        with qk.quantize_scope(), _tfmot_notices_as_debug(), warnings.catch_warnings():
+            # CQAT/PCQAT warn for every layer that holds more distinct values than centroids,
+            # i.e. one never clustered (a low-rank factor, a skipped layer): nothing to preserve.
+            warnings.filterwarnings("ignore", message="No clustering performed on layer")
             return qk.quantize_apply(annotated, scheme)
 
     def apply(self, model, ctx: StageContext) -> StageOutput:
