@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import warnings
 from typing import Sequence
 
@@ -239,7 +240,7 @@ def _matched_kernels(tflite: bytes, keras_model):
     tensors = [t for sg in parsed.subgraphs for t in sg.tensors if t.is_constant and len(t.shape) >= 2]
     used: set[int] = set()
     for name, (shape, in_axis, out_axis) in kernel_shapes(keras_model).items():
-        tensor = _find_tflite_kernel(tensors, shape, in_axis, out_axis, used)
+        tensor = _find_tflite_kernel(tensors, shape, in_axis, out_axis, used, name)
         if tensor is not None:
             used.add(id(tensor))
             yield name, shape, in_axis, out_axis, tensor
@@ -261,16 +262,18 @@ def _tflite_axes(ndim: int, in_axis: int, out_axis: int) -> tuple[int, int]:
     return ndim - 1, 0
 
 
-def _find_tflite_kernel(tensors, keras_shape, in_axis, out_axis, used):
+def _find_tflite_kernel(tensors, keras_shape, in_axis, out_axis, used, layer_name: str):
     ndim = len(keras_shape)
     if in_axis == out_axis:  # depthwise (h, w, in, mult) -> (1, h, w, in*mult)
         want = (1, keras_shape[0], keras_shape[1], keras_shape[2] * keras_shape[3])
     else:
         want = (keras_shape[out_axis],) + tuple(keras_shape[:ndim - 2]) + (keras_shape[in_axis],)
-    for tensor in tensors:
-        if tuple(tensor.shape) == want and id(tensor) not in used:
-            return tensor
-    return None
+    fits = [t for t in tensors if tuple(t.shape) == want and id(t) not in used]
+    # Same-shaped kernels (MobileNet's repeated blocks) are told apart by the converter's tensor
+    # names ("model/block_7_expand/Conv2D", "...;model/quant_block_7_expand/..."); graph order
+    # is the fallback, as it need not follow the Keras layer order.
+    named = re.compile(rf"(^|[/;])(quant_)?{re.escape(layer_name)}(/|;|$)")
+    return next((t for t in fits if named.search(t.name or "")), fits[0] if fits else None)
 
 
 def _PinZeroCentroids():

@@ -88,6 +88,26 @@ def test_per_tensor_ptq_keeps_one_code_per_cluster(trained_cnn, fmnist):
         quantize("qat_int8", per_channel=False)
 
 
+def test_same_shaped_kernels_are_matched_by_their_layer(fmnist):
+    # Repeated blocks (MobileNet's) have kernels of one shape; each layer's check must read its
+    # own tensor: here the three hidden layers keep 4, 8 and 16 clusters.
+    keras = _tf.keras()
+    layers = keras.layers
+    model = keras.Sequential([keras.Input((28, 28)), layers.Flatten(), layers.Dense(32, activation="relu", name="stem")]
+                             + [layers.Dense(32, activation="relu", name=f"h{i}") for i in range(3)]
+                             + [layers.Dense(10, activation="softmax", name="out")])
+    (x, y), (xv, yv) = fmnist
+    clusters = {"h0": 4, "h1": 8, "h2": 16}
+    result = Pipeline([cluster(clusters), quantize("ptq_int8", per_channel=False)]).run(
+        model, (x[:512], y[:512]), (xv[:256], yv[:256]), fine_tune_epochs=1, max_accuracy_drop=100.0)
+    stage = result.stages[-1]
+    assert stage.ok, [c for c in stage.checks if not c.ok]
+    kept = {c.name: c.measured for c in stage.checks if c.name.startswith("clusters kept[")}
+    assert set(kept) == {f"clusters kept[{n}]" for n in clusters}
+    for name, n in clusters.items():
+        assert 1 < int(kept[f"clusters kept[{name}]"]) <= n
+
+
 def test_unquantizable_layer_is_named_and_skippable(fmnist):
     keras = _tf.keras()
     model = keras.Sequential([
