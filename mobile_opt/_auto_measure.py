@@ -35,7 +35,6 @@ class Measurer:
         """`baseline`: the fp32 .tflite's `converters.evaluate(..., per_sample=True)` on `val`."""
         self.model, self.train, self.val = model, train, val
         self.space, self.baseline = space, baseline
-        self.baseline_accuracy = baseline.accuracy
         self.device, self.constraints, self.trial_dir = device, constraints, trial_dir
         self.artifacts = artifacts  # an Optuna artifact store every worker reaches, or None
         self.memory: dict[int, tuple[Any, bytes]] = {}
@@ -125,7 +124,7 @@ class Measurer:
         from mobile_opt.data import accuracy
 
         def watch(kind, out, ctx):
-            drop = (self.baseline_accuracy - accuracy(out.model, ctx.val)) * 100
+            drop = (self.baseline.accuracy - accuracy(out.model, ctx.val)) * 100
             trial.set_user_attr(f"drop_after_{kind}_pp", round(drop, 3))
             if self.space.hopeless(kind, drop):
                 reason = (f"stopped early: {drop:.2f} pp drop after {kind}, beyond the "
