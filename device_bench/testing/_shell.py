@@ -59,6 +59,7 @@ def run_command(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE if v2 else subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_default_hang_up,
         )
     except OSError as exc:  # e.g. the sandbox was deleted under a running device
         message = f"/system/bin/sh: cannot run: {exc}\n".encode()
@@ -109,6 +110,13 @@ def run_command(
         code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
         stream.write(sp.encode_frame(sp.EXIT, bytes([code & 0xFF])))
     stream.close()
+
+
+def _default_hang_up() -> None:
+    # adbd's shells start with SIGHUP at its default. A host runner under `nohup` passes SIGHUP
+    # on as ignored, and a shell that starts with it ignored cannot trap or reset it (POSIX), so
+    # the device's hang-up would never arrive. Only async-signal-safe work here (runs pre-exec).
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def _pump_output(stream: Stream, pipe, frame_id: int | None, chunk: int) -> None:

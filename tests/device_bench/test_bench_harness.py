@@ -37,6 +37,11 @@ def battery(tmp_path):
     return bat
 
 
+def as_adbd_starts_it() -> None:
+    """SIGHUP at its default, as adbd starts shells, even when pytest runs under `nohup`."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def run_benchmark(shell, *args, timeout_s=30):
     return subprocess.run([*shell, str(script_path("run_benchmark.sh")), *map(str, args)],
                           capture_output=True, text=True, timeout=timeout_s)
@@ -115,7 +120,7 @@ def test_hangup_stops_benchmark_and_sampler(shell, battery, tmp_path):
     proc = subprocess.Popen(
         [*shell, str(script_path("run_benchmark.sh")), str(samples), str(battery), "current_now",
          "0.01", "0", "0", "sh", "-c", f"echo $$ > {started}; exec sleep 600"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=as_adbd_starts_it)
     try:
         wait_for(lambda: started.exists() and started.read_text().strip() and samples_in(samples) > 2)
         bench = int(started.read_text())

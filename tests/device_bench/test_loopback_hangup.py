@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -67,6 +68,16 @@ def test_raw_shell_connection_drop(loopback):
     lines = client.streaming_shell(SCRIPT, read_timeout_s=10)
     assert next(lines).strip() == "ready"
     _check_hang_up(loopback, client.close)
+
+
+def test_hang_up_arrives_when_the_host_runs_under_nohup(loopback):
+    # A runner started with `nohup` hands SIGHUP on as ignored; the device's shells must not
+    # inherit that, as a phone's adbd never would.
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        test_raw_shell_connection_drop(loopback)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def test_a_finished_command_is_not_signalled(loopback):
