@@ -32,7 +32,7 @@ from device_bench.testing.gauge import GaugeModel, PowerTrace, random_gauge  # n
 
 BASELINE_S = 5.0
 TAIL_S = {"current_now": 3.0, "current_avg": 12.0}  # the client's defaults per file
-MAX_RERUNS = 2
+MAX_RERUNS = 1  # the client reruns once (device_bench._run.run_one)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""What a fuel gauge is, learned from its own samples: units, refresh period, resolution, noise.
+"""What a fuel gauge is, learned from its own samples: units, refresh period, resolution, noise,
+lag and averaging.
 
 A gauge publishes a new value every refresh period (often 0.1–2 s), possibly the average of a
 window, possibly late; the sampler reads it ~100 times a second and so sees a staircase. The
@@ -60,6 +61,34 @@ def learn(times: Sequence[float], values: Sequence[float]) -> Gauge:
         sample_gap_s=gap,
         max_sample_gap_s=max_gap,
     )
+
+
+def response(
+    times: Sequence[float], values: Sequence[float], *, start: float, end: float,
+    idle: float, plateau: float, visible: float, period: float,
+) -> dict[str, float | bool | None]:
+    """How the reading answered a load from `start` to `end`: lag and averaging, learned.
+
+    `first_move_s`: from `start` to the first reading more than `visible` (one reading's
+    noise and step) off idle: the tool's start-up, the lag and up to one refresh. `half_rise_s` / `half_fall_s`: to half the step after `start` /
+    back under half after `end`. An instant gauge reaches half at its first move; one that
+    averages over a window W gets there about W/2 later, so `averages` is a rise slower than
+    one refresh beyond the first move, and `averaging_window_s` ≈ 2 × that extra time.
+    """
+    half = abs(plateau - idle) / 2
+
+    def first(after: float, test) -> float | None:
+        return next((t - after for t, v in zip(times, values) if t >= after and test(abs(v - idle))), None)
+
+    move = first(start, lambda d: d > visible)
+    rise = first(start, lambda d: d >= half)
+    fall = first(end, lambda d: d < half)
+    slow = None if move is None or rise is None else rise - move
+    return {
+        "first_move_s": move, "half_rise_s": rise, "half_fall_s": fall,
+        "averages": None if slow is None else slow > period,
+        "averaging_window_s": None if slow is None or slow <= period else 2 * slow,
+    }
 
 
 def _resolution(values: Sequence[float]) -> float | None:

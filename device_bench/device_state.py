@@ -144,32 +144,54 @@ def wait_until(check: Callable[[], bool], timeout_s: float, poll_s: float) -> bo
         time.sleep(poll_s)
 
 
+MIN_CHANGES = 4  # refreshes seen before the reading's trend is judged
+MAX_IDLE_WINDOW_S = 16.0  # a reading that has not changed in this long is steady
+
+
 def wait_idle(device: Device, battery: Battery, *, window_s: float, timeout_s: float) -> bool:
     """Waits (bounded) until the battery reading has stopped moving: back at idle.
 
-    The reading is sampled over `window_s` (at least a few gauge periods); it is settled when
-    its second half's mean is within three standard errors (and one reading step) of the
-    first half's. An averaging gauge still publishing the last run decays, and fails this.
+    The reading is sampled over a window that grows (from `window_s`, doubling) until it
+    holds at least `MIN_CHANGES` gauge refreshes, so a gauge refreshing every second or two is
+    judged on its own periods, not on one repeated value. Runs of one value are one refresh.
+    It is settled when the later half of the refreshes has the mean of the earlier half within
+    three standard errors (and one reading step): an averaging gauge still publishing the last
+    run decays and fails this. A reading that does not change for `MAX_IDLE_WINDOW_S` is steady.
     """
+    deadline = time.monotonic() + timeout_s
+    window = window_s
+    while True:
+        values = _read_current(device, battery, window)
+        if values is None:
+            return True  # unreadable: nothing to wait for here; the analysis will say
+        refreshes = [v for i, v in enumerate(values) if i == 0 or v != values[i - 1]]
+        if len(refreshes) <= MIN_CHANGES and window < MAX_IDLE_WINDOW_S:
+            window = min(2 * window, MAX_IDLE_WINDOW_S)
+        elif len(refreshes) <= MIN_CHANGES or _steady(refreshes):
+            return True
+        if time.monotonic() + window > deadline:
+            return False
+
+
+def _read_current(device: Device, battery: Battery, window_s: float) -> list[float] | None:
     count = 20
     script = (f'i=0; while [ $i -lt {count} ]; do read -r v < "$1"; echo "$v"; '
               f'i=$((i+1)); sleep {window_s / count:.3f}; done')
+    out = device.shell(["sh", "-c", script, "sh", f"{battery.directory}/{battery.current_file}"],
+                       timeout_s=window_s + 30).stdout
+    try:
+        values = [float(v) for v in out.split()]
+    except ValueError:
+        return None
+    return values if len(values) >= 4 else None
 
-    def settled() -> bool:
-        out = device.shell(["sh", "-c", script, "sh", f"{battery.directory}/{battery.current_file}"],
-                           timeout_s=window_s + 30).stdout
-        try:
-            values = [float(v) for v in out.split()]
-        except ValueError:
-            return True  # unreadable: nothing to wait for here; the analysis will say
-        if len(values) < 4:
-            return True
-        first, second = values[: len(values) // 2], values[len(values) // 2:]
-        diffs = [b - a for a, b in zip(values, values[1:])]
-        steps = sorted({abs(d) for d in diffs if d})
-        step = steps[0] if steps else 0.0
-        # Noise from successive differences, which a slow trend barely touches.
-        noise = statistics.pstdev(diffs) / len(first) ** 0.5
-        return abs(statistics.fmean(second) - statistics.fmean(first)) <= 3 * noise + step
 
-    return wait_until(settled, timeout_s, 0.0)
+def _steady(refreshes: list[float]) -> bool:
+    half = len(refreshes) // 2
+    first, second = refreshes[:half], refreshes[half:]
+    diffs = [b - a for a, b in zip(refreshes, refreshes[1:])]
+    step = min(abs(d) for d in diffs)
+    # Successive differences have σ·√2 of noise and barely feel a steady trend; the halves'
+    # means differ by σ·√(2/half) from noise alone.
+    noise = statistics.pstdev(diffs) / half ** 0.5
+    return abs(statistics.fmean(second) - statistics.fmean(first)) <= 3 * noise + step

@@ -24,13 +24,13 @@ idle (the gauge has not settled) gives no number but asks for a longer tail (`ne
 
 What the device reports is detected, not assumed, and recorded: current unit (µA or mA) and
 voltage unit by magnitude; the sign from the load response (more discharge under load),
-checked against the charging state, never from "most readings are negative" alone.
+checked against the idle reading, never from "most readings are negative" alone.
 
 The bound (`energy_per_inference_bound_j`) adds up, linearly: time quantisation (one refresh
 period of the load step), the sampler's own gaps at each change, the value resolution over
 the window, 3 σ of gauge noise in the window and in the baseline mean, the baseline drift
-(before vs after), and on a charging phone 5 % for the charger's effect on the voltage.
-Where the gauge cannot support a figure (sign ambiguous, load not visible, run shorter than
+(before vs after). Where the gauge cannot support a figure (a charging phone: the charger's
+share is invisible; sign ambiguous; load not visible; run shorter than
 10 gauge periods, bound over half the value) `energy_per_inference_j` is None and `reason`
 says why and what to do.
 
@@ -60,7 +60,6 @@ __all__ = ["EnergyResult", "PowerLog", "PowerSample", "compute_energy", "parse_s
 _WINDOWS = ("baseline", "measured")
 MIN_PERIODS = 10  # a run shorter than this many gauge periods gives no figure
 MAX_BOUND = 0.5  # a bound wider than this fraction of the value gives no figure
-CHARGING_MARGIN = 0.05
 TARGET = 0.02  # the share of the bound a gauge's refresh period may take before a longer run
 MAX_MIN_SECS = 60.0  # the longest run asked for by itself
 
@@ -247,6 +246,7 @@ class _Analysis:
         self.log, self.inferences = log, inferences
         self.warnings: list[str] = []
         self.detection: dict[str, str] = {}
+        self.response: dict[str, Any] | None = None  # lag and averaging, once the load is seen
         marks = log.marks
         self.base_start, self.base_end = marks["baseline_start"], marks["baseline_end"]
         self.meas_start, self.meas_end = marks["measured_start"], marks["measured_end"]
@@ -280,7 +280,7 @@ class _Analysis:
             "tail_s": self.tail_end - self.meas_end,
             "sample_rate_hz": (len(self.times) - 1) / span if span > 0 else None,
             "max_sample_gap_s": self.gauge.max_sample_gap_s,
-            "gauge": self.gauge.to_dict(),
+            "gauge": {**self.gauge.to_dict(), "response": self.response},
             "current_unit": self.i_unit,
             "voltage_unit": self.v_unit,
             "detection": dict(self.detection),
@@ -315,6 +315,15 @@ class _Analysis:
         b0 = ga.mean(base_parts)
         if b0 is None or self._mean(self.amps, self.meas_start, self.meas_end) is None:
             return self._none("no power samples inside the baseline or the measured window")
+        if charging:
+            # The battery sees consumption minus what the charger supplies, and a USB charger
+            # takes up load as its current limit allows: no reading tells how much it covered.
+            return self._none(
+                f"the battery was {log.status_start or log.status_end} (USB power): the "
+                "charger supplies an unknown part of the load, which the battery's gauge never "
+                "sees, so energy cannot be measured. Unplug USB and measure over Wi-Fi ADB "
+                "(`adb tcpip 5555`, then `adb connect PHONE_IP:5555`)", charging=True,
+            )
         if period is None or gauge.changes < 4:
             return self._none(
                 f"the battery reading changed only {gauge.changes} times: the load is not "
@@ -345,31 +354,26 @@ class _Analysis:
                 f"the load did not visibly move the battery reading (mean change "
                 f"{abs(response) * 1000:.2f} mA ≤ noise/resolution {visible * 1000:.2f} mA)"
             )
-            if charging:
-                reason += ": the charger is covering the load"
             return self._none(
                 reason + ". Unplug USB and measure over Wi-Fi ADB (`adb tcpip 5555`), or run "
-                "a heavier or longer benchmark", charging=charging,
+                "a heavier or longer benchmark",
             )
         sign = 1 if response > 0 else -1
+        self.response = ga.response(
+            self.times, self.amps, start=self.meas_start, end=self.meas_end, idle=b0,
+            plateau=plateau, visible=3 * sigma + resolution, period=period,
+        )
         self.detection["sign"] = (
             f"the reading moved {'up' if sign > 0 else 'down'} under load (idle "
             f"{b0 * 1000:.1f} mA, mean change {response * 1000:+.2f} mA): "
             f"{'positive' if sign > 0 else 'negative'} = discharging"
         )
-        if not charging:
-            # Discharging: the idle reading itself has the discharge sign (net current > 0).
-            if abs(b0) > visible and (1 if b0 > 0 else -1) != sign:
-                return self._none(
-                    f"sign ambiguous: the status says {log.status_start or 'not charging'} and "
-                    f"idle reads {'positive' if b0 > 0 else 'negative'}, but the load moved the "
-                    "reading the other way. Check that nothing else ran during the benchmark",
-                )
-        else:
-            self.warnings.append(
-                "the battery was charging (USB power?): the sign comes from the load response "
-                "alone and the charger may cover part of the load; measure over Wi-Fi ADB "
-                "(`adb tcpip 5555`) with USB unplugged for a trustworthy figure"
+        # Discharging: the idle reading itself has the discharge sign (net current > 0).
+        if abs(b0) > visible and (1 if b0 > 0 else -1) != sign:
+            return self._none(
+                f"sign ambiguous: the status says {log.status_start or 'not charging'} and "
+                f"idle reads {'positive' if b0 > 0 else 'negative'}, but the load moved the "
+                "reading the other way. Check that nothing else ran during the benchmark",
             )
         needs: dict[str, float] = {}
         if measured_s < MIN_PERIODS * period:
@@ -419,13 +423,11 @@ class _Analysis:
             "voltage": 3 * v_spread * abs(charge)
             + abs(idle_amps * (v_load - v_idle)) * (period + gauge.max_sample_gap_s),
         }
-        if charging:
-            terms["charging"] = CHARGING_MARGIN * abs(excess)
         bound = sum(terms.values())
         known = dict(
             excess_energy_j=excess, baseline_power_w=sign * b0 * v_idle,
             idle_after_power_w=sign * b1 * v_idle, measured_power_w=sign * plateau * v_load,
-            discharge_sign=sign, charging=charging, bound_terms_j=terms,
+            discharge_sign=sign, bound_terms_j=terms,
         )
         if needs:
             return self._none(

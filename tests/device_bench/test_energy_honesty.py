@@ -55,5 +55,9 @@ def test_runs_without_a_figure_say_why_and_are_a_minority_of_fast_gauges(outcome
     fast = [o for o in outcomes if o.gauge.refresh_period_s <= 0.2]
     fast_none = [o for o in fast if o.result.energy_per_inference_j is None]
     assert len(fast_none) < len(fast) / 2
-    # Every figure is positive: no convention (µA-positive while charging included) flips it.
+    # Every figure is positive: no unit/sign convention flips it.
     assert all(o.result.energy_per_inference_j > 0 for o in outcomes if o.error is not None)
+    # A charging phone never gets a figure: the charger's share of the load is invisible.
+    charging = [o for o in outcomes if o.gauge.charger_ua]
+    assert charging and all(o.result.energy_per_inference_j is None and "Wi-Fi ADB" in o.result.reason
+                            for o in charging)
