@@ -92,3 +92,15 @@ def test_unknown_serial_is_an_error(adb_server, tiny_model):
     result = bench(str(tiny_model), "--device", "nosuch:1234", "--adb-port", str(adb_server))
     assert result.exit_code == 1
     assert "nosuch:1234" in result.output
+
+
+def test_battery_flag_names_the_supply(loopback, adb_connected, adb_server, tiny_model, tmp_path):
+    cache = tmp_path / "cache"
+    install(cache)
+    common = [str(tiny_model), "--device", adb_connected, "--adb-port", str(adb_server), "--runs", "3",
+              "--min-secs", "0.1", "--energy", "--baseline", "1", "--cache-dir", str(cache)]
+    result = bench(*common, "--battery", "nosuch")
+    assert result.exit_code == 0, result.output
+    assert "energy not measured" in result.output and "nosuch" in result.output
+    named = json.loads(bench(*common, "--battery", "battery", "--json").output)["results"][0]
+    assert named["energy"]["battery_dir"] == "/sys/class/power_supply/battery"

@@ -142,3 +142,12 @@ def test_thermal_state_and_cooldown_to(loopback, direct, tiny_model, cache):
     warm = RunSettings(runs=3, min_secs=0.1, warmup_min_secs=0.1, cooldown_to_c=90.0)
     (again,) = benchmark(direct, [tiny_model], run=warm, cache_dir=cache)
     assert not any("cooldown" in w for w in again.warnings)
+
+
+@pytest.mark.parametrize("loopback", [{"battery": BatteryProfile(temp_decidegc=452, gauge=noisy())}],
+                         indirect=True)
+def test_a_hot_phone_is_warned(loopback, direct, tiny_model, cache):
+    quick = RunSettings(runs=3, min_secs=0.1, warmup_min_secs=0.1)
+    (result,) = benchmark(direct, [tiny_model], run=quick, cache_dir=cache)
+    assert result.status == "ok" and result.thermal["after"]["battery"] >= 45.2
+    assert any("device was hot (battery 45" in w and "--cooldown-to" in w for w in result.warnings)
