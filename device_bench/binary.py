@@ -33,7 +33,10 @@ _ABI_MACHINE = {
     "x86_64": 62,
     "riscv64": 243,
 }
-_MACHINE_NAME = {40: "ARM (32-bit)", 183: "AArch64", 3: "x86", 62: "x86-64", 243: "RISC-V"}
+_MACHINE_NAME = {40: "ARM", 183: "AArch64", 3: "x86", 62: "x86-64", 243: "RISC-V"}
+# ELF class (e_ident[EI_CLASS]: 1 = 32-bit, 2 = 64-bit) per ABI: an x32 or ILP32 build has
+# the right machine and still does not run.
+_ABI_CLASS = {"armeabi": 1, "armeabi-v7a": 1, "x86": 1, "arm64-v8a": 2, "x86_64": 2, "riscv64": 2}
 
 
 def default_cache_dir() -> Path:
@@ -77,10 +80,12 @@ def _check_elf(binary: Path, abi: str) -> None:
     if expected is None:
         logger.warning("unknown device ABI %r; cannot check %s against it", abi, binary)
         return
-    if machine != expected:
+    bits = {1: "32-bit", 2: "64-bit"}
+    if machine != expected or head[4] != _ABI_CLASS[abi]:
         raise BenchmarkError(
-            f"benchmark binary {binary} is built for {_MACHINE_NAME.get(machine, machine)}, "
-            f"but the device ABI is {abi} ({_MACHINE_NAME[expected]}). Pass the {abi} build "
+            f"benchmark binary {binary} is built for {_MACHINE_NAME.get(machine, machine)} "
+            f"({bits.get(head[4], 'unknown class')}), but the device ABI is {abi} "
+            f"({_MACHINE_NAME[expected]}, {bits[_ABI_CLASS[abi]]}). Pass the {abi} build "
             f"with --benchmark-binary, or put it at {default_cache_dir()}/{abi}/benchmark_model."
         )
 
@@ -113,9 +118,19 @@ def prepare_binary(
         from device_bench.tools import ensure_binary  # late: tools imports this module
 
         binary = ensure_binary(abi, device=device, cache_dir=cache_dir)
+    sha = sha256(binary)
+    if abi and benchmark_binary is not None:
+        from device_bench.tools import pinned_sha256
+
+        pinned = pinned_sha256(abi)
+        if pinned is not None and sha != pinned:
+            raise BenchmarkError(
+                f"the benchmark binary {binary} has sha256 {sha}, but pyproject.toml pins "
+                f"[tool.mobile-opt.benchmark-model-sha256] {abi} = {pinned!r}: CI runs only the "
+                "pinned binary. Pass that one, or update the pin."
+            )
     if abi:
         _check_elf(binary, abi)
-    sha = sha256(binary)
     remote = f"{REMOTE_BIN}/benchmark_model"
     probe = device.shell(f"sha256sum {quote(remote)} 2>/dev/null", timeout_s=30)
     if probe.ok and probe.stdout.split()[:1] == [sha]:

@@ -44,7 +44,7 @@ from device_bench.binary import REMOTE_BIN, _check_elf, default_cache_dir, sha25
 from device_bench.device import Device, quote
 from mobile_opt.errors import BenchmarkError, DeviceError, InputError
 
-__all__ = ["DEFAULT_BASE_URL", "ToolRecord", "ensure_binary", "install_binary", "list_binaries", "source_url"]
+__all__ = ["DEFAULT_BASE_URL", "ToolRecord", "ensure_binary", "install_binary", "list_binaries", "pinned_sha256", "source_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def ensure_binary(
     """
     target = _target(abi, cache_dir)
     if target.is_file():
-        pinned = _pinned_sha256(abi)
+        pinned = pinned_sha256(abi)
         if pinned is not None:
             _check_pin(sha256(target), pinned, abi, str(target), target)
         return target
@@ -199,7 +199,7 @@ def install_binary(
             _copy_source(url, out, timeout_s, hint)
         kind = _verify(tmp, abi, url, hint)
         sha = sha256(tmp)
-        pinned = _pinned_sha256(abi)
+        pinned = pinned_sha256(abi)
         if pinned is not None:
             _check_pin(sha, pinned, abi, url, target)
         tmp.chmod(0o755)
@@ -331,7 +331,7 @@ def _run_help(device: Device, binary: Path, url: str) -> str:
     return f"{device.serial}: --help ok"
 
 
-def _pinned_sha256(abi: str) -> str | None:
+def pinned_sha256(abi: str) -> str | None:
     """`[tool.mobile-opt.benchmark-model-sha256]` for `abi` in the nearest pyproject.toml."""
     for directory in (Path.cwd(), *Path.cwd().parents):
         pyproject = directory / "pyproject.toml"

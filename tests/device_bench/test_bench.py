@@ -185,14 +185,14 @@ def test_binary_missing_and_unreachable(loopback, direct, tiny_model, tmp_path):
 
 
 def test_binary_for_the_wrong_abi(loopback, direct, tiny_model):
-    with pytest.raises(BenchmarkError, match=r"built for x86-64, but the device ABI is arm64-v8a"):
+    with pytest.raises(BenchmarkError, match=r"built for x86-64 \(64-bit\), but the device ABI is arm64-v8a"):
         benchmark(direct, [tiny_model], benchmark_binary=Path("/bin/true"), **QUICK)
     assert not loopback.device_path("/data/local/tmp/mobile_opt/bin/benchmark_model").exists()
 
 
-def _elf(tmp_path, machine: int, little: bool = True) -> Path:
+def _elf(tmp_path, machine: int, little: bool = True, bits: int = 64) -> Path:
     order = "little" if little else "big"
-    head = b"\x7fELF\x02" + (b"\x01" if little else b"\x02") + b"\x01" + b"\x00" * 9
+    head = b"\x7fELF" + bytes([bits // 32]) + (b"\x01" if little else b"\x02") + b"\x01" + b"\x00" * 9
     head += (2).to_bytes(2, order) + machine.to_bytes(2, order)
     path = tmp_path / f"elf-{machine}-{order}"
     path.write_bytes(head + b"\x00" * 40)
@@ -201,8 +201,8 @@ def _elf(tmp_path, machine: int, little: bool = True) -> Path:
 
 def test_elf_machine_check(tmp_path):
     _check_elf(_elf(tmp_path, 183), "arm64-v8a")
-    _check_elf(_elf(tmp_path, 40, little=False), "armeabi-v7a")
-    with pytest.raises(BenchmarkError, match="AArch64, but the device ABI is armeabi-v7a"):
+    _check_elf(_elf(tmp_path, 40, little=False, bits=32), "armeabi-v7a")
+    with pytest.raises(BenchmarkError, match=r"AArch64 \(64-bit\), but the device ABI is armeabi-v7a"):
         _check_elf(_elf(tmp_path, 183), "armeabi-v7a")
     text = tmp_path / "text"
     text.write_text("hello")

@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from device_bench import connect
+from device_bench.binary import prepare_binary
 from device_bench.testing.fake_benchmark_model import install
 from device_bench.tools import ensure_binary, install_binary, list_binaries, source_url
 from mobile_opt.cli import cli
@@ -123,7 +124,7 @@ def test_truncated_elf_is_refused(server, tmp_path):
 def test_wrong_abi_is_refused(server, tmp_path):
     server.files["/bin/android_aarch64_benchmark_model"] = BASH.read_bytes()
     cache = tmp_path / "cache"
-    with pytest.raises(BenchmarkError, match=r"built for x86-64, but the device ABI is arm64-v8a"):
+    with pytest.raises(BenchmarkError, match=r"built for x86-64 \(64-bit\), but the device ABI is arm64-v8a"):
         ensure_binary("arm64-v8a", cache_dir=cache, base_url=f"{server.base}/ok/bin")
     assert cache_is_empty(cache)
 
@@ -163,6 +164,26 @@ def test_pinned_hash_refuses_any_other_binary(server, tmp_path, monkeypatch):
     (cache / "x86_64" / "benchmark_model").write_bytes(BASH.read_bytes())
     with pytest.raises(BenchmarkError, match="pins"):
         ensure_binary("x86_64", cache_dir=cache)
+
+
+def test_a_pin_refuses_an_explicit_benchmark_binary_too(loopback, direct, tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[tool.mobile-opt.benchmark-model-sha256]\narm64-v8a = "' + "0" * 64 + '"\n')
+    monkeypatch.chdir(project)
+    with pytest.raises(BenchmarkError, match=r"bash has sha256 .* pins .* CI runs only the pinned binary"):
+        prepare_binary(direct, "arm64-v8a", BASH, None)
+
+
+def test_elf_of_the_right_machine_but_wrong_class_is_refused(tmp_path):
+    # An AArch64 machine number in a 32-bit (ELFCLASS32) header: an ILP32 build, not arm64-v8a's.
+    elf = tmp_path / "benchmark_model"
+    elf.write_bytes(b"\x7fELF" + bytes([1, 1, 1]) + bytes(9) + (2).to_bytes(2, "little")
+                    + (183).to_bytes(2, "little") + bytes(44))
+    with pytest.raises(BenchmarkError, match=r"built for AArch64 \(32-bit\), but the device ABI is "
+                                             r"arm64-v8a \(AArch64, 64-bit\)"):
+        install_binary("arm64-v8a", source=str(elf), cache_dir=tmp_path / "cache")
 
 
 def test_unpublished_abi_without_a_mirror_is_explained(tmp_path, monkeypatch):
