@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+from mobile_opt._provenance import provenance
+
 __all__ = ["recipe_text", "write"]
 
 
@@ -180,5 +182,5 @@ def write(result, out_dir: Path) -> dict:
         _plot(result, files["plot"])
     files["json"] = out_dir / "pareto.json"
     out = {k: str(v) for k, v in files.items()}
-    files["json"].write_text(json.dumps({**result.to_dict(), "files": out}, indent=2, default=str), encoding="utf-8")
+    files["json"].write_text(json.dumps({**result.to_dict(), "files": out, "provenance": provenance()}, indent=2, default=str), encoding="utf-8")
     return out

@@ -43,6 +43,11 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequen
 
 
 def _source(inp: ReportInput) -> str:
+    made = inp.data.get("provenance") if isinstance(inp.data, dict) else None
+    if made:
+        return (f"<code>{escape(inp.path)}</code> ({escape(inp.kind)}, sha256 {inp.sha256[:16]}…, "
+                f"written {escape(str(made.get('written_at')))} by <code>{escape(str(made.get('command')))}</code>, "
+                f"mobile-opt {escape(str(made.get('mobile_opt_version')))})")
     return (f"<code>{escape(inp.path)}</code> ({escape(inp.kind)}, sha256 {inp.sha256[:16]}…, "
             f"written {escape(inp.modified)} by <code>{escape(_MADE_BY[inp.kind])}</code>; "
             "the file records no command line)")
@@ -285,16 +290,39 @@ def pareto(inputs: Sequence[ReportInput]) -> str:
 
 
 def ops(inputs: Sequence[ReportInput]) -> str:
-    """Per-op time vs MACs, for results whose op-profile rows carry MACs; absent otherwise."""
-    rows = []
+    """Per-op time vs MACs for bench runs made with op profiling; absent otherwise.
+
+    The MACs are counted from each run's .tflite (`model_path`) and joined to the tool's rows
+    as `bench --op-profiling` does (`device_bench.op_cost`); a model no longer readable here is
+    named instead of guessed.
+    """
+    from device_bench.op_cost import op_costs_of
+    from device_bench.results import BenchmarkResult
+
+    points, table, missing = [], [], []
     for record, _ in _bench_rows(inputs):
-        for op in record.get("op_profile") or ():
-            if op.get("macs") and op.get("avg_ms") and op.get("section", "run") == "run":
-                rows.append({"model": _model(record), "op": op.get("node_type") or op.get("name", "?"),
-                             "macs": op["macs"], "ms": op["avg_ms"]})
-    if not rows:
+        if not record.get("op_profile"):
+            continue
+        joined = op_costs_of(BenchmarkResult.from_dict(record))
+        if joined is None:
+            missing.append(f"{escape(_label(record))}: {escape(str(record.get('model_path')))} is not "
+                           "readable here, so its MACs cannot be counted")
+            continue
+        per_op, per_type = joined
+        points += [{"model": _model(record), "op": o.node_type, "macs": o.macs, "ms": o.avg_ms}
+                   for o in per_op if o.macs and o.avg_ms]
+        table += [(escape(_label(record)), escape(t.node_type), str(t.count), f"{t.avg_ms:.4g}",
+                   _num(t.time_share, ".1%"), _num(t.macs_share, ".1%", "no MACs: a delegate or an op without them"),
+                   _num(t.gmacs_per_s, ".3g", "no MACs")) for t in per_type]
+    if not table and not missing:
         return ""
-    return ("<section id='ops'><h2>Per-op time vs MACs</h2>"
-            + _figure(figures.ops_png(rows, _colours(inputs)), "per-op time vs MACs",
-                      "Op-profiling rows of the benchmark runs listed in the latency section.")
-            + "</section>")
+    html = "<section id='ops'><h2>Per-op time vs MACs</h2>"
+    if points:
+        html += _figure(figures.ops_png(points, _colours(inputs)), "per-op time vs MACs",
+                        "Op-profiling rows of the benchmark runs listed in the latency section; "
+                        "MACs counted from each run's .tflite.")
+    if table:
+        html += _table(("run", "op type", "ops", "ms", "time share", "MACs share", "GMAC/s"), table,
+                       numeric=(2, 3, 4, 5, 6))
+    html += "".join(f"<p>{m}</p>" for m in missing)
+    return html + "</section>"

@@ -24,6 +24,7 @@ from mobile_opt.pipeline import Pipeline, PipelineResult
 from mobile_opt.pruning import prune
 from mobile_opt.quantization import quantize
 from mobile_opt.report import write_report
+from mobile_opt._provenance import provenance
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -122,7 +123,7 @@ def run_demo(
             benchmarks = tuple(device_bench.benchmark(
                 dev, [Path(f.path) for f in figures], run=device_bench.RunSettings(runs=runs)))
     demo = DemoResult(result, tuple(figures), benchmarks, str(out))
-    (out / "summary.json").write_text(json.dumps(demo.to_dict(), indent=2, default=str))
+    (out / "summary.json").write_text(json.dumps({**demo.to_dict(), "provenance": provenance()}, indent=2, default=str))
     write_report([out / "summary.json", out / "compressed.size.json"], out / "report.html",
                  command=f"mobile-opt demo --out {out}" + (" --quick" if quick else "")
                  + f" --device {device or 'none'} --runs {runs}")

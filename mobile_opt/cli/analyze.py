@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mobile_opt.cli._common import console, handle_errors, print_json, stderr_console
+from mobile_opt._provenance import provenance
 
 
 def _table(title: str, rows: list[dict[str, str]]):
@@ -76,7 +77,7 @@ def analyze(model: str, other: str | None, as_json: bool, as_markdown: bool,
         outputs.write_with(plot_path, lambda staged: plot_size(result, staged, top=max(top, 1)))
         outputs.commit()
     if as_json:
-        print_json(shown.to_dict())
+        print_json({**shown.to_dict(), "provenance": provenance()})
     elif as_markdown:
         click.echo(render.to_markdown(shown, top=top), nl=False)
     elif other is not None:

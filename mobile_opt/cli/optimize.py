@@ -9,6 +9,7 @@ import click
 
 from mobile_opt.cli._common import FiniteFloatRange, console, handle_errors, data_options, load_data, print_json
 from mobile_opt.cli._pipeline_view import epoch_progress, print_pipeline_result
+from mobile_opt._provenance import provenance
 
 
 def _recipe_from_flags(prune, prune_schedule, prune_structure, cluster, quantize) -> dict:
@@ -92,7 +93,7 @@ def optimize(model_path, recipe, prune, prune_schedule, prune_structure, cluster
             blob = converters.convert(result.model)
         outputs.write_bytes(tflite, blob)
         written["tflite"] = str(tflite)
-    payload = {**result.to_dict(), "written": written}
+    payload = {**result.to_dict(), "written": written, "provenance": provenance()}
     outputs.write_bytes(summary_path, json.dumps(payload, indent=2).encode())
     outputs.commit()
     if as_json:

@@ -196,3 +196,45 @@ def test_auto_pareto_front_and_chosen_point(tmp_path):
     html = write_report([tmp_path / "auto" / "pareto.json"], tmp_path / "r.html").read_text()
     assert "auto: Pareto front" in html and f"<b>chosen</b> {result.chosen.number}" in html
     assert f"{result.chosen.coded_bytes:,}" in html and "data:image/png;base64," in html
+
+
+def test_op_profiled_runs_show_time_against_the_models_macs(results, tmp_path):
+    # A bench row as `--op-profiling` leaves it: the tool's Run Order rows (named
+    # `[tensor]:node index`), no MACs; the report counts them from the row's .tflite.
+    flops = converters.count_flops(results["small"])
+    row = json.loads(results["bench"].read_text().splitlines()[0])
+    assert row["model_path"] == str(results["small"])
+    avg_ms = [0.5] + [0.01] * (len(flops.layers) - 1)
+    row["op_profile"] = [
+        {"section": "run", "table": "Run Order", "node_type": layer.op, "name": f"[{layer.name}]:{i}",
+         "start_ms": 0.0, "first_ms": ms, "avg_ms": ms, "percent": None, "cdf_percent": None,
+         "mem_kb": 0.0, "times_called": 1}
+        for i, (layer, ms) in enumerate(zip(flops.layers, avg_ms))]
+    path = tmp_path / "profiled.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    html = write_report([path], tmp_path / "r.html").read_text()
+    assert "Per-op time vs MACs" in html and "per-op time vs MACs" in html  # heading and figure
+    conv = flops.layers[0]
+    assert conv.op == "CONV_2D"
+    assert f"{conv.macs / 0.5e-3 / 1e9:.3g}" in html  # its GMAC/s
+    # The same row whose model is gone: named, not guessed.
+    row["model_path"] = str(tmp_path / "gone.tflite")
+    path.write_text(json.dumps(row) + "\n")
+    html = write_report([path], tmp_path / "r2.html").read_text()
+    assert "gone.tflite is not readable here" in html
+
+
+def test_a_file_that_records_its_command_shows_it(results, tmp_path):
+    from html import escape
+
+    from mobile_opt._version import __version__
+
+    out = CliRunner().invoke(cli, ["analyze", str(results["large"]), "--json"], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    made = json.loads(out.output)["provenance"]
+    assert made["mobile_opt_version"] == __version__ and made["command"] and made["written_at"]
+    path = tmp_path / "large.analyze.json"
+    path.write_text(out.output)
+    html = write_report([path], tmp_path / "r.html").read_text()
+    assert escape(made["command"]) in html and f"mobile-opt {__version__}" in html
+    assert "records no command line" not in html
