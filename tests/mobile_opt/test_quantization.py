@@ -6,6 +6,8 @@ with the parser: that is what ships.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -158,3 +160,15 @@ def test_bad_quantize_settings():
         quantize("int4")
     with pytest.raises(RecipeError, match="Integer model I/O"):
         quantize("float16", io_dtype="int8")
+
+
+def test_cqat_stays_quiet_about_layers_it_never_clustered(trained_mlp, fmnist):
+    # fc1 is left unclustered (235k distinct values): TF-MOT warns "No clustering performed"
+    # for it, which tells a user nothing; the clustered fc2 is still preserved.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = Pipeline([cluster({"fc2": 8}), quantize("qat_int8")]).run(
+            trained_mlp, *fmnist, fine_tune_epochs=1, max_accuracy_drop=5.0)
+    assert "QAT scheme: CQAT" in result.stages[-1].notes
+    assert not [w for w in caught if "No clustering performed" in str(w.message)]
+    assert max(len(np.unique(row)) for row in _kernel(result.tflite, (100, 300))[1]) <= 8
