@@ -119,16 +119,10 @@ def prepare_binary(
 
         binary = ensure_binary(abi, device=device, cache_dir=cache_dir)
     sha = sha256(binary)
-    if abi and benchmark_binary is not None:
-        from device_bench.tools import pinned_sha256
+    if abi and benchmark_binary is not None:  # a cached binary was checked by ensure_binary
+        from device_bench.tools import check_pin
 
-        pinned = pinned_sha256(abi)
-        if pinned is not None and sha != pinned:
-            raise BenchmarkError(
-                f"the benchmark binary {binary} has sha256 {sha}, but pyproject.toml pins "
-                f"[tool.mobile-opt.benchmark-model-sha256] {abi} = {pinned!r}: CI runs only the "
-                "pinned binary. Pass that one, or update the pin."
-            )
+        check_pin(sha, abi, str(binary), "nothing was pushed")
     if abi:
         _check_elf(binary, abi)
     remote = f"{REMOTE_BIN}/benchmark_model"

@@ -44,7 +44,7 @@ from device_bench.binary import REMOTE_BIN, _check_elf, default_cache_dir, sha25
 from device_bench.device import Device, quote
 from mobile_opt.errors import BenchmarkError, DeviceError, InputError
 
-__all__ = ["DEFAULT_BASE_URL", "ToolRecord", "ensure_binary", "install_binary", "list_binaries", "pinned_sha256", "source_url"]
+__all__ = ["DEFAULT_BASE_URL", "ToolRecord", "check_pin", "ensure_binary", "install_binary", "list_binaries", "source_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -137,9 +137,7 @@ def ensure_binary(
     """
     target = _target(abi, cache_dir)
     if target.is_file():
-        pinned = pinned_sha256(abi)
-        if pinned is not None:
-            _check_pin(sha256(target), pinned, abi, str(target), target)
+        check_pin(sha256(target), abi, str(target), f"the cache ({target}) was not changed")
         return target
     record = install_binary(abi, device=device, cache_dir=cache_dir, base_url=base_url, timeout_s=timeout_s)
     # Printed by the CLI's log handler: the user sees that (and what) was downloaded.
@@ -199,9 +197,7 @@ def install_binary(
             _copy_source(url, out, timeout_s, hint)
         kind = _verify(tmp, abi, url, hint)
         sha = sha256(tmp)
-        pinned = pinned_sha256(abi)
-        if pinned is not None:
-            _check_pin(sha, pinned, abi, url, target)
+        check_pin(sha, abi, url, f"the cache ({target}) was not changed")
         tmp.chmod(0o755)
         device_check = _run_help(device, tmp, url) if device is not None else None
         record = ToolRecord(
@@ -331,7 +327,7 @@ def _run_help(device: Device, binary: Path, url: str) -> str:
     return f"{device.serial}: --help ok"
 
 
-def pinned_sha256(abi: str) -> str | None:
+def _pinned_sha256(abi: str) -> str | None:
     """`[tool.mobile-opt.benchmark-model-sha256]` for `abi` in the nearest pyproject.toml."""
     for directory in (Path.cwd(), *Path.cwd().parents):
         pyproject = directory / "pyproject.toml"
@@ -346,13 +342,16 @@ def pinned_sha256(abi: str) -> str | None:
     return None
 
 
-def _check_pin(sha: str, pinned: str, abi: str, origin: str, target: Path) -> None:
-    if sha != pinned:
+def check_pin(sha: str, abi: str, origin: str, unchanged: str) -> None:
+    """Refuses a binary other than the one `[tool.mobile-opt.benchmark-model-sha256]` pins for
+    `abi` (no pin: any binary); `unchanged` says what was left as it was."""
+    pinned = _pinned_sha256(abi)
+    if pinned is not None and sha != pinned:
         raise BenchmarkError(
             f"the benchmark binary from {origin} has sha256 {sha}, but pyproject.toml pins "
-            f"[tool.mobile-opt.benchmark-model-sha256] {abi} = {pinned!r}. Install the pinned "
-            f"binary (`mobile-opt tools install --abi {abi} --from FILE`) or update the pin; "
-            f"the cache ({target}) was not changed."
+            f"[tool.mobile-opt.benchmark-model-sha256] {abi} = {pinned!r}: CI runs only the "
+            f"pinned binary. Install it (`mobile-opt tools install --abi {abi} --from FILE`) or "
+            f"update the pin; {unchanged}."
         )
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from android_harness import script_path
 from device_bench.energy import parse_samples
+from device_bench.testing._shell import _default_hang_up as as_adbd_starts_it
 
 SHELLS = [
     pytest.param(["sh"], id="sh"),
@@ -35,11 +36,6 @@ def battery(tmp_path):
                         ("status", "Discharging"), ("temp", "305")):
         (bat / name).write_text(value + "\n")
     return bat
-
-
-def as_adbd_starts_it() -> None:
-    """SIGHUP at its default, as adbd starts shells, even when pytest runs under `nohup`."""
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def run_benchmark(shell, *args, timeout_s=30):
@@ -120,7 +116,7 @@ def test_hangup_stops_benchmark_and_sampler(shell, battery, tmp_path):
     proc = subprocess.Popen(
         [*shell, str(script_path("run_benchmark.sh")), str(samples), str(battery), "current_now",
          "0.01", "0", "0", "sh", "-c", f"echo $$ > {started}; exec sleep 600"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=as_adbd_starts_it)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=as_adbd_starts_it)  # even under `nohup`
     try:
         wait_for(lambda: started.exists() and started.read_text().strip() and samples_in(samples) > 2)
         bench = int(started.read_text())
