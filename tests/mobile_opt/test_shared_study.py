@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from mobile_opt import _tf
+from mobile_opt._auto_study import open_storage, optuna
 
 _EVENT_TIMEOUT_S = 400
 
@@ -49,6 +50,10 @@ class Workers:
         self.job, self.worker, self.tmp, self.storage, self.trials = job, worker, tmp_path, storage, trials
         self.artifacts = tmp_path / "artifacts"  # the "shared mount"
         self.procs: list[subprocess.Popen] = []
+        # One storage (one connection pool) for all the test's polling: a fresh URL per poll
+        # opens an engine per call whose connections live until garbage collection, and at five
+        # polls a second that exhausts the server's max_connections beside the workers.
+        self.db = open_storage(optuna(), storage)
 
     def start(self, name: str, barrier: tuple[Path, int] | None = None) -> subprocess.Popen:
         env = {**self.worker.env(barrier), "MOBILE_OPT_HEARTBEAT_S": "1",
@@ -82,9 +87,10 @@ def workers(job, tmp_path, postgres, request, auto_worker):
     w = Workers(job, auto_worker, tmp_path, storage, trials=3)
     yield w
     w.stop_all()
+    w.db.engine.dispose()
 
 
-def study(storage: str):
+def study(storage):
     import optuna
 
     return optuna.load_study(study_name="S", storage=storage)
@@ -98,14 +104,14 @@ def wait_for(condition, what: str):
         time.sleep(0.2)
 
 
-def _trials(storage: str):
+def _trials(storage):
     try:
         return study(storage).get_trials(deepcopy=False)
     except KeyError:  # the study does not exist yet
         return []
 
 
-def assert_every_trial_once(storage: str, trials: int, results: list[dict]) -> list:
+def assert_every_trial_once(storage, trials: int, results: list[dict]) -> list:
     """The study holds `trials` finished trials (one may overshoot), failed ones only as retried
     originals, and every worker made the same choice a single worker makes from these trials."""
     from mobile_opt._auto_choice import Constraints, candidates_of, choose
@@ -131,7 +137,7 @@ def assert_every_trial_once(storage: str, trials: int, results: list[dict]) -> l
 def test_two_workers_share_one_postgres_study(workers, tmp_path):
     procs = [workers.start(name, barrier=(tmp_path / "barrier", 2)) for name in ("a", "b")]
     results = [workers.wait(p) for p in procs]
-    trials = assert_every_trial_once(workers.storage, 3, results)
+    trials = assert_every_trial_once(workers.db, 3, results)
     by_worker = {t.user_attrs.get("worker") for t in trials if t.state.name == "COMPLETE"}
     assert len(by_worker) == 2  # both measured (they met at the barrier)
     # The chosen trial was measured by one worker; the other fetched its model.
@@ -142,13 +148,13 @@ def test_two_workers_share_one_postgres_study(workers, tmp_path):
 def test_killed_worker_trial_is_retried_by_a_worker_that_joins_later(workers):
     first = workers.start("killed")
     wait_for(lambda: any(t.state.name == "RUNNING" and "worker" in t.user_attrs
-                         for t in _trials(workers.storage)), "the first worker to be measuring a trial")
-    (victim,) = [t for t in _trials(workers.storage) if t.state.name == "RUNNING"]
+                         for t in _trials(workers.db)), "the first worker to be measuring a trial")
+    (victim,) = [t for t in _trials(workers.db) if t.state.name == "RUNNING"]
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
     late = workers.start("late")
     result = workers.wait(late)
-    trials = assert_every_trial_once(workers.storage, 3, [result])
+    trials = assert_every_trial_once(workers.db, 3, [result])
     killed = next(t for t in trials if t.number == victim.number)
     assert killed.state.name == "FAIL"
     (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
@@ -159,14 +165,13 @@ def test_killed_worker_trial_is_retried_by_a_worker_that_joins_later(workers):
 @pytest.mark.slow
 def test_postgres_restart_mid_search_loses_no_trial(workers, postgres, tmp_path):
     procs = [workers.start(name, barrier=(tmp_path / "barrier", 2)) for name in ("a", "b")]
-    wait_for(lambda: any(t.state.name == "COMPLETE" for t in _trials(workers.storage)), "a finished trial")
+    wait_for(lambda: any(t.state.name == "COMPLETE" for t in _trials(workers.db)), "a finished trial")
     postgres.restart()
     results = [workers.wait(p) for p in procs]
-    assert_every_trial_once(workers.storage, 3, results)
+    assert_every_trial_once(workers.db, 3, results)
 
 
 def test_postgresql_url_needs_no_driver_spelling_and_bad_server_is_a_clear_error(postgres, closed_port):
-    from mobile_opt._auto_study import open_storage, optuna
     from mobile_opt.errors import InputError
 
     storage = open_storage(optuna(), postgres.create_database("driver"))  # plain postgresql://
