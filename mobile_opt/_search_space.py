@@ -52,7 +52,14 @@ _SMALL_LAYER_SHARE = 0.05
 # A trial whose accuracy drop after pruning (or clustering) exceeds the budget by this much
 # is hopeless: the later touch-up stages recover a few tenths of a point, not whole points.
 HOPELESS_MARGIN_PP = {"prune": 2.0, "cluster": 1.0}
-_SCAN_IMAGES = 12_000  # forward-pass images per sparsity level of the scan, over all layers
+# Per-channel int8 costs _CHANNEL_PARAM_BYTES per output channel. Deep Compression's usual
+# setting (~90% sparse, 4-bit codes plus ~4-bit indices) codes the weights to ~10% of their
+# int8 bytes, so when the channels' scales pass that share they are half the coded model or
+# more (MobileNetV2 α0.35: 21%; the LeNets: 2%) and per-tensor scales are a starting recipe.
+_CHANNEL_PARAM_BYTES = 12
+_PER_TENSOR_START_SHARE = 0.10
+_SCAN_IMAGES = 12_000
+_KERNEL_LAYERS = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv2D")  # forward-pass images per sparsity level of the scan, over all layers
 
 
 def parse_latency(value, name: str = "latency_budget") -> float | None:
@@ -306,14 +313,29 @@ class SearchSpace:
 
     # --- where the search starts and how it pushes ---------------------------------------
     def defaults(self) -> list[dict]:
-        """Generic starting recipes (the same for every network): plain int8, then
+        """Generic starting recipes (the same rule for every network): plain int8, then
         Deep Compression's usual setting (~90% sparsity on the big layers, 4-bit sharing
-        with one bit more for small layers, QAT)."""
+        with one bit more for small layers, QAT), and that setting with per-tensor scales
+        where per-channel ones would weigh as much as the compressed weights."""
         base = {"low_rank": 0.0} if self.low_rank_layers else {}
         plain = {**base, "prune": "none", "cluster_bits": 0, "quantize": "ptq_int8"}
         deep = {**base, "prune": "unstructured", "prune_level": 0.9,
                 "cluster_bits": 4 if self.cluster_layers else 0, "quantize": self.modes[0]}
+        if PER_TENSOR in self.modes and self.channel_param_share() > _PER_TENSOR_START_SHARE:
+            return [plain, deep, {**deep, "quantize": PER_TENSOR}]
         return [plain, deep]
+
+    def channel_param_share(self) -> float:
+        """Bytes of per-channel int8 scales and zero points over the int8 weight bytes."""
+        channels = weights = 0
+        for layer in self.model.layers:
+            if type(layer).__name__ not in _KERNEL_LAYERS or not layer.get_weights():
+                continue
+            kernel = layer.get_weights()[0]
+            weights += kernel.size
+            # A depthwise kernel (h, w, in, multiplier) has in × multiplier output channels.
+            channels += kernel.shape[-2] * kernel.shape[-1] if type(layer).__name__ == "DepthwiseConv2D" else kernel.shape[-1]
+        return _CHANNEL_PARAM_BYTES * channels / max(weights, 1)
 
     def pushes(self, params: dict, slack: float = 0.0) -> list[dict]:
         """More aggressive neighbours of a feasible recipe, most promising first: the

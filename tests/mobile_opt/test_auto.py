@@ -334,6 +334,25 @@ def test_warm_start_recipes_are_generic_and_pushes_spend_the_headroom():
     assert recipe["quantize"] == PER_TENSOR and stages[-1].params()["per_channel"] is False
 
 
+def test_per_tensor_scales_start_the_search_where_per_channel_ones_would_outweigh_the_weights():
+    keras = _tf.keras()
+    modes = ("qat_int8", "ptq_int8", PER_TENSOR)
+    # Depthwise + narrow 1x1 convs: 12 B of scales per output channel against few weights each.
+    mobile = keras.Sequential([keras.Input((16, 16, 8)),
+                               keras.layers.DepthwiseConv2D(3, depth_multiplier=8, name="dw"),
+                               keras.layers.Conv2D(64, 1, name="pw"), keras.layers.GlobalAveragePooling2D(),
+                               keras.layers.Dense(10, name="fc")])
+    sizes = {"dw": 3 * 3 * 64, "pw": 64 * 64, "fc": 640}
+    space = _space(mobile, sizes, modes=modes)
+    # dw: 64 channels over 576 weights, pw: 64 over 4096, fc: 10 over 640 -> 138 x 12 / 5312.
+    assert space.channel_param_share() == pytest.approx(12 * 138 / 5312)
+    recipes = space.defaults()
+    assert [r["quantize"] for r in recipes] == ["ptq_int8", "qat_int8", PER_TENSOR]
+    assert {**recipes[1], "quantize": PER_TENSOR} == recipes[2]
+    # The tiny MLP's scales are 2% of its weights: no per-tensor start, as without the mode.
+    assert [r["quantize"] for r in _space(_tiny_model(), modes=modes).defaults()] == ["ptq_int8", "qat_int8"]
+
+
 def test_the_study_starts_from_the_defaults_and_is_steered_past_the_best_fit():
     optuna = pytest.importorskip("optuna")
     from optuna.distributions import CategoricalDistribution, FloatDistribution
