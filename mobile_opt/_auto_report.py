@@ -23,6 +23,8 @@ def _fmt(value, digits: int = 2) -> str:
 
 def recipe_text(recipe: dict) -> str:
     parts = []
+    if recipe.get("channels"):
+        parts.append("remove filters " + ", ".join(f"{k} {v:.0%}" for k, v in recipe["channels"].items()))
     if recipe.get("low_rank"):
         parts.append("low-rank " + ", ".join(f"{k} r{v}" for k, v in recipe["low_rank"].items()) + " + distill")
     sparsity = recipe.get("sparsity")

@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 class Steer:
     """After each trial, queues the next recipe worth measuring before TPE's own proposals:
     a more aggressive neighbour of the smallest feasible candidate (spending the accuracy
-    headroom), or, while nothing is feasible, a gentler neighbour of the closest one."""
+    headroom), or, while nothing is feasible, a neighbour of the closest one: with more
+    filters removed when it is too slow, else a gentler one."""
 
     def __init__(self, search: SearchSpace, constraints: Constraints, total: int):
         self.search, self.constraints, self.total = search, constraints, total
@@ -45,9 +46,14 @@ class Steer:
                 # A push that was tried and missed: bisect between the best and it.
                 if _key(push) in tried and (mid := self.search.between(dict(best.params), push)) is not None:
                     options.append(mid)
+        elif measured:
+            closest = min(measured, key=lambda t: self.constraints.closeness(self.constraints.violations(t.user_attrs)))
+            # Too slow: remove work (filters); otherwise compress less.
+            slow = "latency_ms" in self.constraints.violations(closest.user_attrs)
+            step = (self.search.faster if slow else self.search.relax)(dict(closest.params))
+            options = [step] if step is not None else []
         else:
-            closest = sorted(measured, key=lambda t: self.constraints.closeness(self.constraints.violations(t.user_attrs)))
-            options = [r for r in (self.search.relax(dict(t.params)) for t in closest[:1]) if r is not None]
+            options = []
         for params in options:
             if _key(params) not in tried:
                 logger.info("next: %s", params)

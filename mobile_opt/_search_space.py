@@ -1,4 +1,4 @@
-"""What `auto_optimize` searches over: latency budgets in user units, layer sensitivity, trial → stages.
+"""What `auto_optimize` searches over: latency budgets in user units, trial → stages, where to start.
 
 Sizes are parsed by `converters.budget.parse_size` (one unit table for the whole project).
 
@@ -10,23 +10,22 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-
-import numpy as np
 
 from mobile_opt import _tf
 from mobile_opt._auto_stages import QatOrPtq, Scheduled
+from mobile_opt._sensitivity import Sensitivity
 from mobile_opt.errors import ConstraintError
-from mobile_opt.layer_selection import LayerSelection
 
-__all__ = ["parse_latency", "sensitivity_scan", "Sensitivity", "SearchSpace", "quant_modes",
-           "SCAN_SPARSITIES", "CLUSTER_BITS", "QUANT_MODES", "PER_TENSOR", "SCHEDULES"]
+__all__ = ["parse_latency", "SearchSpace", "quant_modes", "CLUSTER_BITS", "CHANNEL_RATIOS", "QUANT_MODES",
+           "PER_TENSOR", "SCHEDULES"]
 
 _TIME_UNITS = {"": 1.0, "us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0}  # a bare number is ms
 _NUMBER = r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Zµ]*)\s*"
 
-SCAN_SPARSITIES = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 CLUSTER_BITS = (0, 3, 4, 5, 6)  # 0: no clustering
+# Shares of filters removed by channel pruning, searched only when latency is measured: it is
+# the stage that removes work (fewer MACs), where sparsity and clusters only shrink the file.
+CHANNEL_RATIOS = (0.0, 0.25, 0.5)
 # "ptq_int8_per_tensor": PTQ with one weight scale per tensor. Per-channel int8 spends 12 bytes
 # (float scale + int64 zero point) per output channel in the graph (170 KB of MobileNetV2
 # α0.35's 634 KB) and can give a cluster a different code per channel; per-tensor costs
@@ -51,15 +50,15 @@ _SIZE_EXPONENT = 0.3
 _SMALL_LAYER_SHARE = 0.05
 # A trial whose accuracy drop after pruning (or clustering) exceeds the budget by this much
 # is hopeless: the later touch-up stages recover a few tenths of a point, not whole points.
-HOPELESS_MARGIN_PP = {"prune": 2.0, "cluster": 1.0}
+HOPELESS_MARGIN_PP = {"prune_channels": 2.0, "prune": 2.0, "cluster": 1.0}
 # Per-channel int8 costs _CHANNEL_PARAM_BYTES per output channel. Deep Compression's usual
 # setting (~90% sparse, 4-bit codes plus ~4-bit indices) codes the weights to ~10% of their
 # int8 bytes, so when the channels' scales pass that share they are half the coded model or
 # more (MobileNetV2 α0.35: 21%; the LeNets: 2%) and per-tensor scales are a starting recipe.
 _CHANNEL_PARAM_BYTES = 12
 _PER_TENSOR_START_SHARE = 0.10
-_SCAN_IMAGES = 12_000
-_KERNEL_LAYERS = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv2D")  # forward-pass images per sparsity level of the scan, over all layers
+# Layers whose kernels get int8 scales per output channel.
+_KERNEL_LAYERS = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv2D")
 
 
 def parse_latency(value, name: str = "latency_budget") -> float | None:
@@ -90,89 +89,6 @@ def parse_latency(value, name: str = "latency_budget") -> float | None:
     if not ms > 0 or not math.isfinite(ms):
         raise ConstraintError(f"{name} must be greater than 0. Received: {name}={value!r}.")
     return ms
-
-
-@dataclass(frozen=True)
-class Sensitivity:
-    """Accuracy drop (pp) of pruning each layer alone, without fine-tuning, per sparsity."""
-
-    baseline_accuracy: float
-    drops: dict  # layer -> {sparsity (str) -> drop in pp}
-    sizes: dict  # layer -> number of kernel weights
-
-    def to_dict(self) -> dict:
-        return {"baseline_accuracy": self.baseline_accuracy, "drops": self.drops, "sizes": self.sizes}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Sensitivity":
-        return cls(data["baseline_accuracy"], data["drops"], data["sizes"])
-
-    def drop_at(self, layer: str, sparsity: float) -> float:
-        """The lone drop at `sparsity`, linearly interpolated between scanned sparsities."""
-        points = sorted((float(k), v) for k, v in self.drops[layer].items())
-        xs, ys = [0.0] + [p[0] for p in points], [0.0] + [p[1] for p in points]
-        return float(np.interp(sparsity, xs, ys))
-
-    def sparsity_for(self, layer: str, threshold_pp: float) -> float:
-        """The largest scanned sparsity whose lone drop stays within `threshold_pp` (0 if none)."""
-        best = 0.0
-        for sparsity, drop in self.drops[layer].items():
-            if drop <= threshold_pp:
-                best = max(best, float(sparsity))
-        return best
-
-
-def _magnitude_mask(kernel: np.ndarray, sparsity: float) -> np.ndarray:
-    k = int(round(kernel.size * sparsity))
-    if k == 0:
-        return kernel
-    threshold = np.partition(np.abs(kernel).reshape(-1), k - 1)[k - 1]
-    out = kernel.copy()
-    out[np.abs(kernel) <= threshold] = 0
-    return out
-
-
-def sensitivity_scan(model, x, y, *, sparsities=SCAN_SPARSITIES, progress=None) -> Sensitivity:
-    """Prunes each weight layer alone (magnitude, no fine-tuning) and measures the accuracy drop.
-
-    This is how Han et al. pick per-layer thresholds: sensitive layers (often the
-    first conv and the classifier) get lower sparsity.
-    """
-    # Not DepthwiseConv2D: TF-MOT 0.8.1's pruning left every depthwise kernel of MobileNetV2
-    # dense (the prune stage's check measured 0% sparsity), and they hold few weights.
-    layers = LayerSelection(include="all").select(model, supported=("Dense", "Conv2D", "Conv1D"))
-    # Every layer × sparsity is one forward pass: a network with many layers is scanned on
-    # fewer images (at least 300) and at fewer sparsities, so the scan stays a small part
-    # of the search.
-    n = min(2000, max(300, _SCAN_IMAGES // max(1, len(layers))))
-    x, y = x[:n], y[:n]
-    if len(layers) > 12:
-        sparsities = tuple(s for s in sparsities if s in (0.5, 0.8, 0.95)) or sparsities
-    label = np.asarray(y).reshape(-1) if np.asarray(y).ndim == 1 or np.asarray(y).shape[-1] == 1 else np.argmax(y, -1)
-
-    def acc() -> float:
-        pred = model.predict(x, batch_size=512, verbose=0)
-        guess = (pred[..., 0] > 0.5).astype(int) if pred.shape[-1] == 1 else pred.argmax(-1)
-        return float(np.mean(guess.reshape(-1) == label.astype(int)))
-
-    baseline = acc()
-    drops, sizes = {}, {}
-    total, done = len(layers) * len(sparsities), 0
-    for name in layers:
-        layer = model.get_layer(name)
-        weights = layer.get_weights()
-        sizes[name] = int(weights[0].size)
-        drops[name] = {}
-        try:
-            for s in sparsities:
-                layer.set_weights([_magnitude_mask(weights[0], s)] + weights[1:])
-                drops[name][str(s)] = round((baseline - acc()) * 100, 3)
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-        finally:
-            layer.set_weights(weights)
-    return Sensitivity(baseline, drops, sizes)
 
 
 def quant_modes(*, size_budget: int | None, with_device: bool) -> tuple[str, ...]:
@@ -208,6 +124,8 @@ class SearchSpace:
             per-tensor weight scales); dynamic/float16
             only with a device and no size budget. When TF-MOT's QAT cannot wrap some
             layers (they stay float, named in the recipe), the search starts from PTQ.
+        channels: 0, 0.25 or 0.5 of the filters removed by channel pruning (halved for
+            sensitive layers; stem and classifier kept), only when latency is measured.
         low_rank: 0, 0.25 or 0.5: factorise big hidden Dense layers to that share of
             their weights, then distil from the original model (only offered when such
             layers exist).
@@ -226,6 +144,7 @@ class SearchSpace:
         self.max_accuracy_drop = max_accuracy_drop
         self.cluster_layers = cluster_candidates(model)
         self.low_rank_layers = self._low_rank_layers()
+        self.channel_layers = self._channel_layers() if with_device else ()
         self.baseline_accuracy: float | None = None  # set by the watch on the first stage
 
     def _low_rank_layers(self) -> dict[str, tuple[int, int]]:
@@ -239,7 +158,21 @@ class SearchSpace:
                 out[layer.name] = tuple(int(d) for d in kernel.shape)
         return out
 
+    def _channel_layers(self) -> tuple[str, ...]:
+        """Layers whose filters channel pruning can remove (stem, classifier and layers whose
+        channels reach an output or a channel-mixing layer excluded)."""
+        from mobile_opt.channel_pruning import plan_channels
+
+        _, groups, _ = plan_channels(self.model, 0.5)
+        return tuple(sorted(p for g in groups.values() for p in g.producers))
+
     # --- recipe from parameters -------------------------------------------------------
+    def channel_ratios(self, ratio: float) -> dict[str, float]:
+        """Per-layer filter shares: `ratio`, halved for a layer whose lone drop at 50%
+        sparsity (sensitivity scan) passes 1 pp."""
+        drops = self.sensitivity.drops
+        return {n: ratio / 2 if drops.get(n, {}).get("0.5", 0.0) > 1.0 else ratio for n in self.channel_layers}
+
     def layer_sparsity(self, level: float) -> dict[str, float]:
         sizes = self.sensitivity.sizes
         if not sizes:
@@ -275,9 +208,17 @@ class SearchSpace:
         from mobile_opt.pruning import prune
         from mobile_opt.quantization import quantize
 
+        from mobile_opt.channel_pruning import prune_channels
+
         e_prune, e_cluster, e_qat = self.epochs
         stages, description = [], {}
-        if self.low_rank_layers:
+        channels = trial.suggest_categorical("channels", list(CHANNEL_RATIOS)) if self.channel_layers else 0.0
+        if channels:
+            ratios = self.channel_ratios(channels)
+            stages.append(Scheduled(prune_channels(ratios), e_prune, watch))
+            description["channels"] = ratios
+        # Low-rank ranks follow the original Dense shapes, which channel pruning would change.
+        if self.low_rank_layers and not channels:
             share = trial.suggest_categorical("low_rank", [0.0, 0.25, 0.5])
             if share:
                 ranks = {n: max(1, int(share * a * b / (a + b))) for n, (a, b) in self.low_rank_layers.items()}
@@ -318,6 +259,8 @@ class SearchSpace:
         with one bit more for small layers, QAT), and that setting with per-tensor scales
         where per-channel ones would weigh as much as the compressed weights."""
         base = {"low_rank": 0.0} if self.low_rank_layers else {}
+        if self.channel_layers:
+            base["channels"] = 0.0
         plain = {**base, "prune": "none", "cluster_bits": 0, "quantize": "ptq_int8"}
         deep = {**base, "prune": "unstructured", "prune_level": 0.9,
                 "cluster_bits": 4 if self.cluster_layers else 0, "quantize": self.modes[0]}
@@ -377,6 +320,19 @@ class SearchSpace:
         if lo / hi <= 1.25:
             return None
         return {**good, "prune": "unstructured", "prune_level": round(1 - math.sqrt(lo * hi), 4)}
+
+    def faster(self, params: dict) -> dict | None:
+        """The neighbour of a too-slow recipe with the next share of filters removed (None
+        when channel pruning is not searched or already at its largest share)."""
+        if not self.channel_layers:
+            return None
+        now = params.get("channels", 0.0)
+        more = [r for r in CHANNEL_RATIOS if r > now]
+        if not more:
+            return None
+        out = {**params, "channels": more[0]}
+        out.pop("low_rank", None)  # not suggested beside channel pruning
+        return out
 
     def relax(self, params: dict) -> dict | None:
         """A gentler neighbour of an infeasible recipe (when nothing is feasible yet): twice

@@ -32,6 +32,7 @@ from mobile_opt import _search_space as space
 from mobile_opt._auto_choice import Candidate, Constraints, candidates_of, choose, pareto_front
 from mobile_opt._auto_measure import Measurer, measure_latency
 from mobile_opt._auto_steer import Steer
+from mobile_opt._sensitivity import Sensitivity, sensitivity_scan
 from mobile_opt.errors import ConstraintError, DataError, InputError, MobileOptError
 
 __all__ = ["AutoResult", "Candidate", "Constraints", "SearchProgress", "auto_optimize", "measure_latency",
@@ -340,12 +341,12 @@ def _open_device(device):
     return device, False
 
 
-def _sensitivity(study, model, val) -> space.Sensitivity:
+def _sensitivity(study, model, val) -> Sensitivity:
     stored = study.user_attrs.get("sensitivity")
     if stored is not None:
-        return space.Sensitivity.from_dict(stored)
+        return Sensitivity.from_dict(stored)
     x, y = val
-    sens = space.sensitivity_scan(model, x[:2000], y[:2000])
+    sens = sensitivity_scan(model, x[:2000], y[:2000])
     study.set_user_attr("sensitivity", sens.to_dict())
     return sens
 

@@ -16,7 +16,8 @@ from mobile_opt import _tf
 from converters.budget import parse_size
 from converters.evaluation import paired_drop
 from mobile_opt._auto_choice import MARGIN_STANDARD_ERRORS
-from mobile_opt._search_space import PER_TENSOR, Sensitivity, parse_latency
+from mobile_opt._search_space import PER_TENSOR, SearchSpace, parse_latency
+from mobile_opt._sensitivity import Sensitivity
 from mobile_opt.auto import Constraints, auto_optimize, pareto_front
 from mobile_opt.datasets import load_fashion_mnist
 from mobile_opt.errors import ConstraintError, DataError
@@ -460,3 +461,56 @@ def test_layers_qat_cannot_wrap_are_named_and_the_search_starts_from_ptq():
     assert space.qat_skip == ["norm"]
     assert space.modes[0] == "ptq_int8" and space.defaults()[1]["quantize"] == "ptq_int8"
     assert _space(_tiny_model()).modes[0] == "qat_int8"
+
+
+def _conv_model():
+    keras = _tf.keras()
+    layers = keras.layers
+    return keras.Sequential([keras.Input((28, 28)), layers.Reshape((28, 28, 1)),
+                             layers.Conv2D(8, 3, strides=2, activation="relu", name="stem"),
+                             layers.Conv2D(16, 3, name="c1"), layers.BatchNormalization(name="bn1"), layers.ReLU(),
+                             layers.Conv2D(16, 3, activation="relu", name="c2"), layers.GlobalAveragePooling2D(),
+                             layers.Dense(10, activation="softmax", name="fc")], name="conv")
+
+
+def test_channel_pruning_is_searched_only_when_latency_is_measured():
+    optuna = pytest.importorskip("optuna")
+    from mobile_opt.channel_pruning import ChannelPruneStage
+
+    sizes = {"stem": 72, "c1": 1152, "c2": 2304, "fc": 160}
+    drops = {n: {"0.5": 0.2, "0.9": 5.0} for n in sizes} | {"c2": {"0.5": 3.0, "0.9": 9.0}}
+    settings = {"level": 1, "modes": ("ptq_int8",), "max_accuracy_drop": 0.5}
+    timed = SearchSpace(_conv_model(), Sensitivity(0.8, drops, sizes), with_device=True, **settings)
+    assert timed.channel_layers == ("c1", "c2")  # stem and classifier kept
+    assert all(r["channels"] == 0.0 for r in timed.defaults())
+    recipe = {"channels": 0.5, "prune": "none", "cluster_bits": 0, "quantize": "ptq_int8"}
+    stages, description = timed.suggest(optuna.trial.FixedTrial(recipe))
+    assert isinstance(stages[0].inner, ChannelPruneStage)
+    assert description["channels"] == {"c1": 0.5, "c2": 0.25}  # c2's lone drop at 50% passes 1 pp: halved
+    assert timed.faster(recipe) is None and timed.faster({**recipe, "channels": 0.0})["channels"] == 0.25
+    size_only = SearchSpace(_conv_model(), Sensitivity(0.8, drops, sizes), with_device=False, **settings)
+    assert size_only.channel_layers == () and size_only.faster(recipe) is None
+    assert "channels" not in size_only.suggest(optuna.trial.FixedTrial(recipe))[1]
+
+
+@pytest.mark.slow
+def test_a_latency_budget_out_of_reach_steers_the_search_to_channel_pruning(data, tmp_path):
+    keras = _tf.keras()
+    keras.utils.set_random_seed(0)
+    model = _conv_model()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(*data[0], epochs=1, batch_size=64, verbose=0)
+    train, val = (data[0][0][:500], data[0][1][:500]), (data[1][0][:200], data[1][1][:200])
+    # No model runs in a picosecond: every candidate is too slow, whatever the machine's load.
+    result = auto_optimize(model, train, val, max_accuracy_drop=50.0, latency_budget=1e-9, device="host",
+                           n_trials=4, output_dir=tmp_path / "out")
+    assert result.chosen is None and all(c.latency_ms > 0 for c in result.candidates if c.error is None)
+    first_pruned = next(c for c in result.candidates if c.recipe.get("channels"))
+    channels = first_pruned.recipe["channels"]  # the first step: a quarter (an eighth where sensitive)
+    assert set(channels) == {"c1", "c2"} and set(channels.values()) <= {0.25, 0.125} and first_pruned.error is None
+    assert all(not c.recipe.get("channels") for c in result.candidates if c.number < first_pruned.number)
+    # Fewer filters, less work: smaller kernels than the same recipe without channel pruning.
+    same = next(c for c in result.candidates if c.recipe["quantize"] == first_pruned.recipe["quantize"]
+                and c.recipe.get("sparsity") == first_pruned.recipe.get("sparsity") and not c.recipe.get("channels"))
+    assert first_pruned.coded_bytes < same.coded_bytes
+    assert f"remove filters c1 {channels['c1']:.0%}" in Path(result.files["report"]).read_text()
