@@ -42,7 +42,7 @@ import numpy as np
 from converters._keras3_rebuild import SUPPORTED_LAYERS, check_structure, copy_weights, rebuild
 from mobile_opt.errors import ModelFormatError, UnsupportedModelError
 
-__all__ = ["BridgeProof", "SUPPORTED_LAYERS", "is_keras3_model", "load_keras3_file", "saved_by_keras3",
+__all__ = ["BridgeProof", "SUPPORTED_LAYERS", "is_keras3_model", "load_keras3_file", "proof_sentence", "saved_by_keras3",
            "to_keras3", "to_tf_keras"]
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,14 @@ class BridgeProof:
         data = dataclasses.asdict(self)
         data["input_shape"] = list(self.input_shape)
         return data
+
+
+def proof_sentence(proof: dict) -> str:
+    """A `BridgeProof.to_dict()` in one line, for tables and reports."""
+    direction = "Keras 3 model bridged to tf_keras" if proof["direction"] == "keras3->tf_keras" else \
+        "tf_keras model carried back to Keras 3"
+    return (f"{direction} ({proof['layers']} layers): outputs equal to {proof['max_abs_diff']:.1e} "
+            f"(tolerance {proof['tolerance']:g}) on {proof['samples']} {proof['inputs']} inputs.")
 
 
 def is_keras3_model(obj: Any) -> bool:

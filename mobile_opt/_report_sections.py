@@ -7,6 +7,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from converters.keras3_bridge import proof_sentence
 from mobile_opt import _report_figures as figures
 from mobile_opt.report import NOT_MEASURED, ReportInput, png_img
 
@@ -152,6 +153,8 @@ def pipeline(inputs: Sequence[ReportInput]) -> str:
                       + (", <b class='bad'>exceeded</b>" if run.get("tolerance_held") is False else ", held"))
                    + "); " + ("not converted to .tflite by this run." if run.get("tflite_bytes") is None
                               else f".tflite {run['tflite_bytes']:,} B."))
+        if run.get("bridge"):
+            summary += " " + escape(proof_sentence(run["bridge"]))
         parts.append(f"<p>{summary}</p>" + _table(
             ("#", "stage", "params", "accuracy", "drop pp", "sparsity", "max distinct values / kernel",
              "max distinct values / channel", "checks", "s"), rows, numeric=(3, 4, 5, 6, 7, 9)))

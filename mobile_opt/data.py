@@ -150,9 +150,14 @@ def as_arrays(data, model, name: str):
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def sample_inputs(data, limit: int = 32) -> np.ndarray | None:
-    """Up to `limit` inputs of `(x, y)` arrays or a dataset of `(x, y)` batches (None otherwise)."""
+def sample_inputs(data, model, limit: int = 32) -> np.ndarray | None:
+    """Up to `limit` inputs of `(x, y)` arrays, a dataset of `(x, y)` batches or an image
+    folder read to `model`'s input shape (None otherwise)."""
     tf = _tf.tf()
+    if isinstance(data, (str, os.PathLike)):
+        from mobile_opt.datasets import load_image_folder
+
+        data = load_image_folder(data, input_shape=tuple(model.inputs[0].shape)[1:], batch_size=limit)
     if isinstance(data, tf.data.Dataset):
         for x, _ in data.take(1):
             return np.asarray(x)[:limit]

@@ -216,7 +216,7 @@ class Pipeline:
             RecipeError: bad settings found against this model (e.g. unknown layer names).
         """
         source = model if is_keras3_model(model) else None
-        model, bridge = bridge_model(model, sample_inputs(train_data))
+        model, bridge = bridge_model(model, sample_inputs(train_data, model))
         if not isinstance(fine_tune_epochs, int) or fine_tune_epochs < 1:
             raise RecipeError(f"fine_tune_epochs must be an integer >= 1. Received: {fine_tune_epochs!r}.")
         if max_accuracy_drop is not None and max_accuracy_drop < 0:

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from converters.keras3_bridge import proof_sentence
 from mobile_opt.cli._common import console, stderr_console
 
 
@@ -67,6 +68,8 @@ def pipeline_notes(result, width: int | None = None) -> list[str]:
     """What the table leaves out: the .tflite marker, and on narrow terminals settings and failed checks."""
     narrow = (width or console.width) < _NARROW
     notes = []
+    if result.bridge is not None:
+        notes.append("  " + proof_sentence(result.bridge.to_dict()))
     if any(s.accuracy_source == "tflite" for s in result.stages):
         notes.append("  * accuracy of the converted .tflite (LiteRT), not of the Keras model")
     if any(s.measured_on == "tflite" for s in result.stages):

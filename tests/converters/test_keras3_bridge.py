@@ -90,6 +90,16 @@ def test_sequential_with_embedding_and_normalization():
                              L.GlobalAveragePooling1D(), L.Dense(3)])
     tf_model, proof = to_tf_keras(text)
     assert proof.inputs == "random integers" and proof.max_abs_diff <= 1e-5
+    # The 1-D pooling twins and a plain ReLU layer (MobileNetV3's), each a layer of its own.
+    series = keras.Sequential([keras.Input((16, 3)), L.Conv1D(6, 3), L.ReLU(), L.AveragePooling1D(2),
+                               L.Conv1D(4, 3), L.ReLU(max_value=6.0, negative_slope=0.1), L.GlobalMaxPooling1D(),
+                               L.Dense(2)])
+    tf_model, proof = to_tf_keras(series)
+    assert proof.max_abs_diff <= 1e-5
+    assert [type(l).__name__ for l in tf_model.layers if "Pool" in type(l).__name__ or type(l).__name__ == "ReLU"] == [
+        "ReLU", "AveragePooling1D", "ReLU", "GlobalMaxPooling1D"]
+    leaky = [l for l in tf_model.layers if type(l).__name__ == "ReLU"][1].get_config()
+    assert float(leaky["negative_slope"]) == pytest.approx(0.1) and float(leaky["max_value"]) == 6.0
     norm = L.Normalization(axis=-1)
     norm.adapt(np.random.default_rng(0).normal(3, 2, (64, 6)).astype("float32"))
     tabular = keras.Sequential([keras.Input((6,)), norm, L.Dense(4, activation="gelu"), L.Dense(2)])

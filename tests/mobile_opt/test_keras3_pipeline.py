@@ -90,6 +90,22 @@ def test_prune_result_comes_back_as_keras3(keras3_cnn, image_folder):
     np.testing.assert_allclose(np.asarray(back(x)), np.asarray(result.model(x)), atol=1e-5)
 
 
+def test_folder_path_proves_the_bridge_on_its_images_and_the_proof_is_shown(keras3_cnn, image_folder, tmp_path):
+    from mobile_opt.cli._pipeline_view import pipeline_notes
+    from mobile_opt.report import load_input, render_report
+
+    result = Pipeline([cluster(8)]).run(keras3_cnn, image_folder, image_folder, fine_tune_epochs=1)
+    proof = result.to_dict()["bridge"]
+    assert proof["inputs"] == "user data" and proof["max_abs_diff"] <= 1e-5 and proof["samples"] == 32
+    back = result.keras3_model()  # clustered weights, in Keras 3
+    assert max(len(np.unique(row)) for row in back.get_layer("fc1").get_weights()[0]) <= 8
+    shown = f"outputs equal to {proof['max_abs_diff']:.1e} (tolerance 1e-05) on 32 user data inputs"
+    assert any(shown in note for note in pipeline_notes(result, width=200))
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps(result.to_dict()))
+    assert shown in render_report([load_input(summary)])
+
+
 @pytest.mark.slow
 def test_low_rank_result_comes_back_as_keras3(fmnist, tmp_path):
     keras.utils.set_random_seed(0)
