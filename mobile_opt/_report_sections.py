@@ -10,6 +10,7 @@ from typing import Any, Iterable, Sequence
 from converters.keras3_bridge import proof_sentence
 from mobile_opt import _report_figures as figures
 from mobile_opt.report import NOT_MEASURED, ReportInput, png_img
+from mobile_opt.stage import comparable_figures
 
 _MADE_BY = {
     "bench": "mobile-opt bench --out",
@@ -135,14 +136,16 @@ def pipeline(inputs: Sequence[ReportInput]) -> str:
         run = inp.data if inp.kind == "optimize" else inp.data["pipeline"]
         stages = run.get("stages", [])
         rows = []
-        for s in stages:
-            per_channel = max((k.get("max_unique_per_channel") or 0 for k in (s.get("kernels") or {}).values()), default=None)
+        # The figures the CLI table shows: a .tflite row over the layers the recipe compressed.
+        shipped = comparable_figures([s.get("kernels") or {} for s in stages])
+        for s, (sparsity, per_channel, on) in zip(stages, shipped):
             failed = [c["name"] for c in s.get("checks", []) if not c.get("ok")]
             rows.append((
                 str(s.get("index")), escape(str(s.get("kind"))), f"<code>{escape(json.dumps(s.get('params'), default=str))}</code>",
                 _num(s.get("accuracy"), ".4f") + f" <span class='prov'>({escape(str(s.get('accuracy_source')))})</span>",
-                _num(s.get("accuracy_drop_pp"), "+.2f"), _num(s.get("sparsity"), ".1%"),
-                _num(s.get("max_unique_values"), ","), _num(per_channel or None, ","),
+                _num(s.get("accuracy_drop_pp"), "+.2f"),
+                _num(sparsity, ".1%") + (" <span class='prov'>(tflite)</span>" if on == "tflite" else ""),
+                _num(per_channel, ","),
                 "<span class='ok'>ok</span>" if not failed else "<span class='bad'>failed: " + escape(", ".join(failed)) + "</span>",
                 _num(s.get("seconds"), ".1f"),
             ))
@@ -156,8 +159,11 @@ def pipeline(inputs: Sequence[ReportInput]) -> str:
         if run.get("bridge"):
             summary += " " + escape(proof_sentence(run["bridge"]))
         parts.append(f"<p>{summary}</p>" + _table(
-            ("#", "stage", "params", "accuracy", "drop pp", "sparsity", "max distinct values / kernel",
-             "max distinct values / channel", "checks", "s"), rows, numeric=(3, 4, 5, 6, 7, 9)))
+            ("#", "stage", "params", "accuracy", "drop pp", "sparsity", "max distinct values / channel",
+             "checks", "s"), rows, numeric=(3, 4, 5, 6, 8)))
+        parts.append("<p class='prov'>(tflite): read from the converted model (what ships), over the layers the "
+                     "stage before compressed. Distinct values are counted per output channel, the unit int8 "
+                     "per-channel quantization keeps.</p>" if any(on == "tflite" for *_, on in shipped) else "")
         if stages:
             parts.append(_figure(figures.stages_png(stages, "accuracy and sparsity after each stage",
                                                     run.get("baseline_accuracy")),

@@ -11,13 +11,13 @@ import abc
 import functools
 import inspect
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 
 
 from mobile_opt import _tf
 from mobile_opt.data import PreparedData
 
-__all__ = ["Check", "Stage", "StageContext", "StageOutput", "StageReport"]
+__all__ = ["Check", "Stage", "StageContext", "StageOutput", "StageReport", "comparable_figures"]
 
 Progress = Callable[[int, int, str], None]
 
@@ -62,9 +62,7 @@ class StageReport:
 
     def sparsity_of(self, layers=None) -> float | None:
         """Fraction of zeros over the measured kernels named in `layers` (default all)."""
-        chosen = [k for name, k in self.kernels.items() if layers is None or name in layers]
-        sizes = sum(k["size"] for k in chosen)
-        return sum(k["zeros"] for k in chosen) / sizes if sizes else None
+        return _sparsity(self.kernels, layers)
 
     @property
     def max_unique_values(self) -> int | None:
@@ -84,13 +82,12 @@ class StageReport:
 
     def max_unique_per_channel_of(self, layers=None) -> int | None:
         """`max_unique_per_channel` over the measured kernels named in `layers` (default all)."""
-        return max((k["max_unique_per_channel"] for name, k in self.kernels.items()
-                    if layers is None or name in layers), default=None)
+        return _max_unique_per_channel(self.kernels, layers)
 
     @property
     def measured_on(self) -> str:
         """"tflite" when the kernels were read from the converted model (what ships), else "keras"."""
-        return "tflite" if any("dtype" in k for k in self.kernels.values()) else "keras"
+        return _measured_on(self.kernels)
 
     def to_dict(self) -> dict:
         return {
@@ -110,6 +107,38 @@ class StageReport:
             "seconds": self.seconds,
             "notes": list(self.notes),
         }
+
+
+def _sparsity(kernels: dict, layers=None) -> float | None:
+    chosen = [k for name, k in kernels.items() if layers is None or name in layers]
+    sizes = sum(k["size"] for k in chosen)
+    return sum(k["zeros"] for k in chosen) / sizes if sizes else None
+
+
+def _max_unique_per_channel(kernels: dict, layers=None) -> int | None:
+    return max((k["max_unique_per_channel"] for name, k in kernels.items() if layers is None or name in layers),
+               default=None)
+
+
+def _measured_on(kernels: dict) -> str:
+    return "tflite" if any("dtype" in k for k in kernels.values()) else "keras"
+
+
+def comparable_figures(stage_kernels: Sequence[dict]) -> list[tuple[float | None, int | None, str]]:
+    """`(sparsity, max distinct values per channel, measured on)` of each stage, comparable
+    down a table: a stage measured on the .tflite counts only the kernels the stage before it
+    measured (the layers the recipe compressed), not every kernel the converter wrote.
+
+    Args:
+        stage_kernels: each stage's `kernels` (a `StageReport`'s, or from its `to_dict()`).
+    """
+    compared, out = None, []
+    for kernels in stage_kernels:
+        on = _measured_on(kernels)
+        layers = compared if on == "tflite" else None
+        compared = set(kernels) or compared
+        out.append((_sparsity(kernels, layers), _max_unique_per_channel(kernels, layers), on))
+    return out
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from converters.keras3_bridge import proof_sentence
 from mobile_opt.cli._common import console, stderr_console
+from mobile_opt.stage import comparable_figures
 
 
 def _short_params(params: dict) -> str:
@@ -39,11 +40,8 @@ def pipeline_table(result, width: int | None = None) -> Table:
                          overflow="fold")
     table.add_row("", "baseline", *([] if narrow else [""]), f"{result.baseline_accuracy:.4f}", "", "", "", "",
                   *([] if narrow else [""]))
-    compared = None  # a .tflite row counts over the kernels the stage before it measured, to compare
-    for s in result.stages:
-        layers = compared if s.measured_on == "tflite" else None
-        compared = set(s.kernels) or compared
-        sparsity, unique = s.sparsity_of(layers), s.max_unique_per_channel_of(layers)
+    figures = comparable_figures([s.kernels for s in result.stages])
+    for s, (sparsity, unique, on) in zip(result.stages, figures):
         failed = [c for c in s.checks if not c.ok]
         if narrow:
             checks = "[green]ok[/]" if not failed else "[red]FAILED[/]"
@@ -56,7 +54,7 @@ def pipeline_table(result, width: int | None = None) -> Table:
             *([] if narrow else [escape(_short_params(s.params))]),
             f"{s.accuracy:.4f}" + ("*" if s.accuracy_source == "tflite" else ""),
             f"{s.accuracy_drop_pp:+.2f}",
-            "" if sparsity is None else f"{sparsity:.1%}" + (" (tflite)" if s.measured_on == "tflite" else ""),
+            "" if sparsity is None else f"{sparsity:.1%}" + (" (tflite)" if on == "tflite" else ""),
             "" if unique is None else str(unique),
             checks,
             *([] if narrow else [f"{s.seconds:.1f}"]),

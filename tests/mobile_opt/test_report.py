@@ -46,7 +46,9 @@ def results(tmp_path_factory):
     """Real result files: bench JSONL (host + loopback energy), analyze JSON, optimize summary."""
     from mobile_opt.datasets import load_dataset
     from mobile_opt.pipeline import Pipeline
+    from mobile_opt.clustering import cluster
     from mobile_opt.pruning import prune
+    from mobile_opt.quantization import quantize
 
     root = tmp_path_factory.mktemp("report-inputs")
     small, large = _model(2, root / "small.tflite"), _model(16, root / "large.tflite")
@@ -71,7 +73,7 @@ def results(tmp_path_factory):
                               keras.layers.Dense(16, activation="relu", name="fc1"), keras.layers.Dense(10, name="fc2")])
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     model.fit(x, y, epochs=1, verbose=0)
-    run = Pipeline([prune(0.5)]).run(model, (x, y), (xv, yv), fine_tune_epochs=1)
+    run = Pipeline([prune(0.5), cluster(8), quantize("ptq_int8")]).run(model, (x, y), (xv, yv), fine_tune_epochs=1)
     summary = root / "model.keras.json"
     summary.write_text(json.dumps(run.to_dict()))
     return {"bench": bench, "analyze": size, "optimize": summary, "small": small, "large": large}
@@ -141,6 +143,11 @@ def test_page_loads_in_chromium_without_errors_or_network_and_shows_the_key_figu
     assert f"{energy['energy_per_inference_j'] * 1000:.4f}" in text
     assert "energy was not requested" in text  # the host runs: not measured, and why
     assert dom.stdout.count("data:image/png;base64,") >= 4  # stages, size, latency, energy
+    # The quantize row tells what shipped: fc1's 8 clusters per channel, read from the .tflite
+    # (the whole int8 tensor holds more codes: one scale per channel).
+    cells = {row[1]: row for row in (re.findall(r"<td[^>]*>(.*?)</td>", tr)
+                                     for tr in re.findall(r"<tr>(.*?)</tr>", html)) if len(row) == 9}
+    assert "(tflite)" in cells["quantize"][5] and int(cells["quantize"][6]) <= int(cells["cluster"][6]) <= 8
 
 
 @requires_chromium
