@@ -209,7 +209,8 @@ def _junit(report: Any, title: str = "mobile-opt budgets", kind: str = "budget")
         case = ET.SubElement(suite, "testcase", classname=f"{kind}.{r.path}",
                              name=_METRIC_NAMES[r.metric] + where, file=r.path)
         if not r.ok:
-            failure_type = "LatencyRegression" if getattr(r, "status", None) == "regressed" else "BudgetExceeded"
+            failure_type = "BudgetExceeded" if getattr(r, "status", None) != "regressed" else (
+                "EnergyRegression" if r.metric == "energy" else "LatencyRegression")
             failure = ET.SubElement(case, "failure", message=r.describe(), type=failure_type)
             failure.text = r.describe()
         elif getattr(r, "status", None) == "not testable":

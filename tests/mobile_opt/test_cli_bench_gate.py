@@ -140,7 +140,7 @@ def _median_ms(path):
 
 
 @pytest.mark.slow
-def test_energy_gate_on_the_loopback_battery(rig):
+def test_energy_gate_on_the_loopback_battery(rig, tmp_path):
     """Energy per inference from the loopback's simulated fuel gauge: the ~17× heavier model
     costs far more per inference (regressed), a rerun of the same model does not."""
     energy = ["--energy", "--baseline", "1", "--min-secs", "3"]
@@ -152,3 +152,31 @@ def test_energy_gate_on_the_loopback_battery(rig):
         checks = {c["metric"]: c for c in json.loads(result.output)["regression"]["results"]}
         assert checks["energy"]["status"] == ("regressed" if fails else "ok"), checks["energy"]
         assert "stated bounds" in checks["energy"]["note"], checks["energy"]
+    # The other formats, on the heavier model: text, JUnit, annotations, step summary.
+    junit, summary = tmp_path / "energy.xml", tmp_path / "summary.md"
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}
+    result = rig.bench(rig.models["slow"], *energy, "--compare", base, *GATE, "--junit", junit, env=env)
+    assert result.exit_code == 1, result.output
+    (energy_row,) = [line for line in result.output.splitlines() if "│ energy" in line]
+    assert "REGRESSED" in energy_row
+    failures = {f.get("type") for f in ET.parse(junit).getroot().iter("failure")}
+    assert failures == {"LatencyRegression", "EnergyRegression"}
+    assert any(line.startswith("::error ") and "energy" in line for line in result.output.splitlines())
+    assert any("energy" in line and "❌ regressed" in line for line in summary.read_text().splitlines())
+
+
+@pytest.mark.parametrize("case, fails", [("slow", True), ("noise", False)])
+def test_gate_on_the_hosts_per_run_samples_uses_mann_whitney(rig, case, fails):
+    """The host backend reads every run's time; with --samples both files keep them and the
+    gate tests the raw samples (Mann–Whitney U), not a summary or a histogram, in text and JSON."""
+    host = ["--device", "host", *RUNS, "--samples"]
+    base = rig.root / "host-base.jsonl"
+    if not base.exists():
+        assert run("bench", rig.models["noise"], *host, "--out", base).exit_code == 0
+    text = run("bench", rig.models[case], *host, "--compare", base, *GATE)
+    assert text.exit_code == (1 if fails else 0), text.output
+    assert ("REGRESSED" in text.output) is fails and "binned" not in text.output
+    result = run("bench", rig.models[case], *host, "--compare", base, *GATE, "--json")
+    assert result.exit_code == (1 if fails else 0), result.output
+    (check,) = json.loads(result.output)["regression"]["results"]
+    assert check["source"] == "samples" and check["status"] == ("regressed" if fails else "ok")
