@@ -187,10 +187,11 @@ def open_storage(optuna, url: str | None):
                         raise
                     time.sleep(0.5 * (attempt + 1))
         except ImportError as exc:
-            raise DependencyError(
-                f"The storage {url.split(':')[0]!r} needs its database driver ({exc}); for postgresql: "
-                f"`{_INSTALL_POSTGRES}`."
-            ) from exc
+            # The extra installs psycopg 3; a URL that names another driver needs that driver.
+            scheme = url.split("://")[0]
+            hint = {"postgresql+psycopg": f"`{_INSTALL_POSTGRES}`",
+                    "postgresql+psycopg2": "`pip install psycopg2-binary`"}.get(scheme, "install it with pip")
+            raise DependencyError(f"The storage {scheme!r} needs its database driver ({exc}): {hint}.") from exc
         except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
             raise InputError(
                 f"Cannot open the Optuna storage: {str(exc).splitlines()[0]}. Check the URL "

@@ -187,3 +187,29 @@ def closed_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+_NO_DRIVER = """
+import sys
+sys.modules["psycopg"] = sys.modules["psycopg2"] = None  # neither driver importable
+from mobile_opt._auto_study import open_storage, optuna
+from mobile_opt.errors import DependencyError
+for url in sys.argv[1:]:
+    try:
+        open_storage(optuna(), url)
+    except DependencyError as exc:
+        print(exc)
+"""
+
+
+def test_a_missing_driver_names_the_pip_command_that_installs_it(tmp_path):
+    script = tmp_path / "no_driver.py"
+    script.write_text(_NO_DRIVER)
+    # find_spec still sees installed packages: a blocked import is what a missing one looks like here.
+    urls = ["postgresql://u@127.0.0.1/db", "postgresql+psycopg://u@127.0.0.1/db", "postgresql+psycopg2://u@127.0.0.1/db"]
+    proc = subprocess.run([sys.executable, str(script), *urls], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    plain, psycopg3, psycopg2 = proc.stdout.strip().splitlines()
+    assert "pip install 'mobile-opt[postgres]'" in plain and "pip install 'mobile-opt[postgres]'" in psycopg3
+    assert "pip install psycopg2-binary" in psycopg2 and "mobile-opt[postgres]" not in psycopg2
+
