@@ -165,7 +165,12 @@ def test_killed_worker_trial_is_retried_by_a_worker_that_joins_later(workers):
 @pytest.mark.slow
 def test_postgres_restart_mid_search_loses_no_trial(workers, postgres, tmp_path):
     procs = [workers.start(name, barrier=(tmp_path / "barrier", 2)) for name in ("a", "b")]
-    wait_for(lambda: any(t.state.name == "COMPLETE" for t in _trials(workers.db)), "a finished trial")
+    def finished_and_in_flight():
+        states = [t.state.name for t in _trials(workers.db)]
+        return "COMPLETE" in states and "RUNNING" in states
+
+    # The restart cuts a trial in flight (and its heartbeat), not only the idle pool.
+    wait_for(finished_and_in_flight, "a finished trial and another in flight")
     postgres.restart()
     results = [workers.wait(p) for p in procs]
     assert_every_trial_once(workers.db, 3, results)
