@@ -262,8 +262,10 @@ def _github(report: Any, root: str = ".", title: str = "mobile-opt budgets",
     workspace = _workspace()
     for r in report.failures:
         path = os.path.relpath(os.path.join(os.path.abspath(root), r.path), workspace).replace(os.sep, "/")
+        # On stderr (the runner reads workflow commands from both streams): stdout stays the
+        # report itself, e.g. valid JSON for --json / --format json.
         click.echo(f"::error file={_escape_property(path)},title={_escape_property(annotation)}::"
-                   f"{_escape_data(r.describe())}")
+                   f"{_escape_data(r.describe())}", err=True)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with open(summary, "a", encoding="utf-8") as handle:

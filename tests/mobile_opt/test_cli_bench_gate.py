@@ -85,9 +85,8 @@ def test_gate_json_junit_github(rig, tmp_path, case, fails):
     env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}
     result = rig.bench(rig.models[case], "--compare", rig.baseline, *GATE, "--json", "--junit", junit, env=env)
     assert result.exit_code == (1 if fails else 0), result.output
-    lines = result.output.splitlines()
-    annotations = [line for line in lines if line.startswith("::error ")]
-    data = json.loads("\n".join(line for line in lines if not line.startswith("::error ")))
+    annotations = [line for line in result.stderr.splitlines() if line.startswith("::error ")]
+    data = json.loads(result.stdout)  # annotations go to stderr: stdout stays valid JSON
     (check,) = data["regression"]["results"]
     assert data["regression"]["ok"] is not fails and check["ok"] is not fails
     assert check["status"] == ("regressed" if fails else "ok") and check["source"] == "summary"

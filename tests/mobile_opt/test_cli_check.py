@@ -143,6 +143,9 @@ def test_github_actions_annotations_and_summary(project, run, monkeypatch, tmp_p
     text = summary.read_text()
     assert text.startswith("previous step\n")  # appended, not overwritten
     assert "| `models/a.tflite` | raw |" in text and "❌ over" in text and "✅ ok" in text
+    as_json = run("models/a.tflite", "--max-raw", "10B", "--format", "json", cwd=project)
+    assert json.loads(as_json.stdout)["ok"] is False  # annotations on stderr, stdout is the JSON
+    assert as_json.stderr.startswith("::error file=models/a.tflite,")
     monkeypatch.setenv("GITHUB_ACTIONS", "false")
     quiet = run("models/a.tflite", "--max-raw", "10B", cwd=project)
     assert "::error" not in quiet.output
