@@ -13,7 +13,7 @@ sudo_cmd=""
 
 # Debian packages: Fashion-MNIST (nothing is downloaded from dataset hubs) and, for the
 # tests, the real adb client/server the loopback device is checked against, chromium (the
-# report test), and a PostgreSQL 15 server (the shared-study tests start a throwaway cluster).
+# report test), and a PostgreSQL server (the shared-study tests start a throwaway cluster).
 missing=()
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || missing+=(dataset-fashion-mnist)
 if [ "$with_tests" = 1 ]; then
@@ -22,7 +22,8 @@ if [ "$with_tests" = 1 ]; then
   command -v busybox >/dev/null 2>&1 || missing+=(busybox)
   # The report test renders the HTML page in a real browser (headless).
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-  [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql)
+  # Any major version (Debian 12 ships 15); the test fixture takes the newest found.
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${missing[*]}"
