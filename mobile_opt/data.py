@@ -61,6 +61,17 @@ def _check_class_indices(name: str, y: np.ndarray, model) -> None:
         )
 
 
+def _check_class_names(name: str, names, model) -> None:
+    # A folder read by Keras names its classes: more than the model's outputs is a label out of range.
+    classes = model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
+    if names and classes and classes > 1 and len(names) > classes:
+        raise DataError(
+            f"{name} has {len(names)} classes but model {model.name!r} has {classes} outputs: labels would be "
+            f"out of range. Received classes: {list(names)}. Give the model {len(names)} outputs, or remove "
+            "the extra class folders."
+        )
+
+
 def prepare_data(data, model, *, batch_size: int, shuffle: bool, name: str) -> PreparedData:
     """Validates `data` against `model` and returns it batched.
 
@@ -86,6 +97,7 @@ def prepare_data(data, model, *, batch_size: int, shuffle: bool, name: str) -> P
         if not isinstance(spec, tuple) or len(spec) < 2:
             raise DataError(f"{name}: a tf.data.Dataset must yield (x, y) pairs. Received: {spec}.")
         _check_shape(name, spec[0].shape, model)
+        _check_class_names(name, getattr(data, "class_names", None), model)
         steps = int(data.cardinality())
         if steps == int(tf.data.INFINITE_CARDINALITY):
             raise DataError(f"{name} is an infinite dataset; call .take(n) on it first.")

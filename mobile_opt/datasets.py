@@ -153,9 +153,9 @@ def load_dataset(
                                        val_split=0.2 if val_split is None else val_split,
                                        num_classes=num_classes, seed=seed)
         if train_samples is not None:
-            train = train.unbatch().take(train_samples).batch(32)
+            train = _with_classes(train.unbatch().take(train_samples).batch(32), train.class_names)
         if val_samples is not None:
-            val = val.unbatch().take(val_samples).batch(32)
+            val = _with_classes(val.unbatch().take(val_samples).batch(32), val.class_names)
         return train, val
     if image_size is not None or val_split is not None:
         raise InputError(f"image_size and val_split apply to an image folder. Received: data={str(spec)!r}.")
@@ -274,7 +274,15 @@ def load_image_folder(
     datasets = loaded if val_split else (loaded,)
     if len(shape) == 2:  # (h, w) models: drop the channel axis Keras adds
         datasets = tuple(d.map(lambda x, y: (x[..., 0], y)) for d in datasets)
+    datasets = tuple(_with_classes(d, sorted(classes)) for d in datasets)
     return datasets if val_split else datasets[0]
+
+
+def _with_classes(dataset, names: list[str]):
+    """`dataset` carrying `class_names` as Keras' reader sets it (lost by any transformation),
+    so data checked against a model later can still tell labels out of its range."""
+    dataset.class_names = names
+    return dataset
 
 
 def _image_sizes(files: list[Path]) -> dict[tuple[int, int], Path]:

@@ -174,9 +174,16 @@ def test_bad_image_folders_and_arrays(tmp_path, image_folder):
     assert tuple(next(iter(train))[0].shape[1:]) == (28, 28, 1)
     with pytest.raises(DataError, match="leaves no validation"):
         load_dataset(mixed, input_shape=(28, 28, 1), image_size=(28, 28), val_split=0.05)
+    three = _write_folder(tmp_path / "three", np.zeros((6, 28, 28)), [0, 1, 2] * 2)
     with pytest.raises(DataError, match="3 classes but the model has 2 outputs"):
-        load_dataset(_write_folder(tmp_path / "three", np.zeros((3, 28, 28)), [0, 1, 2]),
-                     input_shape=(28, 28, 1), num_classes=2)
+        load_dataset(three, input_shape=(28, 28, 1), num_classes=2)
+    # Loaded without num_classes (as the README does), then given to a 2-output model: refused
+    # before any training, also after train_samples re-batched the dataset.
+    two_out = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    for samples in (None, 4):
+        train, val = load_dataset(three, input_shape=(28, 28, 1), val_split=0.5, train_samples=samples)
+        with pytest.raises(DataError, match="train data has 3 classes but model .* has 2 outputs"):
+            Pipeline([prune(0.5)]).run(two_out, train, val)
     tfk = _tf.keras()
     flat = tfk.Sequential([tfk.Input((28, 28)), tfk.layers.Flatten(), tfk.layers.Dense(10)])
     prepared = prepare_data(image_folder, flat, batch_size=50, shuffle=True, name="train data")
