@@ -41,6 +41,7 @@ import numpy as np
 
 import converters
 import device_bench
+from _rounds import interleaved_p50s, ratio_summary
 from mobile_opt import _tf
 from mobile_opt.channel_pruning import prune_channels, tflite_kernel_elements
 from mobile_opt.datasets import load_fashion_mnist
@@ -91,34 +92,6 @@ def _control_pair(tmp: Path) -> dict[str, Path]:
             layer.set_weights(weights)
     paths["control_sparse"].write_bytes(converters.convert(model, sparsity=True))
     return paths
-
-
-def _ratio_summary(numer: list[float], denom: list[float], rng) -> dict:
-    """Per-round ratios numer/denom: median and a 95% bootstrap interval of the median over rounds."""
-    ratios = np.asarray(numer) / np.asarray(denom)
-    boot = np.median(rng.choice(ratios, size=(2000, len(ratios)), replace=True), axis=1)
-    return {"median": float(np.median(ratios)), "ci95": [float(np.percentile(boot, 2.5)),
-                                                         float(np.percentile(boot, 97.5))],
-            "per_round": [round(float(r), 4) for r in ratios]}
-
-
-def _latency(paths: dict[str, Path], rounds: int, runs: int) -> dict:
-    names = list(paths)
-    p50s: dict[str, list[float]] = {n: [] for n in names}
-    load: list[float] = []
-    with device_bench.connect() as host:
-        for r in range(rounds):
-            order = names[r % len(names):] + names[: r % len(names)]
-            results = device_bench.benchmark(
-                host, [paths[n] for n in order], threads=(1,),
-                run=device_bench.RunSettings(runs=runs, warmup_runs=20, min_secs=1.0))
-            for name, result in zip(order, results):
-                if result.status != "ok":
-                    raise RuntimeError(f"{name}: benchmark {result.status}: {result.reason}")
-                p50s[name].append(result.latency.p50_us)
-            load.append(os.getloadavg()[0])
-            print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{n} {p50s[n][-1]:.0f} us" for n in names), flush=True)
-    return {"p50_us_per_round": p50s, "load_average_1min_per_round": load}
 
 
 def main(argv=None) -> int:
@@ -179,16 +152,17 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         control = _control_pair(Path(tmp))
-        latency = _latency({**paths, **control}, args.rounds, args.runs)
+        latency = interleaved_p50s({**paths, **control}, args.rounds,
+                                   device_bench.RunSettings(runs=args.runs, warmup_runs=20, min_secs=1.0))
     seconds["latency"] = time.perf_counter() - t0
     p50 = latency["p50_us_per_round"]
     rng = np.random.default_rng(SEED)
     speedups = {  # > 1: the second model is faster
-        "ptq_int8_vs_fp32": _ratio_summary(p50["fp32"], p50["ptq_int8"], rng),
-        "channel_int8_vs_ptq_int8": _ratio_summary(p50["ptq_int8"], p50["channel_int8"], rng),
-        "channel_int8_vs_fp32": _ratio_summary(p50["fp32"], p50["channel_int8"], rng),
-        "sparse_fp32_vs_fp32": _ratio_summary(p50["fp32"], p50["sparse_fp32"], rng),
-        "control_sparse_vs_control_dense": _ratio_summary(p50["control_dense"], p50["control_sparse"], rng),
+        "ptq_int8_vs_fp32": ratio_summary(p50["fp32"], p50["ptq_int8"], rng),
+        "channel_int8_vs_ptq_int8": ratio_summary(p50["ptq_int8"], p50["channel_int8"], rng),
+        "channel_int8_vs_fp32": ratio_summary(p50["fp32"], p50["channel_int8"], rng),
+        "sparse_fp32_vs_fp32": ratio_summary(p50["fp32"], p50["sparse_fp32"], rng),
+        "control_sparse_vs_control_dense": ratio_summary(p50["control_dense"], p50["control_sparse"], rng),
     }
     drop_pp = (accuracy["fp32"] - accuracy["channel_int8"]) * 100
     cpu1 = os.times()
