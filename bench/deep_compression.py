@@ -9,7 +9,7 @@ For LeNet-300-100 and LeNet-5 (`mobile_opt.zoo`), with a fixed seed:
      `Pipeline([prune({layer: sparsity}), cluster({layer: clusters}), quantize(mode)])`
      (first conv and classifier pruned less, 4-5 bit sharing, PCQAT); kept as the
      comparison row `hand_recipes` of the JSON;
-  3. size accounting per /work/shared/reference/size_accounting.md with `converters.analyze`:
+  3. size accounting per ../shared/reference/size_accounting.md with `converters.analyze`:
      fp32 .tflite bytes of the trained model (`converters.convert`, quantization="none") →
      coded bytes of the final int8 .tflite (graph and metadata counted as they are, each
      weight buffer at its smallest of raw / Huffman / CSR + Huffman), ratio = fp32 ÷ coded;

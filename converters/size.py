@@ -1,6 +1,6 @@
 """Where the bytes of a .tflite file go, and how small entropy coding could make it.
 
-Follows /work/shared/reference/size_accounting.md:
+Follows ../shared/reference/size_accounting.md:
 
 * raw: the file as written. gzip: length of `zlib.compress(file, compress_level)` (level 9
   by default, the TF-MOT convention).
