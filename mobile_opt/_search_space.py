@@ -8,16 +8,19 @@ tested on their own.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 
 from mobile_opt import _tf
 from mobile_opt._auto_stages import QatOrPtq, Scheduled
 from mobile_opt._sensitivity import Sensitivity
-from mobile_opt.errors import ConstraintError
+from mobile_opt.errors import ConstraintError, RecipeError, UnsupportedModelError
 
 __all__ = ["parse_latency", "SearchSpace", "quant_modes", "CLUSTER_BITS", "CHANNEL_RATIOS", "QUANT_MODES",
            "PER_TENSOR", "SCHEDULES"]
+
+logger = logging.getLogger(__name__)
 
 _TIME_UNITS = {"": 1.0, "us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0}  # a bare number is ms
 _NUMBER = r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Zµ]*)\s*"
@@ -163,7 +166,11 @@ class SearchSpace:
         channels reach an output or a channel-mixing layer excluded)."""
         from mobile_opt.channel_pruning import plan_channels
 
-        _, groups, _ = plan_channels(self.model, 0.5)
+        try:
+            _, groups, _ = plan_channels(self.model, 0.5)
+        except (RecipeError, UnsupportedModelError) as exc:  # e.g. shared layers, nothing selectable
+            logger.info("channel pruning is not searched: %s", exc)
+            return ()
         return tuple(sorted(p for g in groups.values() for p in g.producers))
 
     # --- recipe from parameters -------------------------------------------------------

@@ -491,6 +491,9 @@ def test_channel_pruning_is_searched_only_when_latency_is_measured():
     size_only = SearchSpace(_conv_model(), Sensitivity(0.8, drops, sizes), with_device=False, **settings)
     assert size_only.channel_layers == () and size_only.faster(recipe) is None
     assert "channels" not in size_only.suggest(optuna.trial.FixedTrial(recipe))[1]
+    keras = _tf.keras()  # nothing but the protected classifier: not searched, no error
+    linear = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="fc")])
+    assert SearchSpace(linear, Sensitivity(0.8, {}, {"fc": 12}), with_device=True, **settings).channel_layers == ()
 
 
 @pytest.mark.slow
