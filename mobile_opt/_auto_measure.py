@@ -68,7 +68,7 @@ class Measurer:
             size = converters.analyze(tflite)
             record = {
                 "recipe": recipe,
-                "stages": [_stage_summary(s) for s in result.stages],
+                "stages": _stage_summaries(result.stages),
                 "accuracy": final.accuracy,
                 "accuracy_drop_pp": drop,
                 "accuracy_drop_se_pp": drop_se,
@@ -161,17 +161,21 @@ def _save_keras(model, path: Path) -> None:
     save_model(model, path)
 
 
-def _stage_summary(report) -> dict:
-    return {
+def _stage_summaries(reports) -> list[dict]:
+    """Each stage in a few figures, comparable down the report's table (`comparable_figures`)."""
+    from mobile_opt.stage import comparable_figures
+
+    return [{
         "kind": report.kind,
         "params": report.params,
         "accuracy": report.accuracy,
         "accuracy_source": report.accuracy_source,
         "accuracy_drop_pp": report.accuracy_drop_pp,
         "ok": report.ok,
-        "sparsity": report.sparsity,
-        "max_unique_values": report.max_unique_values,
+        "sparsity": sparsity,
+        "max_unique_per_channel": unique,
+        "kernels_measured_on": on,
         "failed_checks": [c.to_dict() for c in report.checks if not c.ok],
         "notes": list(report.notes),
         "seconds": round(report.seconds, 2),
-    }
+    } for report, (sparsity, unique, on) in zip(reports, comparable_figures([r.kernels for r in reports]))]

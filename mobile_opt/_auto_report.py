@@ -76,13 +76,15 @@ def _markdown(result) -> str:
         lines += [f"## {title}: trial {shown.number}", "", f"Recipe: {recipe_text(shown.recipe)}", ""]
         if shown.violations:
             lines += ["Over budget by: " + ", ".join(f"{k_} {_fmt(v)}" for k_, v in shown.violations.items()), ""]
-        lines += ["| # | stage | accuracy | source | drop pp | sparsity | max distinct | ok | s |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| # | stage | accuracy | source | drop pp | sparsity | max distinct / channel | weights from | ok | s |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for i, s in enumerate(shown.stages):
             lines.append(f"| {i} | {s['kind']} | {_fmt(s['accuracy'], 4)} | {s['accuracy_source']} | "
-                         f"{_fmt(s['accuracy_drop_pp'])} | {_fmt(s['sparsity'], 4)} | {_fmt(s['max_unique_values'])} | "
+                         f"{_fmt(s['accuracy_drop_pp'])} | {_fmt(s['sparsity'], 4)} | "
+                         f"{_fmt(s.get('max_unique_per_channel'))} | {s.get('kernels_measured_on', '-')} | "
                          f"{'yes' if s['ok'] else 'NO'} | {_fmt(s['seconds'], 1)} |")
-        lines.append("")
+        lines += ["", "A .tflite row (weights from tflite) counts the layers the stage before it compressed, "
+                  "as the converted model ships them."]
         for i, s in enumerate(shown.stages):
             lines.append(f"- stage {i} `{s['kind']}` params: `{json.dumps(s['params'], default=str)}`")
             for check in s["failed_checks"]:

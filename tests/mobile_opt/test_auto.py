@@ -153,6 +153,7 @@ def test_search_reports_measures_and_resumes_without_redoing(data, trained, tmp_
         # Every reported size is what converters.analyze measures on the saved file.
         assert analyze(Path(c.tflite_path)).coded_bytes == c.coded_bytes
         assert c.stages[-1]["kind"] == "quantize" and c.stages[-1]["accuracy_source"] == "tflite"
+        assert c.stages[-1]["kernels_measured_on"] == "tflite" and 1 < c.stages[-1]["max_unique_per_channel"] <= 256
         assert evaluate(Path(c.tflite_path), data[1]).accuracy == pytest.approx(c.accuracy)
     assert first.chosen is not None and first.chosen.feasible
     assert first.chosen.coded_bytes == min(c.coded_bytes for c in first.feasible)
@@ -161,6 +162,7 @@ def test_search_reports_measures_and_resumes_without_redoing(data, trained, tmp_
         assert Path(first.files[name]).is_file(), name
     report = Path(first.files["report"]).read_text()
     assert "## Chosen model" in report and "| 0 | " in report and "Layer sensitivity" in report
+    assert "max distinct / channel" in report and "| tflite |" in report
     assert json.loads(Path(first.files["json"]).read_text())["chosen"]["number"] == first.chosen.number
     assert Path(first.files["chosen_tflite"]).read_bytes() == first.tflite
 
