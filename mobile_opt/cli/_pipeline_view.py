@@ -33,7 +33,7 @@ def pipeline_table(result, width: int | None = None) -> Table:
     # Weight figures come from the .tflite for a quantize stage (what ships), from Keras otherwise;
     # distinct values are counted per output channel, the unit int8 per-channel quantization keeps.
     columns = ["#", "stage"] + ([] if narrow else ["settings"]) + [
-        "accuracy", "Δ pp", "sparsity", "unique/channel", "checks"] + ([] if narrow else ["s"])
+        "accuracy", "drop pp", "sparsity", "unique/channel", "checks"] + ([] if narrow else ["s"])
     for col in columns:
         text = col in ("stage", "settings", "checks")
         table.add_column(col, justify="left" if text else "right", no_wrap=not text or col == "stage",
