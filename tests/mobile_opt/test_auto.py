@@ -36,13 +36,18 @@ def data():
     return (x[:1500] / 255.0, y[:1500]), (xt[:400] / 255.0, yt[:400])
 
 
+def _fitted(build, data, epochs: int):
+    """`build()` trained on the training split with seed 0."""
+    _tf.keras().utils.set_random_seed(0)
+    model = build()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(*data[0], epochs=epochs, batch_size=64, verbose=0)
+    return model
+
+
 @pytest.fixture(scope="module")
 def trained(data, tmp_path_factory):
-    keras = _tf.keras()
-    keras.utils.set_random_seed(0)
-    model = _tiny_model()
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(*data[0], epochs=3, batch_size=64, verbose=0)
+    model = _fitted(_tiny_model, data, epochs=3)
     path = tmp_path_factory.mktemp("model") / "tiny.keras"
     model.save(path)
     return model, path
@@ -500,11 +505,7 @@ def test_channel_pruning_is_searched_only_when_latency_is_measured():
 
 @pytest.mark.slow
 def test_a_latency_budget_out_of_reach_steers_the_search_to_channel_pruning(data, tmp_path):
-    keras = _tf.keras()
-    keras.utils.set_random_seed(0)
-    model = _conv_model()
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(*data[0], epochs=1, batch_size=64, verbose=0)
+    model = _fitted(_conv_model, data, epochs=1)
     train, val = (data[0][0][:500], data[0][1][:500]), (data[1][0][:200], data[1][1][:200])
     # No model runs in a picosecond: every candidate is too slow, whatever the machine's load.
     result = auto_optimize(model, train, val, max_accuracy_drop=50.0, latency_budget=1e-9, device="host",
