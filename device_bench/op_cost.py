@@ -6,10 +6,17 @@ for zero MACs. `join_op_costs` puts `benchmark_model --enable_op_profiling` rows
 "Run Order" table of the regular runs) beside `converters.count_flops` of the same
 .tflite, so the achieved GMAC/s of each op shows which ops are slow for their work.
 
-Rows are matched to operators by the node index the tool prints after the name
-(`[output_tensor]:12`) and checked against the op type; a row that names a delegate
-partition (e.g. `TfLiteXNNPackDelegate`, which hides the ops inside it) keeps its time
-but has no MACs (`matched=False`): run with `--use_xnnpack=false` for per-op rows.
+Rows are joined to .tflite operators in two ways:
+- a builtin-kernel row names its node (`[output_tensor]:12`): joined by that index, checked
+  against the op type;
+- a delegate's own operator (`Delegate/Convolution (NHWC, F32) IGEMM:3`, as XNNPACK reports
+  them; the index counts within the delegate) is joined by order and type: the rows and the
+  .tflite operators both run in execution order, so the longest order-preserving pairing of
+  compatible types (`_XNNPACK_RUNS`) is taken. XNNPACK runs a 1x1 CONV_2D as a "Fully
+  Connected" GEMM and may fuse a PAD into the next convolution (that PAD has no row).
+A row that joins nothing (a delegate partition such as `TfLiteXNNPackDelegate`, which hides the
+ops inside it, or an XNNPACK reshape with no .tflite counterpart) keeps its time but has no
+MACs (`matched=False`).
 """
 
 from __future__ import annotations
@@ -22,6 +29,27 @@ from typing import Any, Sequence
 __all__ = ["OpCost", "OpTypeCost", "join_op_costs", "op_costs_of", "plot_op_costs"]
 
 _NODE_INDEX = re.compile(r":(\d+)$")
+_DELEGATE_OP = re.compile(r"^Delegate/(?P<op>.+):\d+$")
+
+# XNNPACK operator names (the words before " (") and the .tflite ops each can run.
+_XNNPACK_RUNS = {
+    "Convolution": {"CONV_2D", "DEPTHWISE_CONV_2D"},  # "... DWConv": DEPTHWISE_CONV_2D only
+    "Deconvolution": {"TRANSPOSE_CONV"},
+    "Fully Connected": {"FULLY_CONNECTED", "CONV_2D", "BATCH_MATMUL"},
+    "Batch Matrix Multiply": {"BATCH_MATMUL"},
+    "Add": {"ADD"}, "Multiply": {"MUL"}, "Subtract": {"SUB"}, "Divide": {"DIV"},
+    "Maximum": {"MAXIMUM"}, "Minimum": {"MINIMUM"}, "Squared Difference": {"SQUARED_DIFFERENCE"},
+    "Convert": {"QUANTIZE", "DEQUANTIZE"},
+    "Mean": {"MEAN"}, "Sum": {"SUM"}, "Global Average Pooling": {"MEAN"},
+    "Average Pooling": {"AVERAGE_POOL_2D"}, "Max Pooling": {"MAX_POOL_2D"},
+    "Softmax": {"SOFTMAX"}, "Constant Pad": {"PAD", "PADV2"},
+    "Clamp": {"RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1"},
+    "HardSwish": {"HARD_SWISH"}, "Sigmoid": {"LOGISTIC"}, "Tanh": {"TANH"},
+    "Leaky ReLU": {"LEAKY_RELU"}, "ELU": {"ELU"},
+    "Static Reshape": {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}, "Copy": {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"},
+    "Transpose": {"TRANSPOSE"}, "Static Transpose": {"TRANSPOSE"},
+    "Resize Bilinear": {"RESIZE_BILINEAR"}, "Depth To Space": {"DEPTH_TO_SPACE"},
+}
 
 
 @dataclass(frozen=True)
@@ -30,7 +58,9 @@ class OpCost:
 
     node_type: str
     name: str
-    node_index: int | None
+    node_index: int | None  # the .tflite operator joined (else the index a builtin row names)
+    tflite_op: str | None  # that operator's type, when joined
+    joined_by: str | None  # "node index" or "order and type" (a delegate's operator); None: not joined
     avg_ms: float | None
     time_share: float | None  # of the summed avg_ms of all rows
     macs: int | None
@@ -62,6 +92,46 @@ def _rate(macs: int | None, ms: float | None) -> float | None:
     return macs / (ms * 1e-3) / 1e9 if macs is not None and ms else None
 
 
+def _candidates(row, layers) -> tuple[str, object]:
+    """How a row may join: ("index", k) for a builtin row, ("types", {...}) for a delegate's op."""
+    delegate = _DELEGATE_OP.match(row.name or "")
+    if delegate:
+        op = delegate["op"]
+        kind = op.split(" (")[0]
+        return "types", ({"DEPTHWISE_CONV_2D"} if kind == "Convolution" and op.endswith("DWConv")
+                         else _XNNPACK_RUNS.get(kind, set()))
+    found = _NODE_INDEX.search(row.name or "")
+    index = int(found.group(1)) if found else None
+    ok = index is not None and index < len(layers) and layers[index].op == row.node_type
+    return "index", index if ok else None
+
+
+def _align(rows, layers) -> list[tuple[int | None, str | None]]:
+    """For each row, the .tflite operator it joins and how: the longest order-preserving pairing."""
+    wants = [_candidates(r, layers) for r in rows]
+
+    def fits(i: int, j: int) -> bool:
+        kind, value = wants[i]
+        return value == j if kind == "index" else layers[j].op in value
+
+    n, m = len(rows), len(layers)
+    best = [[0] * (m + 1) for _ in range(n + 1)]  # best[i][j]: pairs within rows[i:], layers[j:]
+    for i in range(n - 1, -1, -1):
+        for j in range(m - 1, -1, -1):
+            best[i][j] = max(best[i + 1][j], best[i][j + 1], best[i + 1][j + 1] + 1 if fits(i, j) else 0)
+    joined: list[tuple[int | None, str | None]] = [(None, None)] * n
+    i = j = 0
+    while i < n and j < m:
+        if fits(i, j) and best[i][j] == best[i + 1][j + 1] + 1:
+            joined[i] = (j, "node index" if wants[i][0] == "index" else "order and type")
+            i, j = i + 1, j + 1
+        elif best[i + 1][j] >= best[i][j + 1]:
+            i += 1
+        else:
+            j += 1
+    return joined
+
+
 def join_op_costs(rows: Sequence[Any], flops: Any) -> tuple[tuple[OpCost, ...], tuple[OpTypeCost, ...]]:
     """Joins op-profiling rows with a .tflite `FlopsReport`, per op and per op type.
 
@@ -71,33 +141,36 @@ def join_op_costs(rows: Sequence[Any], flops: Any) -> tuple[tuple[OpCost, ...], 
         flops: `converters.count_flops(<the same .tflite>)`.
 
     Returns:
-        `(per_op, per_type)`: per-op costs in run order, and per-type sums sorted by time.
+        `(per_op, per_type)`: per-op costs in run order, and per-type sums sorted by time; a
+        joined row counts under its .tflite op type (an XNNPACK GEMM that runs a 1x1
+        convolution is a CONV_2D), any other under its own node type.
     """
     layers = flops.layers
     run = [r for r in rows if r.section == "run" and r.table == "Run Order"]
     total_ms = sum(r.avg_ms or 0.0 for r in run)
     total_macs = flops.total_macs
     per_op = []
-    for row in run:
-        found = _NODE_INDEX.search(row.name or "")
-        index = int(found.group(1)) if found else None
-        layer = layers[index] if index is not None and index < len(layers) else None
-        matched = layer is not None and layer.op == row.node_type
-        macs = layer.macs if matched else None
+    for row, (index, how) in zip(run, _align(run, layers)):
+        layer = layers[index] if index is not None else None
+        named = _NODE_INDEX.search(row.name or "")
+        macs = layer.macs if layer is not None else None
         per_op.append(OpCost(
             node_type=row.node_type,
             name=row.name,
-            node_index=index,
+            node_index=index if index is not None else (
+                int(named.group(1)) if named and not _DELEGATE_OP.match(row.name or "") else None),
+            tflite_op=layer.op if layer is not None else None,
+            joined_by=how,
             avg_ms=row.avg_ms,
             time_share=(row.avg_ms or 0.0) / total_ms if total_ms else None,
             macs=macs,
             macs_share=macs / total_macs if macs is not None and total_macs else None,
             gmacs_per_s=_rate(macs, row.avg_ms),
-            matched=matched,
+            matched=layer is not None,
         ))
     by_type: dict[str, list[OpCost]] = {}
     for op in per_op:
-        by_type.setdefault(op.node_type, []).append(op)
+        by_type.setdefault(op.tflite_op or op.node_type, []).append(op)
     per_type = []
     for node_type, ops in by_type.items():
         ms = sum(o.avg_ms or 0.0 for o in ops)

@@ -110,8 +110,14 @@ def test_xnnpack_off_op_profiling_and_unknown_flags(tiny_model):
     assert code == 0, text
     assert "WARN: Unconsumed cmdline flags: --bogus_flag=1" in text
     assert "INFO: Use xnnpack: [0]" in text
-    assert "Op profiling is not available" in text
-    assert parse(text).inference.count == 3
+    parsed = parse(text)
+    assert parsed.inference.count == 3
+    # Builtin kernels: one row per .tflite operator, named `[outputs]:index` as the tool names them.
+    rows = [r for r in parsed.op_profile if r.table == "Run Order"]
+    assert [r.node_type for r in rows] == ["CONV_2D", "RESHAPE", "FULLY_CONNECTED"]
+    assert [r.name.rsplit(":", 1)[1] for r in rows] == ["0", "1", "2"]
+    assert all(r.times_called == 1 and r.avg_ms >= 0 for r in rows)
+    assert "Op profiling: LiteRT's CompiledModel profiler, 3 runs" in text
 
 
 def test_run_context_wraps_warmup_and_timed_runs_only(tiny_model):

@@ -1,8 +1,12 @@
 """Per-op time joined with per-op MACs (device_bench.op_cost)."""
 
+import io
+
+import numpy as np
 import pytest
 
 import converters
+from device_bench import host_benchmark
 from device_bench.benchmark_output import parse
 from device_bench.op_cost import join_op_costs
 from mobile_opt import _tf
@@ -59,6 +63,59 @@ def test_a_delegate_row_keeps_its_time_but_claims_no_macs():
     assert not per_op[0].matched and per_op[0].macs is None and per_op[0].gmacs_per_s is None
     assert per_op[0].time_share == pytest.approx(0.3 / sum(avg_ms))
     assert next(t for t in per_type if t.node_type == "TfLiteXNNPackDelegate").macs is None
+
+
+def _profiled_run(model: bytes, tmp_path, *, xnnpack: bool):
+    """A real profiled run: the host benchmark with LiteRT's profiler, joined with the model's MACs."""
+    path = tmp_path / "m.tflite"
+    path.write_bytes(model)
+    out = io.StringIO()
+    code = host_benchmark.run([f"--graph={path}", "--num_threads=1", "--enable_op_profiling",
+                               f"--use_xnnpack={str(xnnpack).lower()}", "--num_runs=20", "--min_secs=0",
+                               "--warmup_min_secs=0"], out=out)
+    assert code == 0, out.getvalue()
+    flops = converters.count_flops(path)
+    return (*join_op_costs(parse(out.getvalue()).op_profile, flops), flops)
+
+
+@pytest.mark.parametrize("xnnpack", [True, False], ids=["xnnpack", "builtin"])
+def test_a_real_profiled_run_joins_every_op_to_its_macs(tmp_path, xnnpack):
+    per_op, per_type, flops = _profiled_run(_model(), tmp_path, xnnpack=xnnpack)
+    joined = [o for o in per_op if o.matched]
+    assert [o.tflite_op for o in joined] == [l.op for l in flops.layers]
+    assert [o.node_index for o in joined] == list(range(len(flops.layers)))
+    assert sum(o.macs for o in joined) == flops.total_macs
+    assert {o.joined_by for o in joined} == {"order and type" if xnnpack else "node index"}
+    if xnnpack:  # XNNPACK runs the 1x1 convolution as a GEMM; the join still counts it a CONV_2D
+        assert per_op[0].node_type.startswith("Fully Connected") and per_op[0].tflite_op == "CONV_2D"
+    else:
+        assert [o.node_type for o in per_op] == [l.op for l in flops.layers]
+    assert sum(t.time_share for t in per_type) == pytest.approx(1.0)
+    assert {t.node_type: t.macs for t in per_type}["CONV_2D"] == 16 * 16 * 32 * 8
+    assert all(o.avg_ms >= 0 for o in per_op)
+
+
+def test_xnnpack_rows_join_past_a_fused_pad_and_across_two_partitions(tmp_path):
+    """int8: XNNPACK fuses the PAD into the convolution (no row), leaves the int8 SOFTMAX to a
+    builtin kernel, and runs the DEQUANTIZE in a second partition numbered from 0 again."""
+    keras = _tf.keras()
+    layers = keras.layers
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((17, 17, 3))
+    h = layers.Conv2D(8, 3, strides=2, activation="relu")(layers.ZeroPadding2D(((1, 0), (1, 0)))(inp))
+    h = layers.DepthwiseConv2D(3, padding="same")(h)
+    out = layers.Softmax()(layers.Dense(4)(layers.GlobalAveragePooling2D()(h)))
+    data = np.random.default_rng(0).random((16, 17, 17, 3), dtype=np.float32)
+    model = converters.convert(keras.Model(inp, out), quantization="int8", representative_data=data)
+    per_op, _, flops = _profiled_run(model, tmp_path, xnnpack=True)
+    ops = [l.op for l in flops.layers]
+    assert ops[0] == "QUANTIZE" and "PAD" in ops and ops[-2:] == ["SOFTMAX", "DEQUANTIZE"]
+    joined = {o.tflite_op: o for o in per_op if o.matched}
+    assert "PAD" not in joined  # fused: its time is inside the convolution's
+    assert joined["CONV_2D"].macs == next(l.macs for l in flops.layers if l.op == "CONV_2D")
+    assert joined["SOFTMAX"].joined_by == "node index"
+    assert joined["QUANTIZE"].name.endswith(":0") and joined["DEQUANTIZE"].name.endswith(":0")
+    assert sum(o.macs for o in per_op if o.matched) == flops.total_macs
 
 
 def test_cli_table_json_and_plot(tmp_path):

@@ -38,6 +38,33 @@ def test_host_by_default_json_out_plot(tiny_model, tmp_path):
     assert sum(latency["histogram"]["counts"]) == latency["count"]
 
 
+def test_op_profiling_on_the_host_joins_measured_time_with_macs(tmp_path):
+    """A real profiled run through the CLI: LiteRT's profiler on the host, joined with count_flops."""
+    import converters
+    from mobile_opt import _tf
+
+    keras = _tf.keras()
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 8))  # ops of tens of µs: the tiny model's round to 0 µs
+    h = keras.layers.Conv2D(32, 3, activation="relu")(inp)
+    model = tmp_path / "m.tflite"
+    model.write_bytes(converters.convert(keras.Model(inp, keras.layers.Dense(4)(
+        keras.layers.GlobalAveragePooling2D()(h)))))
+    plot = tmp_path / "p.png"
+    result = bench(str(model), *QUICK, "--op-profiling", "--json", "--plot", str(plot))
+    assert result.exit_code == 0, result.output
+    (costs,) = json.loads(result.output)["op_costs"]
+    flops = converters.count_flops(model)
+    joined = [o for o in costs["per_op"] if o["matched"]]
+    assert [o["tflite_op"] for o in joined] == [l.op for l in flops.layers]
+    assert sum(o["macs"] for o in joined) == flops.total_macs
+    assert sum(t["time_share"] for t in costs["per_type"]) == pytest.approx(1.0)
+    assert costs["time_resolution_ms_per_op"] == 0.001
+    assert (tmp_path / "p_ops_0.png").read_bytes().startswith(b"\x89PNG")
+    table = bench(str(model), *QUICK, "--op-profiling").output
+    assert "Where time goes" in table and "CONV_2D" in table and "joined to their .tflite ops" in table
+
+
 def test_raw_samples_only_when_asked(tiny_model):
     lean = json.loads(bench(str(tiny_model), *QUICK, "--json").output)["results"][0]
     assert lean["samples_us"] == [] and lean["latency"]["histogram"]["counts"]
