@@ -12,8 +12,8 @@ Two kernel paths, as the tool has:
   indexed within the delegate; a PAD that XNNPACK fuses into a convolution has no event.
 - builtin kernels (`use_xnnpack=False`): one event per .tflite operator, with its node index.
 
-Times are whole microseconds per op and run (the profiler's unit), so an op's mean is low by
-less than 1 µs; the `Invoke` event of each run gives the total the ops are a part of.
+Times are whole microseconds per op and run (the profiler's unit), each within 1 µs of the
+true time; the `Invoke` event of each run gives the total the ops are a part of.
 """
 
 from __future__ import annotations

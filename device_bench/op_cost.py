@@ -26,7 +26,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["OpCost", "OpTypeCost", "join_op_costs", "op_costs_of", "plot_op_costs"]
+__all__ = ["RESOLUTION_MS", "OpCost", "OpTypeCost", "join_notes", "join_op_costs", "op_costs_of", "plot_op_costs"]
+
+# TFLite's and LiteRT's profilers keep whole microseconds per op and run (ProfileEvent: a
+# NowMicros difference, or XNNPACK's own µs timing), so each is within this of the true time.
+RESOLUTION_MS = 0.001
+
 
 _NODE_INDEX = re.compile(r":(\d+)$")
 _DELEGATE_OP = re.compile(r"^Delegate/(?P<op>.+):\d+$")
@@ -186,6 +191,23 @@ def join_op_costs(rows: Sequence[Any], flops: Any) -> tuple[tuple[OpCost, ...], 
         ))
     per_type.sort(key=lambda t: -t.avg_ms)
     return tuple(per_op), tuple(per_type)
+
+
+def join_notes(per_op: Sequence[OpCost]) -> list[str]:
+    """What a reader of the joined figures must know: their resolution, and how rows were joined."""
+    notes = [f"times are the profiler's whole µs per op and run: a type's ms is within ± count × "
+             f"{RESOLUTION_MS:.3f} ms (an op under 1 µs may show 0)"]
+    by_order = sum(o.joined_by == "order and type" for o in per_op)
+    if by_order:
+        notes.append(f"{by_order} delegate rows (e.g. XNNPACK's, which carry no .tflite index) joined to "
+                     "their .tflite ops by execution order and op type; a .tflite op without a row was "
+                     "fused into a neighbour (e.g. a PAD into its convolution)")
+    loose = sorted({o.node_type for o in per_op if not o.matched})
+    if loose:
+        notes.append(f"no MACs for {', '.join(loose)}: a delegate partition row hides the ops inside it "
+                     "(run with the delegate off for per-op rows), and a delegate's own reshapes or "
+                     "copies have no .tflite op")
+    return notes
 
 
 def op_costs_of(result: Any) -> tuple[tuple[OpCost, ...], tuple[OpTypeCost, ...]] | None:

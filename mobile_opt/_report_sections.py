@@ -305,10 +305,10 @@ def ops(inputs: Sequence[ReportInput]) -> str:
     as `bench --op-profiling` does (`device_bench.op_cost`); a model no longer readable here is
     named instead of guessed.
     """
-    from device_bench.op_cost import op_costs_of
+    from device_bench.op_cost import join_notes, op_costs_of
     from device_bench.results import BenchmarkResult
 
-    points, table, missing = [], [], []
+    points, table, missing, notes = [], [], [], {}
     for record, _ in _bench_rows(inputs):
         if not record.get("op_profile"):
             continue
@@ -318,7 +318,8 @@ def ops(inputs: Sequence[ReportInput]) -> str:
                            "readable here, so its MACs cannot be counted")
             continue
         per_op, per_type = joined
-        points += [{"model": _model(record), "op": o.node_type, "macs": o.macs, "ms": o.avg_ms}
+        notes.update(dict.fromkeys(join_notes(per_op)))
+        points += [{"model": _model(record), "op": o.tflite_op or o.node_type, "macs": o.macs, "ms": o.avg_ms}
                    for o in per_op if o.macs and o.avg_ms]
         table += [(escape(_label(record)), escape(t.node_type), str(t.count), f"{t.avg_ms:.4g}",
                    _num(t.time_share, ".1%"), _num(t.macs_share, ".1%", "no MACs: a delegate or an op without them"),
@@ -333,5 +334,5 @@ def ops(inputs: Sequence[ReportInput]) -> str:
     if table:
         html += _table(("run", "op type", "ops", "ms", "time share", "MACs share", "GMAC/s"), table,
                        numeric=(2, 3, 4, 5, 6))
-    html += "".join(f"<p>{m}</p>" for m in missing)
+    html += "".join(f"<p>{escape(n)}.</p>" for n in notes) + "".join(f"<p>{m}</p>" for m in missing)
     return html + "</section>"

@@ -25,36 +25,19 @@ def op_costs(results) -> list[tuple[object, tuple, tuple]]:
     return joined
 
 
-# TFLite's and LiteRT's profilers keep whole microseconds per op and run (ProfileEvent), so
-# an op's mean is low by less than this, and a type's sum by less than count times this.
-RESOLUTION_MS = 0.001
-
-
 def to_json(joined) -> list[dict]:
+    from device_bench.op_cost import RESOLUTION_MS
+
     return [{"model": r.model_path, "backend": r.backend, "threads": r.threads,
              "time_resolution_ms_per_op": RESOLUTION_MS,
              "per_type": [t.to_dict() for t in per_type], "per_op": [o.to_dict() for o in per_op]}
             for r, per_op, per_type in joined]
 
 
-def _notes(per_op) -> list[str]:
-    notes = [f"times are the profiler's whole µs per op and run: a type's ms is low by less than "
-             f"count × {RESOLUTION_MS:.3f} ms (an op under 1 µs shows 0)"]
-    by_order = sum(o.joined_by == "order and type" for o in per_op)
-    if by_order:
-        notes.append(f"{by_order} delegate rows (e.g. XNNPACK's, which carry no .tflite index) joined to "
-                     "their .tflite ops by execution order and op type; a .tflite op without a row was "
-                     "fused into a neighbour (e.g. a PAD into its convolution)")
-    loose = sorted({o.node_type for o in per_op if not o.matched})
-    if loose:
-        notes.append(f"no MACs for {', '.join(loose)}: a delegate partition row hides the ops inside it "
-                     "(run with the delegate off for per-op rows), and a delegate's own reshapes or "
-                     "copies have no .tflite op")
-    return notes
-
-
 def render(joined, console) -> None:
     from rich import box
+
+    from device_bench.op_cost import join_notes
     from rich.table import Table
 
     for r, per_op, per_type in joined:
@@ -67,7 +50,7 @@ def render(joined, console) -> None:
                           "-" if t.macs is None else f"{t.macs:,}", _pct(t.macs_share),
                           "-" if t.gmacs_per_s is None else f"{t.gmacs_per_s:.2f}")
         console.print(table)
-        for note in _notes(per_op):
+        for note in join_notes(per_op):
             console.print(f"  • {note}", highlight=False)
 
 
