@@ -80,7 +80,7 @@ def _library() -> ctypes.CDLL:
         import ai_edge_litert
     except ImportError as exc:
         raise BenchmarkError("per-op profiling on this host needs the ai-edge-litert wheel "
-                                  "(pip install ai-edge-litert)") from exc
+                             "(pip install ai-edge-litert)") from exc
     path = Path(ai_edge_litert.__file__).parent / "libLiteRt.so"
     try:
         lib = ctypes.CDLL(str(path))
