@@ -50,3 +50,28 @@ def median_summary(values: list[float], rng) -> dict:
     boot = np.median(rng.choice(values, size=(2000, len(values)), replace=True), axis=1)
     return {"median": float(np.median(values)), "ci95": [float(np.percentile(boot, 2.5)),
                                                          float(np.percentile(boot, 97.5))]}
+
+
+# SIMD extensions that decide XNNPACK's kernels on x86: int8 runs fastest with VNNI/AMX, and
+# without them can be slower than fp32, so a latency record names the ones this CPU has.
+_SIMD = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+
+
+def machine() -> dict:
+    """Where a bench ran: OS, Python, CPUs, the CPU model and its SIMD extensions, TensorFlow."""
+    import platform
+    import sys
+
+    from mobile_opt import _tf
+
+    cpu: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            cpu.setdefault(key.strip(), value.strip())
+    except OSError:  # not Linux: platform's name only
+        pass
+    flags = set(cpu.get("flags", "").split())
+    return {"platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count(),
+            "cpu_model": cpu.get("model name", platform.processor()), "simd": [f for f in _SIMD if f in flags],
+            "tensorflow": _tf.tf().__version__, "load_average_at_end": os.getloadavg()}

@@ -31,7 +31,6 @@ import datetime
 import hashlib
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ import numpy as np
 
 import converters
 import device_bench
-from _rounds import interleaved_p50s, ratio_summary
+from _rounds import interleaved_p50s, machine, ratio_summary
 from mobile_opt import _tf
 from mobile_opt.channel_pruning import prune_channels, tflite_kernel_elements
 from mobile_opt.datasets import load_fashion_mnist
@@ -173,7 +172,8 @@ def main(argv=None) -> int:
         "model": f"tf_keras MobileNetV2 alpha={args.alpha}, {args.size}x{args.size}x3, weights=None, 10 classes",
         "dataset": f"Fashion-MNIST resized to {args.size}x{args.size}x3: train {len(x):,}, val {len(xv):,}, "
                    f"test {len(xt):,} (accuracy on the full test set with LiteRT)",
-        "settings": vars(args),
+        # The output folder relative to the repo, so the record names no path of this machine.
+        "settings": {**vars(args), "out": os.path.relpath(args.out, Path(__file__).parent.parent)},
         "accuracy": accuracy,
         "channel_int8_drop_pp_vs_fp32": drop_pp,
         "latency_p50_us_median": {n: float(np.median(v)) for n, v in p50.items()},
@@ -193,8 +193,7 @@ def main(argv=None) -> int:
         "latency_method": f"device_bench host backend (LiteRT Python interpreter, XNNPACK default delegate), "
                           f"1 thread, >= {args.runs} timed runs and >= 1 s per model per round, {args.rounds} "
                           "interleaved rounds with rotated order; p50 per round",
-        "machine": {"platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count(),
-                    "tensorflow": _tf.tf().__version__},
+        "machine": machine(),
         "seconds": {k: round(v, 1) for k, v in seconds.items()} | {
             "total_wall": round(time.perf_counter() - started, 1),
             "total_cpu": round(cpu1.user + cpu1.system - cpu0.user - cpu0.system

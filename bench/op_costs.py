@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import device_bench
+from _rounds import machine
 from device_bench.op_cost import op_costs_of
 from device_bench.settings import RunSettings
 
@@ -50,7 +51,8 @@ def main() -> None:
                 per_op, per_type = op_costs_of(result)
                 seen[m].append({t.node_type: t for t in per_type} | {"_rows": per_op})
     out = {"command": "python " + " ".join(sys.argv), "started_utc": started.isoformat(timespec="seconds"),
-           "rounds": args.rounds, "threads": 1, "kernels": "XNNPACK (LiteRT's default)", "models": {}}
+           "rounds": args.rounds, "threads": 1, "kernels": "XNNPACK (LiteRT's default)", "machine": machine(),
+           "models": {}}
     lines = ["| model | op type | ops | time share | MACs share | GMAC/s | ms |", "|---|---|---:|---:|---:|---:|---:|"]
     for m in MODELS:
         rows = seen[m][0]["_rows"]

@@ -31,7 +31,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 import device_bench
-from _rounds import interleaved_p50s, median_summary, ratio_summary
+from _rounds import interleaved_p50s, machine, median_summary, ratio_summary
 from converters import analyze, convert, count_flops, evaluate, paired_drop
 from mobile_opt import _tf
 from mobile_opt.datasets import load_fashion_mnist
@@ -211,8 +210,7 @@ def main(argv=None) -> int:
         "load_average_1min_per_round": latency["load_average_1min_per_round"],
         "seconds": {"train": round(train_s, 1), "search": round(search_s, 1),
                     "total": round(time.perf_counter() - started, 1)},
-        "machine": {"platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count(),
-                    "tensorflow": _tf.tf().__version__, "load_average_at_end": os.getloadavg()},
+        "machine": machine(),
     }
     (out_dir / "real_models.json").write_text(json.dumps(payload, indent=2, default=str))
     for key, row in rows.items():
