@@ -409,6 +409,7 @@ def run(
             f"Overall peak memory footprint (MB) via periodic monitoring: {_fmt(monitor.peak_mb)}",
         )
     if args.enable_op_profiling:
+        out.flush()  # the timed results stand even if the native profiler brings the process down
         _op_profile(out, args, graph, interpreter, min(len(timed), _PROFILED_RUNS))
     files = []
     if args.result_file_path:
