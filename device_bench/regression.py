@@ -122,17 +122,13 @@ def median_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[
         >>> median_interval(list(range(1, 101)))
         (40.0, 61.0)
     """
-    from scipy.stats import binom
+    from device_bench.intervals import quantile_interval
 
     ordered = np.sort(np.asarray(values, float))
-    n = ordered.size
-    if n == 0:
+    if ordered.size == 0:
         raise InputError("median_interval needs at least one value. Received: values=[]")
-    # Largest k with P(X < k) ≤ (1 - confidence)/2 for X ~ Bin(n, 1/2): [x_(k), x_(n-k+1)].
-    k = int(binom.ppf((1 - confidence) / 2, n, 0.5))
-    if k < 1:
-        return float(ordered[0]), float(ordered[-1])
-    return float(ordered[k - 1]), float(ordered[n - k])
+    low, high = quantile_interval(ordered, 0.5, confidence)
+    return (float(ordered[0]) if low is None else low), (float(ordered[-1]) if high is None else high)
 
 
 @dataclass(frozen=True)

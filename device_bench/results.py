@@ -27,6 +27,7 @@ from typing import Any, Iterable, Sequence
 
 from device_bench.benchmark_output import OpProfileRow
 from device_bench.energy import EnergyResult
+from device_bench.intervals import mean_interval, quantile_interval
 from mobile_opt.errors import InputError
 
 __all__ = [
@@ -88,6 +89,10 @@ class LatencyStats:
 
     `histogram` ({"edges_us": [...], "counts": [...]}, log-spaced, ≤ 60 bins on a nested
     grid) summarises every run when raw samples were read; None otherwise.
+
+    `intervals_us` holds 95 % intervals (`device_bench.intervals`) as `[low, high]` for "p50",
+    "p90", "p99" (order statistics of the runs) and "mean" (Student's t); an end that these
+    runs cannot bound is None, and a figure without per-run times has no entry.
     """
 
     count: int
@@ -103,6 +108,7 @@ class LatencyStats:
     p95_us: float | None = None
     histogram: dict[str, list] | None = None
     unavailable: str | None = None
+    intervals_us: dict[str, list] | None = None
 
     @classmethod
     def from_samples(cls, samples_us: Sequence[float]) -> "LatencyStats":
@@ -130,6 +136,10 @@ class LatencyStats:
             p99_us=_percentile(ordered, 99),
             source="samples",
             histogram=_histogram(ordered),
+            intervals_us={
+                **{f"p{q}": list(quantile_interval(ordered, q / 100)) for q in (50, 90, 99)},
+                "mean": list(mean_interval(mean, std, n)),
+            },
         )
 
     @classmethod
@@ -142,8 +152,10 @@ class LatencyStats:
         return cls(
             count=count, mean_us=mean_us, std_us=std_us, min_us=min_us, max_us=max_us,
             p5_us=p5_us, p50_us=p50_us, p95_us=p95_us, p90_us=None, p99_us=None, source=source,
-            unavailable=f"p90/p99: the tool's {_SOURCE_NAMES.get(source, source)} holds only mean, std, "
-            "min, max, p5, median and p95, and no per-run times",
+            unavailable=f"p90/p99 and the median's interval: the tool's {_SOURCE_NAMES.get(source, source)} "
+            "holds only mean, std, min, max, p5, median and p95, and no per-run times",
+            intervals_us=({"mean": list(mean_interval(mean_us, std_us, count))}
+                          if mean_us is not None and std_us is not None else None),
         )
 
     def to_dict(self) -> dict[str, Any]:

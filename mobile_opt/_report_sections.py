@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from converters.keras3_bridge import proof_sentence
+from device_bench.intervals import format_ms, runs_to_bound
 from mobile_opt import _report_figures as figures
 from mobile_opt.report import NOT_MEASURED, ReportInput, png_img
 from mobile_opt.stage import comparable_figures
@@ -228,13 +229,25 @@ def latency(inputs: Sequence[ReportInput]) -> str:
         status = escape(record.get("status", "?"))
         if record.get("status") != "ok":
             status = f"<span class='bad'>{status}</span>: {escape(str(record.get('reason')))}"
-        mean = "" if lat.get("mean_us") is None else f"{_ms(lat['mean_us'])} ± {_ms(lat.get('std_us') or 0)}"
+        intervals = lat.get("intervals_us") or {}
+
+        def figure(name: str) -> str:
+            value = lat.get(f"{name}_us")
+            if value is None:
+                return _nm(why)
+            # The same ± as the CLI (device_bench.intervals.format_ms), at this table's precision.
+            shown = format_ms(value, intervals.get(name)).split(" ", 1)[1]
+            return f"{_ms(value)} {shown}"
+
         table.append((_swatch(colour[_model(record)]) + escape(_model(record)), escape(str(record.get("backend"))),
                       str(record.get("threads")), escape(str((record.get("device") or {}).get("serial"))), status,
-                      _num(lat.get("count"), ",", why), _ms(lat.get("p50_us"), why), _ms(lat.get("p90_us"), why),
-                      _ms(lat.get("p99_us"), why), mean or _nm(why), escape(str(lat.get("source", "")))))
+                      _num(lat.get("count"), ",", why), figure("p50"), figure("p90"), figure("p99"), figure("mean"),
+                      _ms(lat.get("std_us"), why), escape(str(lat.get("source", "")))))
     parts = [_table(("model", "backend", "threads", "device", "status", "runs", "p50 ms", "p90 ms", "p99 ms",
-                     "mean ± std ms", "from"), table, numeric=(5, 6, 7, 8, 9))]
+                     "mean ms", "std ms", "from"), table, numeric=(5, 6, 7, 8, 9, 10)),
+             "<p>± is the larger side of a 95% interval: order statistics of the runs for p50/p90/p99, "
+             f"Student's t for the mean; ±? where the runs cannot bound it (a p99 needs ≥ {runs_to_bound(0.99)} "
+             "runs) or the tool kept no per-run times.</p>"]
     drawn = [{"label": _label(r), "model": _model(r), "latency": r["latency"], "samples_us": r.get("samples_us")}
              for r, _ in rows if r.get("status") == "ok" and r.get("latency")]
     if drawn:

@@ -46,7 +46,10 @@ def _render(results, comparisons) -> None:
     show_device = len({str(r.device.get("serial")) for r in results}) > 1
     show_delegation = any(r.backend != "cpu" and r.status == "ok" for r in results)
     show_energy = any(r.energy is not None for r in results)
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, title="Benchmark (latency in ms" + (", energy in mJ/inference)" if show_energy else ")"))
+    from device_bench.intervals import latency_cells, unbounded_note
+
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
+                  title="Benchmark (latency in ms ± 95% interval" + (", energy in mJ/inference)" if show_energy else ")"))
     columns = ["model"] + (["device"] if show_device else []) + [
         "backend", "thr", "status", "runs", "p50", "p90", "p99", "mean", "std"]
     columns += (["delegation"] if show_delegation else []) + (["energy"] if show_energy else [])
@@ -63,12 +66,10 @@ def _render(results, comparisons) -> None:
             if r.delegation.kernels:
                 delegation += f" ({r.delegation.kernels} kernels)"
         cells = [Path(r.model_path).name] + ([str(r.device.get("serial"))] if show_device else [])
-        cells += [
-            r.backend, str(r.threads), status, str(lat.count) if lat else "-",
-            _ms(lat.p50_us if lat else None),
-            _ms(lat.p90_us if lat else None), _ms(lat.p99_us if lat else None),
-            _ms(lat.mean_us if lat else None), _ms(lat.std_us if lat else None),
-        ]
+        figures = latency_cells(lat)
+        cells += [r.backend, str(r.threads), status, str(lat.count) if lat else "-",
+                  figures["p50"], figures["p90"], figures["p99"], figures["mean"],
+                  _ms(lat.std_us if lat else None)]
         cells += ([delegation] if show_delegation else []) + ([_energy_text(r)] if show_energy else [])
         rows.append(cells)
         if r.reason:
@@ -78,6 +79,8 @@ def _render(results, comparisons) -> None:
             notes.append(f"{name}: {r.measurement.runs_limited_by}")
         if lat is not None and lat.unavailable:
             notes.append(f"{name}: {lat.unavailable}")
+        if r.status == "ok" and (loose := unbounded_note(lat)):
+            notes.append(f"{name}: {loose}")
         if r.energy is not None and r.energy.reason:
             notes.append(f"{name} energy not measured: {r.energy.reason}")
         if r.energy is not None and r.energy.extended:

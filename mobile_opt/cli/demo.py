@@ -24,14 +24,21 @@ def _size_table(demo) -> Table:
 
 
 def _bench_table(demo) -> Table:
-    table = Table(title="Benchmark", title_justify="left")
+    from device_bench.intervals import latency_cells, unbounded_note
+
+    table = Table(title="Benchmark (ms ± 95% interval)", title_justify="left")
     for col in ("model", "device", "backend", "threads", "status", "p50 ms", "p90 ms", "p99 ms"):
         table.add_column(col)
+    notes = []
     for b in demo.benchmarks:
-        lat = b.latency
-        fmt = lambda v: "" if v is None else f"{v / 1000:.3f}"  # noqa: E731
+        figures = latency_cells(b.latency)
         table.add_row(Path(b.model_path).name, str(b.device.get("serial", "")), b.backend, str(b.threads), b.status,
-                      fmt(lat and lat.p50_us), fmt(lat and lat.p90_us), fmt(lat and lat.p99_us))
+                      figures["p50"], figures["p90"], figures["p99"])
+        if b.status == "ok" and (loose := unbounded_note(b.latency)):
+            notes.append(f"{Path(b.model_path).name}: {loose}")
+    if notes:
+        table.caption = "\n".join(dict.fromkeys(notes))
+        table.caption_justify = "left"
     return table
 
 

@@ -19,10 +19,12 @@ from device_bench.testing.fake_benchmark_model import install
 from mobile_opt.cli import cli
 
 RUNS = ["--runs", "60", "--min-secs", "0.2"]
-# Run-to-run drift of the median on this shared 2-core host reached 3.5 % (two runs of one
-# model, minutes apart); the gate tests within-run noise, so CI's threshold must sit above the
-# drift. 25 % keeps the noise case far from it; the slowdown is ~17×.
-GATE = ["--fail-on-regression", "25%"]
+# Run-to-run drift of the median on this shared 2-core host: usually a few %, but one run of
+# the same model minutes after its baseline came out 1.5× slower (a suite run of 2026-12-03).
+# The gate tests within-run noise, so the threshold must sit above the drift: 100 % keeps the
+# noise case clear of it, and the slowdown (~17×) far beyond it.
+THRESHOLD = 1.0
+GATE = ["--fail-on-regression", f"{THRESHOLD:.0%}"]
 
 
 def _conv_model(path, size: int, filters: int):
@@ -91,8 +93,8 @@ def test_gate_json_junit_github(rig, tmp_path, case, fails):
     assert data["regression"]["ok"] is not fails and check["ok"] is not fails
     assert check["status"] == ("regressed" if fails else "ok") and check["source"] == "summary"
     assert check["metric"] == "p50_latency" and check["pattern"] == "Loopback cpu×1"
-    assert (check["ratio"] > 1.25 and check["p_value"] < 0.01) if fails else not (
-        check["ratio"] > 1.25 and check["p_value"] < 0.01)
+    regressed = check["ratio"] > 1 + THRESHOLD and check["p_value"] < 0.01
+    assert regressed is fails
     suite = ET.parse(junit).getroot().find("testsuite")
     (case_xml,) = suite.findall("testcase")
     assert suite.get("failures") == ("1" if fails else "0")
