@@ -59,15 +59,17 @@ def mean_interval(mean: float, std: float, count: int,
 
 
 def format_ms(value_us: float | None, interval_us: Sequence[float | None] | None) -> str:
-    """`0.340 ±0.003` in ms: ± the larger side of the interval (so it contains the interval);
-    `±?` when an end is unbounded, or no interval was measured."""
+    """`0.340 ±0.003` in ms: ± the larger side of the interval (so it contains the interval),
+    `±<0.001` under the printed precision, `±?` when an end is unbounded or none was measured."""
     if value_us is None:
         return "-"
     text = f"{value_us / 1000:.3f}"
     if interval_us is None or None in interval_us:
         return text + " ±?"
     low, high = interval_us
-    return text + f" ±{max(value_us - low, high - value_us) / 1000:.3f}"
+    half_ms = max(value_us - low, high - value_us) / 1000
+    # Below the printed precision, say so rather than print ±0.000 (which reads as "exact").
+    return text + (f" ±{half_ms:.3f}" if half_ms >= 0.0005 else " ±<0.001")
 
 
 def runs_to_bound(q: float, confidence: float = CONFIDENCE) -> int:

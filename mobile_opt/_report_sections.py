@@ -237,7 +237,7 @@ def latency(inputs: Sequence[ReportInput]) -> str:
                 return _nm(why)
             # The same ± as the CLI (device_bench.intervals.format_ms), at this table's precision.
             shown = format_ms(value, intervals.get(name)).split(" ", 1)[1]
-            return f"{_ms(value)} {shown}"
+            return f"{_ms(value)} {escape(shown)}"
 
         table.append((_swatch(colour[_model(record)]) + escape(_model(record)), escape(str(record.get("backend"))),
                       str(record.get("threads")), escape(str((record.get("device") or {}).get("serial"))), status,

@@ -62,7 +62,8 @@ def test_stats_carry_intervals_around_their_figures():
         assert low <= getattr(stats, f"{name}_us") <= high
     text = format_ms(stats.p50_us, stats.intervals_us["p50"])
     half = max(stats.p50_us - stats.intervals_us["p50"][0], stats.intervals_us["p50"][1] - stats.p50_us)
-    assert text == f"{stats.p50_us / 1000:.3f} ±{half / 1000:.3f}"
+    assert text == f"{stats.p50_us / 1000:.3f} ±{half / 1000:.3f}" and half >= 0.5
+    assert format_ms(400.0, [399.8, 400.1]) == "0.400 ±<0.001"  # never ±0.000, which reads as exact
     # A phone's tool keeps no per-run times: the mean gets Student's t, the percentiles none.
     tool = LatencyStats.from_tool(100, mean_us=500.0, std_us=50.0, min_us=400.0, max_us=700.0, p5_us=420.0,
                                   p50_us=490.0, p95_us=600.0, source="result_proto")
