@@ -10,6 +10,8 @@ round-to-round (process-to-process) spread, which pooled per-run samples would h
 from __future__ import annotations
 
 import os
+import platform
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -59,9 +61,6 @@ _SIMD = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_
 
 def machine() -> dict:
     """Where a bench ran: OS, Python, CPUs, the CPU model and its SIMD extensions, TensorFlow."""
-    import platform
-    import sys
-
     from mobile_opt import _tf
 
     cpu: dict[str, str] = {}

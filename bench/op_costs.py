@@ -41,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     results = Path(args.results)
     paths = {m: results / f"latency_{m}.tflite" for m in MODELS}
-    seen: dict[str, list] = {m: [] for m in MODELS}
+    seen: dict[str, list] = {m: [] for m in MODELS}  # per model, per round: (per_op, per type by name)
     started = datetime.datetime.now(datetime.timezone.utc)
     with device_bench.connect("host") as host:
         for r in range(args.rounds):
@@ -49,17 +49,17 @@ def main() -> None:
                 (result,) = device_bench.benchmark(host, [paths[m]], threads=(1,), run=RunSettings(
                     runs=100, min_secs=0, op_profiling=True))
                 per_op, per_type = op_costs_of(result)
-                seen[m].append({t.node_type: t for t in per_type} | {"_rows": per_op})
+                seen[m].append((per_op, {t.node_type: t for t in per_type}))
     out = {"command": "python " + " ".join(sys.argv), "started_utc": started.isoformat(timespec="seconds"),
            "rounds": args.rounds, "threads": 1, "kernels": "XNNPACK (LiteRT's default)", "machine": machine(),
            "models": {}}
     lines = ["| model | op type | ops | time share | MACs share | GMAC/s | ms |", "|---|---|---:|---:|---:|---:|---:|"]
     for m in MODELS:
-        rows = seen[m][0]["_rows"]
+        rows = seen[m][0][0]
         entry = {"rows": len(rows), "joined": sum(o.matched for o in rows),
                  "unjoined": sorted({o.node_type for o in rows if not o.matched}), "per_type": {}}
         for t in TYPES:
-            per_round = [s[t] for s in seen[m]]
+            per_round = [by_type[t] for _, by_type in seen[m]]
             figures = {"count": per_round[0].count, "macs": per_round[0].macs,
                        "macs_share": per_round[0].macs_share,
                        "time_share": _spread([p.time_share for p in per_round]),

@@ -34,8 +34,8 @@ from device_bench import result_proto
 __all__ = ["main", "run"]
 
 _TRUE = {"1", "true", "yes", "y", "on"}
-_PROFILED_RUNS = 100  # at most; enough for a mean per op, and the pass is short
 _FALSE = {"0", "false", "no", "n", "off"}
+_PROFILED_RUNS = 100  # at most; enough for a mean per op, and the pass is short
 
 
 def _flag_bool(value: str) -> bool:
@@ -435,14 +435,15 @@ def _op_profile(out: TextIO, args: argparse.Namespace, graph: Path, interpreter,
 
     The C++ tool profiles its timed runs; LiteRT's Python interpreter has no profiler, so the
     timed runs stay unprofiled and a CompiledModel with the same threads and kernels is
-    profiled separately (`device_bench.litert_profiler`); the log line says so.
+    profiled separately (`device_bench.litert_profiler`) on the same inputs; the log line says so.
     """
     from device_bench.litert_profiler import profile_ops, run_order_table
     from mobile_opt.errors import BenchmarkError
 
     use_xnnpack = args.use_xnnpack is not False
+    inputs = {d["name"]: interpreter.get_tensor(d["index"]) for d in interpreter.get_input_details()}
     try:
-        profiled = profile_ops(graph, runs=max(runs, 1), threads=args.num_threads, use_xnnpack=use_xnnpack)
+        profiled = profile_ops(graph, inputs, runs=max(runs, 1), threads=args.num_threads, use_xnnpack=use_xnnpack)
     except BenchmarkError as exc:
         _log(out, "WARN", f"Op profiling failed: {exc}; continuing without it.")
         return

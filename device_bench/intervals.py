@@ -3,7 +3,7 @@
 A percentile's interval comes from order statistics: the number of runs faster than the true
 q-quantile is Binomial(n, q) whatever the latency distribution, so `[x_(l), x_(u)]` covers it
 with at least the stated confidence (for continuous latencies). With too few runs one end
-cannot be bounded (a p99 needs ~300 runs for an upper end at 95 %): that end is None, never a
+cannot be bounded (a p99 needs 368 runs for an upper end at 95 %): that end is None, never a
 guess. The mean's interval is Student's t on the sample mean (approximate for skewed latency
 with few runs; `tests/device_bench/test_intervals.py` checks its coverage on skewed data).
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-__all__ = ["CONFIDENCE", "format_ms", "latency_cells", "mean_interval", "quantile_interval", "runs_to_bound",
-           "unbounded_note"]
+__all__ = ["CONFIDENCE", "format_ms", "latency_cells", "mean_interval", "plus_minus", "quantile_interval",
+           "runs_to_bound", "unbounded_note"]
 
 CONFIDENCE = 0.95
 
@@ -58,18 +58,20 @@ def mean_interval(mean: float, std: float, count: int,
     return mean - half, mean + half
 
 
-def format_ms(value_us: float | None, interval_us: Sequence[float | None] | None) -> str:
-    """`0.340 ±0.003` in ms: ± the larger side of the interval (so it contains the interval),
-    `±<0.001` under the printed precision, `±?` when an end is unbounded or none was measured."""
-    if value_us is None:
-        return "-"
-    text = f"{value_us / 1000:.3f}"
+def plus_minus(value_us: float, interval_us: Sequence[float | None] | None) -> str:
+    """`±0.003` (ms): the larger side of the interval, so it contains the interval; `±<0.001`
+    under the printed precision (never ±0.000, which reads as exact); `±?` when an end is
+    unbounded or none was measured."""
     if interval_us is None or None in interval_us:
-        return text + " ±?"
+        return "±?"
     low, high = interval_us
     half_ms = max(value_us - low, high - value_us) / 1000
-    # Below the printed precision, say so rather than print ±0.000 (which reads as "exact").
-    return text + (f" ±{half_ms:.3f}" if half_ms >= 0.0005 else " ±<0.001")
+    return f"±{half_ms:.3f}" if half_ms >= 0.0005 else "±<0.001"
+
+
+def format_ms(value_us: float | None, interval_us: Sequence[float | None] | None) -> str:
+    """`0.340 ±0.003`: the figure in ms and its `plus_minus`; `-` when there is no figure."""
+    return "-" if value_us is None else f"{value_us / 1000:.3f} {plus_minus(value_us, interval_us)}"
 
 
 def runs_to_bound(q: float, confidence: float = CONFIDENCE) -> int:
@@ -94,7 +96,7 @@ def unbounded_note(latency) -> str | None:
     loose = [name for name, (low, high) in latency.intervals_us.items() if low is None or high is None]
     if not loose:
         return None
-    need = max(runs_to_bound(int(n[1:]) / 100) for n in loose if n.startswith("p")) if any(
-        n.startswith("p") for n in loose) else 2
+    # A mean needs 2 runs; a percentile needs enough runs for its largest to bound it.
+    need = max(runs_to_bound(int(name[1:]) / 100) if name.startswith("p") else 2 for name in loose)
     return (f"±?: {latency.count} runs cannot bound {'/'.join(loose)} at {CONFIDENCE:.0%} "
             f"(≥ {need} runs can; --runs)")

@@ -24,6 +24,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from mobile_opt.errors import BenchmarkError
 
@@ -35,7 +36,6 @@ _DELEGATE_PROFILED_OPERATOR_INVOKE = 1 << 3  # an XNNPACK op, indexed within the
 _LOCK_WRITE = 1
 _HW_CPU = 1
 _MAX_RANK = 8  # LITERT_TENSOR_MAX_RANK
-_FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64"}  # LiteRtElementType (= TfLiteType)
 _NO_FREE = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _: None)  # payloads are Python-owned
 
 
@@ -90,20 +90,15 @@ def _library() -> ctypes.CDLL:
     return lib
 
 
-def _fill(lib, buffer, element_type: int, rng) -> None:
-    import numpy as np
-
+def _fill(lib, buffer, data) -> None:
     size = ctypes.c_size_t()
     _check(lib.LiteRtGetTensorBufferSize(buffer, ctypes.byref(size)), "LiteRtGetTensorBufferSize")
+    if data.nbytes != size.value:
+        raise BenchmarkError(f"an input of {data.nbytes} bytes for a LiteRT buffer of {size.value}")
     host = ctypes.c_void_p()
     _check(lib.LiteRtLockTensorBuffer(buffer, ctypes.byref(host), _LOCK_WRITE), "LiteRtLockTensorBuffer")
     try:
-        dtype = _FLOAT_TYPES.get(element_type)
-        if dtype is None:
-            data = rng.integers(0, 256, size.value, dtype=np.uint8)
-        else:
-            data = rng.random(size.value // np.dtype(dtype).itemsize).astype(dtype)
-        ctypes.memmove(host, data.ctypes.data, min(size.value, data.nbytes))
+        ctypes.memmove(host, data.ctypes.data, data.nbytes)
     finally:
         _check(lib.LiteRtUnlockTensorBuffer(buffer), "LiteRtUnlockTensorBuffer")
 
@@ -146,8 +141,9 @@ class _Session:
         self._owned.append((destroy, handle))
         return handle
 
-    def buffers(self, kind: str, rng) -> list:
-        """Input or output buffers of signature 0; a dynamic batch dimension runs as 1."""
+    def buffers(self, kind: str, inputs: Mapping[str, object] | None = None) -> list:
+        """Input (filled from `inputs` by tensor name) or output buffers of signature 0; a
+        dynamic batch dimension runs as 1."""
         c, lib, out = ctypes, self.lib, []
         count = c.c_size_t()
         _check(getattr(lib, f"LiteRtGetNumSignature{kind}s")(self.signature, c.byref(count)), kind)
@@ -166,7 +162,11 @@ class _Session:
             buffer = self._new("LiteRtCreateManagedTensorBufferFromRequirements", "LiteRtDestroyTensorBuffer",
                                self.env, c.byref(ttype), needs)
             if kind == "Input":
-                _fill(lib, buffer, ttype.element_type, rng)
+                name = c.c_char_p()
+                _check(lib.LiteRtGetTensorName(tensor, c.byref(name)), "LiteRtGetTensorName")
+                if name.value.decode() not in inputs:
+                    raise BenchmarkError(f"no data for the model's input {name.value.decode()!r}")
+                _fill(lib, buffer, inputs[name.value.decode()])
             out.append(buffer)
         return out
 
@@ -176,16 +176,17 @@ class _Session:
         self._owned.clear()
 
 
-def profile_ops(path: str | Path, *, runs: int, threads: int = 1, use_xnnpack: bool = True,
-                seed: int = 0) -> ProfiledRuns:
+def profile_ops(path: str | Path, inputs: Mapping[str, object], *, runs: int, threads: int = 1,
+                use_xnnpack: bool = True) -> ProfiledRuns:
     """Runs `path` `runs` times under LiteRT's profiler (after one unprofiled warm-up run).
 
     Args:
         path: the .tflite model.
+        inputs: one C-contiguous numpy array per input tensor, by tensor name (the host
+            benchmark's own inputs, so both passes run on the same data).
         runs: profiled runs (>= 1).
         threads: CPU threads (<= 0: the runtime's default).
         use_xnnpack: False runs TFLite's builtin kernels, one event per .tflite operator.
-        seed: seed of the random inputs.
 
     Raises:
         BenchmarkError: the wheel or one of its calls is missing or fails.
@@ -194,7 +195,7 @@ def profile_ops(path: str | Path, *, runs: int, threads: int = 1, use_xnnpack: b
         raise ValueError(f"runs must be >= 1, got {runs}")
     with _native_log() as log:
         try:
-            return _profile(_library(), Path(path), runs, threads, use_xnnpack, seed)
+            return _profile(_library(), Path(path), inputs, runs, threads, use_xnnpack)
         except BenchmarkError as exc:
             errors = [line for line in log() if line.startswith(("ERROR", "FATAL"))]
             raise BenchmarkError("; ".join([str(exc), *errors[-3:]])) from exc
@@ -218,13 +219,11 @@ def _native_log():
             os.close(saved)
 
 
-def _profile(lib, path: Path, runs: int, threads: int, use_xnnpack: bool, seed: int) -> ProfiledRuns:
-    import numpy as np
-
+def _profile(lib, path: Path, data: Mapping[str, object], runs: int, threads: int,
+             use_xnnpack: bool) -> ProfiledRuns:
     session = _Session(lib, path, threads, use_xnnpack)
     try:
-        rng = np.random.default_rng(seed)
-        inputs, outputs = session.buffers("Input", rng), session.buffers("Output", rng)
+        inputs, outputs = session.buffers("Input", data), session.buffers("Output")
         in_arr, out_arr = (ctypes.c_void_p * len(inputs))(*inputs), (ctypes.c_void_p * len(outputs))(*outputs)
 
         def run() -> None:

@@ -97,6 +97,12 @@ def _rate(macs: int | None, ms: float | None) -> float | None:
     return macs / (ms * 1e-3) / 1e9 if macs is not None and ms else None
 
 
+def _named_index(row) -> int | None:
+    """The .tflite node index a builtin row names (`[outputs]:12`); None for a delegate's op."""
+    found = _NODE_INDEX.search(row.name or "")
+    return int(found.group(1)) if found and not _DELEGATE_OP.match(row.name or "") else None
+
+
 def _candidates(row, layers) -> tuple[str, object]:
     """How a row may join: ("index", k) for a builtin row, ("types", {...}) for a delegate's op."""
     delegate = _DELEGATE_OP.match(row.name or "")
@@ -105,8 +111,7 @@ def _candidates(row, layers) -> tuple[str, object]:
         kind = op.split(" (")[0]
         return "types", ({"DEPTHWISE_CONV_2D"} if kind == "Convolution" and op.endswith("DWConv")
                          else _XNNPACK_RUNS.get(kind, set()))
-    found = _NODE_INDEX.search(row.name or "")
-    index = int(found.group(1)) if found else None
+    index = _named_index(row)
     ok = index is not None and index < len(layers) and layers[index].op == row.node_type
     return "index", index if ok else None
 
@@ -157,13 +162,11 @@ def join_op_costs(rows: Sequence[Any], flops: Any) -> tuple[tuple[OpCost, ...], 
     per_op = []
     for row, (index, how) in zip(run, _align(run, layers)):
         layer = layers[index] if index is not None else None
-        named = _NODE_INDEX.search(row.name or "")
         macs = layer.macs if layer is not None else None
         per_op.append(OpCost(
             node_type=row.node_type,
             name=row.name,
-            node_index=index if index is not None else (
-                int(named.group(1)) if named and not _DELEGATE_OP.match(row.name or "") else None),
+            node_index=index if index is not None else _named_index(row),
             tflite_op=layer.op if layer is not None else None,
             joined_by=how,
             avg_ms=row.avg_ms,

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from converters.keras3_bridge import proof_sentence
-from device_bench.intervals import format_ms, runs_to_bound
+from device_bench.intervals import plus_minus, runs_to_bound
 from mobile_opt import _report_figures as figures
 from mobile_opt.report import NOT_MEASURED, ReportInput, png_img
 from mobile_opt.stage import comparable_figures
@@ -235,9 +235,7 @@ def latency(inputs: Sequence[ReportInput]) -> str:
             value = lat.get(f"{name}_us")
             if value is None:
                 return _nm(why)
-            # The same ± as the CLI (device_bench.intervals.format_ms), at this table's precision.
-            shown = format_ms(value, intervals.get(name)).split(" ", 1)[1]
-            return f"{_ms(value)} {escape(shown)}"
+            return f"{_ms(value)} {escape(plus_minus(value, intervals.get(name)))}"  # the CLI's ±
 
         table.append((_swatch(colour[_model(record)]) + escape(_model(record)), escape(str(record.get("backend"))),
                       str(record.get("threads")), escape(str((record.get("device") or {}).get("serial"))), status,
