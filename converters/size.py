@@ -2,13 +2,19 @@
 
 Follows ../shared/reference/size_accounting.md:
 
-* raw: the file as written. gzip: length of `zlib.compress(file, compress_level)` (level 9
-  by default, the TF-MOT convention).
+* raw: the file as written: what an app ships and LiteRT mmaps (APKs store .tflite files
+  uncompressed, `noCompress "tflite"`). The headline size.
+* zip: the deflated data of the file as a ZIP_DEFLATED zip entry at zlib level 6 (`ZIP_LEVEL`),
+  the level Android's APK packager uses for release builds (java.util.zip's default): what
+  the file costs in a download where it is compressed. The entry's headers (about 100 B,
+  depending on the entry name) are left out, so the figure does not depend on a file name.
+* gzip: length of `zlib.compress(file, compress_level)` (level 9 by default, the TF-MOT
+  convention).
 * weight bytes: the bytes of every buffer a constant tensor reads (constant shape/index
   tensors included), each buffer counted once even when several tensors share it.
   non-weight bytes = raw - weight bytes: graph, tensor metadata, quantization parameters,
   signatures, metadata buffers and alignment padding, counted as they are.
-* coded = non-weight bytes + for each weight buffer the smallest of raw, Huffman
+* coded (an estimate: Deep Compression's storage coding, which no runtime loads) = non-weight bytes + for each weight buffer the smallest of raw, Huffman
   (`converters.huffman`, codebook included) and CSR + Huffman (`converters.sparse`,
   codebooks, index width and shape header included).
 * entropy: zero-order entropy of each tensor's values (bits/weight); Huffman bits are never
@@ -20,7 +26,7 @@ go to "(unused)". The per-op totals therefore add up to the weight totals. Subgr
 attribute a buffer to the first subgraph whose tensor uses it.
 
 `SizeReport.to_dict()` keys (stable; pinned by tests/converters/test_size.py):
-    source, raw_bytes, gzip_bytes, gzip_level, weight_bytes, non_weight_bytes,
+    source, raw_bytes, zip_bytes, gzip_bytes, gzip_level, weight_bytes, non_weight_bytes,
     coded_bytes, params, weight_buffers, entropy_bits, huffman_bytes, tensors, op_types,
     subgraphs
   `huffman_bytes` is non-weight bytes + Huffman-or-raw per buffer (no sparse), for comparison.
@@ -42,8 +48,10 @@ Example:
 
 from __future__ import annotations
 
+import io
 import logging
 import time
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,9 +63,13 @@ from converters import huffman, sparse
 from converters.tflite_model import Tensor, TFLiteModel, load_tflite
 from mobile_opt.errors import InputError, ModelFormatError
 
-__all__ = ["OpTypeSize", "SizeReport", "SubgraphSize", "TensorSize", "analyze"]
+__all__ = ["OpTypeSize", "SizeReport", "SubgraphSize", "TensorSize", "analyze", "zip_size"]
 
 log = logging.getLogger(__name__)
+
+# Android's APK packager deflates release builds at java.util.zip's default level (6), debug
+# builds at 1; the release level is what a download of a compressed .tflite entry costs.
+ZIP_LEVEL = 6
 
 UNUSED = "(unused)"
 
@@ -156,6 +168,7 @@ class SizeReport:
 
     source: str
     raw_bytes: int
+    zip_bytes: int
     gzip_bytes: int
     gzip_level: int
     weight_bytes: int
@@ -178,6 +191,7 @@ class SizeReport:
         return {
             "source": self.source,
             "raw_bytes": self.raw_bytes,
+            "zip_bytes": self.zip_bytes,
             "gzip_bytes": self.gzip_bytes,
             "gzip_level": self.gzip_level,
             "weight_bytes": self.weight_bytes,
@@ -191,6 +205,18 @@ class SizeReport:
             "op_types": [o.to_dict() for o in self.op_types],
             "subgraphs": [s.to_dict() for s in self.subgraphs],
         }
+
+
+def zip_size(data: bytes) -> int:
+    """Bytes of `data` deflated as a zip entry (ZIP_DEFLATED, level `ZIP_LEVEL`), headers left out.
+
+    Example:
+        >>> zip_size(bytes(10_000)) < 100
+        True
+    """
+    with zipfile.ZipFile(io.BytesIO(), "w", compression=zipfile.ZIP_DEFLATED, compresslevel=ZIP_LEVEL) as archive:
+        archive.writestr("model.tflite", data)
+        return archive.getinfo("model.tflite").compress_size
 
 
 def _zero_of(tensor: Tensor, values: np.ndarray):
@@ -237,7 +263,7 @@ def _analyze_tensor(tensor: Tensor) -> dict:
 
 def analyze(source: str | Path | bytes | TFLiteModel, *, compress_level: int = 9,
             progress: Callable[[int, int], None] | None = None) -> SizeReport:
-    """Measures raw, gzip and entropy-coded sizes of a .tflite model.
+    """Measures raw, zip, gzip and entropy-coded sizes of a .tflite model.
 
     Args:
         source: path to a .tflite file, its bytes, or a `TFLiteModel` from `load_tflite`.
@@ -333,6 +359,7 @@ def analyze(source: str | Path | bytes | TFLiteModel, *, compress_level: int = 9
     return SizeReport(
         source=model.source,
         raw_bytes=model.file_size,
+        zip_bytes=zip_size(raw),
         gzip_bytes=len(zlib.compress(raw, compress_level)),
         gzip_level=compress_level,
         weight_bytes=weight_bytes,

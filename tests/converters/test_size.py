@@ -3,7 +3,9 @@ shared buffers, subgraphs and the pinned to_dict() schema."""
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 import zlib
 
 import numpy as np
@@ -17,11 +19,23 @@ from mobile_opt.errors import InputError, ModelFormatError
 T = schema.TensorType
 
 
+def _deflated_entry(raw: bytes) -> int:
+    """The entry's deflated data, read back from a real archive written at level 6."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        archive.writestr("m.tflite", raw)
+    with zipfile.ZipFile(buffer) as archive:
+        (info,) = archive.infolist()
+        assert archive.read(info) == raw
+        return info.compress_size
+
+
 def _check_identities(report: SizeReport, path) -> None:
     raw = path.read_bytes() if hasattr(path, "read_bytes") else path
     counted = report.counted_tensors
     assert report.raw_bytes == len(raw)
     assert report.gzip_bytes == len(zlib.compress(raw, 9))
+    assert report.zip_bytes == _deflated_entry(raw)
     assert report.weight_bytes + report.non_weight_bytes == report.raw_bytes
     assert report.weight_bytes == sum(t.raw_bytes for t in counted)
     assert report.coded_bytes == report.non_weight_bytes + sum(t.coded_bytes for t in counted)
@@ -156,7 +170,7 @@ def test_external_buffers_are_weights(fp32_path, external_path):
 def test_to_dict_keys_are_pinned(fp32_path):
     d = analyze(fp32_path).to_dict()
     json.dumps(d)
-    assert list(d) == ["source", "raw_bytes", "gzip_bytes", "gzip_level", "weight_bytes", "non_weight_bytes",
+    assert list(d) == ["source", "raw_bytes", "zip_bytes", "gzip_bytes", "gzip_level", "weight_bytes", "non_weight_bytes",
                        "coded_bytes", "huffman_bytes", "params", "weight_buffers", "entropy_bits",
                        "tensors", "op_types", "subgraphs"]
     assert list(d["tensors"][0]) == [
