@@ -6,6 +6,10 @@ Quantization modes:
   "dynamic"  int8 weights, float activations (dynamic-range quantization).
   "int8"     full-integer: int8 weights and activations, calibrated on representative
              data (`io_dtype` may make the model's inputs/outputs int8 or uint8 too).
+  "int4_fc"  full-integer with int4 FULLY_CONNECTED kernels (two per byte), int8 elsewhere:
+             the FC ops XNNPACK runs in int4 (`weight_bits` sets other layers per layer).
+Any int4 weight goes through ai-edge-quantizer (`converters.weight_bits`); TFLite's
+converter writes int8 only.
 A quantization-aware-trained model (TF-MOT QuantizeWrapper / QuantizeLayer inside) is
 detected and converted to int8 with `Optimize.DEFAULT` and no representative data.
 
@@ -21,7 +25,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -35,14 +39,16 @@ from mobile_opt.errors import (
     UnsupportedModelError,
 )
 
+from converters import weight_bits as _weight_bits
 from converters.interpreter import check_runs
 from converters.keras3_bridge import is_keras3_model, load_keras3_file, saved_by_keras3, to_tf_keras
+from converters.tflite_model import load_tflite
 
 __all__ = ["convert", "convert_to_file", "is_qat_model", "load_keras_model", "QUANTIZATION_MODES"]
 
 logger = logging.getLogger(__name__)
 
-QUANTIZATION_MODES = ("none", "float16", "dynamic", "int8")
+QUANTIZATION_MODES = ("none", "float16", "dynamic", "int8", "int4_fc")
 _IO_DTYPES = ("float32", "int8", "uint8")
 # TF-MOT classes are matched by name: importing TF-MOT's internals to isinstance-check
 # them would tie us to its private module layout.
@@ -61,6 +67,7 @@ def convert(
     select_tf_ops: bool = False,
     num_calibration_samples: int = 100,
     per_channel: bool = True,
+    weight_bits: Mapping[str, int] | None = None,
 ) -> bytes:
     """Converts a tf_keras or Keras 3 model (or a saved one) to a .tflite flatbuffer.
 
@@ -87,6 +94,10 @@ def convert(
             convolutions but drops 12 bytes of scale and zero point per channel, and keeps
             clustered weights at one int8 code per cluster. A QAT model's scheme decides
             for itself (refused here).
+        weight_bits: `{layer name: 4 or 8}` kernel bits per layer, with "int8" or "int4_fc"
+            (default None: 8 bits, or 4 on every FULLY_CONNECTED for "int4_fc"). int4 is
+            available where ai-edge-quantizer's policy has it (FULLY_CONNECTED, CONV_2D); the
+            result is checked to store every such kernel as INT4.
 
     Returns:
         The .tflite flatbuffer bytes; LiteRT has run the model once on zeros.
@@ -114,6 +125,17 @@ def convert(
             "num_calibration_samples must be a positive int. "
             f"Received: num_calibration_samples={num_calibration_samples!r}"
         )
+    if weight_bits is not None and quantization not in ("int8", "int4_fc"):
+        raise InputError(
+            "weight_bits applies to full-integer quantization ('int8' or 'int4_fc'). "
+            f"Received: quantization={quantization!r}"
+        )
+    if quantization == "int4_fc" or (weight_bits and 4 in weight_bits.values()):
+        return _convert_weight_bits(model, quantization, representative_data, io_dtype=io_dtype,
+                                    sparsity=sparsity, per_channel=per_channel, weight_bits=dict(weight_bits or {}),
+                                    num_calibration_samples=num_calibration_samples)
+    if weight_bits:  # all 8: checked like any request, then the converter's own int8
+        _weight_bits.int4_layers(load_tflite(convert(model)), all_fully_connected=False, weight_bits=weight_bits)
     tf = _tf.tf()
     saved_model_dir, keras_model = _resolve_model(model)
     qat = keras_model is not None and is_qat_model(keras_model)
@@ -192,6 +214,35 @@ def convert(
     logger.info(
         "Converted to %d bytes (quantization=%s%s, io=%s)", len(content), quantization, ", QAT" if qat else "", io_dtype
     )
+    return content
+
+
+def _convert_weight_bits(model: Any, quantization: str, representative_data: Any, *, io_dtype: str,
+                         sparsity: bool, per_channel: bool, weight_bits: dict[str, int],
+                         num_calibration_samples: int) -> bytes:
+    """int4/int8 kernels per layer: the float model, quantized by ai-edge-quantizer."""
+    if io_dtype != "float32" or sparsity:
+        raise InputError(
+            "int4 weights come with float32 model inputs/outputs and dense storage. "
+            f"Received: io_dtype={io_dtype!r}, sparsity={sparsity!r}"
+        )
+    if representative_data is None:
+        raise DataError(
+            f"quantization={quantization!r} needs representative_data (about 100 typical inputs) "
+            "to calibrate activation ranges. Received: representative_data=None"
+        )
+    _, keras_model = _resolve_model(model)
+    if keras_model is not None and is_qat_model(keras_model):
+        raise InputError(
+            "A quantization-aware-trained model converts to int8 only (TF-MOT's 8-bit scheme); "
+            "int4 weights are post-training. Convert the model before QAT, or use quantization='int8'."
+        )
+    float_model = convert(keras_model if keras_model is not None else model)
+    int4 = _weight_bits.int4_layers(load_tflite(float_model), all_fully_connected=quantization == "int4_fc",
+                                    weight_bits=weight_bits)
+    samples = _calibration_samples(representative_data, _input_shape(keras_model), num_calibration_samples)
+    content = _weight_bits.quantize_weight_bits(float_model, int4, samples, per_channel=per_channel)
+    _check_converted(content, sparsity=False, select_tf_ops=False)
     return content
 
 
