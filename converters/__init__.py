@@ -44,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "OpTypeSize": "size",
     "SubgraphSize": "size",
     "analyze": "size",
+    "shorten_names": "names",
     "SizeDiff": "size_diff",
     "diff": "size_diff",
     "TensorDiff": "size_diff",
