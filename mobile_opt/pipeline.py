@@ -232,6 +232,8 @@ class Pipeline:
             progress=progress,
             progress_total=fine_tune_epochs * sum(1 for s in self.stages if s.trains),
         )
+        for stage in self.stages:
+            stage.check_model(model)
         baseline = accuracy(model, val)
         logger.info("baseline accuracy %.4f", baseline)
         current, reports, tflite = model, [], None

@@ -17,24 +17,32 @@ import contextlib
 import logging
 import re
 import warnings
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from mobile_opt import _tf
 from mobile_opt._compat_tfmot import output_quantize_config, qat_uncovered
 from mobile_opt.errors import RecipeError, UnsupportedModelError
-from mobile_opt.measure import kernel_shapes, stats_of
+from mobile_opt.measure import kernel_arrays, kernel_shapes, stats_of
 from mobile_opt.stage import Check, Stage, StageContext, StageOutput, clone, stage_builder
 
 __all__ = ["QuantizeStage", "quantize", "shipped_kernels", "MODES"]
 
 logger = logging.getLogger(__name__)
 
-MODES = ("ptq_int8", "dynamic", "float16", "qat_int8")
-_CONVERTER_MODE = {"ptq_int8": "int8", "dynamic": "dynamic", "float16": "float16", "qat_int8": "int8"}
+MODES = ("ptq_int8", "int4_fc", "dynamic", "float16", "qat_int8")
+_CONVERTER_MODE = {"ptq_int8": "int8", "int4_fc": "int4_fc", "dynamic": "dynamic", "float16": "float16",
+                   "qat_int8": "int8"}
 _OUTPUT_ONLY_LAYERS = ("Rescaling", "Normalization")
-_WEIGHT_DTYPE = {"ptq_int8": "int8", "dynamic": "int8", "float16": "float16", "qat_int8": "int8"}
+_WEIGHT_DTYPE = {"ptq_int8": "int8", "int4_fc": "int8", "dynamic": "int8", "float16": "float16", "qat_int8": "int8"}
+# The layer types that run as FULLY_CONNECTED, which "int4_fc" stores in int4.
+_FC_LAYERS = ("Dense",)
+# The TFLite op each Keras layer type with a kernel becomes.
+_KERAS_OP = {"Dense": "FULLY_CONNECTED", "Conv2D": "CONV_2D", "Conv1D": "CONV_2D",
+             "DepthwiseConv2D": "DEPTHWISE_CONV_2D", "SeparableConv2D": "DEPTHWISE_CONV_2D",
+             "Conv2DTranspose": "TRANSPOSE_CONV", "Embedding": "GATHER"}
+_INT4_LEVELS = 7  # symmetric int4 as ai-edge-quantizer writes it: scale = max|w| / 7
 
 
 class QuantizeStage(Stage):
@@ -43,9 +51,10 @@ class QuantizeStage(Stage):
     Args:
         mode: "ptq_int8" (full-integer with representative data taken from the
             training data), "dynamic" (int8 weights, float activations),
-            "float16" (float16 weights), or "qat_int8" (quantization-aware
+            "float16" (float16 weights), "qat_int8" (quantization-aware
             fine-tuning, then full-integer conversion; after prune/cluster it
-            uses PQAT/CQAT/PCQAT to preserve their work).
+            uses PQAT/CQAT/PCQAT to preserve their work), or "int4_fc" (like
+            "ptq_int8", with int4 kernels on Dense layers, which XNNPACK runs in int4).
         skip_layers: layer names QAT leaves in float (for layers it cannot
             quantize); default none.
         io_dtype: model input/output type for int8 modes: "float32" (default),
@@ -56,6 +65,10 @@ class QuantizeStage(Stage):
         per_channel: "ptq_int8" only: False gives each weight tensor one scale instead of
             one per output channel (smaller graph, and clusters stay one code each; costs
             accuracy on convolutions). Default True.
+        bits: `{layer: 4 or 8}` kernel bits per layer for "ptq_int8" / "int4_fc" (default
+            none: the mode's). After clustering, a layer going int4 whose channels hold at most
+            16 values is put on the int4 grid first, and the check proves the .tflite stores
+            exactly those values.
 
     Returns:
         A `QuantizeStage` for `Pipeline`.
@@ -79,6 +92,7 @@ class QuantizeStage(Stage):
         learning_rate: float = 1e-4,
         representative_samples: int = 200,
         per_channel: bool = True,
+        bits: Mapping[str, int] | None = None,
     ):
         if mode not in MODES:
             raise RecipeError(f"mode must be one of {MODES}. Received: mode={mode!r}.")
@@ -86,7 +100,16 @@ class QuantizeStage(Stage):
             raise RecipeError(f"io_dtype must be float32, int8 or uint8. Received: io_dtype={io_dtype!r}.")
         if io_dtype != "float32" and mode not in ("ptq_int8", "qat_int8"):
             raise RecipeError(f"Integer model I/O needs an int8 mode. Received: mode={mode!r}, io_dtype={io_dtype!r}.")
-        if not per_channel and mode != "ptq_int8":
+        if bits is not None:
+            if mode not in ("ptq_int8", "int4_fc"):
+                raise RecipeError(f"bits is for mode 'ptq_int8' or 'int4_fc'. Received: mode={mode!r}.")
+            if not isinstance(bits, Mapping) or not all(isinstance(k, str) for k in bits):
+                raise RecipeError(f"bits must map layer names to 4 or 8, e.g. {{fc1 = 4}}. Received: bits={bits!r}.")
+            wrong = {k: v for k, v in bits.items() if isinstance(v, bool) or v not in (4, 8)}
+            if wrong:
+                raise RecipeError(f"Kernel bits must be 4 or 8 (what LiteRT runs with int8 activations). "
+                                  f"Received for layer(s): {wrong}.")
+        if not per_channel and mode not in ("ptq_int8", "int4_fc"):
             raise RecipeError(f"per_channel=False is for mode='ptq_int8' (QAT's scheme sets its own scales). "
                               f"Received: mode={mode!r}.")
         if representative_samples < 1:
@@ -97,6 +120,7 @@ class QuantizeStage(Stage):
         self.learning_rate = learning_rate
         self.representative_samples = representative_samples
         self.per_channel = per_channel
+        self.bits = dict(bits or {})
 
     @property
     def trains(self) -> bool:  # type: ignore[override]
@@ -110,6 +134,7 @@ class QuantizeStage(Stage):
             "learning_rate": self.learning_rate,
             "representative_samples": self.representative_samples,
             "per_channel": self.per_channel,
+            "bits": dict(self.bits),
         }
 
     def scheme_name(self, kinds_before: Sequence[str]) -> str:
@@ -169,23 +194,56 @@ class QuantizeStage(Stage):
                               label=f"QAT ({scheme})")
         else:
             out_model = model
+        int4 = self._int4_layers(model)
+        if int4 and "cluster" in ctx.kinds_before():
+            out_model, moved = _on_int4_grid(out_model, int4, per_channel=self.per_channel)
+            if moved:
+                notes.append("clustered kernels put on the int4 grid (largest move, in scales): "
+                             + ", ".join(f"{k} {v:.3f}" for k, v in moved.items()))
         # A QAT model carries its own ranges; calibration data is for post-training int8 only.
-        representative = ctx.train.features(self.representative_samples) if self.mode == "ptq_int8" else None
+        post_training = self.mode in ("ptq_int8", "int4_fc")
+        representative = ctx.train.features(self.representative_samples) if post_training else None
         tflite = converters.convert(
             out_model,
             quantization=_CONVERTER_MODE[self.mode],
             representative_data=representative,
             io_dtype=self.io_dtype,
             per_channel=self.per_channel,
+            weight_bits=self.bits or None,
         )
         evaluation = converters.evaluate(tflite, ctx.val.dataset)
-        checks, kernels = self._verify(tflite, model, ctx)
+        checks, kernels = self._verify(tflite, out_model if int4 else model, ctx, int4)
         return StageOutput(out_model, tuple(checks), kernels, tuple(notes), tflite=tflite,
                            accuracy=evaluation.accuracy)
 
-    def _verify(self, tflite: bytes, keras_model, ctx: StageContext):
+    def check_model(self, model) -> None:
+        """Every layer in `bits` exists, and those set to 4 run as an op that takes int4 kernels."""
+        from converters.weight_bits import int4_ops
+
+        types = {l.name: type(l).__name__ for l in model.layers}
+        unknown = sorted(set(self.bits) - set(types))
+        if unknown:
+            raise RecipeError(f"bits names no layer of the model: {unknown}. Its layers with kernels: "
+                              f"{sorted(n for n in kernel_shapes(model) if '/' not in n)}.")
+        allowed = int4_ops()
+        refused = {n: _KERAS_OP.get(types[n], types[n]) for n, b in self.bits.items()
+                   if b == 4 and _KERAS_OP.get(types[n]) not in allowed}
+        if refused:
+            raise UnsupportedModelError(
+                "int4 kernels are not available for "
+                + "; ".join(f"layer {n!r} ({types[n]}, runs as {op})" for n, op in refused.items())
+                + f": ai-edge-quantizer takes int4 on {sorted(allowed)} only. Give these layers 8 bits.")
+
+    def _int4_layers(self, model) -> set[str]:
+        """The layers whose kernels this stage stores in int4."""
+        fc = {l.name for l in model.layers if type(l).__name__ in _FC_LAYERS} if self.mode == "int4_fc" else set()
+        return (fc | {k for k, v in self.bits.items() if v == 4}) - {k for k, v in self.bits.items() if v == 8}
+
+    def _verify(self, tflite: bytes, keras_model, ctx: StageContext, int4: set[str] = frozenset()):
         """Checks the converted weights: their dtype, and that earlier sparsity/sharing survived."""
         previous = ctx.previous[-1].kernels if ctx.previous else {}
+        clustered = "cluster" in ctx.kinds_before()
+        arrays = {k: v[0] for k, v in kernel_arrays(keras_model).items()} if int4 and clustered else {}
         checks, kernels = [], {}
         for name, shape, in_axis, out_axis, tensor in _matched_kernels(tflite, keras_model):
             data = tensor.data()
@@ -196,7 +254,12 @@ class QuantizeStage(Stage):
             t_in, t_out = _tflite_axes(len(shape), in_axis, out_axis)
             st = stats_of(name, data, in_axis=t_in, out_axis=t_out, zero=zero)
             kernels[name] = {**st.to_dict(), "dtype": tensor.dtype}
-            expected_dtype = _WEIGHT_DTYPE[self.mode]
+            expected_dtype = "int4" if name in int4 else _WEIGHT_DTYPE[self.mode]
+            if name in arrays and _grid_ready(arrays[name], out_axis):
+                # The runtime's weights are the clustered ones: codes x scales == the kernel.
+                diff = _dequantized_diff(tensor, arrays[name], in_axis, out_axis)
+                checks.append(Check(f"int4 = centroids[{name}]", "max |.tflite - kernel| <= 1e-6 scale",
+                                    f"{diff:.2g} scale", diff <= 1e-6))
             # The converter keeps tiny tensors float in dynamic-range mode (< 1024 weights).
             if not (self.mode == "dynamic" and int(np.prod(shape)) < 1024):
                 checks.append(Check(f"dtype[{name}]", expected_dtype, tensor.dtype, tensor.dtype == expected_dtype))
@@ -214,6 +277,56 @@ class QuantizeStage(Stage):
                 checks.append(Check(f"clusters kept[{name}]", f"unique values per channel <= {limit}",
                                     str(st.max_unique_per_channel), st.max_unique_per_channel <= limit))
         return checks, kernels
+
+
+def _grid_ready(kernel: np.ndarray, out_axis: int) -> bool:
+    """At most 16 values per output channel: what int4 can hold with no further loss."""
+    rows = np.moveaxis(kernel, out_axis, 0).reshape(kernel.shape[out_axis], -1)
+    return max(len(np.unique(r)) for r in rows) <= 16
+
+
+def _int4_scale(kernel: np.ndarray, out_axis: int, per_channel: bool) -> np.ndarray:
+    axes = tuple(a for a in range(kernel.ndim) if a != out_axis) if per_channel else None
+    bound = np.max(np.abs(kernel), axis=axes, keepdims=True)
+    return np.where(bound > 0, bound / _INT4_LEVELS, 1.0).astype(np.float32)
+
+
+def _on_int4_grid(model, int4: set[str], *, per_channel: bool):
+    """A copy whose clustered int4 kernels lie on the grid the quantizer uses (scale = max|w|/7).
+
+    A channel of <= 16 centroids keeps its largest centroid exactly and moves the others to
+    the nearest grid point, so conversion to int4 adds nothing beyond this (measured) move.
+    Returns the copy and, per layer, the largest move in units of the layer's scale.
+    """
+    copy = clone(model)
+    moved = {}
+    for name, (kernel, _, out_axis) in kernel_arrays(copy).items():
+        if name not in int4 or "/" in name:
+            continue
+        if not _grid_ready(kernel, out_axis):
+            continue
+        scale = _int4_scale(kernel, out_axis, per_channel)
+        on_grid = (np.clip(np.round(kernel / scale), -8, _INT4_LEVELS) * scale).astype(kernel.dtype)
+        moved[name] = float(np.max(np.abs(on_grid - kernel) / scale))
+        copy.get_layer(name).kernel.assign(on_grid)
+    return copy, moved
+
+
+def _dequantized_diff(tensor, kernel: np.ndarray, in_axis: int, out_axis: int) -> float:
+    """Largest |stored value x scale - Keras kernel|, in units of the channel's scale."""
+    q = tensor.quantization
+    codes = tensor.data().astype(np.float64)
+    scale = np.asarray(q.scale, dtype=np.float64)
+    shape = [1] * codes.ndim
+    if scale.size > 1:
+        shape[q.quantized_dimension] = scale.size
+    scale = scale.reshape(shape)
+    # Keras (..., in, out) -> TFLite (out, ..., in); depthwise (h, w, in, m) -> (1, h, w, in*m).
+    if in_axis == out_axis:
+        keras_layout = kernel.reshape((1,) + kernel.shape[:2] + (-1,))
+    else:
+        keras_layout = np.moveaxis(kernel, out_axis, 0)
+    return float(np.max(np.abs(codes * scale - keras_layout.astype(np.float64)) / scale))
 
 
 def _output_only(model) -> set[str]:

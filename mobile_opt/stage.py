@@ -211,6 +211,9 @@ class Stage(abc.ABC):
     def params(self) -> dict:
         """The stage's settings, JSON-safe, as a recipe would write them."""
 
+    def check_model(self, model) -> None:
+        """Refuses, before any training, settings that cannot apply to `model` (default: none)."""
+
     @abc.abstractmethod
     def apply(self, model, ctx: StageContext) -> StageOutput:
         """Compresses `model` (a copy), fine-tunes, strips and verifies it."""

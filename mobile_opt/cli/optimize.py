@@ -12,14 +12,30 @@ from mobile_opt.cli._pipeline_view import epoch_progress, print_pipeline_result
 from mobile_opt._provenance import provenance
 
 
-def _recipe_from_flags(prune, prune_schedule, prune_structure, cluster, quantize) -> dict:
+def _parse_bits(value: str | None) -> dict | None:
+    """--bits "fc1=4,fc2=8" -> {"fc1": 4, "fc2": 8}; the stage checks the widths."""
+    from mobile_opt.errors import RecipeError
+
+    if value is None:
+        return None
+    bits = {}
+    for item in value.split(","):
+        layer, sep, width = item.partition("=")
+        if not sep or not layer.strip() or not width.strip().lstrip("-").isdigit():
+            raise RecipeError(f"--bits takes LAYER=BITS pairs separated by commas, e.g. fc1=4,fc2=8. "
+                              f"Received: {item!r} in --bits {value!r}.")
+        bits[layer.strip()] = int(width)
+    return bits
+
+
+def _recipe_from_flags(prune, prune_schedule, prune_structure, cluster, quantize, bits=None) -> dict:
     stages = []
     if prune is not None or prune_structure == "2:4":
         stages.append({"kind": "prune", "sparsity": prune, "schedule": prune_schedule, "structure": prune_structure})
     if cluster is not None:
         stages.append({"kind": "cluster", "clusters": cluster})
     if quantize is not None:
-        stages.append({"kind": "quantize", "mode": quantize})
+        stages.append({"kind": "quantize", "mode": quantize, **({"bits": bits} if bits else {})})
     return {"stages": stages}
 
 
@@ -30,7 +46,9 @@ def _recipe_from_flags(prune, prune_schedule, prune_structure, cluster, quantize
 @click.option("--prune-schedule", type=click.Choice(["constant", "polynomial"]), default="constant", show_default=True)
 @click.option("--prune-structure", type=click.Choice(["unstructured", "2:4"]), default="unstructured", show_default=True)
 @click.option("--cluster", type=int, help="Cluster each kernel to this many shared values.")
-@click.option("--quantize", type=click.Choice(["ptq_int8", "dynamic", "float16", "qat_int8"]))
+@click.option("--quantize", type=click.Choice(["ptq_int8", "int4_fc", "dynamic", "float16", "qat_int8"]),
+              help="int4_fc: int4 Dense kernels (ai-edge-quantizer), int8 elsewhere.")
+@click.option("--bits", help="Kernel bits per layer for ptq_int8/int4_fc, e.g. fc1=4,fc2=8.")
 @data_options
 @click.option("--epochs", "fine_tune_epochs", type=click.IntRange(min=0), help="Fine-tuning epochs per stage [recipe or 2].")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Batch size [recipe or 128].")
@@ -40,7 +58,7 @@ def _recipe_from_flags(prune, prune_schedule, prune_structure, cluster, quantize
 @click.option("--summary", type=click.Path(path_type=Path), help="Write the JSON summary here [OUTPUT + .json].")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of tables.")
 @handle_errors
-def optimize(model_path, recipe, prune, prune_schedule, prune_structure, cluster, quantize, data,
+def optimize(model_path, recipe, prune, prune_schedule, prune_structure, cluster, quantize, bits, data,
              image_size, val_split, train_samples, val_samples, fine_tune_epochs, batch_size, max_accuracy_drop, output,
              tflite, summary, as_json):
     """Compress MODEL_PATH (.keras, .h5 or SavedModel) with a recipe or flags; write the model and a JSON summary.
@@ -66,7 +84,9 @@ def optimize(model_path, recipe, prune, prune_schedule, prune_structure, cluster
     if recipe is not None:
         loaded = load_recipe(recipe)
     else:
-        spec = _recipe_from_flags(prune, prune_schedule, prune_structure, cluster, quantize)
+        if bits is not None and quantize is None:
+            raise RecipeError("--bits sets the bits of a quantize stage: give --quantize ptq_int8 or int4_fc too.")
+        spec = _recipe_from_flags(prune, prune_schedule, prune_structure, cluster, quantize, _parse_bits(bits))
         if not spec["stages"]:
             raise RecipeError("Nothing to do: give --recipe FILE or at least one of --prune, --cluster, --quantize.")
         loaded = load_recipe(spec)

@@ -67,6 +67,13 @@ def test_optimize_with_recipe_and_table_output(saved_mlp, tmp_path):
         (["optimize", "{model}", "--prune", "0.5", "--data", "{notnpz}", "-o", "o.keras"], "not a readable .npz"),
         (["optimize", "{model}", "--prune", "0.5", "--data", "{badlabels}", "-o", "o.keras"],
          "labels must be class indices 0..9"),
+        # Kernel bits: only 4 or 8, only on layers the model has, only with a quantize stage.
+        (["optimize", "{model}", "--quantize", "int4_fc", "--bits", "fc1=3", "-o", "o.keras"],
+         "Kernel bits must be 4 or 8"),
+        (["optimize", "{model}", "--quantize", "int4_fc", "--bits", "fc1", "-o", "o.keras"], "LAYER=BITS"),
+        (["optimize", "{model}", "--quantize", "ptq_int8", "--bits", "fc9=4", "--train-samples", "100",
+          "--val-samples", "100", "-o", "o.keras"], "bits names no layer of the model: ['fc9']"),
+        (["optimize", "{model}", "--prune", "0.5", "--bits", "fc1=4", "-o", "o.keras"], "--bits sets the bits"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(saved_mlp, tmp_path, args, message):

@@ -172,3 +172,40 @@ def test_cqat_stays_quiet_about_layers_it_never_clustered(trained_mlp, fmnist):
     assert "QAT scheme: CQAT" in result.stages[-1].notes
     assert not [w for w in caught if "No clustering performed" in str(w.message)]
     assert max(len(np.unique(row)) for row in _kernel(result.tflite, (100, 300))[1]) <= 8
+
+
+def test_int4_fc_after_clustering_ships_the_centroids_exactly(trained_mlp, fmnist):
+    result = Pipeline([cluster(16, per_channel=True), quantize("int4_fc")]).run(
+        trained_mlp, *fmnist, fine_tune_epochs=1, max_accuracy_drop=10.0)
+    stage = result.stages[-1]
+    assert stage.ok, [c for c in stage.checks if not c.ok]
+    assert {c.name for c in stage.checks} >= {"dtype[fc1]", "int4 = centroids[fc1]", "int4 = centroids[fc2]"}
+    assert any("int4 grid" in n for n in stage.notes)
+    # Independently of the stage's check: the stored codes times their scales are the kernels
+    # of the model the pipeline returns (the one whose accuracy was measured).
+    parsed = converters.load_tflite(result.tflite)
+    fc1 = next(t for sg in parsed.subgraphs for t in sg.tensors if t.is_constant and tuple(t.shape) == (300, 784))
+    assert fc1.dtype == "int4"
+    codes = fc1.data().astype(np.float64)
+    assert codes.min() >= -8 and codes.max() <= 7
+    scale = np.asarray(fc1.quantization.scale, dtype=np.float64)[:, None]
+    kernel = result.model.get_layer("fc1").kernel.numpy().T.astype(np.float64)
+    assert np.max(np.abs(codes * scale - kernel) / scale) <= 1e-6
+    assert max(len(np.unique(row)) for row in codes) <= 16
+
+
+def test_int4_on_a_layer_whose_op_cannot_take_it_is_refused_before_training(fmnist):
+    keras = _tf.keras()
+    layers = keras.layers
+    model = keras.Sequential([keras.Input((28, 28)), layers.Reshape((28, 28, 1)),
+                              layers.DepthwiseConv2D(3, name="dw"), layers.Flatten(),
+                              layers.Dense(10, activation="softmax", name="out")])
+    epochs = []
+    with pytest.raises(UnsupportedModelError, match=r"layer 'dw' \(DepthwiseConv2D, runs as DEPTHWISE_CONV_2D\)"):
+        Pipeline([prune(0.5), quantize("ptq_int8", bits={"dw": 4})]).run(
+            model, *fmnist, progress=lambda *a: epochs.append(a))
+    assert epochs == []
+    with pytest.raises(RecipeError, match=r"Kernel bits must be 4 or 8.*\{'out': 2\}"):
+        quantize("int4_fc", bits={"out": 2})
+    with pytest.raises(RecipeError, match="bits is for mode 'ptq_int8' or 'int4_fc'"):
+        quantize("qat_int8", bits={"out": 4})
