@@ -167,6 +167,7 @@ class Pipeline:
                         f"{stage.kind!r} cannot come after {wrong[0]!r}: "
                         + _ORDER_HINT.get((wrong[0], stage.kind), "the order must be prune → cluster → quantize.")
                     )
+            stage.check_order(tuple(seen))
             seen.append(stage.kind)
         self.stages = stages
 

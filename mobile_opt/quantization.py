@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from mobile_opt import _tf
+from mobile_opt import _int4, _tf
 from mobile_opt._compat_tfmot import output_quantize_config, qat_uncovered
 from mobile_opt.errors import RecipeError, UnsupportedModelError
 from mobile_opt.measure import kernel_arrays, kernel_shapes, stats_of
@@ -31,18 +31,19 @@ __all__ = ["QuantizeStage", "quantize", "shipped_kernels", "MODES"]
 
 logger = logging.getLogger(__name__)
 
-MODES = ("ptq_int8", "int4_fc", "dynamic", "float16", "qat_int8")
+MODES = ("ptq_int8", "int4_fc", "dynamic", "float16", "qat_int8", "qat_int4")
 _CONVERTER_MODE = {"ptq_int8": "int8", "int4_fc": "int4_fc", "dynamic": "dynamic", "float16": "float16",
-                   "qat_int8": "int8"}
+                   "qat_int8": "int8", "qat_int4": "int4_fc"}
+_INT4_MODES = ("int4_fc", "qat_int4")
 _OUTPUT_ONLY_LAYERS = ("Rescaling", "Normalization")
-_WEIGHT_DTYPE = {"ptq_int8": "int8", "int4_fc": "int8", "dynamic": "int8", "float16": "float16", "qat_int8": "int8"}
-# The layer types that run as FULLY_CONNECTED, which "int4_fc" stores in int4.
+_WEIGHT_DTYPE = {"ptq_int8": "int8", "int4_fc": "int8", "dynamic": "int8", "float16": "float16", "qat_int8": "int8",
+                 "qat_int4": "int8"}
+# The layer types that run as FULLY_CONNECTED, which the int4 modes store in int4.
 _FC_LAYERS = ("Dense",)
 # The TFLite op each Keras layer type with a kernel becomes.
 _KERAS_OP = {"Dense": "FULLY_CONNECTED", "Conv2D": "CONV_2D", "Conv1D": "CONV_2D",
              "DepthwiseConv2D": "DEPTHWISE_CONV_2D", "SeparableConv2D": "DEPTHWISE_CONV_2D",
              "Conv2DTranspose": "TRANSPOSE_CONV", "Embedding": "GATHER"}
-_INT4_LEVELS = 7  # symmetric int4 as ai-edge-quantizer writes it: scale = max|w| / 7
 
 
 class QuantizeStage(Stage):
@@ -54,7 +55,10 @@ class QuantizeStage(Stage):
             "float16" (float16 weights), "qat_int8" (quantization-aware
             fine-tuning, then full-integer conversion; after prune/cluster it
             uses PQAT/CQAT/PCQAT to preserve their work), or "int4_fc" (like
-            "ptq_int8", with int4 kernels on Dense layers, which XNNPACK runs in int4).
+            "ptq_int8", with int4 kernels on Dense layers, which XNNPACK runs in int4), or
+            "qat_int4" (Dense kernels fine-tuned with 4-bit fake quantization, then
+            converted like "int4_fc": the trained grid is the one stored, so nothing is lost
+            in conversion; not after prune/cluster, which TF-MOT's n-bit QAT does not keep).
         skip_layers: layer names QAT leaves in float (for layers it cannot
             quantize); default none.
         io_dtype: model input/output type for int8 modes: "float32" (default),
@@ -101,8 +105,8 @@ class QuantizeStage(Stage):
         if io_dtype != "float32" and mode not in ("ptq_int8", "qat_int8"):
             raise RecipeError(f"Integer model I/O needs an int8 mode. Received: mode={mode!r}, io_dtype={io_dtype!r}.")
         if bits is not None:
-            if mode not in ("ptq_int8", "int4_fc"):
-                raise RecipeError(f"bits is for mode 'ptq_int8' or 'int4_fc'. Received: mode={mode!r}.")
+            if mode not in ("ptq_int8",) + _INT4_MODES:
+                raise RecipeError(f"bits is for mode 'ptq_int8', 'int4_fc' or 'qat_int4'. Received: mode={mode!r}.")
             if not isinstance(bits, Mapping) or not all(isinstance(k, str) for k in bits):
                 raise RecipeError(f"bits must map layer names to 4 or 8, e.g. {{fc1 = 4}}. Received: bits={bits!r}.")
             wrong = {k: v for k, v in bits.items() if isinstance(v, bool) or v not in (4, 8)}
@@ -124,7 +128,15 @@ class QuantizeStage(Stage):
 
     @property
     def trains(self) -> bool:  # type: ignore[override]
-        return self.mode == "qat_int8"
+        return self.mode in ("qat_int8", "qat_int4")
+
+    def check_order(self, kinds_before: Sequence[str]) -> None:
+        kept = [k for k in kinds_before if k in ("prune", "cluster")]
+        if self.mode == "qat_int4" and kept:
+            raise RecipeError(
+                f"quantize('qat_int4') cannot follow {kept[0]!r}: TF-MOT's n-bit QAT has no scheme that keeps "
+                "zeros or clusters. After prune/cluster use quantize('int4_fc'), which stores clustered "
+                "kernels on the int4 grid.")
 
     def params(self) -> dict:
         return {
@@ -143,7 +155,7 @@ class QuantizeStage(Stage):
             return "PCQAT" if "prune" in kinds_before else "CQAT"
         return "PQAT" if "prune" in kinds_before else "default"
 
-    def _qat_model(self, model, ctx: StageContext):
+    def _qat_model(self, model, ctx: StageContext, int4: set[str] = frozenset()):
         keras, tfmot = _tf.keras(), _tf.tfmot()
         qk = tfmot.quantization.keras
         unknown = [n for n in self.skip_layers if n not in {l.name for l in model.layers}]
@@ -161,11 +173,21 @@ class QuantizeStage(Stage):
                 "quantize('ptq_int8') instead."
             )
         base = clone(model)
+        int4_config = _int4.int4_qat_config() if int4 else None
+
+        def config(layer):
+            if layer.name in int4:
+                return int4_config()
+            return output_quantize_config() if layer.name in output_only else None
+
         annotated = keras.models.clone_model(
             base,
             clone_function=lambda l: l if l.name in set(self.skip_layers) | inputs
-            else qk.quantize_annotate_layer(l, output_quantize_config() if l.name in output_only else None),
+            else qk.quantize_annotate_layer(l, config(l)),
         )
+        if int4:
+            with qk.quantize_scope({"Int4KernelConfig": int4_config}), _tfmot_notices_as_debug():
+                return qk.quantize_apply(annotated, qk.experimental.default_n_bit.DefaultNBitQuantizeScheme())
         scheme = {
             "default": lambda: qk.default_8bit.Default8BitQuantizeScheme(),
             "PQAT": lambda: qk.collab_opts.Default8BitPrunePreserveQuantizeScheme(),
@@ -195,13 +217,21 @@ class QuantizeStage(Stage):
         else:
             out_model = model
         int4 = self._int4_layers(model)
-        if int4 and "cluster" in ctx.kinds_before():
-            out_model, moved = _on_int4_grid(out_model, int4, per_channel=self.per_channel)
+        on_grid: set[str] = set()
+        if self.mode == "qat_int4":
+            notes.append("QAT scheme: n-bit (4-bit kernels per channel on " + ", ".join(sorted(int4)) + ")")
+            qat = self._qat_model(model, ctx, int4)
+            with _quiet_tf_warnings(), _tfmot_notices_as_debug():
+                ctx.fine_tune(qat, learning_rate=self.learning_rate, label="QAT (int4)")
+            out_model, on_grid = _int4.fake_quantized(model, qat, int4), int4
+        elif int4 and "cluster" in ctx.kinds_before():
+            out_model, moved = _int4.on_grid(out_model, int4, per_channel=self.per_channel)
+            on_grid = set(moved)
             if moved:
                 notes.append("clustered kernels put on the int4 grid (largest move, in scales): "
                              + ", ".join(f"{k} {v:.3f}" for k, v in moved.items()))
         # A QAT model carries its own ranges; calibration data is for post-training int8 only.
-        post_training = self.mode in ("ptq_int8", "int4_fc")
+        post_training = self.mode in ("ptq_int8", "int4_fc", "qat_int4")
         representative = ctx.train.features(self.representative_samples) if post_training else None
         tflite = converters.convert(
             out_model,
@@ -212,7 +242,7 @@ class QuantizeStage(Stage):
             weight_bits=self.bits or None,
         )
         evaluation = converters.evaluate(tflite, ctx.val.dataset)
-        checks, kernels = self._verify(tflite, out_model if int4 else model, ctx, int4)
+        checks, kernels = self._verify(tflite, out_model if int4 else model, ctx, int4, on_grid)
         return StageOutput(out_model, tuple(checks), kernels, tuple(notes), tflite=tflite,
                            accuracy=evaluation.accuracy)
 
@@ -236,14 +266,14 @@ class QuantizeStage(Stage):
 
     def _int4_layers(self, model) -> set[str]:
         """The layers whose kernels this stage stores in int4."""
-        fc = {l.name for l in model.layers if type(l).__name__ in _FC_LAYERS} if self.mode == "int4_fc" else set()
+        fc = {l.name for l in model.layers if type(l).__name__ in _FC_LAYERS} if self.mode in _INT4_MODES else set()
         return (fc | {k for k, v in self.bits.items() if v == 4}) - {k for k, v in self.bits.items() if v == 8}
 
-    def _verify(self, tflite: bytes, keras_model, ctx: StageContext, int4: set[str] = frozenset()):
+    def _verify(self, tflite: bytes, keras_model, ctx: StageContext, int4: set[str] = frozenset(),
+                on_grid: set[str] = frozenset()):
         """Checks the converted weights: their dtype, and that earlier sparsity/sharing survived."""
         previous = ctx.previous[-1].kernels if ctx.previous else {}
-        clustered = "cluster" in ctx.kinds_before()
-        arrays = {k: v[0] for k, v in kernel_arrays(keras_model).items()} if int4 and clustered else {}
+        arrays = {k: v[0] for k, v in kernel_arrays(keras_model).items() if k in on_grid}
         checks, kernels = [], {}
         for name, shape, in_axis, out_axis, tensor in _matched_kernels(tflite, keras_model):
             data = tensor.data()
@@ -255,10 +285,11 @@ class QuantizeStage(Stage):
             st = stats_of(name, data, in_axis=t_in, out_axis=t_out, zero=zero)
             kernels[name] = {**st.to_dict(), "dtype": tensor.dtype}
             expected_dtype = "int4" if name in int4 else _WEIGHT_DTYPE[self.mode]
-            if name in arrays and _grid_ready(arrays[name], out_axis):
-                # The runtime's weights are the clustered ones: codes x scales == the kernel.
-                diff = _dequantized_diff(tensor, arrays[name], in_axis, out_axis)
-                checks.append(Check(f"int4 = centroids[{name}]", "max |.tflite - kernel| <= 1e-6 scale",
+            if name in arrays:
+                # The runtime's weights are the returned model's: codes x scales == the kernel.
+                diff = _int4.grid_diff(tensor, arrays[name], in_axis, out_axis)
+                what = "trained grid" if self.mode == "qat_int4" else "centroids"
+                checks.append(Check(f"int4 = {what}[{name}]", "max |.tflite - kernel| <= 1e-6 scale",
                                     f"{diff:.2g} scale", diff <= 1e-6))
             # The converter keeps tiny tensors float in dynamic-range mode (< 1024 weights).
             if not (self.mode == "dynamic" and int(np.prod(shape)) < 1024):
@@ -277,56 +308,6 @@ class QuantizeStage(Stage):
                 checks.append(Check(f"clusters kept[{name}]", f"unique values per channel <= {limit}",
                                     str(st.max_unique_per_channel), st.max_unique_per_channel <= limit))
         return checks, kernels
-
-
-def _grid_ready(kernel: np.ndarray, out_axis: int) -> bool:
-    """At most 16 values per output channel: what int4 can hold with no further loss."""
-    rows = np.moveaxis(kernel, out_axis, 0).reshape(kernel.shape[out_axis], -1)
-    return max(len(np.unique(r)) for r in rows) <= 16
-
-
-def _int4_scale(kernel: np.ndarray, out_axis: int, per_channel: bool) -> np.ndarray:
-    axes = tuple(a for a in range(kernel.ndim) if a != out_axis) if per_channel else None
-    bound = np.max(np.abs(kernel), axis=axes, keepdims=True)
-    return np.where(bound > 0, bound / _INT4_LEVELS, 1.0).astype(np.float32)
-
-
-def _on_int4_grid(model, int4: set[str], *, per_channel: bool):
-    """A copy whose clustered int4 kernels lie on the grid the quantizer uses (scale = max|w|/7).
-
-    A channel of <= 16 centroids keeps its largest centroid exactly and moves the others to
-    the nearest grid point, so conversion to int4 adds nothing beyond this (measured) move.
-    Returns the copy and, per layer, the largest move in units of the layer's scale.
-    """
-    copy = clone(model)
-    moved = {}
-    for name, (kernel, _, out_axis) in kernel_arrays(copy).items():
-        if name not in int4 or "/" in name:
-            continue
-        if not _grid_ready(kernel, out_axis):
-            continue
-        scale = _int4_scale(kernel, out_axis, per_channel)
-        on_grid = (np.clip(np.round(kernel / scale), -8, _INT4_LEVELS) * scale).astype(kernel.dtype)
-        moved[name] = float(np.max(np.abs(on_grid - kernel) / scale))
-        copy.get_layer(name).kernel.assign(on_grid)
-    return copy, moved
-
-
-def _dequantized_diff(tensor, kernel: np.ndarray, in_axis: int, out_axis: int) -> float:
-    """Largest |stored value x scale - Keras kernel|, in units of the channel's scale."""
-    q = tensor.quantization
-    codes = tensor.data().astype(np.float64)
-    scale = np.asarray(q.scale, dtype=np.float64)
-    shape = [1] * codes.ndim
-    if scale.size > 1:
-        shape[q.quantized_dimension] = scale.size
-    scale = scale.reshape(shape)
-    # Keras (..., in, out) -> TFLite (out, ..., in); depthwise (h, w, in, m) -> (1, h, w, in*m).
-    if in_axis == out_axis:
-        keras_layout = kernel.reshape((1,) + kernel.shape[:2] + (-1,))
-    else:
-        keras_layout = np.moveaxis(kernel, out_axis, 0)
-    return float(np.max(np.abs(codes * scale - keras_layout.astype(np.float64)) / scale))
 
 
 def _output_only(model) -> set[str]:

@@ -211,6 +211,9 @@ class Stage(abc.ABC):
     def params(self) -> dict:
         """The stage's settings, JSON-safe, as a recipe would write them."""
 
+    def check_order(self, kinds_before: Sequence[str]) -> None:
+        """Refuses, when the pipeline is built, an order its settings cannot work in (default: none)."""
+
     def check_model(self, model) -> None:
         """Refuses, before any training, settings that cannot apply to `model` (default: none)."""
 

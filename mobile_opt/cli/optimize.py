@@ -46,8 +46,8 @@ def _recipe_from_flags(prune, prune_schedule, prune_structure, cluster, quantize
 @click.option("--prune-schedule", type=click.Choice(["constant", "polynomial"]), default="constant", show_default=True)
 @click.option("--prune-structure", type=click.Choice(["unstructured", "2:4"]), default="unstructured", show_default=True)
 @click.option("--cluster", type=int, help="Cluster each kernel to this many shared values.")
-@click.option("--quantize", type=click.Choice(["ptq_int8", "int4_fc", "dynamic", "float16", "qat_int8"]),
-              help="int4_fc: int4 Dense kernels (ai-edge-quantizer), int8 elsewhere.")
+@click.option("--quantize", type=click.Choice(["ptq_int8", "int4_fc", "dynamic", "float16", "qat_int8", "qat_int4"]),
+              help="int4_fc: int4 Dense kernels (ai-edge-quantizer), int8 elsewhere; qat_int4: the same after 4-bit QAT.")
 @click.option("--bits", help="Kernel bits per layer for ptq_int8/int4_fc, e.g. fc1=4,fc2=8.")
 @data_options
 @click.option("--epochs", "fine_tune_epochs", type=click.IntRange(min=0), help="Fine-tuning epochs per stage [recipe or 2].")

@@ -207,5 +207,26 @@ def test_int4_on_a_layer_whose_op_cannot_take_it_is_refused_before_training(fmni
     assert epochs == []
     with pytest.raises(RecipeError, match=r"Kernel bits must be 4 or 8.*\{'out': 2\}"):
         quantize("int4_fc", bits={"out": 2})
-    with pytest.raises(RecipeError, match="bits is for mode 'ptq_int8' or 'int4_fc'"):
+    with pytest.raises(RecipeError, match="bits is for mode .ptq_int8., .int4_fc. or .qat_int4."):
         quantize("qat_int8", bits={"out": 4})
+
+
+def test_qat_int4_trains_on_the_grid_the_tflite_stores(trained_mlp, fmnist):
+    result = Pipeline([quantize("qat_int4")]).run(trained_mlp, *fmnist, fine_tune_epochs=1, max_accuracy_drop=5.0)
+    stage = result.stages[-1]
+    assert stage.ok, [c for c in stage.checks if not c.ok]
+    assert {f"int4 = trained grid[{n}]" for n in ("fc1", "fc2", "fc3")} <= {c.name for c in stage.checks}
+    parsed = converters.load_tflite(result.tflite)
+    fc1 = next(t for sg in parsed.subgraphs for t in sg.tensors if t.is_constant and tuple(t.shape) == (300, 784))
+    assert fc1.dtype == "int4"
+    # The returned model is what ships: its Keras outputs follow the .tflite's (int8 activations aside).
+    x, _ = fmnist[1]
+    keras_classes = result.model.predict(x[:500], verbose=0).argmax(-1)
+    tflite_classes = converters.evaluate(result.tflite, (x[:500], keras_classes)).accuracy
+    assert tflite_classes > 0.95
+    assert result.tolerance_held is True
+
+
+def test_qat_int4_refuses_to_follow_what_it_cannot_keep():
+    with pytest.raises(RecipeError, match="qat_int4.*cannot follow 'cluster'.*int4_fc"):
+        Pipeline([cluster(16), quantize("qat_int4")])
