@@ -21,7 +21,7 @@ from mobile_opt.errors import UnsupportedModelError
 from mobile_opt.measure import kernel_arrays
 from mobile_opt.stage import clone
 
-__all__ = ["LEVELS", "fake_quantized", "grid_diff", "grid_ready", "int4_qat_config", "on_grid"]
+__all__ = ["LEVELS", "fake_quantized", "grid_diff", "grid_ready", "int4_qat_config", "odd_width_notes", "on_grid"]
 
 LEVELS = 7  # symmetric int4 as ai-edge-quantizer writes it: scale = max|w| / 7
 
@@ -104,6 +104,24 @@ def fake_quantized(float_model, qat_model, layers: set[str]):
                 "Use quantize('int4_fc') (post-training) for this model."
             ) from exc
     return copy
+
+
+def odd_width_notes(tflite: bytes) -> list[str]:
+    """A note when an int4 kernel's rows (its input width) have an odd length.
+
+    Measured on the host (bench/shipped_size.py, BENCHMARKS.md): XNNPACK ran LeNet's
+    FULLY_CONNECTED layers 2.8x slower with input width 225 than with 240; the rows of an odd
+    width do not end on a byte, which XNNPACK's packed int4 kernels pay for.
+    """
+    import converters
+
+    odd = [(t.name, t.shape[-1]) for sg in converters.load_tflite(tflite).subgraphs for t in sg.tensors
+           if t.is_constant and t.dtype == "int4" and len(t.shape) >= 2 and t.shape[-1] % 2]
+    if not odd:
+        return []
+    return ["int4 kernel(s) with an odd input width (" + ", ".join(f"{n}: {w}" for n, w in odd)
+            + "): XNNPACK ran such layers up to 2.8x slower than even widths (BENCHMARKS.md); keep the "
+            "layer before each an even width (e.g. a prune_channels ratio that leaves even counts)"]
 
 
 def _attr(weight) -> str:

@@ -242,6 +242,7 @@ class QuantizeStage(Stage):
             weight_bits=self.bits or None,
         )
         evaluation = converters.evaluate(tflite, ctx.val.dataset)
+        notes.extend(_int4.odd_width_notes(tflite))
         checks, kernels = self._verify(tflite, out_model if int4 else model, ctx, int4, on_grid)
         return StageOutput(out_model, tuple(checks), kernels, tuple(notes), tflite=tflite,
                            accuracy=evaluation.accuracy)

@@ -230,3 +230,13 @@ def test_qat_int4_trains_on_the_grid_the_tflite_stores(trained_mlp, fmnist):
 def test_qat_int4_refuses_to_follow_what_it_cannot_keep():
     with pytest.raises(RecipeError, match="qat_int4.*cannot follow 'cluster'.*int4_fc"):
         Pipeline([cluster(16), quantize("qat_int4")])
+
+
+def test_an_int4_kernel_of_odd_input_width_gets_a_note(fmnist):
+    keras = _tf.keras()
+    layers = keras.layers
+    model = keras.Sequential([keras.Input((28, 28)), layers.Flatten(), layers.Dense(15, activation="relu", name="h"),
+                              layers.Dense(10, activation="softmax", name="out")])
+    result = Pipeline([quantize("int4_fc")]).run(model, *fmnist, max_accuracy_drop=100.0)
+    notes = [n for n in result.stages[-1].notes if "odd input width" in n]
+    assert len(notes) == 1 and "out/MatMul: 15" in notes[0] and "h/MatMul" not in notes[0]  # h's width is 784
