@@ -18,7 +18,7 @@ from mobile_opt._sensitivity import Sensitivity
 from mobile_opt.errors import ConstraintError, RecipeError, UnsupportedModelError
 
 __all__ = ["parse_latency", "SearchSpace", "quant_modes", "CLUSTER_BITS", "CHANNEL_RATIOS", "QUANT_MODES",
-           "PER_TENSOR", "SCHEDULES"]
+           "INT4", "PER_TENSOR", "SCHEDULES"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +34,15 @@ CHANNEL_RATIOS = (0.0, 0.25, 0.5)
 # α0.35's 634 KB) and can give a cluster a different code per channel; per-tensor costs
 # accuracy on convolutions instead, which the search measures.
 PER_TENSOR = "ptq_int8_per_tensor"
-QUANT_MODES = ("qat_int8", "ptq_int8", PER_TENSOR, "dynamic", "float16")
+# "int4_fc": int4 kernels on the Dense layers (XNNPACK runs int4 FULLY_CONNECTED), small or
+# sensitive ones kept at 8 bits; whether int4 is also faster is CPU-dependent, so with a device
+# the measured latency decides. Searched only for models with Dense layers.
+INT4 = "int4_fc"
+QUANT_MODES = ("qat_int8", "ptq_int8", PER_TENSOR, INT4, "dynamic", "float16")
 # Full-integer int8 stores every weight in 8 bits or fewer (clustered: fewer distinct codes);
 # dynamic-range keeps float activations and biases, float16 16-bit weights: on coded size
 # they never beat int8, so they are searched only when latency on a device is an objective.
-SIZE_MODES = ("qat_int8", "ptq_int8", PER_TENSOR)
+SIZE_MODES = ("qat_int8", "ptq_int8", PER_TENSOR, INT4)
 # Fine-tuning epochs per stage (prune, cluster, QAT) by level. Pruning gets the most: its
 # polynomial ramp ends at 70% of its steps and the rest recovers at the final sparsity;
 # clustering and QAT only touch up (Han et al. retrain after pruning far longer than after
@@ -124,7 +128,8 @@ class SearchSpace:
         cluster_bits: 0 (none) or 3-6 bits for big layers; small or sensitive layers
             get one bit more.
         quantize: int8 QAT (PTQ when QAT fails on the model), PTQ (per-channel or
-            per-tensor weight scales); dynamic/float16
+            per-tensor weight scales), int4 Dense kernels (small/sensitive ones at 8 bits;
+            after clustering the centroids go on the int4 grid); dynamic/float16
             only with a device and no size budget. When TF-MOT's QAT cannot wrap some
             layers (they stay float, named in the recipe), the search starts from PTQ.
         channels: 0, 0.25 or 0.5 of the filters removed by channel pruning (halved for
@@ -143,6 +148,9 @@ class SearchSpace:
         self.qat_skip = qat_unsupported(model)
         # QAT that cannot cover the model (layers left in float) starts from PTQ instead.
         self.modes = tuple(sorted(modes, key=lambda m: m != "ptq_int8")) if self.qat_skip else modes
+        self.int4_layers = [l.name for l in model.layers if type(l).__name__ == "Dense"]
+        if not self.int4_layers:
+            self.modes = tuple(m for m in self.modes if m != INT4)
         self.prune_choices = ("unstructured", "none") + (("2:4",) if with_device else ())
         self.max_accuracy_drop = max_accuracy_drop
         self.cluster_layers = cluster_candidates(model)
@@ -207,6 +215,14 @@ class SearchSpace:
             out[name] = min(8, bits + (1 if n < _SMALL_LAYER_SHARE * biggest or sensitive else 0))
         return out
 
+    def kernel_bits(self) -> dict[str, int]:
+        """Dense layers that stay 8-bit under int4: small ones (few bytes to save, often the
+        classifier) and those whose lone drop at 50% sparsity passes 1 pp."""
+        sizes = {n: self.model.get_layer(n).get_weights()[0].size for n in self.int4_layers}
+        biggest = max(sizes.values(), default=0)
+        return {n: 8 for n, size in sizes.items()
+                if size < _SMALL_LAYER_SHARE * biggest or self.sensitivity.drops.get(n, {}).get("0.5", 0.0) > 1.0}
+
     def suggest(self, trial, watch=None):
         """Asks `trial` for one recipe; returns `(stages, description)`."""
         from mobile_opt.clustering import cluster
@@ -253,6 +269,10 @@ class SearchSpace:
                 description["qat_skipped_layers"] = list(self.qat_skip)
         elif mode == PER_TENSOR:
             stages.append(quantize("ptq_int8", per_channel=False))
+        elif mode == INT4:
+            keep = self.kernel_bits()
+            stages.append(quantize(INT4, bits=keep or None))
+            description["kernel_bits"] = {n: keep.get(n, 4) for n in self.int4_layers}
         else:
             stages.append(quantize(mode))
         description["quantize"] = mode
@@ -313,6 +333,8 @@ class SearchSpace:
             out.append({**params, "quantize": self.modes[0]})
         elif PER_TENSOR in self.modes:
             out.append({**params, "quantize": PER_TENSOR})
+        if INT4 in self.modes and params.get("quantize") != INT4:
+            out.append({**params, "quantize": INT4})
         # The big sparsity step first, then fewer bits, then the small sparsity step.
         return out[:1] + out[2:] + out[1:2] if len(out) > 2 else out
 

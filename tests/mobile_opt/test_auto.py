@@ -297,8 +297,8 @@ def _space(model, sizes=None, **kwargs):
 def test_size_only_searches_leave_dynamic_and_float16_out():
     from mobile_opt._search_space import quant_modes
 
-    assert quant_modes(size_budget=50_000, with_device=True) == ("qat_int8", "ptq_int8", PER_TENSOR)
-    assert quant_modes(size_budget=None, with_device=False) == ("qat_int8", "ptq_int8", PER_TENSOR)
+    assert quant_modes(size_budget=50_000, with_device=True) == ("qat_int8", "ptq_int8", PER_TENSOR, "int4_fc")
+    assert quant_modes(size_budget=None, with_device=False) == ("qat_int8", "ptq_int8", PER_TENSOR, "int4_fc")
     assert {"dynamic", "float16"} <= set(quant_modes(size_budget=None, with_device=True))
     assert "2:4" not in _space(_tiny_model()).prune_choices
     assert "2:4" in _space(_tiny_model(), with_device=True).prune_choices
@@ -520,3 +520,19 @@ def test_a_latency_budget_out_of_reach_steers_the_search_to_channel_pruning(data
                 and c.recipe.get("sparsity") == first_pruned.recipe.get("sparsity") and not c.recipe.get("channels"))
     assert first_pruned.coded_bytes < same.coded_bytes
     assert f"remove filters c1 {channels['c1']:.0%}" in Path(result.files["report"]).read_text()
+
+
+def test_int4_kernels_are_searched_per_layer_on_models_with_dense_layers():
+    optuna = pytest.importorskip("optuna")
+    from mobile_opt._search_space import INT4
+
+    space = _space(_tiny_model(), modes=("qat_int8", "ptq_int8", INT4))
+    deep = space.defaults()[1]
+    assert {**deep, "quantize": INT4} in space.pushes(deep)
+    stages, recipe = space.suggest(optuna.trial.FixedTrial({**deep, "quantize": INT4}))
+    # The big hidden layer goes int4; the classifier (under 5% of its weights) keeps 8 bits.
+    assert stages[-1].params()["mode"] == INT4 and stages[-1].params()["bits"] == {"fc2": 8}
+    assert recipe["kernel_bits"] == {"fc1": 4, "fc2": 8}
+    keras = _tf.keras()
+    convs = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, name="c"), keras.layers.Flatten()])
+    assert INT4 not in _space(convs, {"c": 36}, modes=("qat_int8", "ptq_int8", INT4)).modes
