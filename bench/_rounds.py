@@ -17,12 +17,18 @@ from pathlib import Path
 import numpy as np
 
 import device_bench
+from device_bench._host import cpu_flags
 
 
 def interleaved_p50s(paths: dict[str, Path], rounds: int, run: "device_bench.RunSettings") -> dict:
-    """`{"p50_us_per_round": {name: [p50 of each round]}, "load_average_1min_per_round": [...]}`."""
+    """`{"p50_us_per_round": {name: [...]}, "mean_us_per_round": {...}, "load_average_1min_per_round": [...]}`.
+
+    The tool's per-run times are whole microseconds, so a model of a few µs has a p50 that can
+    only be 1, 2, 3... µs; its mean (of the unrounded runs) is what resolves such a model.
+    """
     names = list(paths)
     p50s: dict[str, list[float]] = {n: [] for n in names}
+    means: dict[str, list[float]] = {n: [] for n in names}
     load: list[float] = []
     with device_bench.connect() as host:
         for r in range(rounds):
@@ -32,9 +38,10 @@ def interleaved_p50s(paths: dict[str, Path], rounds: int, run: "device_bench.Run
                 if result.status != "ok":
                     raise RuntimeError(f"{name}: benchmark {result.status}: {result.reason}")
                 p50s[name].append(result.latency.p50_us)
+                means[name].append(result.latency.mean_us)
             load.append(os.getloadavg()[0])
             print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{n} {p50s[n][-1]:.0f} us" for n in names), flush=True)
-    return {"p50_us_per_round": p50s, "load_average_1min_per_round": load}
+    return {"p50_us_per_round": p50s, "mean_us_per_round": means, "load_average_1min_per_round": load}
 
 
 def ratio_summary(numer: list[float], denom: list[float], rng) -> dict:
@@ -70,7 +77,7 @@ def machine() -> dict:
             cpu.setdefault(key.strip(), value.strip())
     except OSError:  # not Linux: platform's name only
         pass
-    flags = set(cpu.get("flags", "").split())
+    flags = cpu_flags()
     return {"platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count(),
             "cpu_model": cpu.get("model name", platform.processor()), "simd": [f for f in _SIMD if f in flags],
             "tensorflow": _tf.tf().__version__, "load_average_at_end": os.getloadavg()}

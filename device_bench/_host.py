@@ -46,6 +46,16 @@ def _cpu_model() -> str | None:
     return match.group(1).strip() if match else (platform.processor() or None)
 
 
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags (x86 `flags`, ARM `Features` in /proc/cpuinfo); empty if unknown."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return set()
+    match = re.search(r"^(?:flags|Features)\s*:\s*(.+)$", text, flags=re.M)
+    return set(match.group(1).split()) if match else set()
+
+
 def _host_battery() -> dict | None:
     supplies = Path("/sys/class/power_supply")
     batteries = sorted(supplies.glob("BAT*")) if supplies.is_dir() else []
