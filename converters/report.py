@@ -2,6 +2,9 @@
 
 Rows are lists of dicts with string values in column order, so any renderer (rich, Markdown,
 CSV) draws the same table. Byte figures are exact integers with thousands separators.
+Sizes lead with raw (the .tflite as shipped: what LiteRT mmaps), then zip (what it costs
+deflated in an APK or download), then coded (Deep Compression's estimate, which no runtime
+loads), each labelled so.
 
 Example:
     >>> from converters.size import analyze                      # doctest: +SKIP
@@ -11,7 +14,7 @@ Example:
 from __future__ import annotations
 
 from converters.size_diff import SizeDiff
-from converters.size import SizeReport
+from converters.size import ZIP_LEVEL, SizeReport
 
 __all__ = [
     "diff_summary_rows",
@@ -45,17 +48,23 @@ def _short_name(name: str, limit: int = 60) -> str:
     return name if len(name) <= limit else "…" + name[-(limit - 1):]
 
 
+RAW_LABEL = "raw (.tflite as shipped, mmapped by LiteRT)"
+ZIP_LABEL = f"zip (deflated APK entry, level {ZIP_LEVEL})"
+CODED_LABEL = "coded (estimate: Deep Compression coding, no runtime loads it)"
+
+
 def summary_rows(report: SizeReport) -> list[dict[str, str]]:
-    """Whole-file figures: one row per measure with its share of the raw file."""
+    """Whole-file figures (raw, zip, coded estimate first), each with its share of the raw file."""
     raw = report.raw_bytes
     bits_per_weight = report.entropy_bits / report.params if report.params else None
     rows = [
-        ("raw (file as written)", report.raw_bytes),
-        (f"gzip (zlib level {report.gzip_level})", report.gzip_bytes),
+        (RAW_LABEL, report.raw_bytes),
+        (ZIP_LABEL, report.zip_bytes),
+        (CODED_LABEL, report.coded_bytes),
+        (f"gzip (zlib level {report.gzip_level}, the TF-MOT convention)", report.gzip_bytes),
         ("weights (constant buffers)", report.weight_bytes),
         ("graph overhead (non-weight)", report.non_weight_bytes),
-        ("huffman-or-raw per buffer + overhead", report.huffman_bytes),
-        ("coded (best encoding per buffer + overhead)", report.coded_bytes),
+        ("huffman-or-raw per buffer + overhead (estimate)", report.huffman_bytes),
     ]
     out = [{"measure": k, "bytes": _b(v), "of raw": _pct(v, raw)} for k, v in rows]
     out.append({"measure": "entropy bound of the weights", "bytes": _b(int(round(report.entropy_bits / 8))),
@@ -69,7 +78,7 @@ def op_type_rows(report: SizeReport) -> list[dict[str, str]]:
     """Weight bytes per operator type (each buffer attributed to its first reader)."""
     return [
         {"op type": o.op_type, "ops": str(o.op_count), "weight buffers": str(o.weight_buffers),
-         "params": _b(o.params), "raw": _b(o.raw_bytes), "coded": _b(o.coded_bytes),
+         "params": _b(o.params), "raw": _b(o.raw_bytes), "coded est.": _b(o.coded_bytes),
          "share of weights": _pct(o.raw_bytes, report.weight_bytes)}
         for o in report.op_types
     ]
@@ -91,14 +100,14 @@ def tensor_rows(report: SizeReport, top: int | None = 10) -> list[dict[str, str]
          "entropy b/w": "—" if t.entropy_bits_per_weight is None else f"{t.entropy_bits_per_weight:.2f}",
          "huffman": _b(t.huffman_bytes),
          "sparse": "—" if t.sparse_bytes is None else f"{t.sparse_bytes:,} (b={t.sparse_index_bits})",
-         "best": t.best_encoding, "coded": _b(t.coded_bytes)}
+         "best": t.best_encoding, "coded est.": _b(t.coded_bytes)}
         for t in rows
     ]
 
 
 def diff_summary_rows(d: SizeDiff) -> list[dict[str, str]]:
-    """Totals of both models, change and ratio (b / a)."""
-    items = [("raw", d.raw_bytes), ("gzip", d.gzip_bytes), ("coded", d.coded_bytes),
+    """Totals of both models (raw, zip, coded estimate first), change and ratio (b / a)."""
+    items = [("raw", d.raw_bytes), ("zip", d.zip_bytes), ("coded (estimate)", d.coded_bytes), ("gzip", d.gzip_bytes),
              ("weights", d.weight_bytes), ("graph overhead", d.non_weight_bytes), ("params", d.params)]
     return [{"measure": k, "a": _b(v.a), "b": _b(v.b), "change": _signed(v.change), "b / a": _ratio(v.ratio)}
             for k, v in items]
@@ -116,7 +125,7 @@ def diff_tensor_rows(d: SizeDiff, top: int | None = 10) -> list[dict[str, str]]:
          "status": t.status, "matched by": t.matched_by or "—",
          "dtype": f"{t.dtype_a or '—'} → {t.dtype_b or '—'}",
          "raw a": _b(t.raw_bytes.a), "raw b": _b(t.raw_bytes.b), "raw change": _signed(t.raw_bytes.change),
-         "coded a": _b(t.coded_bytes.a), "coded b": _b(t.coded_bytes.b),
+         "coded est. a": _b(t.coded_bytes.a), "coded est. b": _b(t.coded_bytes.b),
          "params change": _signed(t.params.change)}
         for t in rows
     ]

@@ -8,8 +8,8 @@ and pruning); "index" (only tensors no op reads: the same index, shape and dtype
 rule justifies is never made: what is left is "added" (only in b) or "removed" (only in a).
 Only tensors that carry their buffer in the totals are compared (see `converters.size`).
 
-`SizeDiff.to_dict()` keys (stable; pinned by tests/converters/test_diff.py):
-    a, b, raw_bytes, gzip_bytes, coded_bytes, weight_bytes, non_weight_bytes, params, tensors
+`SizeDiff.to_dict()` keys (stable; pinned by tests/converters/test_size_diff.py):
+    a, b, raw_bytes, zip_bytes, gzip_bytes, coded_bytes, weight_bytes, non_weight_bytes, params, tensors
   each total is `Delta.to_dict()`: a, b, change (b - a), ratio (b / a, None when a is 0)
   tensors[i] (`TensorDiff.to_dict()`):
     status ("same" | "changed" | "added" | "removed"), subgraph, name (b's, else a's), name_a,
@@ -94,6 +94,7 @@ class SizeDiff:
     a: SizeReport
     b: SizeReport
     raw_bytes: Delta
+    zip_bytes: Delta
     gzip_bytes: Delta
     coded_bytes: Delta
     weight_bytes: Delta
@@ -114,6 +115,7 @@ class SizeDiff:
             "a": self.a.source,
             "b": self.b.source,
             "raw_bytes": self.raw_bytes.to_dict(),
+            "zip_bytes": self.zip_bytes.to_dict(),
             "gzip_bytes": self.gzip_bytes.to_dict(),
             "coded_bytes": self.coded_bytes.to_dict(),
             "weight_bytes": self.weight_bytes.to_dict(),
@@ -223,6 +225,7 @@ def diff(a: str | Path | bytes | TFLiteModel | SizeReport, b: str | Path | bytes
     return SizeDiff(
         a=ra, b=rb,
         raw_bytes=Delta(ra.raw_bytes, rb.raw_bytes),
+        zip_bytes=Delta(ra.zip_bytes, rb.zip_bytes),
         gzip_bytes=Delta(ra.gzip_bytes, rb.gzip_bytes),
         coded_bytes=Delta(ra.coded_bytes, rb.coded_bytes),
         weight_bytes=Delta(ra.weight_bytes, rb.weight_bytes),

@@ -63,7 +63,7 @@ def test_added_removed_and_index_fallback(hand_built):
 def test_to_dict_keys_are_pinned(fp32_path, dynamic_path):
     out = diff(fp32_path, dynamic_path).to_dict()
     json.dumps(out)
-    assert list(out) == ["a", "b", "raw_bytes", "gzip_bytes", "coded_bytes", "weight_bytes",
+    assert list(out) == ["a", "b", "raw_bytes", "zip_bytes", "gzip_bytes", "coded_bytes", "weight_bytes",
                          "non_weight_bytes", "params", "tensors"]
     assert list(out["raw_bytes"]) == ["a", "b", "change", "ratio"]
     assert list(out["tensors"][0]) == ["status", "subgraph", "name", "name_a", "matched_by", "index_a", "index_b",
