@@ -34,6 +34,7 @@ import tempfile
 import time
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -98,15 +99,16 @@ def saved_by_keras3(path: str | os.PathLike) -> bool:
 
     A .keras file is a zip whose `metadata.json` holds `keras_version`; an .h5 file keeps
     it as the root attribute `keras_version` (both Keras write both, with their own version).
+
+    Raises:
+        ModelFormatError: a zip whose `metadata.json` cannot be read or is not a JSON object.
     """
     p = Path(path)
     if not p.is_file():
         return False
     version = ""
     if zipfile.is_zipfile(p):
-        with zipfile.ZipFile(p) as archive:
-            if "metadata.json" in archive.namelist():
-                version = str(json.loads(archive.read("metadata.json")).get("keras_version", ""))
+        version = str(_keras_metadata(p).get("keras_version", ""))
     elif p.suffix.lower() in (".h5", ".hdf5"):
         import h5py
 
@@ -114,6 +116,23 @@ def saved_by_keras3(path: str | os.PathLike) -> bool:
             raw = handle.attrs.get("keras_version", b"")
             version = raw.decode() if isinstance(raw, bytes) else str(raw)
     return version.split(".")[0] == "3"
+
+
+def _keras_metadata(path: Path) -> dict:
+    """The `metadata.json` of a .keras zip ({} when there is none)."""
+    fix = "Save the model again with `model.save(path)` (a .keras file is the zip Keras writes)."
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if "metadata.json" not in archive.namelist():
+                return {}
+            metadata = json.loads(archive.read("metadata.json"))
+    except (OSError, zipfile.BadZipFile, zlib.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFormatError(f"{str(path)!r} is not a readable .keras file: its metadata.json cannot be read "
+                               f"as JSON ({exc}). {fix}") from exc
+    if not isinstance(metadata, dict):
+        raise ModelFormatError(f"{str(path)!r} is not a readable .keras file: its metadata.json holds a "
+                               f"{type(metadata).__name__}, not a JSON object. {fix}")
+    return metadata
 
 
 def load_keras3_file(path: str | os.PathLike) -> Any:

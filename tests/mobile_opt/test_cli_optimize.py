@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -74,6 +75,9 @@ def test_optimize_with_recipe_and_table_output(saved_mlp, tmp_path):
         (["optimize", "{model}", "--quantize", "ptq_int8", "--bits", "fc9=4", "--train-samples", "100",
           "--val-samples", "100", "-o", "o.keras"], "bits names no layer of the model: ['fc9']"),
         (["optimize", "{model}", "--prune", "0.5", "--bits", "fc1=4", "-o", "o.keras"], "--bits sets the bits"),
+        # A .keras zip whose metadata.json is not a JSON object, or not JSON (issue 22).
+        (["optimize", "{k3list}", "--prune", "0.5", "-o", "o.keras"], "metadata.json holds a list"),
+        (["auto", "{k3text}", "--max-accuracy-drop", "1", "--out", "auto-out"], "metadata.json cannot be read as JSON"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(saved_mlp, tmp_path, args, message):
@@ -82,9 +86,13 @@ def test_bad_input_exits_2_and_writes_nothing(saved_mlp, tmp_path, args, message
     (inputs / "text.npz").write_text("not a zip")
     np.savez(inputs / "labels.npz", x_train=np.zeros((8, 28, 28), np.float32), y_train=np.full(8, 42),
              x_val=np.zeros((4, 28, 28), np.float32), y_val=np.full(4, 42))
+    for name, metadata in (("list", "[1, 2]"), ("text", "not json{")):
+        with zipfile.ZipFile(inputs / f"{name}.keras", "w") as archive:
+            archive.writestr("metadata.json", metadata)
     work = tmp_path / "work"
     work.mkdir()
-    names = {"{model}": str(saved_mlp), "{notnpz}": str(inputs / "text.npz"), "{badlabels}": str(inputs / "labels.npz")}
+    names = {"{model}": str(saved_mlp), "{notnpz}": str(inputs / "text.npz"), "{badlabels}": str(inputs / "labels.npz"),
+             "{k3list}": str(inputs / "list.keras"), "{k3text}": str(inputs / "text.keras")}
     proc = _run(*[names.get(a, a) for a in args], cwd=work)
     assert proc.returncode == 2
     assert message in proc.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -32,6 +34,18 @@ def test_missing_and_non_model_files(tmp_path):
     tflite.write_bytes(b"\0" * 16)
     with pytest.raises(ModelFormatError, match="mobile-opt analyze"):
         load_model(tflite)
+
+
+@pytest.mark.parametrize("metadata,problem", [("[1, 2]", "holds a list, not a JSON object"),
+                                              ("not json{", "cannot be read as JSON")])
+def test_keras_zip_with_bad_metadata_is_a_format_error(tmp_path, metadata, problem):
+    path = tmp_path / "bad.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("metadata.json", metadata)
+        archive.writestr("config.json", "{}")
+    with pytest.raises(ModelFormatError, match=problem) as caught:
+        load_model(path)
+    assert str(path) in str(caught.value)
 
 
 def test_failed_save_leaves_nothing(tmp_path):
