@@ -38,6 +38,7 @@ class ModelFigures:
     name: str
     path: str
     raw_bytes: int
+    zip_bytes: int
     gzip_bytes: int
     coded_bytes: int
     accuracy: float
@@ -48,24 +49,37 @@ class ModelFigures:
 
 @dataclass(frozen=True)
 class DemoResult:
-    """Everything the demo measured; `benchmarks` is empty when benchmarking was skipped."""
+    """Everything the demo measured; `benchmarks` is empty when benchmarking was skipped.
+
+    `slowdown` explains, per op type, a compressed model measured slower than fp32 (None
+    when it was not slower, or not benchmarked).
+    """
 
     pipeline: PipelineResult
     models: tuple[ModelFigures, ...]
     benchmarks: tuple = field(default=())
     out_dir: str = ""
+    slowdown: object = None
+
+    @property
+    def ratios(self) -> dict[str, float]:
+        """fp32 ÷ compressed, in what ships first: raw .tflite, its zip entry, the coded estimate."""
+        a, b = self.models[0], self.models[-1]
+        return {"raw": a.raw_bytes / b.raw_bytes, "zip": a.zip_bytes / b.zip_bytes, "coded": a.coded_bytes / b.coded_bytes}
 
     @property
     def compression_ratio(self) -> float:
-        """fp32 .tflite bytes ÷ coded bytes of the compressed model."""
-        return self.models[0].raw_bytes / self.models[-1].coded_bytes
+        """fp32 .tflite bytes ÷ the compressed .tflite's bytes: what an app ships (raw)."""
+        return self.ratios["raw"]
 
     def to_dict(self) -> dict:
         return {
             "pipeline": self.pipeline.to_dict(),
             "models": [m.to_dict() for m in self.models],
             "compression_ratio": self.compression_ratio,
+            "ratios": self.ratios,
             "benchmarks": [b.to_dict() for b in self.benchmarks],
+            "slowdown": None if self.slowdown is None else self.slowdown.to_dict(),
             "out_dir": self.out_dir,
         }
 
@@ -122,12 +136,28 @@ def run_demo(
 
             benchmarks = tuple(device_bench.benchmark(
                 dev, [Path(f.path) for f in figures], run=device_bench.RunSettings(runs=runs)))
-    demo = DemoResult(result, tuple(figures), benchmarks, str(out))
+            slowdown = _explain(dev, benchmarks, figures, runs)
+    demo = DemoResult(result, tuple(figures), benchmarks, str(out), slowdown if dev is not None else None)
     (out / "summary.json").write_text(json.dumps({**demo.to_dict(), "provenance": provenance()}, indent=2, default=str))
     write_report([out / "summary.json", out / "compressed.size.json"], out / "report.html",
                  command=f"mobile-opt demo --out {out}" + (" --quick" if quick else "")
                  + f" --device {device or 'none'} --runs {runs}")
     return demo
+
+
+def _explain(dev, benchmarks, figures, runs: int):
+    """A compressed model slower than fp32 is never shown bare: both re-run op-profiled, compared."""
+    import device_bench
+
+    fp32, compressed = benchmarks[0], benchmarks[-1]
+    if fp32.status != "ok" or compressed.status != "ok" or not device_bench.is_slower(fp32, compressed):
+        return None
+    profiled = device_bench.benchmark(dev, [Path(f.path) for f in figures],
+                                      run=device_bench.RunSettings(runs=runs, op_profiling=True))
+    if any(not r.op_profile for r in profiled):
+        logger.warning("the compressed model ran slower than fp32, and the device gave no per-op times to say why")
+        return None
+    return device_bench.explain_slowdown(profiled[0], profiled[-1])
 
 
 def _train_and_compress(out: Path, quick: bool, progress) -> tuple[PipelineResult, list[ModelFigures]]:
@@ -152,7 +182,8 @@ def _train_and_compress(out: Path, quick: bool, progress) -> tuple[PipelineResul
         path.write_bytes(blob)
         size = converters.analyze(path)
         acc = converters.evaluate(blob, (xv, yv)).accuracy
-        figures.append(ModelFigures(name, str(path), size.raw_bytes, size.gzip_bytes, size.coded_bytes, acc))
+        figures.append(ModelFigures(name, str(path), size.raw_bytes, size.zip_bytes, size.gzip_bytes,
+                                    size.coded_bytes, acc))
     # `size` is the compressed model's analysis (the loop's last): the report's size section.
     (out / "compressed.size.json").write_text(json.dumps(size.to_dict(), indent=2))
     return result, figures

@@ -22,7 +22,15 @@ def test_demo_trains_compresses_converts_analyses_and_benchmarks(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     fp32, compressed = summary["models"]
     # Re-measure the written files independently of the summary.
-    assert converters.analyze(tmp_path / "compressed.tflite").coded_bytes == compressed["coded_bytes"]
+    measured = converters.analyze(tmp_path / "compressed.tflite")
+    assert (measured.raw_bytes, measured.zip_bytes, measured.coded_bytes) == (
+        compressed["raw_bytes"], compressed["zip_bytes"], compressed["coded_bytes"])
+    # The headline is what ships: .tflite bytes, then zip, then the coded estimate.
+    assert summary["compression_ratio"] == summary["ratios"]["raw"] == fp32["raw_bytes"] / compressed["raw_bytes"]
+    assert "smaller than fp32 as shipped" in proc.stdout
+    # A compressed model measured slower than fp32 comes with its per-op explanation.
+    if summary["slowdown"] is not None:
+        assert "Slower than fp32 here" in proc.stdout and summary["slowdown"]["changes"]
     assert compressed["coded_bytes"] * 5 < fp32["raw_bytes"]
     assert summary["pipeline"]["stages"][-1]["notes"] == ["QAT scheme: PCQAT"]
     assert all(s["ok"] for s in summary["pipeline"]["stages"]), summary["pipeline"]["stages"]
