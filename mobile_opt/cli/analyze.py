@@ -1,4 +1,4 @@
-"""`mobile-opt analyze`: where the bytes of a .tflite model go (raw, gzip, entropy-coded)."""
+"""`mobile-opt analyze`: where the bytes of a .tflite model go (raw, zip, coded estimate, gzip)."""
 
 from __future__ import annotations
 
@@ -51,10 +51,12 @@ def _analyze_with_progress(path: str, quiet: bool):
 @handle_errors
 def analyze(model: str, other: str | None, as_json: bool, as_markdown: bool,
             plot_path: str | None, top: int) -> None:
-    """Show raw, gzip and entropy-coded (Huffman / sparse) sizes of MODEL.tflite.
+    """Show the sizes of MODEL.tflite: raw, zip, coded (estimate), gzip.
 
-    Coded size = graph overhead as is + the smallest encoding of each weight buffer
-    (raw, Huffman, or CSR with Huffman-coded gaps), codebooks included.
+    Raw is the file as shipped (APKs store .tflite uncompressed for LiteRT to mmap); zip is
+    its deflated size as an APK entry (what a download costs). Coded is an estimate no
+    runtime loads: graph overhead as is + the smallest encoding of each weight buffer (raw,
+    Huffman, or CSR with Huffman-coded gaps), codebooks included.
     """
     if as_json and as_markdown:
         raise click.UsageError("Choose one of --json and --markdown.")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from converters.size_diff import diff
-from converters.report import (diff_summary_rows, diff_tensor_rows, op_type_rows, summary_rows,
-                               tensor_rows, to_markdown)
+from converters.report import (CODED_LABEL, RAW_LABEL, ZIP_LABEL, diff_summary_rows, diff_tensor_rows,
+                               op_type_rows, summary_rows, tensor_rows, to_markdown)
 from converters.size import analyze
 
 

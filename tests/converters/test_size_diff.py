@@ -20,6 +20,7 @@ def test_fp32_vs_int8(fp32_path, int8_path):
     assert d.raw_bytes.a == a.raw_bytes and d.raw_bytes.b == b.raw_bytes
     assert d.raw_bytes.change == b.raw_bytes - a.raw_bytes < 0
     assert d.gzip_bytes.change == b.gzip_bytes - a.gzip_bytes
+    assert (d.zip_bytes.a, d.zip_bytes.b) == (a.zip_bytes, b.zip_bytes)
     assert d.coded_bytes.ratio == pytest.approx(b.coded_bytes / a.coded_bytes)
     assert d.params.a == a.params and d.params.b == b.params
     dense = next(t for t in d.tensors if t.dtype_a == "float32" and t.raw_bytes.a == 16_000)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+import zipfile
 import zlib
 
 import numpy as np
@@ -40,6 +42,13 @@ def models(tmp_path_factory):
     return fp32, pruned
 
 
+def _zip_entry_bytes(raw: bytes) -> int:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        archive.writestr("model.tflite", raw)
+    return archive.getinfo("model.tflite").compress_size
+
+
 def _run(*args):
     return CliRunner().invoke(cli, ["analyze", *map(str, args)])
 
@@ -51,6 +60,12 @@ def test_tables(models):
     assert "Size of" in result.output and "Weights by op type" in result.output
     assert "FULLY_CONNECTED" in result.output
     assert f"{len(zlib.compress(fp32.read_bytes(), 9)):,}" in result.output
+    # Sizes as shipped lead: raw, then zip, then the coded estimate.
+    lines = result.output.splitlines()
+    at = [next(i for i, line in enumerate(lines) if line.lstrip("│ ").startswith(label))
+          for label in ("raw (.tflite as shipped", "zip (deflated APK entry", "coded (estimate")]
+    assert at == sorted(at)
+    assert f"{_zip_entry_bytes(fp32.read_bytes()):,}" in lines[at[1]]
 
 
 def test_json(models):
@@ -60,6 +75,8 @@ def test_json(models):
     data = json.loads(result.stdout)
     assert data["raw_bytes"] == fp32.stat().st_size
     assert data["gzip_bytes"] == len(zlib.compress(fp32.read_bytes(), 9))
+    assert data["zip_bytes"] == _zip_entry_bytes(fp32.read_bytes())
+    assert list(data)[1:4] == ["raw_bytes", "zip_bytes", "gzip_bytes"]
     assert data["params"] == 64 * 128 + 128 + 128 * 10 + 10
     assert data["coded_bytes"] <= data["raw_bytes"]
 
@@ -71,10 +88,16 @@ def test_compare_json_and_markdown(models):
     data = json.loads(result.stdout)
     assert data["coded_bytes"]["change"] < 0  # the pruned kernel codes smaller
     assert data["raw_bytes"]["change"] == pruned.stat().st_size - fp32.stat().st_size
+    assert data["zip_bytes"]["change"] == (_zip_entry_bytes(pruned.read_bytes())
+                                           - _zip_entry_bytes(fp32.read_bytes()))
     result = _run(fp32, "--compare", pruned, "--markdown")
     assert result.exit_code == 0 and result.stdout.startswith("## Size diff")
+    summary = result.stdout.split("### Changed tensors")[0]
+    measures = [line.split("|")[1].strip() for line in summary.splitlines() if line.startswith("| ")]
+    assert measures[1:5] == ["raw", "zip", "coded (estimate)", "gzip"]  # after the header
     result = _run(fp32, "--compare", pruned)
     assert result.exit_code == 0 and "Changed tensors" in result.output
+    assert result.output.index("│ raw") < result.output.index("│ zip") < result.output.index("│ coded (estimate)")
 
 
 def test_markdown_and_plot(models, tmp_path):
