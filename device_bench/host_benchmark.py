@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Callable, ContextManager, Sequence, TextIO
 
-from device_bench import result_proto
+from device_bench import _tool_io, result_proto
 
 __all__ = ["main", "run"]
 
@@ -47,7 +47,7 @@ def _flag_bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, received {value!r}")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(android: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="benchmark_model",
         description="Benchmark a .tflite model on this host (flags of TFLite's benchmark_model).",
@@ -76,6 +76,20 @@ def _parser() -> argparse.ArgumentParser:
     add("--memory_footprint_check_interval_ms", type=int, default=50)
     add("--result_file_path", default="", help="write LiteRT's binary BenchmarkResult proto here")
     add("--per_run_file_path", default="", help="write each timed run (µs) here, one per line")
+    # benchmark_tflite_model.cc's I/O flags (`device_bench._tool_io` says what they mean).
+    for name in ("input_layer", "input_layer_shape", "input_layer_value_range", "input_layer_value_files",
+                 "output_filepath"):
+        add(f"--{name}", default="")
+    if android:
+        # Flags an Android build knows (gpu_delegate_provider.cc, nnapi_delegate_provider.cc,
+        # default_execution_provider.cc); a host build leaves the GPU ones unconsumed.
+        for name, default in (("gpu_precision_loss_allowed", True), ("gpu_experimental_enable_quant", True),
+                              ("gpu_inference_for_sustained_speed", False), ("disable_nnapi_cpu", True),
+                              ("nnapi_allow_fp16", False), ("allow_fp16", False)):
+            add(f"--{name}", type=_flag_bool, nargs="?", const=True, default=default)
+        for name in ("gpu_backend", "nnapi_execution_preference", "nnapi_execution_priority"):
+            add(f"--{name}", default="")
+        add("--max_delegated_partitions", type=int, default=0)
     return parser
 
 
@@ -163,12 +177,16 @@ def _interpreter_class():
     return lite.Interpreter, lite.experimental.OpResolverType
 
 
-def _random_input(detail: dict, rng):
-    """Random data in the ranges the C++ tool uses for each dtype."""
+def _random_input(detail: dict, rng, low: int | None = None, high: int | None = None):
+    """Random data in the ranges the C++ tool uses for each dtype (or `--input_layer_value_range`'s)."""
     import numpy as np
 
     dtype = np.dtype(detail["dtype"])
     shape = tuple(int(d) for d in detail["shape"])
+    if low is not None:  # utils::CreateRandomTensorData with the flag's inclusive bounds
+        if dtype.kind == "f":
+            return rng.uniform(low, high, shape).astype(dtype)
+        return rng.integers(low, high + 1, shape).astype(dtype)
     if dtype.kind == "f":
         return rng.uniform(-0.5, 0.5, shape).astype(dtype)
     if dtype == np.int8:
@@ -251,6 +269,9 @@ def run(
     *,
     out: TextIO | None = None,
     run_context: Callable[[], ContextManager] | None = None,
+    gpu: Callable[[bytes, argparse.Namespace], object] | None = None,
+    trace: dict | None = None,
+    err: TextIO | None = None,
 ) -> int:
     """Runs the benchmark with `benchmark_model` flags; returns the process exit code.
 
@@ -259,20 +280,51 @@ def run(
         out: where the `INFO:` lines go (default: stdout).
         run_context: a context manager factory entered around the warm-up and timed runs
             (the loopback device uses it to switch its simulated battery load on).
+        gpu: a GPU delegate (`(model bytes, flags) -> device_bench.testing._fake_gpu.Delegation`);
+            given, the Android build's GPU/NNAPI flags are known (default None: a host build).
+        trace: filled with what really happened: "inputs" (one dict per input: name, shape,
+            dtype, source, path, sha256), "output" (path, sha256) and "delegation".
+        err: where ERROR/FATAL lines go (default: `out`; the C++ tool uses stderr).
 
     Returns:
         0 on success, 1 when the model or a requested delegate cannot be used.
+
+    Raises:
+        ToolFatal: where the C++ tool aborts (`FATAL: …` already printed on `err`).
 
     Example:
         >>> run(["--graph=missing.tflite"])  # doctest: +SKIP
         1
     """
     out = out or sys.stdout
+    err = err or out
+    trace = {} if trace is None else trace
+    trace.update(inputs=[], output=None, delegation=None)
     start_rss = _rss_mb()
-    args, unknown = _parser().parse_known_args(argv)
+    args, unknown = _parser(android=gpu is not None).parse_known_args(argv)
     _log(out, "INFO", "STARTING!")
     if unknown:
         _log(out, "WARN", f"Unconsumed cmdline flags: {' '.join(unknown)}")
+    try:
+        return _run(args, out, err, start_rss, run_context, gpu, trace)
+    except _tool_io.ToolError as exc:
+        for line in exc.args:
+            _log(err, "ERROR", line)
+        _log(err, "ERROR", "Benchmarking failed.")
+        return 1
+    except _tool_io.ToolFatal as exc:
+        out.flush()
+        _log(err, "FATAL", str(exc))
+        err.flush()
+        raise
+
+
+def _run(args, out: TextIO, err: TextIO, start_rss: float, run_context, gpu, trace: dict) -> int:
+    import numpy as np
+
+    # ValidateParams parses the input-layer flags before any parameter is logged.
+    layers = _tool_io.parse_input_layers(args.input_layer, args.input_layer_shape, args.input_layer_value_range,
+                                         args.input_layer_value_files, lambda m: _log(out, "WARN", m))
     _log(out, "INFO", f"Log parameter values verbosely: [{int(args.verbose)}]")
     _log(out, "INFO", f"Min num runs: [{args.num_runs}]")
     _log(out, "INFO", f"Num threads: [{args.num_threads}]")
@@ -295,7 +347,7 @@ def run(
 
     # The host has neither delegate. The official tool prints this line and would go on to
     # measure the CPU under the delegate's name; we stop, so nobody reports a CPU number as GPU.
-    if args.use_gpu:
+    if args.use_gpu and gpu is None:
         _log(out, "WARN", "GPU acceleration is unsupported on this platform.")
         _log(out, "ERROR", "Benchmarking failed.")
         return 1
@@ -322,6 +374,24 @@ def run(
             num_threads=args.num_threads if args.num_threads > 0 else None,
             **kwargs,
         )
+        details = interpreter.get_input_details()
+        _tool_io.check_against_model(layers, details, lambda m: _log(out, "WARN", m))
+        if args.use_gpu:
+            # Init applies the delegates after the resize, before AllocateTensors.
+            delegation = gpu(graph.read_bytes(), args)
+            for stream, line in delegation.lines:
+                (out if stream == "stdout" else err).write(line + "\n")
+            trace["delegation"] = delegation
+            if args.require_full_delegation and not delegation.fully_delegated:
+                raise _tool_io.ToolError("Disallowed CPU fallback detected.")
+            interpreter = interpreter_cls(
+                model_content=delegation.model,
+                num_threads=args.num_threads if args.num_threads > 0 else None,
+                **kwargs,
+            )
+        for layer, detail in zip(layers, interpreter.get_input_details()):
+            if np.dtype(detail["dtype"]) != np.object_:  # string inputs are not resized
+                interpreter.resize_tensor_input(detail["index"], list(layer.shape))
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         for line in str(exc).strip().splitlines():
@@ -330,19 +400,16 @@ def run(
         _log(out, "ERROR", "Benchmarking failed.")
         return 1
     init_us = (time.perf_counter_ns() - init_start) / 1000
+
     _log(out, "INFO", f"Initialized session in {_fmt(init_us / 1000)}ms.")
     init_rss = _rss_mb()
 
-    if args.require_full_delegation:
+    if args.require_full_delegation and not args.use_gpu:
         # Without an explicit delegate nothing is delegated: the C++ tool's check fails too.
         _log(out, "ERROR", "Disallowed CPU fallback detected.")
         _log(out, "ERROR", "Benchmarking failed.")
         return 1
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    for detail in interpreter.get_input_details():
-        interpreter.set_tensor(detail["index"], _random_input(detail, rng))
+    _set_inputs(interpreter, layers, out, trace)
     invoke = interpreter.invoke
 
     monitor = (
@@ -426,8 +493,40 @@ def run(
             _log(out, "ERROR", f"Failed to save benchmark result to: {path}: {exc}")
             return 1
         _log(out, "INFO", f"Saved benchmark result to: {path}")
+    if args.output_filepath:
+        # OutputSaver::OnBenchmarkEnd: the last timed run's outputs, silently skipped on failure.
+        data = _tool_io.output_bytes(interpreter)
+        try:
+            Path(args.output_filepath).write_bytes(data)
+        except OSError:
+            pass
+        else:
+            trace["output"] = {"path": args.output_filepath, "bytes": len(data), "sha256": _tool_io.sha256(data)}
     out.flush()
     return 0
+
+
+def _set_inputs(interpreter, layers: list, out: TextIO, trace: dict) -> None:
+    """PrepareInputData: a value file where one is named, else random data (in its range)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for i, detail in enumerate(interpreter.get_input_details()):
+        layer = layers[i] if layers else None
+        shape = tuple(int(d) for d in detail["shape"])
+        if layer is not None and layer.file:
+            value = _tool_io.load_value_file(layer.file, detail["dtype"], shape, lambda m: _log(out, "INFO", m))
+        elif layer is not None and layer.low is not None and np.dtype(detail["dtype"]) != np.object_:
+            value = _random_input(detail, rng, layer.low, layer.high)
+        else:
+            value = _random_input(detail, rng)
+        interpreter.set_tensor(detail["index"], value)
+        raw = b"\0".join(value.ravel()) if value.dtype == np.object_ else np.ascontiguousarray(value).tobytes()
+        trace["inputs"].append({
+            "name": detail["name"], "shape": list(value.shape), "dtype": np.dtype(detail["dtype"]).name,
+            "source": "file" if layer is not None and layer.file else "random",
+            "path": layer.file if layer is not None and layer.file else None, "sha256": _tool_io.sha256(raw),
+        })
 
 
 def _op_profile(out: TextIO, args: argparse.Namespace, graph: Path, interpreter, runs: int) -> None:
@@ -460,7 +559,17 @@ def _op_profile(out: TextIO, args: argparse.Namespace, graph: Path, interpreter,
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: `python -m device_bench.host_benchmark --graph=…`."""
-    sys.exit(run(argv))
+    try:
+        code = run(argv, err=sys.stderr)
+    except _tool_io.ToolFatal:
+        _abort()
+    sys.exit(code)
+
+
+def _abort() -> None:
+    """std::abort() as the C++ tool's FATAL does (SIGABRT: 134 in sh), without a core file."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    os.abort()
 
 
 if __name__ == "__main__":

@@ -15,9 +15,28 @@ misc metrics — no per-run samples — and logs "Saving/Saved benchmark result 
 `configure(root, result_file="unsupported")` plays an old TFLite build that does not know the
 flag: it warns `Unconsumed cmdline flags: --result_file_path=…` and writes nothing.
 
-A test can make the device's GPU delegate *reject* the model the way the real Android tool
-reports it (`configure(root, gpu="reject")`); by default GPU and NNAPI are unsupported, as
-on the host.
+GPU (`configure(root, gpu=…)`; `device_bench.testing._fake_gpu` says how it computes):
+- "unsupported" (default, as on the host): `--use_gpu` fails with "GPU acceleration is
+  unsupported on this platform.";
+- "reject": the delegate is created but cannot be applied, as the Android tool reports it;
+- "fp16": a working GPU that takes every float op. With `--gpu_precision_loss_allowed` (default
+  true) it really computes in fp16 (outputs differ from the CPU's), with `=false` in fp32;
+- "partial": the same GPU taking only the op types in `gpu_ops` (default
+  `_fake_gpu.DEFAULT_PARTIAL_OPS`); the rest runs on the CPU, and the tool says "partially
+  executed by the delegate w/ N delegate kernels." (only the largest partition is taken unless
+  `--max_delegated_partitions` says more). NNAPI stays unsupported.
+
+Without `--use_gpu` the model runs on LiteRT's CPU kernels exactly as `host_benchmark` runs it
+(the same Interpreter, XNNPACK unless `--use_xnnpack=false`), so its outputs are bit-identical to
+a host Interpreter built with the same kernels; int8 results do not depend on `--num_threads`.
+
+Ground truth: every run appends one JSON line to `<root>/proc/loopback/fake_benchmark_model.runs.jsonl`
+(`runs(root)` reads them), with what the tool really did:
+`{"argv": [...], "flags": {"use_gpu": "1", ...}, "exit": 0 | 1 | 134, "backend": "cpu" | "gpu",
+"precision": "fp32" | "fp16", "ops_total": 4, "ops_delegated": 1, "delegate_kernels": 1,
+"inputs": [{"name", "shape", "dtype", "source": "file" | "random", "path", "sha256"}],
+"output": {"path", "bytes", "sha256"} | null}`. Paths are device paths (the sandbox root removed);
+`sha256` is of the tensor's raw bytes as set (strings: joined by NUL), and of the output file.
 
 Example:
     binary = install(tmp_path / "cache", abi="arm64-v8a")
@@ -30,6 +49,7 @@ import io
 import json
 import os
 import re
+import resource
 import shlex
 import sys
 import tempfile
@@ -38,15 +58,18 @@ from pathlib import Path
 from typing import Sequence
 
 from device_bench import host_benchmark
+from device_bench._tool_io import ToolFatal
 from device_bench.testing._battery import battery_load
 from mobile_opt.errors import InputError
 
-__all__ = ["configure", "install", "main"]
+__all__ = ["configure", "install", "main", "runs"]
 
 _CONFIG = Path("proc/loopback/fake_benchmark_model.json")
-_GPU_MODES = ("unsupported", "reject")
+RUNS_LOG = Path("proc/loopback/fake_benchmark_model.runs.jsonl")
+_GPU_MODES = ("unsupported", "reject", "fp16", "partial")
 _RESULT_FILE_MODES = ("proto", "unsupported")
 _RESULT_FLAG = "--result_file_path="
+_ABORT_EXIT = 134  # what sh reports for a SIGABRT
 _PROTO_PACKAGE = "tflite.tools.benchmark"
 
 # What the Android tool prints when the GPU delegate is created but cannot take the graph.
@@ -89,13 +112,18 @@ def install(cache_dir: Path, abi: str = "arm64-v8a") -> Path:
     return target
 
 
-def configure(root: Path, *, gpu: str = "unsupported", result_file: str = "proto") -> None:
+def configure(root: Path, *, gpu: str = "unsupported", gpu_ops: Sequence[str] | None = None,
+              result_file: str = "proto") -> None:
     """Sets how the fake tool on the loopback device whose sandbox is `root` behaves.
 
     Args:
         root: the `LoopbackDevice.root`.
-        gpu: "unsupported" (default: creation fails, as on a host) or "reject" (created, but
-            applying it to the graph fails, as on a phone whose GPU refuses the model).
+        gpu: "unsupported" (default: creation fails, as on a host), "reject" (created, but
+            applying it to the graph fails, as on a phone whose GPU refuses the model), "fp16"
+            (takes every float op; fp16 unless `--gpu_precision_loss_allowed=false`) or
+            "partial" (takes only the op types in `gpu_ops`).
+        gpu_ops: op type names ("CONV_2D", ...) the "partial" GPU takes (default None:
+            `_fake_gpu.DEFAULT_PARTIAL_OPS`).
         result_file: "proto" (default: current LiteRT, a binary BenchmarkResult at
             `--result_file_path`) or "unsupported" (an old TFLite build: the flag is left
             unconsumed, a WARN line names it, no file is written).
@@ -107,9 +135,21 @@ def configure(root: Path, *, gpu: str = "unsupported", result_file: str = "proto
         raise InputError(f"gpu must be one of {_GPU_MODES}. Received: gpu={gpu!r}")
     if result_file not in _RESULT_FILE_MODES:
         raise InputError(f"result_file must be one of {_RESULT_FILE_MODES}. Received: result_file={result_file!r}")
+    if gpu_ops is not None and (gpu != "partial" or isinstance(gpu_ops, str)):
+        raise InputError(f"gpu_ops is a list of op type names for gpu='partial'. Received: gpu={gpu!r}, "
+                         f"gpu_ops={gpu_ops!r}")
     path = Path(root) / _CONFIG
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"gpu": gpu, "result_file": result_file}), encoding="utf-8")
+    ops = list(gpu_ops) if gpu_ops is not None else None
+    path.write_text(json.dumps({"gpu": gpu, "gpu_ops": ops, "result_file": result_file}), encoding="utf-8")
+
+
+def runs(root: Path) -> list[dict]:
+    """The ground-truth log: one dict per run of the fake tool on the device at `root`, oldest first."""
+    path = Path(root) / RUNS_LOG
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _config() -> dict:
@@ -147,23 +187,102 @@ class _Tee(io.TextIOBase):
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the wrapper: `benchmark_model` flags in, the tool's output out."""
     args = list(sys.argv[1:] if argv is None else argv)
-    config = _config()
+    trace: dict = {}
+    code = 1
+    try:
+        code = _main(args, _config(), trace)
+    except ToolFatal:
+        code = _ABORT_EXIT
+    finally:
+        _log_run(args, code, trace)
+    if code == _ABORT_EXIT:
+        # std::abort(), as TFLITE_LOG(FATAL) does (tflite/tools/logging.h); no core file.
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        os.abort()
+    sys.exit(code)
+
+
+def _main(args: list[str], config: dict, trace: dict) -> int:
     gpu_requested = any(a in ("--use_gpu", "--use_gpu=true", "--use_gpu=1") for a in args)
     if gpu_requested and config.get("gpu") == "reject":
         sys.stdout.write("INFO: STARTING!\nINFO: Use gpu: [1]\n" + _GPU_REJECT)
         sys.stdout.flush()
-        sys.exit(1)
+        return 1
+    gpu = _gpu(config)
     result_flags = [a for a in args if a.startswith(_RESULT_FLAG)]
     others = [a for a in args if not a.startswith(_RESULT_FLAG)]
     if config.get("result_file") == "unsupported":
         warning = f"WARN: Unconsumed cmdline flags: {' '.join(result_flags)}\n" if result_flags else ""
         tee = _Tee(sys.stdout, after_first_line=warning)
-        sys.exit(host_benchmark.run(others, out=tee, run_context=battery_load))
+        return host_benchmark.run(others, out=tee, err=sys.stderr, run_context=battery_load, gpu=gpu, trace=trace)
     result_path = result_flags[-1][len(_RESULT_FLAG):] if result_flags else ""
-    sys.exit(_run_with_proto(others, result_path))
+    return _run_with_proto(others, result_path, gpu, trace)
 
 
-def _run_with_proto(args: list[str], result_path: str) -> int:
+def _gpu(config: dict):
+    """The GPU delegate the configured device has (None: "unsupported", as on the host)."""
+    mode = config.get("gpu")
+    if mode not in ("fp16", "partial"):
+        return None
+    from device_bench.testing import _fake_gpu
+
+    ops = config.get("gpu_ops")
+    supported = None if mode == "fp16" else set(ops if ops is not None else _fake_gpu.DEFAULT_PARTIAL_OPS)
+
+    def apply(model: bytes, flags) -> _fake_gpu.Delegation:
+        return _fake_gpu.delegate(model, supported=supported, precision_loss_allowed=flags.gpu_precision_loss_allowed,
+                                  max_delegated_partitions=flags.max_delegated_partitions)
+
+    return apply
+
+
+def _device_path(path: str | None) -> str | None:
+    root = os.environ.get("LOOPBACK_ROOT")
+    if path and root:
+        resolved, base = str(Path(path).resolve()), str(Path(root).resolve())
+        if resolved.startswith(base + os.sep):
+            return resolved[len(base):]
+    return path
+
+
+def _log_run(args: list[str], code: int, trace: dict) -> None:
+    """Appends this run's ground truth to the device's runs log (see the module docstring)."""
+    root = os.environ.get("LOOPBACK_ROOT")
+    if not root:
+        return
+    flags = {}
+    for arg in args:
+        name, sep, value = arg.lstrip("-").partition("=")
+        flags[name] = value if sep else "true"
+    delegation = trace.get("delegation")
+    on_gpu = delegation is not None and delegation.ops_delegated > 0
+    output = trace.get("output")
+    record = {
+        "argv": args, "flags": flags, "exit": code,
+        "backend": "gpu" if on_gpu else "cpu",
+        "precision": delegation.precision if on_gpu else "fp32",
+        "ops_total": delegation.ops_total if delegation is not None else _ops_total(flags.get("graph")),
+        "ops_delegated": delegation.ops_delegated if delegation is not None else 0,
+        "delegate_kernels": delegation.kernels if delegation is not None else 0,
+        "inputs": [{**entry, "path": _device_path(entry["path"])} for entry in trace.get("inputs", [])],
+        "output": {**output, "path": _device_path(output["path"])} if output else None,
+    }
+    path = Path(root) / RUNS_LOG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:  # one write per line: runs never interleave mid-line
+        fh.write(json.dumps(record) + "\n")
+
+
+def _ops_total(graph: str | None) -> int | None:
+    try:
+        from device_bench.testing._fake_gpu import count_ops
+
+        return count_ops(Path(graph).read_bytes()) if graph else None
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _run_with_proto(args: list[str], result_path: str, gpu, trace: dict) -> int:
     # host_benchmark writes one µs per line to its `--per_run_file_path` (not a LiteRT flag): a
     # private path here, outside the directories a client on the device sees.
     root = os.environ.get("LOOPBACK_ROOT")
@@ -172,8 +291,8 @@ def _run_with_proto(args: list[str], result_path: str) -> int:
     os.close(fd)
     tee = _Tee(sys.stdout)
     try:
-        code = host_benchmark.run([*args, f"--per_run_file_path={samples_path}"], out=tee,
-                                  run_context=battery_load)
+        code = host_benchmark.run([*args, f"--per_run_file_path={samples_path}"], out=tee, err=sys.stderr,
+                                  run_context=battery_load, gpu=gpu, trace=trace)
         if code != 0 or not result_path:
             return code
         samples = [int(round(float(line))) for line in Path(samples_path).read_text().split()]
