@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import zipfile
 import zlib
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from mobile_opt import _tf
 from mobile_opt.errors import BudgetExceeded, InputError, ModelFormatError
 
+from converters.size import analyze
 from converters.budget import (
     Budget,
     BudgetReport,
@@ -89,6 +92,7 @@ def test_load_budgets(tmp_path):
 [[tool.mobile-opt.budget]]
 path = "models/*.tflite"
 max_raw = "1MB"
+max_zip = "800KB"
 max_coded = "50KB"
 
 [[tool.mobile-opt.budget]]
@@ -97,7 +101,7 @@ max_gzip = 600000
 max_macs = "1.2M"
 """)
     assert load_budgets(path) == [
-        Budget("models/*.tflite", max_raw_bytes=1_000_000, max_coded_bytes=50_000),
+        Budget("models/*.tflite", max_raw_bytes=1_000_000, max_zip_bytes=800_000, max_coded_bytes=50_000),
         Budget("models/**/*.tflite", max_gzip_bytes=600_000, max_macs=1_200_000),
     ]
 
@@ -120,14 +124,26 @@ def test_load_budgets_errors(tmp_path):
 def test_check_budgets_actuals_are_real(models):
     small = models / "models" / "small.tflite"
     content = small.read_bytes()
-    report = check_budgets([Budget("models/small.tflite", max_raw_bytes=10**6, max_gzip_bytes=10**6,
-                                   max_coded_bytes=10**6, max_macs=10**6)], root=models)
+    report = check_budgets([Budget("models/small.tflite", max_raw_bytes=10**6, max_zip_bytes=10**6,
+                                   max_gzip_bytes=10**6, max_coded_bytes=10**6, max_macs=10**6)], root=models)
     actual = {r.metric: r.actual for r in report.results}
     assert actual["raw_bytes"] == len(content) == os.path.getsize(small)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as z:
+        z.writestr("small.tflite", content)
+    assert actual["zip_bytes"] == z.getinfo("small.tflite").compress_size
     assert actual["gzip_bytes"] == len(zlib.compress(content, 9))
     assert 0 < actual["coded_bytes"] <= actual["raw_bytes"]
     assert actual["macs"] == 8 * 16 + 16 * 4
     assert report.ok and all(r.path == "models/small.tflite" for r in report.results)
+
+
+def test_zip_budget_fails_one_byte_under(models):
+    zipped = analyze(models / "models" / "small.tflite").zip_bytes
+    held = check_budgets([Budget("models/small.tflite", max_zip_bytes=zipped)], root=models)
+    over = check_budgets([Budget("models/small.tflite", max_zip_bytes=zipped - 1)], root=models)
+    assert held.ok and not over.ok
+    assert over.failures[0].describe() == f"models/small.tflite: zip size {zipped:,} B > {zipped - 1:,} B"
 
 
 def test_over_budget_and_recursive_glob(models):

@@ -49,6 +49,25 @@ def test_within_budget_exits_0(project, run):
     assert "all budgets held" in result.output
 
 
+def test_raw_and_zip_limits_from_flags_and_pyproject(project, run, tmp_path):
+    from converters.size import analyze
+
+    model = project / "models" / "a.tflite"
+    size = analyze(model)
+    assert run(model, "--max-raw", str(size.raw_bytes), "--max-zip", str(size.zip_bytes)).exit_code == 0
+    over = run(model, "--max-raw", str(size.raw_bytes), "--max-zip", str(size.zip_bytes - 1), "--json")
+    assert over.exit_code == 1
+    assert [(r["metric"], r["actual"], r["ok"]) for r in json.loads(over.output)["results"]] == [
+        ("raw_bytes", size.raw_bytes, True), ("zip_bytes", size.zip_bytes, False)]
+    config = tmp_path / "pyproject.toml"
+    config.write_text(f'[[tool.mobile-opt.budget]]\npath = "{model.as_posix()}"\n'
+                      f'max_raw = {size.raw_bytes - 1}\nmax_zip = "{size.zip_bytes}B"\n')
+    from_config = run("--config", config, "--json")
+    assert from_config.exit_code == 1
+    assert [(r["metric"], r["ok"]) for r in json.loads(from_config.output)["results"]] == [
+        ("raw_bytes", False), ("zip_bytes", True)]
+
+
 def test_over_budget_exits_1(project, run):
     size = os.path.getsize(project / "models" / "a.tflite")
     result = run(project / "models" / "a.tflite", "--max-raw", str(size - 1))
