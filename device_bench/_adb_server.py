@@ -11,7 +11,6 @@ starting a daemon behind the user's back is not ours to do.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import struct
 import time
@@ -40,22 +39,13 @@ from mobile_opt.errors import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ADB_PORT = 5037
 _SYNC_CHUNK = 64 * 1024  # the sync protocol's maximum DATA payload
 _BATCH = 16
 
 
-def resolve_adb_port(adb_port: int | None) -> int:
-    """`adb_port`, else $ANDROID_ADB_SERVER_PORT, else 5037."""
-    if adb_port is not None:
-        return int(adb_port)
-    env = os.environ.get("ANDROID_ADB_SERVER_PORT", "").strip()
-    return int(env) if env.isdigit() else DEFAULT_ADB_PORT
-
-
-def make_client(adb_host: str, adb_port: int | None) -> AdbClient:
+def make_client(adb_host: str, adb_port: int) -> AdbClient:
     """An adbutils client for the server at adb_host:adb_port that never starts a server."""
-    return no_spawn_client(adb_host, resolve_adb_port(adb_port))
+    return no_spawn_client(adb_host, adb_port)
 
 
 def _no_server(client: AdbClient, exc: Exception) -> DeviceNotFoundError:

@@ -13,20 +13,58 @@ else 5037). No adb server is ever started for you.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
+from types import ModuleType
 
-from device_bench._adb_server import (
-    AdbServerDevice,
-    make_client,
-    server_devices,
-    state_error,
-)
 from device_bench.device import Device, DeviceInfo
 from mobile_opt.errors import DeviceError, DeviceNotFoundError, InputError
 
 __all__ = ["connect", "connect_all", "list_devices"]
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_ADB_PORT = 5037
+_PORT_ENV = "ANDROID_ADB_SERVER_PORT"
+
+
+def _env_adb_port() -> int | None:
+    """$ANDROID_ADB_SERVER_PORT as a port number, None when unset or empty.
+
+    Raises:
+        InputError: it is set to anything but a port number (adb itself refuses it too).
+    """
+    value = os.environ.get(_PORT_ENV, "").strip()
+    if not value:
+        return None
+    if not (value.isdigit() and 1 <= int(value) <= 65535):
+        raise InputError(
+            f"{_PORT_ENV} must be the adb server's TCP port, a whole number from 1 to 65535. "
+            f"Received: {_PORT_ENV}={value!r}. Set it to your server's port (adb's default is 5037) "
+            "or unset it."
+        )
+    return int(value)
+
+
+def resolve_adb_port(adb_port: int | None) -> int:
+    """`adb_port`, else $ANDROID_ADB_SERVER_PORT, else 5037 (the variable is checked either way)."""
+    env_port = _env_adb_port()
+    if adb_port is not None:
+        return int(adb_port)
+    return DEFAULT_ADB_PORT if env_port is None else env_port
+
+
+def _adb_server(adb_host: str, adb_port: int | None) -> tuple[ModuleType, object]:
+    """The adb-server module and a client for adb_host:port.
+
+    Imported late, after the port variable is checked: importing adbutils builds a client
+    that parses $ANDROID_ADB_SERVER_PORT with int() (a traceback when it is not a number),
+    and "host" or "direct:" serials need no adb server at all.
+    """
+    port = resolve_adb_port(adb_port)
+    from device_bench import _adb_server
+
+    return _adb_server, _adb_server.make_client(adb_host, port)
 
 _ATTACH_HELP = (
     "Attach one: plug in a phone with USB debugging on, or `adb connect HOST:PORT` for "
@@ -50,7 +88,8 @@ def connect(serial: str | None = None, *, adb_host: str = "127.0.0.1",
         A `Device` (a context manager; close() it when done).
 
     Raises:
-        InputError: malformed serial or timeout; "all" (use `connect_all`).
+        InputError: malformed serial or timeout; "all" (use `connect_all`); an adb-server
+            serial while $ANDROID_ADB_SERVER_PORT is not a port number.
         DeviceNotFoundError: no adb server, no such serial (message lists the attached
             ones), no device for "auto", or nothing listening at a direct address.
         DeviceOfflineError, DeviceUnauthorizedError: the device is not usable yet.
@@ -79,8 +118,8 @@ def connect(serial: str | None = None, *, adb_host: str = "127.0.0.1",
         return DirectDevice("usb:" if serial == "usb" else serial,
                             connect_timeout_s=connect_timeout_s, key_path=key_path)
 
-    client = make_client(adb_host, adb_port)
-    rows = server_devices(client, connect_timeout_s)
+    server, client = _adb_server(adb_host, adb_port)
+    rows = server.server_devices(client, connect_timeout_s)
     if serial == "auto":
         online = [s for s, state in rows if state == "device"]
         if not online:
@@ -104,8 +143,8 @@ def connect(serial: str | None = None, *, adb_host: str = "127.0.0.1",
             serial=serial, step="connect",
         )
     if states[serial] != "device":
-        raise state_error(serial, states[serial])
-    return AdbServerDevice(serial, client, connect_timeout_s=connect_timeout_s)
+        raise server.state_error(serial, states[serial])
+    return server.AdbServerDevice(serial, client, connect_timeout_s=connect_timeout_s)
 
 
 def connect_all(*, adb_host: str = "127.0.0.1", adb_port: int | None = None,
@@ -115,15 +154,16 @@ def connect_all(*, adb_host: str = "127.0.0.1", adb_port: int | None = None,
     Devices that are offline or unauthorized are skipped with a warning.
 
     Raises:
+        InputError: $ANDROID_ADB_SERVER_PORT is not a port number.
         DeviceNotFoundError: no adb server, or no device online.
     """
-    client = make_client(adb_host, adb_port)
+    server, client = _adb_server(adb_host, adb_port)
     devices: list[Device] = []
-    for serial, state in server_devices(client, connect_timeout_s):
+    for serial, state in server.server_devices(client, connect_timeout_s):
         if state != "device":
             logger.warning("skipping %s: %s", serial, state)
             continue
-        devices.append(AdbServerDevice(serial, client, connect_timeout_s=connect_timeout_s))
+        devices.append(server.AdbServerDevice(serial, client, connect_timeout_s=connect_timeout_s))
     if not devices:
         raise DeviceNotFoundError(
             f"no device is online at the adb server {client.host}:{client.port}. {_ATTACH_HELP}"
@@ -148,6 +188,7 @@ def list_devices(*, adb_host: str = "127.0.0.1", adb_port: int | None = None,
         DeviceInfo rows, adb devices first.
 
     Raises:
+        InputError: $ANDROID_ADB_SERVER_PORT is not a port number.
         DeviceNotFoundError: no adb server and include_host is False.
 
     Example:
@@ -155,9 +196,9 @@ def list_devices(*, adb_host: str = "127.0.0.1", adb_port: int | None = None,
             print(row.serial, row.state, row.model)
     """
     rows: list[DeviceInfo] = []
-    client = make_client(adb_host, adb_port)
+    server, client = _adb_server(adb_host, adb_port)
     try:
-        listed = server_devices(client, timeout_s)
+        listed = server.server_devices(client, timeout_s)
     except DeviceNotFoundError:
         if not include_host:
             raise
@@ -168,7 +209,7 @@ def list_devices(*, adb_host: str = "127.0.0.1", adb_port: int | None = None,
             rows.append(DeviceInfo(serial=serial, transport="adb-server", state=state))
             continue
         try:
-            with AdbServerDevice(serial, client, connect_timeout_s=timeout_s) as device:
+            with server.AdbServerDevice(serial, client, connect_timeout_s=timeout_s) as device:
                 rows.append(device.info())
         except DeviceError as exc:
             logger.warning("could not describe %s: %s", serial, exc)

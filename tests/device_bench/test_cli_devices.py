@@ -50,3 +50,19 @@ def test_devices_without_server(closed_port):
     assert listed.exit_code == 0 and [r["serial"] for r in json.loads(listed.output)] == ["host"]
     failed = runner.invoke(cli, ["devices", "--no-host", "--adb-port", str(port)])
     assert failed.exit_code == 1 and "adb start-server" in failed.output
+
+
+def test_adb_port_variable_that_is_no_port(tiny_model, tmp_path):
+    """A fresh process (importing adbutils reads the variable): `devices` refuses it by name,
+    `bench --device host` never reads it."""
+    env = dict(os.environ, HOME=str(tmp_path), ANDROID_ADB_SERVER_PORT="abc")
+    command = [sys.executable, "-m", "mobile_opt.cli"]
+    devices = subprocess.run([*command, "devices"], capture_output=True, text=True, timeout=120, env=env)
+    assert devices.returncode == 2, devices.stderr
+    assert "ANDROID_ADB_SERVER_PORT must be the adb server's TCP port" in devices.stderr
+    assert "Traceback" not in devices.stderr
+    bench = subprocess.run([*command, "bench", "--device", "host", str(tiny_model), "--runs", "3", "--json"],
+                           capture_output=True, text=True, timeout=120, env=env)
+    assert bench.returncode == 0, bench.stderr
+    (row,) = json.loads(bench.stdout)["results"]
+    assert (row["model_path"], row["status"]) == (str(tiny_model), "ok")

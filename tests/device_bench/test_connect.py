@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from device_bench import connect, connect_all, list_devices
-from device_bench._adb_server import AdbServerDevice, resolve_adb_port
+from device_bench._adb_server import AdbServerDevice
+from device_bench._connect import resolve_adb_port
 from device_bench._direct import DirectDevice, parse_direct_address
 from device_bench._host import HostDevice
 from device_bench.testing import LoopbackDevice
@@ -76,6 +77,17 @@ def test_adb_port_from_environment(monkeypatch):
     assert resolve_adb_port(7000) == 7000
     monkeypatch.delenv("ANDROID_ADB_SERVER_PORT")
     assert resolve_adb_port(None) == 5037
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "65536", "-1", "5037x"])
+def test_adb_port_variable_that_is_no_port_is_refused_by_name(monkeypatch, value):
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", value)
+    for call in (lambda: connect("emulator-5554"), connect_all, lambda: list_devices(include_host=True)):
+        with pytest.raises(InputError, match=r"ANDROID_ADB_SERVER_PORT must be the adb server's TCP port.*"
+                                             rf"Received: ANDROID_ADB_SERVER_PORT='{value}'"):
+            call()
+    with connect("host") as host:  # the host needs no adb server
+        assert host.info().transport == "host"
 
 
 def test_unknown_serial_lists_attached(loopback, adb_connected, adb_server):
