@@ -249,8 +249,8 @@ def load_image_folder(
         raise DataError(f"{root} has {len(classes)} classes but the model has {num_classes} outputs: labels "
                         f"would be out of range. Received classes: {sorted(classes)}.")
     want = tuple(shape[:2])
+    sizes = _image_sizes(files)  # every file, resized or not: Keras' reader fails only mid-training
     if image_size is None:
-        sizes = _image_sizes(files)
         if len(sizes) > 1:
             examples = ", ".join(f"{f.relative_to(root)} is {h}x{w}" for (h, w), f in list(sizes.items())[:3])
             raise DataError(f"Images in {root} have mixed sizes ({examples}). Pass image_size=(h, w) "
@@ -285,16 +285,29 @@ def _with_classes(dataset, names: list[str]):
     return dataset
 
 
+# Pillow's names of the formats TensorFlow's decode_image reads.
+_DECODABLE = ("BMP", "GIF", "JPEG", "PNG", "WEBP")
+
+
 def _image_sizes(files: list[Path]) -> dict[tuple[int, int], Path]:
-    """(height, width) -> one file of that size; Pillow reads only the headers."""
+    """(height, width) -> one file of that size; Pillow reads only the headers.
+
+    Raises:
+        DataError: a file is not an image, or is one in a format TensorFlow cannot decode.
+    """
     from PIL import Image
 
+    fix = "Remove it from the folder, or save it again as PNG or JPEG."
     sizes: dict[tuple[int, int], Path] = {}
     for f in files:
         try:
             with Image.open(f) as image:
                 width, height = image.size
+                kind = image.format
         except OSError as exc:
-            raise DataError(f"{f} is not a readable image: {exc}.") from exc
+            raise DataError(f"{f} is not a readable image: {exc}. {fix}") from exc
+        if kind not in _DECODABLE:
+            raise DataError(f"{f} is a {kind} image, which Keras' image reader cannot decode (it reads "
+                            f"{', '.join(_DECODABLE)}). {fix}")
         sizes.setdefault((height, width), f)
     return sizes

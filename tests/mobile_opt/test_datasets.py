@@ -41,3 +41,22 @@ def test_npz_dataset(tmp_path):
         load_dataset(tmp_path / "bad.npz")
     with pytest.raises(InputError, match="'fashion-mnist' or an existing .npz"):
         load_dataset("mnist")
+
+
+@pytest.mark.parametrize("bad,problem", [("text", "is not a readable image"), ("tiff", "is a TIFF image")])
+def test_image_folder_file_that_is_no_decodable_image_is_named(tmp_path, bad, problem):
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(tmp_path / label / f"{i}.png")
+    odd = tmp_path / "b" / "odd.png"
+    if bad == "text":
+        odd.write_text("not an image")
+    else:
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(odd, format="TIFF")
+    # Resized, Keras would read every file only while training.
+    with pytest.raises(DataError, match=problem) as caught:
+        load_dataset(str(tmp_path), input_shape=(8, 8, 1), image_size=(8, 8), val_split=0.5)
+    assert str(odd) in str(caught.value)
