@@ -223,8 +223,10 @@ def choose(candidates: list[Candidate], constraints: Constraints, baseline_raw_b
             chosen = min(feasible, key=lambda c: (c.latency_ms, c.coded_bytes, c.accuracy_drop_pp))
         else:
             chosen = min(feasible, key=lambda c: (c.coded_bytes, c.accuracy_drop_pp))
-        message = (f"Chose trial {chosen.number}: {chosen.coded_bytes:,} B coded "
-                   f"({baseline_raw_bytes / chosen.coded_bytes:.1f}× smaller than fp32), "
+        # The headline is what ships (.tflite bytes); the coded figure the search minimises follows.
+        message = (f"Chose trial {chosen.number}: {chosen.raw_bytes:,} B .tflite "
+                   f"({baseline_raw_bytes / chosen.raw_bytes:.1f}× smaller than fp32 as shipped), "
+                   f"{chosen.coded_bytes:,} B coded estimate ({baseline_raw_bytes / chosen.coded_bytes:.1f}×), "
                    f"accuracy drop {chosen.accuracy_drop_pp:+.2f} pp"
                    + (f" ± {chosen.accuracy_drop_se_pp:.2f} (s.e.)" if chosen.accuracy_drop_se_pp is not None else "")
                    + (f", {chosen.latency_ms:.3f} ms" if chosen.latency_ms is not None else "")

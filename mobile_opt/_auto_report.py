@@ -40,9 +40,11 @@ def recipe_text(recipe: dict) -> str:
 
 
 def _row(c, baseline: dict, pareto: set) -> str:
-    ratio = baseline["raw_bytes"] / c.coded_bytes if c.coded_bytes else None
+    raw_ratio = baseline["raw_bytes"] / c.raw_bytes if c.raw_bytes else None
+    coded_ratio = baseline["raw_bytes"] / c.coded_bytes if c.coded_bytes else None
     return (f"| {c.number} | {recipe_text(c.recipe)} | {_fmt(c.accuracy, 4)} | {_fmt(c.accuracy_drop_pp)} | "
-            f"{_fmt(c.coded_bytes)} | {_fmt(ratio, 1)}× | {_fmt(c.latency_ms, 3)} | "
+            f"{_fmt(c.raw_bytes)} | {_fmt(raw_ratio, 1)}× | {_fmt(c.coded_bytes)} | {_fmt(coded_ratio, 1)}× | "
+            f"{_fmt(c.latency_ms, 3)} | "
             f"{'yes' if c.feasible else 'no'} | {'yes' if c.number in pareto else ''} | "
             f"{'yes' if c.checks_ok else 'NO'} |")
 
@@ -58,12 +60,13 @@ def _markdown(result) -> str:
         "## Constraints",
         "",
         f"- accuracy drop ≤ {k.max_accuracy_drop} pp (top-1 of the .tflite on the validation data, LiteRT)",
-        f"- coded size ≤ {_fmt(k.size_budget)} B" if k.size_budget is not None else "- coded size: no budget",
+        f"- coded size (estimate) ≤ {_fmt(k.size_budget)} B" if k.size_budget is not None
+        else "- coded size (estimate): no budget",
         f"- latency ≤ {k.latency_budget_ms} ms" if k.latency_budget_ms is not None else "- latency: no budget",
         "",
         "## Baseline (fp32 .tflite of the input model)",
         "",
-        f"- accuracy {_fmt(b['accuracy'], 4)}; {_fmt(b['raw_bytes'])} B raw, {_fmt(b['coded_bytes'])} B coded; "
+        f"- accuracy {_fmt(b['accuracy'], 4)}; {_fmt(b['raw_bytes'])} B .tflite as shipped, {_fmt(b['coded_bytes'])} B coded (estimate); "
         f"graph overhead {_fmt(b['graph_overhead_bytes'])} B; latency {_fmt(b.get('latency_ms'), 3)} ms; "
         f"{_fmt(b['params'])} parameters",
         "",
@@ -92,13 +95,15 @@ def _markdown(result) -> str:
             for note in s["notes"]:
                 lines.append(f"  - note: {note}")
         lines += ["", f"Final: accuracy {_fmt(shown.accuracy, 4)} ({_fmt(shown.accuracy_drop_pp)} pp drop), "
-                  f"{_fmt(shown.raw_bytes)} B .tflite, {_fmt(shown.coded_bytes)} B coded "
-                  f"({b['raw_bytes'] / shown.coded_bytes:.1f}× vs fp32), latency {_fmt(shown.latency_ms, 3)} ms"
+                  f"{_fmt(shown.raw_bytes)} B .tflite as shipped ({b['raw_bytes'] / shown.raw_bytes:.1f}× vs fp32), "
+                  f"{_fmt(shown.coded_bytes)} B coded estimate ({b['raw_bytes'] / shown.coded_bytes:.1f}×), "
+                  f"latency {_fmt(shown.latency_ms, 3)} ms"
                   + (f" ({shown.latency_note})" if shown.latency_note else ""), ""]
-    header = ["| trial | recipe | accuracy | drop pp | coded B | ratio | latency ms | feasible | Pareto | checks |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    header = ["| trial | recipe | accuracy | drop pp | raw B (shipped) | raw ratio | coded B (estimate) | coded ratio "
+              "| latency ms | feasible | Pareto | checks |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     front = [c for c in result.candidates if c.number in pareto]
-    lines += ["## Pareto front (accuracy drop vs coded size" + (" vs latency" if any(
+    lines += ["## Pareto front (accuracy drop vs coded size estimate" + (" vs latency" if any(
         c.latency_ms is not None for c in front) else "") + ")", ""] + header
     lines += [_row(c, b, pareto) for c in sorted(front, key=lambda c: c.coded_bytes)]
     lines += ["", "## All candidates", ""] + header
@@ -153,7 +158,7 @@ def _plot(result, path: Path) -> None:
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
         lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
-    ax.set_xlabel("coded size (KB, log)")
+    ax.set_xlabel("coded size, estimate (KB, log)")
     ax.set_ylabel("accuracy drop (pp)")
     ax.set_title(f"auto_optimize: {result.study_name}")
     ax.legend(fontsize=8)

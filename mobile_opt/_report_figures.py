@@ -97,8 +97,8 @@ def size_png(report: dict, top: int = 10) -> bytes:
                              gridspec_kw={"height_ratios": [len(rows_ops) + 1.5, max(len(rows_t), 1) + 1.5]})
     for ax, rows, title in ((axes[0], rows_ops, "per op type"), (axes[1], rows_t, f"largest {len(rows_t)} tensors")):
         y = range(len(rows))
-        ax.barh([i - 0.2 for i in y], [r[1] for r in rows], height=0.4, color="C7", label="raw")
-        ax.barh([i + 0.2 for i in y], [r[2] for r in rows], height=0.4, color="C0", label="coded")
+        ax.barh([i - 0.2 for i in y], [r[1] for r in rows], height=0.4, color="C7", label="raw (shipped)")
+        ax.barh([i + 0.2 for i in y], [r[2] for r in rows], height=0.4, color="C0", label="coded (estimate)")
         ax.set_yticks(list(y), [r[0] for r in rows], fontsize=8)
         ax.invert_yaxis()
         if _spans_decades([v for r in rows for v in r[1:]]):

@@ -115,7 +115,8 @@ def key_figures(inputs: Sequence[ReportInput]) -> str:
                           f"{models[0]['accuracy']:.4f} for {escape(models[0]['name'])}"))
         elif inp.kind == "auto" and inp.data.get("chosen"):
             c = inp.data["chosen"]
-            cards.append((f"trial {c['number']}", f"chosen by auto: {c['coded_bytes']:,} B coded, "
+            cards.append((f"trial {c['number']}", f"chosen by auto: {_num(c.get('raw_bytes'), ',')} B .tflite as "
+                          f"shipped, {c['coded_bytes']:,} B coded estimate, "
                           f"{c['accuracy_drop_pp']:+.2f} pp accuracy drop"))
     best: dict[tuple[str, str], dict] = {}  # one card per (model, device): its fastest setting
     for record, _ in _bench_rows(inputs):
@@ -189,20 +190,23 @@ def size(inputs: Sequence[ReportInput], top: int = 10) -> str:
         d = inp.data
         name = escape(Path(d["source"]).name)
         parts.append(f"<h3>{name}</h3>" + _table(
-            ("raw B", "gzip B", "coded B", "weights B", "graph overhead B", "params", "weight buffers"),
-            [(f"{d['raw_bytes']:,}", f"{d['gzip_bytes']:,}", f"{d['coded_bytes']:,}", f"{d['weight_bytes']:,}",
-              f"{d['non_weight_bytes']:,}", f"{d['params']:,}", f"{d['weight_buffers']:,}")], numeric=range(7)))
-        parts.append(_table(("op type", "ops", "weight buffers", "params", "raw B", "coded B"), [
+            ("raw B (shipped)", "zip B", "coded B (estimate)", "gzip B", "weights B", "graph overhead B", "params",
+             "weight buffers"),
+            [(f"{d['raw_bytes']:,}", _num(d.get("zip_bytes"), ","), f"{d['coded_bytes']:,}", f"{d['gzip_bytes']:,}",
+              f"{d['weight_bytes']:,}", f"{d['non_weight_bytes']:,}", f"{d['params']:,}", f"{d['weight_buffers']:,}")],
+            numeric=range(8)))
+        parts.append(_table(("op type", "ops", "weight buffers", "params", "raw B", "coded B (estimate)"), [
             (escape(o["op_type"]), str(o["op_count"]), str(o["weight_buffers"]), f"{o['params']:,}",
              f"{o['raw_bytes']:,}", f"{o['coded_bytes']:,}") for o in d["op_types"]], numeric=(1, 2, 3, 4, 5)))
         tensors = sorted((t for t in d["tensors"] if not t.get("shared_buffer")), key=lambda t: -t["raw_bytes"])[:top]
-        parts.append(_table(("tensor", "dtype", "shape", "zeros", "distinct", "encoding", "raw B", "coded B"), [
+        parts.append(_table(("tensor", "dtype", "shape", "zeros", "distinct", "encoding", "raw B", "coded B (estimate)"), [
             (f"<code>{escape(t['name'])}</code>", escape(str(t["dtype"])), escape(str(t["shape"])),
              _num(t.get("zero_fraction"), ".1%"), _num(t.get("unique_values"), ","), escape(str(t.get("best_encoding"))),
              f"{t['raw_bytes']:,}", f"{t['coded_bytes']:,}") for t in tensors], numeric=(3, 4, 6, 7)))
         parts.append(_figure(figures.size_png(d, top), f"size breakdown of {name}",
                              f"Model <code>{escape(d['source'])}</code>; from " + _source(inp)
-                             + ". Coded = graph overhead as is + the smallest encoding of each weight buffer."))
+                             + ". Raw = the .tflite as shipped (what LiteRT mmaps); coded = an estimate no runtime "
+                             "loads: graph overhead as is + the smallest encoding of each weight buffer."))
     return ("<section id='size'><h2>Where the bytes go</h2>" + "".join(parts) + "</section>") if parts else ""
 
 
@@ -298,14 +302,17 @@ def pareto(inputs: Sequence[ReportInput]) -> str:
         front = set(d.get("pareto", ()))
         chosen = (d.get("chosen") or {}).get("number")
         rows = [(("<b>chosen</b> " if c["number"] == chosen else "") + str(c["number"]),
-                 _num(c.get("accuracy"), ".4f"), _num(c.get("accuracy_drop_pp"), "+.2f"), _num(c.get("coded_bytes"), ","),
+                 _num(c.get("accuracy"), ".4f"), _num(c.get("accuracy_drop_pp"), "+.2f"), _num(c.get("raw_bytes"), ","),
+                 _num(c.get("coded_bytes"), ","),
                  _num(c.get("latency_ms"), ".3f", c.get("latency_note")), "yes" if c.get("feasible") else "no")
                 for c in sorted((c for c in d["candidates"] if c["number"] in front), key=lambda c: c.get("coded_bytes") or 0)]
         b = d["baseline"]
         parts.append(f"<p>{escape(d.get('message', ''))}</p><p class='prov'>Baseline fp32: accuracy "
-                     f"{_num(b.get('accuracy'), '.4f')}, {_num(b.get('coded_bytes'), ',')} B coded; constraints "
+                     f"{_num(b.get('accuracy'), '.4f')}, {_num(b.get('raw_bytes'), ',')} B .tflite as shipped, "
+                     f"{_num(b.get('coded_bytes'), ',')} B coded estimate; constraints "
                      f"<code>{escape(json.dumps(d.get('constraints'), default=str))}</code>.</p>")
-        parts.append(_table(("trial", "accuracy", "drop pp", "coded B", "latency ms", "feasible"), rows, numeric=(1, 2, 3, 4)))
+        parts.append(_table(("trial", "accuracy", "drop pp", "raw B (shipped)", "coded B (estimate)", "latency ms",
+                             "feasible"), rows, numeric=(1, 2, 3, 4, 5)))
         if any(c.get("error") is None for c in d["candidates"]):
             parts.append(_figure(figures.pareto_png(d), "auto Pareto front",
                                  f"Study <code>{escape(str(d.get('study_name')))}</code>; from " + _source(inp) + "."))

@@ -20,27 +20,28 @@ def _render(result) -> None:
     from rich.table import Table
 
     b = result.baseline
-    console.print(f"Baseline fp32 .tflite: accuracy {b['accuracy']:.4f}, {b['raw_bytes']:,} B raw, "
-                  f"{b['coded_bytes']:,} B coded, graph overhead {b['graph_overhead_bytes']:,} B"
+    console.print(f"Baseline fp32 .tflite: accuracy {b['accuracy']:.4f}, {b['raw_bytes']:,} B .tflite as shipped, "
+                  f"{b['coded_bytes']:,} B coded (estimate), graph overhead {b['graph_overhead_bytes']:,} B"
                   + (f", {b['latency_ms']:.3f} ms" if b.get("latency_ms") is not None else ""))
     from rich import box
 
     # Numbers never wrap or get cut; the recipe folds (80-column terminals).
     table = Table(title=f"Candidates (study {escape(result.study_name)})", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("trial", "recipe", "accuracy", "drop pp", "coded B", "ratio", "latency ms", "feasible", "Pareto"):
+    for column in ("trial", "recipe", "accuracy", "drop pp", "raw B", "raw ratio", "coded B (est.)", "latency ms",
+                   "feasible", "Pareto"):
         table.add_column(column, justify="left" if column == "recipe" else "right",
                          no_wrap=column != "recipe", overflow="fold")
     pareto = set(result.pareto)
     for c in result.candidates:
         if c.error is not None:
             state = "[yellow]stopped early[/]" if c.error.startswith("stopped early") else "[red]failed[/]"
-            table.add_row(str(c.number), escape(_recipe_text(c.recipe)), "-", "-", "-", "-", "-", state, "")
+            table.add_row(str(c.number), escape(_recipe_text(c.recipe)), "-", "-", "-", "-", "-", "-", state, "")
             continue
         mark = "[green]yes[/]" if c.feasible else "no"
         if result.chosen is not None and c.number == result.chosen.number:
             mark = "[bold green]chosen[/]"
         table.add_row(str(c.number), escape(_recipe_text(c.recipe)), f"{c.accuracy:.4f}", f"{c.accuracy_drop_pp:+.2f}",
-                      f"{c.coded_bytes:,}", f"{b['raw_bytes'] / c.coded_bytes:.1f}×",
+                      f"{c.raw_bytes:,}", f"{b['raw_bytes'] / c.raw_bytes:.1f}×", f"{c.coded_bytes:,}",
                       f"{c.latency_ms:.3f}" if c.latency_ms is not None else "-", mark,
                       "*" if c.number in pareto else "")
     console.print(table)
@@ -117,13 +118,14 @@ def auto(model_path, data, image_size, val_split, train_samples, val_samples, ma
         def progress(p):
             eta = "" if p.eta_s is None else f"ETA {_clock(p.eta_s)}"
             best = ("best: none feasible yet" if p.best is None else
-                    f"best: trial {p.best.number}, {p.best.coded_bytes:,} B coded, {p.best.accuracy_drop_pp:+.2f} pp")
+                    f"best: trial {p.best.number}, {p.best.raw_bytes:,} B .tflite, {p.best.coded_bytes:,} B coded est., "
+                    f"{p.best.accuracy_drop_pp:+.2f} pp")
             bar.update(task, completed=p.done, total=p.total, description=f"trial {p.done}/{p.total}",
                        eta=eta, best=best)
             if p.last is not None:  # one line per finished trial stays on screen
                 c = p.last
                 what = (f"[yellow]{c.error}[/]" if c.error else
-                        f"{c.coded_bytes:,} B coded, {c.accuracy_drop_pp:+.2f} pp, "
+                        f"{c.raw_bytes:,} B .tflite, {c.coded_bytes:,} B coded est., {c.accuracy_drop_pp:+.2f} pp, "
                         + ("[green]feasible[/]" if c.feasible else "not feasible"))
                 bar.console.print(f"  trial {c.number} ({_recipe_text(c.recipe)}): {what}"
                                   + (f", {c.seconds:.0f} s" if c.seconds else ""), highlight=False)

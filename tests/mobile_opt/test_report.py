@@ -245,3 +245,15 @@ def test_a_file_that_records_its_command_shows_it(results, tmp_path):
     html = write_report([path], tmp_path / "r.html").read_text()
     assert escape(made["command"]) in html and f"mobile-opt {__version__}" in html
     assert "records no command line" not in html
+
+
+def test_sizes_lead_with_what_ships(results, tmp_path):
+    """Key figure and size table: raw .tflite bytes first, then zip, then the coded estimate."""
+    data = json.loads(results["analyze"].read_text())
+    html = write_report([results["analyze"]], tmp_path / "r.html").read_text()
+    card = html.index(f"{data['raw_bytes']:,} B")
+    assert card < html.index(f"zip {data['zip_bytes']:,} B") < html.index(f"coded estimate {data['coded_bytes']:,} B")
+    header = html.index("raw B (shipped)")
+    assert header < html.index("zip B", header) < html.index("coded B (estimate)", header)
+    row = html.index(f">{data['raw_bytes']:,}<", header)
+    assert row < html.index(f">{data['zip_bytes']:,}<", row) < html.index(f">{data['coded_bytes']:,}<", row)
