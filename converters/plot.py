@@ -56,8 +56,8 @@ def plot_size(report: SizeReport, path: str | Path, *, top: int = 20) -> Path:
         _bars(ax_ops, [o.op_type for o in ops] + ["(graph overhead)"],
               [o.raw_bytes for o in ops] + [report.non_weight_bytes],
               [o.coded_bytes for o in ops] + [report.non_weight_bytes])
-        ax_ops.set_title(f"{Path(report.source).name}: raw {report.raw_bytes:,} B, gzip "
-                         f"{report.gzip_bytes:,} B, coded {report.coded_bytes:,} B")
+        ax_ops.set_title(f"{Path(report.source).name}: raw {report.raw_bytes:,} B (shipped), zip "
+                         f"{report.zip_bytes:,} B, coded {report.coded_bytes:,} B (estimate)")
         _bars(ax_t, [_short(t.name) for t in tensors], [t.raw_bytes for t in tensors],
               [t.coded_bytes for t in tensors])
         ax_t.set_title(f"Largest {len(tensors)} weight tensors")
@@ -70,8 +70,8 @@ def plot_size(report: SizeReport, path: str | Path, *, top: int = 20) -> Path:
 
 def _bars(ax, labels: list[str], raw: list[int], coded: list[int]) -> None:
     y = range(len(labels))
-    ax.barh([i - 0.2 for i in y], raw, height=0.4, label="raw")
-    ax.barh([i + 0.2 for i in y], coded, height=0.4, label="coded")
+    ax.barh([i - 0.2 for i in y], raw, height=0.4, label="raw (shipped)")
+    ax.barh([i + 0.2 for i in y], coded, height=0.4, label="coded (estimate)")
     ax.set_yticks(list(y), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("bytes")

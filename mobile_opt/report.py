@@ -4,7 +4,7 @@ Each input is recognised by its content, not its name:
 
 - bench: JSON lines of benchmark results (`bench --out`), or `bench --json`'s {"results": [...]};
 - optimize: the pipeline summary (`optimize --summary`, stages + accuracies);
-- analyze: `analyze --json` (tensors, op types, raw/gzip/coded bytes);
+- analyze: `analyze --json` (tensors, op types, raw/zip/coded/gzip bytes);
 - auto: `auto`'s pareto.json (candidates, Pareto front, chosen trial);
 - demo: `demo`'s summary.json (pipeline, models, benchmarks).
 
