@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from mobile_opt.cli import _outputs
 from mobile_opt.cli._common import console, handle_errors, print_json, stderr_console
 from mobile_opt.errors import InputError
 
@@ -166,7 +167,8 @@ def _render(results, comparisons) -> None:
               help="With --compare: exit 1 when a median latency (or energy per inference) is "
                    "slower by more than PCT (e.g. 5%) and significantly so (Mann–Whitney U).")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the regression gates as JUnit XML to this file.")
+              help="Write the regression and output gates as JUnit XML to this file.")
+@_outputs.options
 # Device farms (device_bench.farm).
 @click.option("--shard", is_flag=True,
               help="Spread the models over devices of the same model and ABI instead of repeating them.")
@@ -176,7 +178,7 @@ def _render(results, comparisons) -> None:
 def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy, baseline_s,
           cooldown_s, cooldown_to_c, battery, keep_samples, run_timeout_s, op_profiling, out,
           plot_path, compare_path, as_json, benchmark_binary, cache_dir, adb_port, regression, junit_path,
-          shard, retries) -> None:
+          check_data, check_samples, max_output_diff, max_drop_pp, require_full_delegation, shard, retries) -> None:
     """Benchmark MODELS (.tflite) on a device: latency percentiles, delegates, energy.
 
     Exit code 1 when any run failed (unsupported backends are reported, not failures), or
@@ -187,7 +189,9 @@ def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy
 
     from mobile_opt._files import OutputFiles, check_appendable
 
-    threshold = _regression_threshold(regression, compare_path, junit_path)
+    _outputs.check_usage(check_data, max_output_diff, max_drop_pp, require_full_delegation)
+    threshold = _regression_threshold(regression, compare_path, junit_path if check_data is None else None)
+    check_inputs = _outputs.load_inputs(check_data, list(models), check_samples) if check_data else None
     old = read_jsonl(compare_path) if compare_path is not None else None
     if out is not None and not out.parent.is_dir():
         raise InputError(f"--out directory does not exist. Received: out={str(out)!r}")
@@ -223,6 +227,9 @@ def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy
                 task = bar.add_task("benchmarking", total=None)
                 farm = run_farm(devices, models, run, **farm_kwargs,
                                 progress=lambda n, total: bar.update(task, completed=n, total=total))
+        checks = [] if check_inputs is None else _outputs.run(
+            devices, check_inputs, backends, benchmark_binary=benchmark_binary, cache_dir=cache_dir,
+            samples=check_samples)
     finally:
         for device in devices:
             device.close()
@@ -237,6 +244,12 @@ def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy
         from device_bench.regression import check_regressions
 
         gate = check_regressions(old, results, threshold=threshold)
+    output_gate = None
+    if checks and (max_output_diff is not None or max_drop_pp is not None or require_full_delegation):
+        from device_bench import gate_outputs
+
+        output_gate = gate_outputs(checks, max_output_diff=max_output_diff, max_accuracy_drop_pp=max_drop_pp,
+                                   require_full_delegation=require_full_delegation)
     if plot_path is not None:
         from device_bench import plot_latency
 
@@ -254,19 +267,26 @@ def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy
             data["op_costs"] = _op_costs.to_json(joined)
         if gate is not None:
             data["regression"] = gate.to_dict()
+        if check_inputs is not None:
+            data["outputs"] = [c.to_dict() for c in checks]
+        if output_gate is not None:
+            data["output_gates"] = output_gate.to_dict()
         if not farm.ok:
             data.update(lost=farm.lost, unrun=[list(u) for u in farm.unrun])
         print_json(data)
     else:
         _render(results, comparisons)
         _op_costs.render(joined, console)
+        _outputs.render(checks)
         for lost, why in farm.lost.items():
             console.print(f"[red]device {lost} {why}[/]", highlight=False)
         for owner, model, why in farm.unrun:
             console.print(f"[red]not run: {Path(model).name} (meant for {owner}): {why}[/]", highlight=False)
-    if gate is not None:
-        _report_gate(gate, junit_path, as_json)
-    if any(r.status == "failed" for r in results) or not farm.ok or (gate is not None and not gate.ok):
+    gates = [g for g in (gate, output_gate) if g is not None]
+    if gates:
+        _report_gate(gates, junit_path, as_json)
+    failed_checks = any(b.status == "failed" for c in checks for b in c.backends)
+    if any(r.status == "failed" for r in results) or not farm.ok or failed_checks or not all(g.ok for g in gates):
         raise SystemExit(1)
 
 
@@ -301,19 +321,32 @@ def _regression_threshold(regression, compare_path, junit_path) -> float | None:
     return parse_threshold(regression)
 
 
-def _report_gate(gate, junit_path, as_json) -> None:
+def _report_gate(gates, junit_path, as_json) -> None:
     import os
+    from types import SimpleNamespace
 
     from mobile_opt.cli.check import _github, _junit, _print_text
 
-    title = "mobile-opt latency gates"
+    from device_bench.outputs import OutputGateReport
+
+    outputs = [g for g in gates if isinstance(g, OutputGateReport)]
+    if len(outputs) == len(gates):
+        title, words, kind = "mobile-opt output gates", ("all output gates held", "output gate(s) failed"), "outputs"
+    elif outputs:
+        title, words, kind = "mobile-opt latency and output gates", ("all gates held", "gate(s) failed"), "bench"
+    else:
+        title, words, kind = ("mobile-opt latency gates", ("no significant regression", "significant regression(s)"),
+                              "latency")
+    results = tuple(r for g in gates for r in g.results)
+    gate = SimpleNamespace(results=results, ok=all(r.ok for r in results),
+                           failures=tuple(r for r in results if not r.ok))
     if not as_json:
-        _print_text(gate, title, ("no significant regression", "significant regression(s)"))
+        _print_text(gate, title, words)
     if junit_path is not None:
         try:
-            junit_path.write_text(_junit(gate, title, "latency") + "\n", encoding="utf-8")
+            junit_path.write_text(_junit(gate, title, kind) + "\n", encoding="utf-8")
         except OSError as exc:
             raise InputError(f"Cannot write the JUnit report to {str(junit_path)!r}: {exc.strerror or exc}") from exc
     if os.environ.get("GITHUB_ACTIONS") == "true":
-        _github(gate, title=title, annotation="mobile-opt latency")
+        _github(gate, title=title, annotation="mobile-opt latency" if kind == "latency" else "mobile-opt bench")
 

@@ -1,0 +1,115 @@
+"""`bench --check-outputs DATA`: what each backend computes, against LiteRT on the host.
+
+The work is `device_bench.check_outputs` / `gate_outputs`; here are the options, the data
+loading (the CLI's data specs: fashion-mnist, an .npz, an image folder, or "random") and the
+table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+
+from mobile_opt.cli._common import FiniteFloatRange, console
+
+# bench --backends -> the variants checked: the GPU with and without fp16.
+_VARIANTS = {"cpu": ("cpu",), "gpu": ("gpu", "gpu_fp32"), "nnapi": ("nnapi",)}
+
+
+def options(command):
+    for option in reversed((
+        click.option("--check-outputs", "check_data", metavar="DATA", default=None,
+                     help="Also run DATA (fashion-mnist, an .npz, an image folder, or 'random') through "
+                          "each backend on the device and compare its outputs with LiteRT on the host."),
+        click.option("--check-samples", type=click.IntRange(min=1), default=100, show_default=True,
+                     help="Inputs --check-outputs runs (one batch)."),
+        click.option("--max-output-diff", type=FiniteFloatRange(min=0), default=None,
+                     help="With --check-outputs: exit 1 when a backend's max |output - host| is above this."),
+        click.option("--max-accuracy-drop", "max_drop_pp", type=FiniteFloatRange(min=0), default=None,
+                     help="With --check-outputs and labelled DATA: exit 1 when a backend's accuracy is below "
+                          "the host's by more than this many percentage points."),
+        click.option("--require-full-delegation", is_flag=True,
+                     help="With --check-outputs: exit 1 when a delegate leaves any op to the CPU."),
+    )):
+        command = option(command)
+    return command
+
+
+def check_usage(check_data, max_output_diff, max_drop_pp, require_full_delegation) -> None:
+    if check_data is None and (max_output_diff is not None or max_drop_pp is not None or require_full_delegation):
+        raise click.UsageError("--max-output-diff, --max-accuracy-drop and --require-full-delegation gate "
+                               "--check-outputs; give --check-outputs DATA too.")
+
+
+def load_inputs(data: str, models: list[Path], samples: int) -> dict[Path, tuple]:
+    """`{model: (inputs, labels)}`, loaded once per input shape; (None, None) for 'random'."""
+    from converters.interpreter import make_interpreter
+    from mobile_opt.datasets import load_dataset
+    from mobile_opt.errors import InputError
+
+    out, cache = {}, {}
+    for model in models:
+        if data == "random":
+            out[model] = (None, None)
+            continue
+        details = make_interpreter(model.read_bytes()).get_input_details()
+        if len(details) != 1:
+            raise InputError(f"{model}: --check-outputs takes models with one input; this one has "
+                             f"{len(details)}: {[d['name'] for d in details]}.")
+        shape = tuple(int(d) for d in details[0]["shape"][1:])
+        if shape not in cache:
+            _, val = load_dataset(data, input_shape=shape, val_samples=samples)
+            cache[shape] = _arrays(val, samples)
+        out[model] = cache[shape]
+    return out
+
+
+def _arrays(val, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(val, tuple):
+        return np.asarray(val[0])[:samples], np.asarray(val[1])[:samples]
+    xs, ys = [], []
+    for x, y in val.as_numpy_iterator():  # an image folder: batched (x, y)
+        xs.append(x)
+        ys.append(y)
+        if sum(len(b) for b in xs) >= samples:
+            break
+    return np.concatenate(xs)[:samples], np.concatenate(ys)[:samples]
+
+
+def run(devices, inputs: dict, backends, *, benchmark_binary, cache_dir, samples: int) -> list:
+    from device_bench import check_outputs
+
+    variants = tuple(v for b in backends for v in _VARIANTS[b])
+    return [check_outputs(device, model, x, y, backends=variants, benchmark_binary=benchmark_binary,
+                          cache_dir=cache_dir, samples=samples)
+            for device in devices for model, (x, y) in inputs.items()]
+
+
+def _num(value, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def render(checks) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    for check in checks:
+        device = check.device.get("model") or check.device.get("serial")
+        table = Table(title=f"Outputs of {Path(check.model).name} on {device}: {check.samples} inputs "
+                            f"({check.inputs}) vs {check.reference}", title_justify="left")
+        for col in ("backend", "status", "top-1 agree", "max |diff|", "mean |diff|", "bit exact", "accuracy",
+                    "delegated"):
+            table.add_column(col, justify="left" if col in ("backend", "status", "delegated") else "right")
+        table.add_row("host (reference)", "ok", "-", "-", "-", "-", _num(check.reference_accuracy, ".2%"), "-")
+        for b in check.backends:
+            status = "[green]ok[/]" if b.status == "ok" else f"[yellow]{b.status}[/]: {escape(b.reason or '')}"
+            delegated = "-"
+            if b.delegation:
+                d = b.delegation
+                delegated = d["coverage"] + (f" ({d['ops_on_cpu']} ops on CPU)" if d.get("ops_on_cpu") else "")
+            table.add_row(b.backend, status, _num(b.top1_agreement, ".1%"), _num(b.max_abs_diff, ".3g"),
+                          _num(b.mean_abs_diff, ".3g"), "-" if b.bit_exact is None else ("yes" if b.bit_exact else "no"),
+                          _num(b.accuracy, ".2%"), delegated)
+        console.print(table)
