@@ -22,8 +22,10 @@ def report(results, output) -> None:
     RESULTS are any of: bench JSON lines (--out), an optimize summary JSON, analyze --json output,
     auto's pareto.json, demo's summary.json — recognised by their content.
     """
+    from mobile_opt._files import check_appendable
     from mobile_opt.report import write_report
 
+    check_appendable(output, what="--output")  # before reading any results
     command = shlex.join(["mobile-opt", "report", *map(str, results), "-o", str(output)])
     path = write_report(list(results), output, command=command)
     console.print(f"Wrote {path} ({path.stat().st_size:,} bytes)", highlight=False)

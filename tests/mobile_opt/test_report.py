@@ -257,3 +257,16 @@ def test_sizes_lead_with_what_ships(results, tmp_path):
     assert header < html.index("zip B", header) < html.index("coded B (estimate)", header)
     row = html.index(f">{data['raw_bytes']:,}<", header)
     assert row < html.index(f">{data['zip_bytes']:,}<", row) < html.index(f">{data['coded_bytes']:,}<", row)
+
+
+@pytest.mark.parametrize("output", ["/sys/report.html", "/proc/no-dir/report.html"])
+def test_cli_unwritable_output_exits_2_before_reading_results(tiny_model, tmp_path, output):
+    analysis = CliRunner().invoke(cli, ["analyze", str(tiny_model), "--json"])
+    assert analysis.exit_code == 0, analysis.output
+    results = tmp_path / "analysis.json"
+    results.write_text(analysis.output)
+    result = CliRunner().invoke(cli, ["report", str(results), "-o", output])
+    assert result.exit_code == 2, result.output
+    assert "Cannot write --output there" in result.output and output in result.output
+    assert "Traceback" not in result.output and result.exception.__class__ is SystemExit
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["analysis.json"]
