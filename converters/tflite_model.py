@@ -604,6 +604,11 @@ def _read_source(source: str | Path | bytes | bytearray | memoryview) -> tuple[b
             f"Expected a .tflite file, got a directory. Received: source={str(path)!r}. "
             "Pass the .tflite file inside it."
         )
+    if not path.is_file():  # reading a named pipe or a device would block or never end
+        raise InputError(
+            f"{str(path)!r} is not a regular file (a named pipe, socket or device). Received: "
+            f"source={str(path)!r}. Pass the .tflite file itself (copy a piped model to a file first)."
+        )
     try:
         return path.read_bytes(), str(path)
     except OSError as exc:

@@ -125,7 +125,8 @@ def _require_files(paths: tuple[str, ...]) -> None:
 
     for path in paths:
         if not any(ch in path for ch in "*?[") and not Path(path).is_file():
-            what = "a directory" if Path(path).is_dir() else "missing"
+            what = ("a directory" if Path(path).is_dir() else "not a regular file (a named pipe, socket or device)"
+                    if Path(path).exists() else "missing")
             raise InputError(f"{path!r} is {what}; give .tflite files (or quoted globs). Received: path={path!r}.")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import json
 import subprocess
 import sys
@@ -132,3 +133,15 @@ def test_bad_files_exit_2_without_traceback(models, tmp_path, content):
     message = proc.stderr.strip()
     assert message.startswith("error:") and str(target.name) in message
     assert len(message.splitlines()) <= 3  # one message, possibly soft-wrapped by the console
+
+
+@pytest.mark.parametrize("command", [["analyze", "{fifo}"], ["check", "{fifo}", "--max-raw", "1KB"]])
+def test_named_pipe_is_not_a_regular_file(tmp_path, command):
+    # A subprocess with a timeout: reading a FIFO no one writes blocks forever.
+    fifo = tmp_path / "model.tflite"
+    os.mkfifo(fifo)
+    proc = subprocess.run([sys.executable, "-m", "mobile_opt.cli", *[str(fifo) if a == "{fifo}" else a for a in command]],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "is not a regular file" in proc.stderr and str(fifo) in proc.stderr
+    assert "Traceback" not in proc.stderr
