@@ -89,15 +89,10 @@ def weight_layers(model: TFLiteModel, layers: Mapping[str, int] | None = None) -
 
 def int4_ops() -> set[str]:
     """The op types ai-edge-quantizer's policy gives int4 kernels with int8 activations."""
-    return _policy_ops()[4]
-
-
-def _policy_ops() -> dict[int, set[str]]:
-    """Which ops ai-edge-quantizer's default policy lets take each weight width (a8 activations)."""
     from ai_edge_quantizer import default_policy
 
     per_config = json.loads(default_policy.DEFAULT_JSON_POLICY)["ops_per_config"]
-    return {bits: set(per_config.get(f"static_wi{bits}_ai8", ())) - {"INPUT", "OUTPUT"} for bits in BITS}
+    return set(per_config.get("static_wi4_ai8", ())) - {"INPUT", "OUTPUT"}
 
 
 def _check_bits(weight_bits: Mapping[str, int]) -> None:
