@@ -14,7 +14,8 @@ from mobile_opt.report import NOT_MEASURED, ReportInput, png_img
 from mobile_opt.stage import comparable_figures
 
 _MADE_BY = {
-    "bench": "mobile-opt bench --out",
+    "bench": "mobile-opt bench (--out or --json)",
+    "outputs": "device_bench.check_outputs(...).to_dict()",
     "optimize": "mobile-opt optimize (its --summary JSON)",
     "analyze": "mobile-opt analyze --json",
     "auto": "mobile-opt auto (its pareto.json)",
@@ -291,6 +292,60 @@ def energy(inputs: Sequence[ReportInput]) -> str:
         parts.append(_figure(figures.energy_png(drawn, colour), "energy per inference",
                              "Battery fuel gauge, idle baseline subtracted; runs and devices as in the latency section."))
     return "<section id='energy'><h2>Energy</h2>" + "".join(parts) + "</section>"
+
+
+def _gate_cell(gates: Sequence[dict], backend: str) -> str:
+    mine = [g for g in gates if str(g.get("pattern", "")).split(" on ")[0] == backend]
+    if not mine:
+        return ""
+    failed = [g for g in mine if not g.get("ok")]
+    if failed:
+        return "<b class='bad'>failed</b>: " + escape(", ".join(
+            f"{g['metric']} {g['actual']:g} > {g['limit']:g}" for g in failed))
+    untested = [g["metric"] for g in mine if g.get("status") == "not testable"]
+    return "<span class='ok'>held</span>" + (f" ({escape(', '.join(untested))} not testable)" if untested else "")
+
+
+def backend_outputs(inputs: Sequence[ReportInput]) -> str:
+    """What each backend computed against LiteRT on the host: a row per backend, gates beside it.
+
+    A backend that did not run shows its status and the tool's reason, never a figure.
+    """
+    parts = []
+    for inp in inputs:
+        gates = (inp.output_gates or {}).get("results", [])
+        for check in inp.outputs:
+            device = check.get("device") or {}
+            ref_acc = check.get("reference_accuracy")
+            no_labels = "no labels given" if ref_acc is None else None
+            rows = [("host (reference)", "ok", "", "", "", "", _num(ref_acc, ".2%", no_labels), "", "", "")]
+            for b in check.get("backends", ()):
+                ran = b.get("status") == "ok"
+                why = None if ran else f"backend {b.get('status')}"
+                status = ("<span class='ok'>ok</span>" if ran else
+                          f"<span class='nm'>{escape(str(b.get('status')))}</span>: {escape(b.get('reason') or '')}")
+                acc = b.get("accuracy")
+                drop = None if acc is None or ref_acc is None else (ref_acc - acc) * 100
+                d = b.get("delegation") or {}
+                delegated = escape(str(d.get("coverage", ""))) + (
+                    f" ({d['ops_on_cpu']} ops on CPU)" if d.get("ops_on_cpu") else "")
+                rows.append((escape(str(b.get("backend"))), status, _num(b.get("top1_agreement"), ".1%", why),
+                             _num(b.get("max_abs_diff"), ".3g", why), _num(b.get("mean_abs_diff"), ".3g", why),
+                             "" if b.get("bit_exact") is None else ("yes" if b["bit_exact"] else "no"),
+                             _num(acc, ".2%", why or no_labels), _num(drop, "+.2f", why or no_labels),
+                             delegated, _gate_cell(gates, str(b.get("backend")))))
+            parts.append(
+                f"<h3>{escape(Path(str(check.get('model'))).name)} on "
+                f"{escape(str(device.get('model') or device.get('serial')))}</h3>"
+                f"<p class='prov'>{check.get('samples')} inputs ({escape(str(check.get('inputs')))}) against "
+                f"{escape(str(check.get('reference')))}; from {_source(inp)}.</p>"
+                + _table(("backend", "status", "top-1 agreement", "max |diff|", "mean |diff|", "bit exact",
+                          "accuracy", "drop pp", "delegated", "gate"), rows, numeric=(2, 3, 4, 6, 7)))
+    if not parts:
+        return ""
+    return ("<section id='outputs'><h2>What each backend computes</h2>"
+            "<p>Outputs on the device against LiteRT's CPU on the host, on the same inputs; top-1 agreement "
+            "is the share of inputs whose highest output is the same.</p>" + "".join(parts) + "</section>")
 
 
 def pareto(inputs: Sequence[ReportInput]) -> str:

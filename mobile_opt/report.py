@@ -2,7 +2,9 @@
 
 Each input is recognised by its content, not its name:
 
-- bench: JSON lines of benchmark results (`bench --out`), or `bench --json`'s {"results": [...]};
+- bench: JSON lines of benchmark results (`bench --out`), or `bench --json`'s {"results": [...]}
+  (with `--check-outputs`, its "outputs" and "output_gates" too);
+- outputs: `device_bench.check_outputs(...).to_dict()` (one, or a list of them);
 - optimize: the pipeline summary (`optimize --summary`, stages + accuracies);
 - analyze: `analyze --json` (tensors, op types, raw/zip/coded/gzip bytes);
 - auto: `auto`'s pareto.json (candidates, Pareto front, chosen trial);
@@ -33,7 +35,7 @@ from mobile_opt.errors import InputError
 
 __all__ = ["ReportInput", "load_input", "render_report", "write_report"]
 
-KINDS = ("bench", "optimize", "analyze", "auto", "demo")
+KINDS = ("bench", "outputs", "optimize", "analyze", "auto", "demo")
 NOT_MEASURED = "not measured"
 
 
@@ -46,12 +48,21 @@ class ReportInput:
     sha256: str
     modified: str
     data: Any
+    # What each backend computed (`bench --json --check-outputs`, or an "outputs" input) and its gates.
+    outputs: tuple[dict, ...] = ()
+    output_gates: dict | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "kind": self.kind, "sha256": self.sha256, "modified": self.modified}
 
 
+def _is_output_check(data: Any) -> bool:
+    return isinstance(data, dict) and {"model", "reference", "samples", "backends"} <= data.keys()
+
+
 def _kind(data: Any) -> str | None:
+    if _is_output_check(data) or isinstance(data, list) and data and all(map(_is_output_check, data)):
+        return "outputs"
     if isinstance(data, list) and data and all(isinstance(r, dict) and "backend" in r and "status" in r for r in data):
         return "bench"
     if not isinstance(data, dict):
@@ -94,13 +105,18 @@ def load_input(path: str | Path) -> ReportInput:
     if kind is None:
         raise InputError(
             f"{path} is not a result mobile-opt writes. Expected one of: bench JSONL (`bench --out`), "
-            "`optimize` summary JSON, `analyze --json`, auto's pareto.json, demo's summary.json. "
+            "`optimize` summary JSON, `analyze --json`, `check_outputs(...).to_dict()`, auto's pareto.json, "
+            "demo's summary.json. "
             f"Received: path={str(path)!r}"
         )
+    outputs, gates = (), None
     if kind == "bench" and isinstance(data, dict):
+        outputs, gates = tuple(data.get("outputs") or ()), data.get("output_gates")
         data = data["results"] if "results" in data else [data]
+    elif kind == "outputs":
+        outputs = tuple(data) if isinstance(data, list) else (data,)
     modified = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
-    return ReportInput(str(path), kind, hashlib.sha256(raw).hexdigest(), modified, data)
+    return ReportInput(str(path), kind, hashlib.sha256(raw).hexdigest(), modified, data, outputs, gates)
 
 
 def write_report(paths: Sequence[str | Path], output: str | Path, *, command: str | None = None) -> Path:
@@ -145,6 +161,7 @@ def render_report(inputs: Sequence[ReportInput], *, command: str | None = None) 
         sections.size(inputs),
         sections.latency(inputs),
         sections.energy(inputs),
+        sections.backend_outputs(inputs),
         sections.pareto(inputs),
         sections.ops(inputs),
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -15,6 +16,7 @@ from device_bench import check_outputs, gate_outputs
 from mobile_opt import _tf
 from mobile_opt.cli import cli as main
 from mobile_opt.errors import InputError
+from mobile_opt.report import load_input, render_report
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +100,14 @@ def test_bench_check_outputs_through_the_cli(int8_model, tmp_path):
     assert data["output_gates"]["ok"] is True
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite.get("failures") == "0" and len(suite.findall("testcase")) == 1
+    # The HTML report shows a row per backend with the gate beside it.
+    saved = tmp_path / "bench.json"
+    saved.write_text(result.stdout)
+    html = render_report([load_input(saved)])
+    section = html[html.index("<section id='outputs'>"):]
+    row = re.search(r"<tr><td>cpu</td>(.*?)</tr>", section).group(1)
+    assert "100.0%" in row and ">yes<" in row and "held" in row
+    assert "16 inputs (random inputs" in section
     usage = CliRunner().invoke(main, ["bench", "--device", "host", "--max-output-diff", "0.1", str(path)])
     assert usage.exit_code == 2 and "give --check-outputs DATA too" in usage.output
 
@@ -118,7 +128,7 @@ def close_call(tmp_path_factory):
     return path, x, _host_classes(path, x)
 
 
-def test_a_gpu_computing_in_fp16_is_caught_and_its_fp32_mode_passes(loopback, direct, cache, close_call):
+def test_a_gpu_computing_in_fp16_is_caught_and_its_fp32_mode_passes(loopback, direct, cache, close_call, tmp_path):
     from device_bench.testing.fake_benchmark_model import configure, runs
 
     path, x, labels = close_call
@@ -142,6 +152,15 @@ def test_a_gpu_computing_in_fp16_is_caught_and_its_fp32_mode_passes(loopback, di
     assert failed == {("gpu", "output_diff"), ("gpu", "accuracy_drop")}
     drop = next(r for r in gate.failures if r.metric == "accuracy_drop")
     assert drop.actual == pytest.approx((1.0 - fp16.accuracy) * 100)
+    # Saved as the API's dict, the report shows the drift on the fp16 row and no figure for NNAPI.
+    saved = tmp_path / "check.json"
+    saved.write_text(json.dumps(check.to_dict()))
+    section = render_report([load_input(saved)]).split("<section id='outputs'>")[1]
+    rows = dict(re.findall(r"<tr><td>(\w+)</td>(.*?)</tr>", section))
+    assert f"{fp16.top1_agreement:.1%}" in rows["gpu"] and ">no<" in rows["gpu"]
+    assert f"{(1.0 - fp16.accuracy) * 100:+.2f}" in rows["gpu"]
+    assert ">yes<" in rows["gpu_fp32"] and "full" in rows["gpu"]
+    assert "unsupported" in rows["nnapi"] and "not measured" in rows["nnapi"] and "e-" not in rows["nnapi"]
 
 
 def test_partial_delegation_fails_require_full_delegation(loopback, direct, cache, int8_model):
