@@ -69,6 +69,19 @@ def test_random_inputs_are_said_and_give_no_accuracy(int8_model):
     assert check.backends[0].bit_exact
 
 
+def _string_input_model(root):
+    tf = _tf.tf()
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 2], tf.string, name="s")])
+    def reshape(s):
+        return tf.reshape(s, [2, 1])
+
+    path = root / "string.tflite"
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([reshape.get_concrete_function()], reshape)
+    path.write_bytes(converter.convert())
+    return path
+
+
 def test_bad_inputs_name_the_input(int8_model, tmp_path):
     path, x = int8_model
     keras = _tf.keras()
@@ -81,6 +94,8 @@ def test_bad_inputs_name_the_input(int8_model, tmp_path):
             check_outputs(host, path, x.reshape(64, 64)[:10])
         with pytest.raises(InputError, match="one input; this one has 2"):
             check_outputs(host, two_path, None)
+        with pytest.raises(InputError, match="input 's' is of type bytes; output checks need a numeric"):
+            check_outputs(host, _string_input_model(tmp_path), None)
         with pytest.raises(InputError, match="labels must be 5 class indices"):
             check_outputs(host, path, x[:5], np.zeros(3, int))
         with pytest.raises(InputError, match="backends must be some of"):
