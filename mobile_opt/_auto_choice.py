@@ -137,7 +137,8 @@ class Candidate:
         accuracy: top-1 of the .tflite on the validation data (LiteRT).
         accuracy_drop_pp: baseline .tflite accuracy minus `accuracy`, in pp.
         accuracy_drop_se_pp: its standard error (paired, same samples), or None.
-        coded_bytes / raw_bytes: `converters.analyze` sizes of the .tflite.
+        coded_bytes / raw_bytes / zip_bytes: `converters.analyze` sizes of the .tflite (zip is
+            None for trials stored before it was recorded).
         latency_ms: median latency on the device, None when no device (or not measured;
             `latency_note` says why).
         feasible: every constraint held; `violations` says by how much each failed.
@@ -153,6 +154,7 @@ class Candidate:
     accuracy_drop_se_pp: float | None = None
     coded_bytes: int | None = None
     raw_bytes: int | None = None
+    zip_bytes: int | None = None
     latency_ms: float | None = None
     latency_note: str | None = None
     feasible: bool = False
@@ -182,6 +184,7 @@ def candidates_of(study, constraints: Constraints) -> list[Candidate]:
                 number=t.number, recipe=attrs.get("recipe", {}), stages=tuple(attrs.get("stages", ())),
                 accuracy=attrs["accuracy"], accuracy_drop_pp=attrs["accuracy_drop_pp"],
                 accuracy_drop_se_pp=attrs.get("accuracy_drop_se_pp"), coded_bytes=attrs["coded_bytes"], raw_bytes=attrs["raw_bytes"],
+                zip_bytes=attrs.get("zip_bytes"),
                 latency_ms=attrs.get("latency_ms"), latency_note=attrs.get("latency_note"),
                 feasible=not violations, violations=violations, checks_ok=attrs.get("checks_ok", False),
                 seconds=attrs.get("seconds"), tflite_path=attrs.get("tflite_path"),

@@ -74,6 +74,7 @@ class Measurer:
                 "accuracy_drop_se_pp": drop_se,
                 "coded_bytes": int(size.coded_bytes),
                 "raw_bytes": int(size.raw_bytes),
+                "zip_bytes": int(size.zip_bytes),
                 "checks_ok": all(s.ok for s in result.stages),
                 "latency_ms": None,
                 "latency_note": "no device given",

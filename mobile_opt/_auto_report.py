@@ -43,7 +43,7 @@ def _row(c, baseline: dict, pareto: set) -> str:
     raw_ratio = baseline["raw_bytes"] / c.raw_bytes if c.raw_bytes else None
     coded_ratio = baseline["raw_bytes"] / c.coded_bytes if c.coded_bytes else None
     return (f"| {c.number} | {recipe_text(c.recipe)} | {_fmt(c.accuracy, 4)} | {_fmt(c.accuracy_drop_pp)} | "
-            f"{_fmt(c.raw_bytes)} | {_fmt(raw_ratio, 1)}× | {_fmt(c.coded_bytes)} | {_fmt(coded_ratio, 1)}× | "
+            f"{_fmt(c.raw_bytes)} | {_fmt(raw_ratio, 1)}× | {_fmt(c.zip_bytes)} | {_fmt(c.coded_bytes)} | {_fmt(coded_ratio, 1)}× | "
             f"{_fmt(c.latency_ms, 3)} | "
             f"{'yes' if c.feasible else 'no'} | {'yes' if c.number in pareto else ''} | "
             f"{'yes' if c.checks_ok else 'NO'} |")
@@ -99,9 +99,9 @@ def _markdown(result) -> str:
                   f"{_fmt(shown.coded_bytes)} B coded estimate ({b['raw_bytes'] / shown.coded_bytes:.1f}×), "
                   f"latency {_fmt(shown.latency_ms, 3)} ms"
                   + (f" ({shown.latency_note})" if shown.latency_note else ""), ""]
-    header = ["| trial | recipe | accuracy | drop pp | raw B (shipped) | raw ratio | coded B (estimate) | coded ratio "
-              "| latency ms | feasible | Pareto | checks |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    header = ["| trial | recipe | accuracy | drop pp | raw B (shipped) | raw ratio | zip B (download) | coded B (estimate) "
+              "| coded ratio | latency ms | feasible | Pareto | checks |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     front = [c for c in result.candidates if c.number in pareto]
     lines += ["## Pareto front (accuracy drop vs coded size estimate" + (" vs latency" if any(
         c.latency_ms is not None for c in front) else "") + ")", ""] + header

@@ -27,7 +27,8 @@ def _render(result) -> None:
 
     # Numbers never wrap or get cut; the recipe folds (80-column terminals).
     table = Table(title=f"Candidates (study {escape(result.study_name)})", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("trial", "recipe", "accuracy", "drop pp", "raw B", "raw ratio", "coded B (est.)", "latency ms",
+    for column in ("trial", "recipe", "accuracy", "drop pp", "raw B", "raw ratio", "zip B", "coded B (est.)",
+                   "latency ms",
                    "feasible", "Pareto"):
         table.add_column(column, justify="left" if column == "recipe" else "right",
                          no_wrap=column != "recipe", overflow="fold")
@@ -35,13 +36,14 @@ def _render(result) -> None:
     for c in result.candidates:
         if c.error is not None:
             state = "[yellow]stopped early[/]" if c.error.startswith("stopped early") else "[red]failed[/]"
-            table.add_row(str(c.number), escape(_recipe_text(c.recipe)), "-", "-", "-", "-", "-", "-", state, "")
+            table.add_row(str(c.number), escape(_recipe_text(c.recipe)), "-", "-", "-", "-", "-", "-", "-", state, "")
             continue
         mark = "[green]yes[/]" if c.feasible else "no"
         if result.chosen is not None and c.number == result.chosen.number:
             mark = "[bold green]chosen[/]"
         table.add_row(str(c.number), escape(_recipe_text(c.recipe)), f"{c.accuracy:.4f}", f"{c.accuracy_drop_pp:+.2f}",
-                      f"{c.raw_bytes:,}", f"{b['raw_bytes'] / c.raw_bytes:.1f}×", f"{c.coded_bytes:,}",
+                      f"{c.raw_bytes:,}", f"{b['raw_bytes'] / c.raw_bytes:.1f}×",
+                      "-" if c.zip_bytes is None else f"{c.zip_bytes:,}", f"{c.coded_bytes:,}",
                       f"{c.latency_ms:.3f}" if c.latency_ms is not None else "-", mark,
                       "*" if c.number in pareto else "")
     console.print(table)

@@ -156,7 +156,8 @@ def test_search_reports_measures_and_resumes_without_redoing(data, trained, tmp_
     assert len(first.candidates) == 1 and all(c.error is None for c in first.candidates)
     for c in first.candidates:
         # Every reported size is what converters.analyze measures on the saved file.
-        assert analyze(Path(c.tflite_path)).coded_bytes == c.coded_bytes
+        size = analyze(Path(c.tflite_path))
+        assert (size.raw_bytes, size.zip_bytes, size.coded_bytes) == (c.raw_bytes, c.zip_bytes, c.coded_bytes)
         assert c.stages[-1]["kind"] == "quantize" and c.stages[-1]["accuracy_source"] == "tflite"
         assert c.stages[-1]["kernels_measured_on"] == "tflite" and 1 < c.stages[-1]["max_unique_per_channel"] <= 256
         assert evaluate(Path(c.tflite_path), data[1]).accuracy == pytest.approx(c.accuracy)
