@@ -60,6 +60,15 @@ rail on the counters' origin) and each configuration change; `energy_uws(rail, t
 true counter at a monotonic time (before the start: idle power, as measured before), and
 `monotonic_from_boot_ms(t)` maps a `t=` onto that clock.
 
+API (`from device_bench.testing import ...`): `LoopbackDevice(root, rails=RailsProfile(...))`,
+`RailsProfile(rails=PIXEL6_RAILS, refresh_ms=100, access="sysfs", fault="none",
+fault_rail="S4M_VDD_CPUCL0")`, `configure_rails(root, *, access=None, fault=None,
+fault_rail=None, timeout_s=5.0) -> RailsProfile` (returns once the files show it),
+`rails_truth(root) -> RailsTruth`, `battery_load(kind="cpu")`; `rails.PIXEL6_RAILS` is a tuple
+of `rails.Rail(device, channel, regulator, schematic, subsys, lsb_nw, idle_mw, cpu_mw, gpu_mw,
+nnapi_mw)` (powers in mW; a load adds its kind's mW to idle). `python -m device_bench.testing
+--rails` starts such a device by hand.
+
 Example:
     with LoopbackDevice(tmp_path, rails=RailsProfile()) as device:
         configure_rails(device.root, fault="backwards")
