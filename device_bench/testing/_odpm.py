@@ -12,6 +12,8 @@ import struct
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from mobile_opt.errors import InputError
+
 SAMPLE_PERIOD_NS = 1_000_000  # the PMIC's internal ADC at 1 kHz, the driver's fastest rate
 SAMPLING_RATE_UHZ = 1_000_000_000
 MIN_INTERVAL_ACC_COUNT = 20  # odpm.c ODPM_MIN_INTERVAL_ACC_COUNT
@@ -111,7 +113,7 @@ class Meter:
 
     def _advance_truth(self, t_ns: int) -> None:
         if t_ns < self._truth_ns:
-            raise ValueError(f"power steps must not go back in time: {t_ns} < {self._truth_ns}")
+            raise InputError(f"Power steps must not go back in time. Received: t_ns={t_ns} < {self._truth_ns}")
         self.truth_uws = self.truth_at(t_ns)
         self._truth_ns = t_ns
 

@@ -33,12 +33,14 @@ _DENIED_FLAG = Path("proc/loopback/rails/denied")
 _CONSUMERS = (("CPUCL0", "S4M_VDD_CPUCL0"), ("CPUCL1", "S3M_VDD_CPUCL1"), ("CPUCL2", "S2M_VDD_CPUCL2"),
               ("GPU", "S2S_VDD_G3D"), ("TPU", "S10M_VDD_TPU"))
 # Pixel 6 rails `available_rails` lists besides the channels' own (the driver lists every DT rail).
-_UNMETERED = (
+_AVAILABLE = (
     (("BUCK6M", "S6M_VDD_CPUCL2_M", "CPU(BIG)"), ("BUCK7M", "S7M_VDD_INT_M", "INT"),
-     ("BUCK8M", "S8M_LLDO2", "LDO"), ("BUCK9M", "S9M_LLDO3", "LDO"), ("LDO12M", "L12M_VDD_CPUCL0_M", "CPU(LITTLE)"),
-     ("VSEN_C1", "PPVAR_VSYS_PWR_DISP", "Display")),
-    (("BUCK1S", "S1S_VDD_CAM", "Multimedia"), ("BUCK3S", "S3S_LLDO1", "LDO"), ("BUCK8S", "S8S_VDD_G3D_L2", "GPU"),
-     ("LDO1S", "L1S_VDD_G3D_M", "GPU"), ("VSEN_C4", "VSYS_PWR_WLAN_BT", "WLAN-BT"), ("VSEN_C5", "VSEN_C5_NC", "Spare"), ("VSEN_C6", "VSEN_C6_NC", "Spare")),
+     ("BUCK8M", "S8M_LLDO2", "LDO"), ("BUCK9M", "S9M_LLDO3", "LDO"),
+     ("LDO12M", "L12M_VDD_CPUCL0_M", "CPU(LITTLE)"), ("VSEN_C1", "PPVAR_VSYS_PWR_DISP", "Display")),
+    (("BUCK1S", "S1S_VDD_CAM", "Multimedia"), ("BUCK3S", "S3S_LLDO1", "LDO"),
+     ("BUCK8S", "S8S_VDD_G3D_L2", "GPU"), ("LDO1S", "L1S_VDD_G3D_M", "GPU"),
+     ("VSEN_C4", "VSYS_PWR_WLAN_BT", "WLAN-BT"), ("VSEN_C5", "VSEN_C5_NC", "Spare"),
+     ("VSEN_C6", "VSEN_C6_NC", "Spare")),
 )
 
 
@@ -121,7 +123,8 @@ class RailsSimulator:
         self._config_mtime = mtime
         seq = config.pop("seq")
         new = replace(self._profile, **config)
-        if new.fault == "backwards" and (self._profile.fault, self._profile.fault_rail) != ("backwards", new.fault_rail):
+        already = (self._profile.fault, self._profile.fault_rail) == ("backwards", new.fault_rail)
+        if new.fault == "backwards" and not already:
             shown = self._meter.counters[new.fault_rail] - self._offsets[new.fault_rail]
             self._offsets[new.fault_rail] += shown // 2
         self._profile = new
@@ -154,7 +157,7 @@ class RailsSimulator:
         for device in self._devices:
             rails = [r for r in self._rails if r.device == device]
             metered = [(r.regulator, r.schematic, r.subsys) for r in rails]
-            available = list(_UNMETERED[device]) + [m for m in metered if m not in _UNMETERED[device]]
+            available = list(_AVAILABLE[device]) + [m for m in metered if m not in _AVAILABLE[device]]
             available.sort(key=lambda rail: (not rail[0].startswith("BUCK"), rail[0].startswith("VSEN")))
             self._write(self._dir(device) / "name", f"{DEVICE_NAMES[device]}\n")
             self._write(self._dir(device) / "sampling_rate", _odpm.sampling_rate_text())
@@ -199,7 +202,8 @@ class RailsSimulator:
             'for arg in "$@"; do\n'
             '  case "$arg" in /*) path=$arg ;; *) path="$PWD/$arg" ;; esac\n'
             '  case "$path" in\n'
-            f'    "$LOOPBACK_ROOT/{IIO_ROOT}/"*) echo "cat: ${{path#$LOOPBACK_ROOT}}: Permission denied" >&2; status=1 ;;\n'
+            f'    "$LOOPBACK_ROOT/{IIO_ROOT}/"*)\n'
+            '      echo "cat: ${path#$LOOPBACK_ROOT}: Permission denied" >&2; status=1 ;;\n'
             f'    *) {shlex.quote(host_cat)} "$arg" || status=1 ;;\n'
             "  esac\n"
             "done\n"

@@ -27,9 +27,10 @@ driver's `odpm_estimate_sampling_frequency`; the configured rate when < 20 count
 truncated integer µWs. So one refresh of length L at power P reads `P · floor(L in ms)` µWs
 (down to −1 ms · P, the driver's documented ±(1/20)/2 = ±2.5 % at its 20-count minimum), and
 a window of n refreshes is low by at most `n · 1 ms · P + n` µWs (≤ 1 % at 100 ms, −0.5 % on
-average), plus ±1 ADC sample (1 ms) of each power step, and P itself is read in whole LSBs. `t=` is the host's CLOCK_BOOTTIME in ms, so
-the window's true length is the difference of two `t=`. The counters start at
-`idle power · 600 s` (measured since before the device started).
+average), plus ±1 ADC sample (1 ms) of each power step, and P itself is read in whole LSBs.
+`t=` is the host's CLOCK_BOOTTIME in ms, so the window's true length is the difference of two
+`t=` (each truncated to the ms). The counters start at `idle power · 600 s` (measured since
+before the device started).
 
 `dumpsys android.hardware.power.stats.IPowerStats/default` prints the same snapshot as the
 Pixel PowerStats HAL does (hardware/google/pixel `powerstats/PowerStatsAidl.cpp`,

@@ -207,7 +207,8 @@ def test_dumpsys_prints_the_same_snapshot_in_the_hal_format(rails_device):
     rows = [_ROW.match(line) for line in meter[1:-1]]
     assert all(rows), meter
     t, values = _snapshot_of(first)
-    assert [m.group(1) for m in rows] == [r.schematic for r in sorted(PIXEL6_RAILS, key=lambda r: (r.device, r.channel))]
+    in_channel_order = sorted(PIXEL6_RAILS, key=lambda r: (r.device, r.channel))
+    assert [m.group(1) for m in rows] == [r.schematic for r in in_channel_order]
     for m in rows:
         as_float = struct.unpack("<f", struct.pack("<f", float(values[m.group(1)])))[0]
         assert m.group(2) == RAILS[m.group(1)].subsys
@@ -236,7 +237,8 @@ def test_faults_appear_as_configured(rails_device, fault):
     row = [line for line in dump.splitlines() if "[S4M_VDD_CPUCL0]" in line]
     if fault == "missing_channel":
         assert "S4M_VDD_CPUCL0" not in text and row == []
-        assert "CH5[S4M_VDD_CPUCL0]:CPU(LITTLE)" in rails_device.device_path(f"{IIO}/iio:device0/enabled_rails").read_text()
+        enabled = rails_device.device_path(f"{IIO}/iio:device0/enabled_rails").read_text()
+        assert "CH5[S4M_VDD_CPUCL0]:CPU(LITTLE)" in enabled
     elif fault == "backwards":
         value = int(_LINE.match(lines[6]).group(4))
         assert value < before["S4M_VDD_CPUCL0"] * 0.6
