@@ -44,13 +44,17 @@ def _parse(text: str) -> tuple[int, dict[str, int]]:
     return t, values
 
 
-def _snapshot(client: AdbDeviceTcp) -> tuple[int, dict[str, int]]:
-    text = client.shell(f"cat {IIO}/iio:device0/energy_value {IIO}/iio:device1/energy_value", read_timeout_s=30)
-    first, second = text.split("t=")[1:]
-    t0, main = _parse("t=" + first)
-    t1, sub = _parse("t=" + second)
-    assert abs(t0 - t1) <= 1
-    return t0, {**main, **sub}
+def _snapshot(client: AdbDeviceTcp, timeout_s: float = 10.0) -> tuple[int, dict[str, int]]:
+    """Both PMICs' counters of one refresh (a refresh may fall between the two files: read again)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = client.shell(f"cat {IIO}/iio:device0/energy_value {IIO}/iio:device1/energy_value", read_timeout_s=30)
+        first, second = text.split("t=")[1:]
+        t0, main = _parse("t=" + first)
+        t1, sub = _parse("t=" + second)
+        if t0 == t1:
+            return t0, {**main, **sub}
+        assert time.monotonic() < deadline, f"the two PMICs never showed one refresh: t={t0}, {t1}"
 
 
 def _next_snapshot(client: AdbDeviceTcp, after_ms: int, timeout_s: float = 10.0) -> tuple[int, dict[str, int]]:
@@ -67,10 +71,11 @@ def _quantised_uw(rail, loads: frozenset[str]) -> float:
     return round(rail.power_uw(loads) * 1000 / rail.lsb_nw) * rail.lsb_nw / 1000
 
 
-def _wait(predicate, what: str, timeout_s: float = 10.0) -> None:
+def _wait(predicate, what, timeout_s: float = 10.0) -> None:
+    """Polls `predicate` until true; `what` (a string, or a callable for the state at failure)."""
     deadline = time.monotonic() + timeout_s
     while not predicate():
-        assert time.monotonic() < deadline, what
+        assert time.monotonic() < deadline, what() if callable(what) else what
         time.sleep(0.005)
 
 
@@ -281,7 +286,8 @@ def test_each_load_kind_powers_its_rail_and_the_battery(rails_device, kind, rail
     client.shell(f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}", read_timeout_s=30)
     client.close()
     _wait(lambda: len(rails_truth(rails_device.root).steps) == 3, "the load did not end in the rails truth")
-    _wait(lambda: len(rails_device.battery_truth().transitions) == 2, "the load did not end in the battery truth")
+    _wait(lambda: len(rails_device.battery_truth().transitions) == 2,
+          lambda: f"the load did not end in the battery truth: {rails_device.battery_truth().transitions}")
     steps = rails_truth(rails_device.root).steps
     assert [s.loads for s in steps] == [(), (kind,), ()]
     assert steps[1].power_uw[rail] - steps[0].power_uw[rail] == getattr(RAILS[rail], f"{kind}_mw") * 1000
