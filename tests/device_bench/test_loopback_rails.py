@@ -147,32 +147,40 @@ def test_truth_agrees_with_the_counters_through_a_gpu_load(rails_device):
     assert gpu == [10_000.0, 910_000.0, 10_000.0]
 
 
-def _random_run(rng: random.Random) -> tuple[float, float]:
-    """One simulated benchmark on the pure meter: idle, load, idle, refreshed every ~100 ms.
-    Returns (counter delta, true energy) of the CPU big cluster between two refreshes."""
+def _random_run(rng: random.Random, kind: str) -> dict[str, tuple[int, float]]:
+    """One simulated benchmark on the pure meter: idle, load of `kind`, idle, refreshed every
+    ~100 ms. Returns, per rail, (counter delta, true energy) between the first and last refresh."""
     rails = [_odpm.MeterRail(r.schematic, r.lsb_nw) for r in PIXEL6_RAILS]
     idle = {r.schematic: r.power_uw(frozenset()) for r in PIXEL6_RAILS}
-    load = {r.schematic: r.power_uw(frozenset({"cpu"})) for r in PIXEL6_RAILS}
+    load = {r.schematic: r.power_uw(frozenset({kind})) for r in PIXEL6_RAILS}
     t = rng.randrange(10**12, 10**13)
     meter = _odpm.Meter(rails, t, idle)
     events = [(t + rng.randrange(50, 300) * 10**6 + rng.randrange(10**6), load)]
     events.append((events[0][0] + rng.randrange(1000, 5000) * 10**6 + rng.randrange(10**6), idle))
     end = events[1][0] + rng.randrange(50, 300) * 10**6
-    start_counter, start_truth = meter.counters["S2M_VDD_CPUCL2"], meter.truth_uws["S2M_VDD_CPUCL2"]
+    start_counters, start_truth = dict(meter.counters), dict(meter.truth_uws)
     while t < end:
         t += 100 * 10**6 + rng.randrange(-5, 6) * 10**6 + rng.randrange(10**6)  # a scheduled refresh
         while events and events[0][0] <= t:
             meter.set_power(*events.pop(0))
         meter.refresh(t)
-    return meter.counters["S2M_VDD_CPUCL2"] - start_counter, meter.truth_at(t)["S2M_VDD_CPUCL2"] - start_truth
+    truth = meter.truth_at(t)
+    return {name: (meter.counters[name] - start_counters[name], truth[name] - start_truth[name]) for name in idle}
 
 
-def test_a_hundred_simulated_runs_stay_within_the_documented_bound():
+@pytest.mark.parametrize("kind", ["cpu", "gpu", "nnapi"])
+def test_a_hundred_simulated_runs_stay_within_the_documented_bound(kind):
     rng = random.Random(24)
     for _ in range(100):
-        shown, true = _random_run(rng)
-        assert shown <= true * 1.0005 + 2 * 1_230_000 / 1000  # only LSB rounding and an edge's sample add
-        assert abs(shown - true) / true <= 0.02
+        for name, (shown, true) in _random_run(rng, kind).items():
+            rail = RAILS[name]
+            peak_uw = rail.power_uw(frozenset({kind}))
+            duration_ms = true / rail.power_uw(frozenset()) * 1000  # an upper bound: idle is the least
+            refreshes = duration_ms / 95 + 1
+            # Low by at most 1 ms of power per refresh; an edge's sample and half an LSB per sample either way.
+            slack = 2 * peak_uw / 1000 + rail.lsb_nw / 2e6 * duration_ms + 1
+            assert true - refreshes * (peak_uw / 1000 + 1) - slack <= shown <= true + slack, name
+            assert abs(shown - true) / true <= 0.02, name
 
 
 @pytest.mark.parametrize("charger_ua", [0, 1_500_000])
