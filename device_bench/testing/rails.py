@@ -64,7 +64,7 @@ true counter at a monotonic time (before the start: idle power, as measured befo
 API (`from device_bench.testing import ...`): `LoopbackDevice(root, rails=RailsProfile(...))`,
 `RailsProfile(rails=PIXEL6_RAILS, refresh_ms=100, access="sysfs", fault="none",
 fault_rail="S4M_VDD_CPUCL0")`, `configure_rails(root, *, access=None, fault=None,
-fault_rail=None, timeout_s=5.0) -> RailsProfile` (returns once the files show it),
+fault_rail=None, timeout_s=60.0) -> RailsProfile` (returns once the files show it),
 `rails_truth(root) -> RailsTruth`, `battery_load(kind="cpu")`; `rails.PIXEL6_RAILS` is a tuple
 of `rails.Rail(device, channel, regulator, schematic, subsys, lsb_nw, idle_mw, cpu_mw, gpu_mw,
 nnapi_mw)` (powers in mW; a load adds its kind's mW to idle). `python -m device_bench.testing
@@ -302,7 +302,7 @@ def rails_truth(root: Path) -> RailsTruth:
 
 
 def configure_rails(root: Path, *, access: str | None = None, fault: str | None = None,
-                    fault_rail: str | None = None, timeout_s: float = 5.0) -> RailsProfile:
+                    fault_rail: str | None = None, timeout_s: float = 60.0) -> RailsProfile:
     """Changes the access or fault of the running loopback device whose sandbox is `root`.
 
     Returns once the device applied it: its files already show the change.
@@ -313,7 +313,7 @@ def configure_rails(root: Path, *, access: str | None = None, fault: str | None 
         fault: one of "none", "missing_channel", "backwards", "unknown_unit", "unparsable"
             (default None: unchanged).
         fault_rail: the rail the fault hits (default None: unchanged).
-        timeout_s: how long to wait for the device to apply it (default 5.0).
+        timeout_s: how long to wait for the device to apply it (default 60.0; it returns as soon as it is applied).
 
     Returns:
         The profile now in effect.
