@@ -27,6 +27,7 @@ _EXPORTS = {
     "distill": "distillation",
     "auto_optimize": "auto",
     "AutoResult": "auto",
+    "AutoSettings": "auto",
     "LayerSelection": "layer_selection",
     "StageReport": "stage",
     "load_dataset": "datasets",
