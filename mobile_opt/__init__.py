@@ -19,6 +19,7 @@ from mobile_opt.errors import MobileOptError
 _EXPORTS = {
     "Pipeline": "pipeline",
     "PipelineResult": "pipeline",
+    "FineTuning": "pipeline",
     "prune": "pruning",
     "prune_channels": "channel_pruning",
     "cluster": "clustering",
