@@ -21,6 +21,7 @@ _EXPORTS: dict[str, str] = {
     "convert": "conversion",
     "convert_to_file": "conversion",
     "is_qat_model": "conversion",
+    "IntegerWeights": "weight_bits",
     "load_keras_model": "conversion",
     "make_interpreter": "interpreter",
     "check_runs": "interpreter",

@@ -7,7 +7,7 @@ Quantization modes:
   "int8"     full-integer: int8 weights and activations, calibrated on representative
              data (`io_dtype` may make the model's inputs/outputs int8 or uint8 too).
   "int4_fc"  full-integer with int4 FULLY_CONNECTED kernels (two per byte), int8 elsewhere:
-             the FC ops XNNPACK runs in int4 (`weight_bits` sets other layers per layer).
+             the FC ops XNNPACK runs in int4 (`IntegerWeights.weight_bits` sets other layers).
 Any int4 weight goes through ai-edge-quantizer (`converters.weight_bits`); TFLite's
 converter writes int8 only.
 A quantization-aware-trained model (TF-MOT QuantizeWrapper / QuantizeLayer inside) is
@@ -25,7 +25,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from mobile_opt.errors import (
 )
 
 from converters import weight_bits as _weight_bits
+from converters.weight_bits import IntegerWeights
 from converters.interpreter import check_runs
 from converters.keras3_bridge import is_keras3_model, load_keras3_file, saved_by_keras3, to_tf_keras
 from converters.tflite_model import load_tflite
@@ -66,8 +67,7 @@ def convert(
     sparsity: bool = False,
     select_tf_ops: bool = False,
     num_calibration_samples: int = 100,
-    per_channel: bool = True,
-    weight_bits: Mapping[str, int] | None = None,
+    weights: IntegerWeights = IntegerWeights(),
 ) -> bytes:
     """Converts a tf_keras or Keras 3 model (or a saved one) to a .tflite flatbuffer.
 
@@ -89,15 +89,9 @@ def convert(
             The Flex delegate adds megabytes to the app; a warning is logged.
         num_calibration_samples: at most this many representative samples are used
             (default 100).
-        per_channel: "int8" weights get one scale per output channel (default True, the
-            converter's default). False: one scale per tensor, which costs accuracy on
-            convolutions but drops 12 bytes of scale and zero point per channel, and keeps
-            clustered weights at one int8 code per cluster. A QAT model's scheme decides
-            for itself (refused here).
-        weight_bits: `{layer name: 4 or 8}` kernel bits per layer, with "int8" or "int4_fc"
-            (default None: 8 bits, or 4 on every FULLY_CONNECTED for "int4_fc"). int4 is
-            available where ai-edge-quantizer's policy has it (FULLY_CONNECTED, CONV_2D); the
-            result is checked to store every such kernel as INT4.
+        weights: per-channel or per-tensor scales and kernel bits per layer, for "int8" and
+            "int4_fc" (default `IntegerWeights()`: per channel, 8 bits, or 4 on every
+            FULLY_CONNECTED for "int4_fc").
 
     Returns:
         The .tflite flatbuffer bytes; LiteRT has run the model once on zeros.
@@ -125,6 +119,9 @@ def convert(
             "num_calibration_samples must be a positive int. "
             f"Received: num_calibration_samples={num_calibration_samples!r}"
         )
+    if not isinstance(weights, IntegerWeights):
+        raise InputError(f"weights must be a converters.IntegerWeights(...). Received: weights={weights!r}")
+    per_channel, weight_bits = weights.per_channel, weights.weight_bits
     if weight_bits is not None and quantization not in ("int8", "int4_fc"):
         raise InputError(
             "weight_bits applies to full-integer quantization ('int8' or 'int4_fc'). "

@@ -30,7 +30,7 @@ from mobile_opt.errors import ConversionError, DependencyError, InputError, Unsu
 
 from converters.tflite_model import TFLiteModel, load_tflite
 
-__all__ = ["BITS", "WeightLayer", "int4_layers", "int4_ops", "quantize_weight_bits", "weight_layers"]
+__all__ = ["BITS", "IntegerWeights", "WeightLayer", "int4_layers", "int4_ops", "quantize_weight_bits", "weight_layers"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,39 @@ def int4_ops() -> set[str]:
 
     per_config = json.loads(default_policy.DEFAULT_JSON_POLICY)["ops_per_config"]
     return set(per_config.get("static_wi4_ai8", ())) - {"INPUT", "OUTPUT"}
+
+
+@dataclass(frozen=True)
+class IntegerWeights:
+    """How `convert` stores full-integer ("int8", "int4_fc") kernels.
+
+    Args:
+        per_channel: one scale per output channel (default True, the converter's default).
+            False: one scale per tensor, which costs accuracy on convolutions but drops 12
+            bytes of scale and zero point per channel, and keeps clustered weights at one
+            int8 code per cluster ("int8" only; a QAT model's scheme decides for itself).
+        weight_bits: `{layer name: 4 or 8}` kernel bits per layer (default None: 8 bits, or
+            4 on every FULLY_CONNECTED for "int4_fc"). int4 is available where
+            ai-edge-quantizer's policy has it (FULLY_CONNECTED, CONV_2D); the result is
+            checked to store every such kernel as INT4.
+
+    Raises:
+        InputError: per_channel not a bool; weight_bits not layer names to 4 or 8.
+
+    Example:
+        >>> IntegerWeights(weight_bits={"fc1": 4}).weight_bits
+        {'fc1': 4}
+    """
+
+    per_channel: bool = True
+    weight_bits: Mapping[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.per_channel, bool):
+            raise InputError(f"per_channel must be True or False. Received: per_channel={self.per_channel!r}")
+        if self.weight_bits is not None:
+            _check_bits(self.weight_bits)
+            object.__setattr__(self, "weight_bits", dict(self.weight_bits))
 
 
 def _check_bits(weight_bits: Mapping[str, int]) -> None:

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from device_bench import benchmark_output, device_state, result_proto
+from device_bench.benchmark_output import TimingStats
 from device_bench.binary import Binary
 from device_bench.device import Device, ShellResult, quote
 from device_bench.energy import EnergyResult, compute_energy, parse_samples
@@ -166,20 +167,15 @@ def _latency(ctx: Context, parsed, remote_result: str, remote_per_run: str, tag:
         return LatencyStats.from_samples(text_samples), text_samples, warnings
     if proto is not None and proto.num_runs:
         ms = lambda v: None if v is None else v * 1000.0  # noqa: E731
-        return LatencyStats.from_tool(
-            proto.num_runs, mean_us=ms(proto.avg_ms), std_us=ms(proto.stddev_ms),
+        return LatencyStats.from_tool(TimingStats(
+            proto.num_runs, avg_us=ms(proto.avg_ms), std_us=ms(proto.stddev_ms),
             min_us=ms(proto.min_ms), max_us=ms(proto.max_ms), p5_us=ms(proto.p5_ms),
-            p50_us=ms(proto.median_ms), p95_us=ms(proto.p95_ms), source="result_proto",
+            median_us=ms(proto.median_ms), p95_us=ms(proto.p95_ms)), source="result_proto",
         ), None, warnings
     warnings.append("no readable result file (" + ("empty or missing" if not data else
                     "neither a BenchmarkResult proto nor text") + "); statistics from the "
                     "tool's stats line")
-    stats = parsed.inference
-    return LatencyStats.from_tool(
-        stats.count, mean_us=stats.avg_us, std_us=stats.std_us, min_us=stats.min_us,
-        max_us=stats.max_us, p5_us=stats.p5_us, p50_us=stats.median_us, p95_us=stats.p95_us,
-        source="summary",
-    ), None, warnings
+    return LatencyStats.from_tool(parsed.inference, source="summary"), None, warnings
 
 
 def _limited_by(run: RunSettings, count: int) -> str:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from device_bench.benchmark_output import OpProfileRow
+from device_bench.benchmark_output import OpProfileRow, TimingStats
 from device_bench.energy import EnergyResult
 from device_bench.intervals import mean_interval, quantile_interval
 from mobile_opt.errors import InputError
@@ -143,18 +143,16 @@ class LatencyStats:
         )
 
     @classmethod
-    def from_tool(
-        cls, count: int, *, mean_us: float | None, std_us: float | None, min_us: float | None,
-        max_us: float | None, p5_us: float | None, p50_us: float | None, p95_us: float | None,
-        source: str,
-    ) -> "LatencyStats":
+    def from_tool(cls, stats: TimingStats, *, source: str) -> "LatencyStats":
         """What the tool itself reports (result proto or stats line): no p90/p99 exist there."""
+        mean_us, std_us = stats.avg_us, stats.std_us
         return cls(
-            count=count, mean_us=mean_us, std_us=std_us, min_us=min_us, max_us=max_us,
-            p5_us=p5_us, p50_us=p50_us, p95_us=p95_us, p90_us=None, p99_us=None, source=source,
+            count=stats.count, mean_us=mean_us, std_us=std_us, min_us=stats.min_us, max_us=stats.max_us,
+            p5_us=stats.p5_us, p50_us=stats.median_us, p95_us=stats.p95_us, p90_us=None, p99_us=None,
+            source=source,
             unavailable=f"p90/p99 and the median's interval: the tool's {_SOURCE_NAMES.get(source, source)} "
             "holds only mean, std, min, max, p5, median and p95, and no per-run times",
-            intervals_us=({"mean": list(mean_interval(mean_us, std_us, count))}
+            intervals_us=({"mean": list(mean_interval(mean_us, std_us, stats.count))}
                           if mean_us is not None and std_us is not None else None),
         )
 

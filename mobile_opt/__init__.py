@@ -19,6 +19,7 @@ from mobile_opt.errors import MobileOptError
 _EXPORTS = {
     "Pipeline": "pipeline",
     "PipelineResult": "pipeline",
+    "FineTuning": "pipeline",
     "prune": "pruning",
     "prune_channels": "channel_pruning",
     "cluster": "clustering",
@@ -27,6 +28,7 @@ _EXPORTS = {
     "distill": "distillation",
     "auto_optimize": "auto",
     "AutoResult": "auto",
+    "AutoSettings": "auto",
     "LayerSelection": "layer_selection",
     "StageReport": "stage",
     "load_dataset": "datasets",

@@ -13,6 +13,7 @@ import os
 import socket
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +23,33 @@ from mobile_opt._auto_choice import Constraints
 from mobile_opt._search_space import SearchSpace
 from mobile_opt.errors import DeviceError, MobileOptError
 
-__all__ = ["Measurer", "measure_latency"]
+__all__ = ["Measurer", "TrialFiles", "measure_latency"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrialFiles:
+    """Where trial models go.
+
+    Attributes:
+        directory: this worker's folder for trial_<n>.tflite/.keras (None: kept in memory only).
+        artifacts: an Optuna artifact store every worker reaches, or None.
+    """
+
+    directory: Path | None = None
+    artifacts: Any = None
 
 
 class Measurer:
     """Runs one candidate end to end; remembers this process's models for the final pick."""
 
     def __init__(self, model, train, val, *, space: SearchSpace, baseline, device,
-                 constraints: Constraints, trial_dir: Path | None, artifacts=None):
+                 constraints: Constraints, files: TrialFiles = TrialFiles()):
         """`baseline`: the fp32 .tflite's `converters.evaluate(..., per_sample=True)` on `val`."""
         self.model, self.train, self.val = model, train, val
         self.space, self.baseline = space, baseline
-        self.device, self.constraints, self.trial_dir = device, constraints, trial_dir
-        self.artifacts = artifacts  # an Optuna artifact store every worker reaches, or None
+        self.device, self.constraints, self.files = device, constraints, files
         self.memory: dict[int, tuple[Any, bytes]] = {}
         self.device_lost: str | None = None
         self.current_trial_id: int | None = None  # the storage's id, to re-queue it after a DB outage
@@ -79,18 +92,19 @@ class Measurer:
                 "latency_ms": None,
                 "latency_note": "no device given",
             }
-            if self.trial_dir is not None:
-                self.trial_dir.mkdir(parents=True, exist_ok=True)
-                tfl_path = self.trial_dir / f"trial_{trial.number}.tflite"
+            trial_dir = self.files.directory
+            if trial_dir is not None:
+                trial_dir.mkdir(parents=True, exist_ok=True)
+                tfl_path = trial_dir / f"trial_{trial.number}.tflite"
                 tfl_path.write_bytes(tflite)
                 # TF-MOT 0.8.1's QuantizeLayer does not load back from .keras (its variables are
                 # matched by name only in HDF5): a QAT model is kept as .h5.
                 suffix = ".h5" if converters.is_qat_model(result.model) else ".keras"
-                keras_path = self.trial_dir / f"trial_{trial.number}{suffix}"
+                keras_path = trial_dir / f"trial_{trial.number}{suffix}"
                 _save_keras(result.model, keras_path)
                 record["tflite_path"], record["keras_path"] = str(tfl_path), str(keras_path)
-                if self.artifacts is not None:
-                    record.update(study_io.upload_trial_files(self.artifacts, trial,
+                if self.files.artifacts is not None:
+                    record.update(study_io.upload_trial_files(self.files.artifacts, trial,
                                                               {"tflite": tfl_path, "keras": keras_path}))
             self.memory[trial.number] = (result.model, tflite)
             if self.device is not None:

@@ -8,15 +8,15 @@ so a search can be interrupted and resumed, and several worker processes can
 share one study: finished candidates are never measured again.
 
 Example: the smallest model within 0.5 pp of the original accuracy
-    >>> result = auto_optimize(model, (x_train, y_train), (x_val, y_val),
-    ...                        max_accuracy_drop=0.5, size_budget="50KB",
-    ...                        output_dir="auto-out")  # doctest: +SKIP
+    >>> settings = AutoSettings(max_accuracy_drop=0.5, size_budget="50KB", output_dir="auto-out")
+    >>> result = auto_optimize(model, (x_train, y_train), (x_val, y_val), settings)  # doctest: +SKIP
     >>> result.chosen.coded_bytes  # doctest: +SKIP
     31877
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -30,18 +30,16 @@ import numpy as np
 from mobile_opt import _auto_study as study_io
 from mobile_opt import _search_space as space
 from mobile_opt._auto_choice import Candidate, Constraints, candidates_of, choose, pareto_front
-from mobile_opt._auto_measure import Measurer, measure_latency
+from mobile_opt._auto_measure import Measurer, TrialFiles, measure_latency
+from mobile_opt._auto_settings import AutoSettings
 from mobile_opt._auto_steer import Steer
 from mobile_opt._sensitivity import Sensitivity, sensitivity_scan
 from mobile_opt.errors import ConstraintError, DataError, InputError, MobileOptError
 
-__all__ = ["AutoResult", "Candidate", "Constraints", "SearchProgress", "auto_optimize", "measure_latency",
-           "pareto_front"]
+__all__ = ["AutoResult", "AutoSettings", "Candidate", "Constraints", "SearchProgress", "auto_optimize",
+           "measure_latency", "pareto_front"]
 
 logger = logging.getLogger(__name__)
-
-_TRIALS = {1: 6, 2: 16, 3: 40}
-
 
 @dataclass(frozen=True)
 class SearchProgress:
@@ -122,19 +120,9 @@ def auto_optimize(
     model,
     train,
     val,
+    settings: AutoSettings | None = None,
     *,
-    max_accuracy_drop: float = 0.5,
-    size_budget: int | str | None = None,
-    latency_budget: float | str | None = None,
     device=None,
-    level: int = 1,
-    storage: str | None = None,
-    artifact_store: Any = None,
-    study_name: str | None = None,
-    n_trials: int | None = None,
-    timeout_s: float | None = None,
-    seed: int = 0,
-    output_dir: str | Path | None = None,
     progress: Callable[[SearchProgress], None] | None = None,
 ) -> AutoResult:
     """Searches prune/cluster/quantize recipes for the best model under the given constraints.
@@ -160,149 +148,166 @@ def auto_optimize(
         train: `(x, y)` arrays, a dataset of `(x, y)` batches or an image folder (read
             into arrays) for fine-tuning and calibration.
         val: the same forms, for the accuracy (LiteRT, on the .tflite).
-        max_accuracy_drop: tolerated top-1 drop in percentage points (default 0.5).
-        size_budget: largest coded size: bytes, or "50KB", "1.5MB", "64KiB" (default None).
-        latency_budget: largest median latency on `device`: ms, or "5ms", "800us" (default None).
+        settings: the budgets, search length, study and output directory (default
+            `AutoSettings()`: within 0.5 pp, level 1, in memory, nothing written).
         device: a serial for `device_bench.connect` ("host", "auto", a serial,
             "direct:HOST:PORT") or an open `device_bench.Device`; with it latency is
             a third objective (default None: no latency).
-        level: 1, 2 or 3: more trials (6/16/40) and longer fine-tuning (prune, cluster,
-            QAT epochs: 2/1/1, 5/2/2, 10/3/3) (default 1).
-        storage: an Optuna storage URL ("sqlite:///study.db", "postgresql://...");
-            default: `sqlite:///<output_dir>/study.db` when `output_dir` is given,
-            else in memory (not resumable). Workers on several machines share a study
-            through one PostgreSQL URL (`pip install 'mobile-opt[postgres]'`).
-        artifact_store: where trial models go so that every worker can fetch the chosen
-            one: a directory (an Optuna FileSystemArtifactStore; on a shared mount for
-            several machines) or any Optuna artifact store, e.g.
-            `optuna.artifacts.Boto3ArtifactStore("bucket")` for S3 (default None: trial
-            models stay in this worker's output_dir; needs output_dir).
-        study_name: the study to create or resume (default "auto-<model name>").
-        n_trials: total trials the study should hold (default by level); a resumed
-            study only runs the missing ones.
-        timeout_s: stop starting new trials after this many seconds (default None).
-        seed: sampler seed (default 0).
-        output_dir: where trial models, the chosen model (.tflite + .keras),
-            report.md, pareto.json and pareto.png go (default None: nothing written).
         progress: called with a `SearchProgress` (trials done / total, best so far,
-            elapsed, ETA) at the start and after every trial.
+            elapsed, ETA) at the start and after every trial (default None).
 
     Returns:
         An `AutoResult`; `chosen` is None when no candidate met the constraints
         (then `closest` lists the nearest ones and `message` says so).
 
     Raises:
-        ConstraintError: impossible or contradictory constraints (negative drop, a
-            size budget at or below the graph overhead, a latency budget without a
-            device, unknown units); a resumed study with different settings.
+        ConstraintError: a size budget at or below the graph overhead, a latency budget
+            without a device; a resumed study with different settings.
+        InputError: `settings` that is not an `AutoSettings`.
         DataError: data that is not `(x, y)` arrays fitting the model.
         UnsupportedModelError: a model TF-MOT cannot handle.
         DeviceError: the device cannot be opened at the start.
     """
+    settings = _checked(settings, device)
     optuna = study_io.optuna()
-    from mobile_opt.models import bridge_model
+    model, bridge, train, val = _prepare(model, train, val)
+    settings = _resolved(settings, model)
+    files = TrialFiles(settings.output_dir / "trials" if settings.output_dir is not None else None,
+                       study_io.artifact_store(settings.artifact_store, settings.output_dir))
+    fp32, base_eval, baseline = _baseline(model, bridge, val, settings)
+    dev, opened = _open_device(device)
+    try:
+        if dev is not None:
+            baseline["latency_ms"], baseline["latency_note"] = measure_latency(dev, fp32, "baseline")
+        study = _open_study(optuna, model, settings, dev, device)
+        sensitivity = _sensitivity(study, model, val)
+        search = _search_space(study, model, sensitivity, settings, with_device=dev is not None)
+        measurer = Measurer(model, train, val, space=search, baseline=base_eval, device=dev,
+                            constraints=settings.constraints, files=files)
+        _run(study, measurer, settings, progress)
+    finally:
+        if opened:
+            dev.close()
+    return _result(study, measurer, baseline, sensitivity, settings)
 
-    constraints = Constraints.parse(max_accuracy_drop, size_budget, latency_budget)
-    if constraints.latency_budget_ms is not None and device is None:
+
+def _checked(settings: AutoSettings | None, device) -> AutoSettings:
+    """The settings, refused before any work when they cannot hold for this call."""
+    if settings is None:
+        settings = AutoSettings()
+    if not isinstance(settings, AutoSettings):
+        raise InputError("settings must be an AutoSettings, e.g. AutoSettings(max_accuracy_drop=0.5). "
+                         f"Received: settings={settings!r}.")
+    if settings.constraints.latency_budget_ms is not None and device is None:
         raise ConstraintError(
-            f"A latency budget needs a device to measure on. Received: latency_budget={latency_budget!r}, "
+            f"A latency budget needs a device to measure on. Received: latency_budget={settings.latency_budget!r}, "
             "device=None. Pass device='host' (this machine), a phone's serial, or drop the latency budget."
         )
-    if level not in _TRIALS:
-        raise InputError(f"level must be 1, 2 or 3. Received: level={level!r}.")
-    if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1):
-        raise InputError(f"n_trials must be an integer >= 1. Received: n_trials={n_trials!r}.")
-    if timeout_s is not None and not timeout_s > 0:
-        raise InputError(f"timeout_s must be > 0 seconds. Received: timeout_s={timeout_s!r}.")
+    return settings
+
+
+def _prepare(model, train, val):
+    """(tf_keras model, bridge proof or None, train arrays, val arrays), shapes checked against the model."""
     from mobile_opt.data import as_arrays, prepare_data
+    from mobile_opt.models import bridge_model
 
     train, val = as_arrays(train, model, "train data"), as_arrays(val, model, "validation data")
     model, bridge = bridge_model(model, train[0][:32] if isinstance(train, tuple) else None)
-
     train = _check_arrays(train, "train data")
     val = _check_arrays(val, "validation data")
     for name, arrays in (("train data", train), ("validation data", val)):
         prepare_data(arrays, model, batch_size=256, shuffle=False, name=name)  # shapes fit the model
-    out_dir = Path(output_dir) if output_dir is not None else None
-    if artifact_store is not None and out_dir is None:
-        raise InputError("artifact_store needs output_dir (trial models are written there first). "
-                         f"Received: artifact_store={artifact_store!r}, output_dir=None.")
-    artifacts = study_io.artifact_store(artifact_store, out_dir)
+    return model, bridge, train, val
+
+
+def _resolved(settings: AutoSettings, model) -> AutoSettings:
+    """The settings with the defaults that depend on the model and output directory filled in."""
+    out_dir, storage = settings.output_dir, settings.storage
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-    if storage is None and out_dir is not None:
-        storage = f"sqlite:///{(out_dir / 'study.db').resolve()}"
-    study_name = study_name or f"auto-{model.name}"
-    total_trials = n_trials or _TRIALS[level]
+        if storage is None:
+            storage = f"sqlite:///{(out_dir / 'study.db').resolve()}"
+    return dataclasses.replace(settings, storage=storage, study_name=settings.study_name or f"auto-{model.name}")
 
+
+def _baseline(model, bridge, val, settings: AutoSettings):
+    """(fp32 .tflite, its per-sample evaluation, the baseline record); refuses a size budget below the overhead."""
     import converters
 
     fp32 = converters.convert(model, quantization="none")
     base_size = converters.analyze(fp32)
     overhead = int(base_size.non_weight_bytes)
-    size = constraints.size_budget
+    size = settings.constraints.size_budget
     if size is not None and size <= overhead:
         raise ConstraintError(
             f"size_budget {size:,} B is at or below the graph overhead of this model ({overhead:,} B of "
             "structure and metadata that no weight compression removes). Raise the budget above "
             f"{overhead:,} B (e.g. --size-budget {math.ceil(overhead * 1.5 / 1000)}KB) or use a smaller "
-            f"architecture. Received: size_budget={size_budget!r}."
+            f"architecture. Received: size_budget={settings.size_budget!r}."
         )
     base_eval = converters.evaluate(fp32, val, per_sample=True)
-    dev, opened = _open_device(device)
-    try:
-        baseline = {
-            "accuracy": base_eval.accuracy,
-            "raw_bytes": int(base_size.raw_bytes),
-            "coded_bytes": int(base_size.coded_bytes),
-            "graph_overhead_bytes": overhead,
-            "latency_ms": None,
-            "params": int(model.count_params()),
-            "bridge": bridge.to_dict() if bridge is not None else None,  # Keras 3 input: the proof
-        }
-        if dev is not None:
-            baseline["latency_ms"], baseline["latency_note"] = measure_latency(dev, fp32, "baseline")
-        settings = {
-            "model_sha256": study_io.fingerprint(model), "max_accuracy_drop": constraints.max_accuracy_drop,
-            "size_budget": size, "latency_budget_ms": constraints.latency_budget_ms,
-            "device": None if dev is None else str(getattr(dev, "serial", device)), "level": level,
-        }
-        legacy = {} if study_io.native_constraints() else {
-            "constraints_func": lambda t: t.user_attrs.get("constraints", [math.inf])}
-        with warnings.catch_warnings():  # multivariate TPE is still labelled experimental
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = optuna.samplers.TPESampler(
-                seed=seed, multivariate=True, n_startup_trials=max(3, min(10, total_trials // 3)), **legacy)
-        directions = ["minimize", "minimize"] + (["minimize"] if dev is not None else [])
-        study = optuna.create_study(storage=study_io.open_storage(optuna, storage), study_name=study_name,
-                                    directions=directions, sampler=sampler, load_if_exists=True)
-        study_io.check_settings(study, settings, study_name)
-        sensitivity = _sensitivity(study, model, val)
-        search = space.SearchSpace(model, sensitivity, level=level, max_accuracy_drop=constraints.max_accuracy_drop,
-                                   modes=space.quant_modes(size_budget=size, with_device=dev is not None),
-                                   with_device=dev is not None)
-        if not study.get_trials(deepcopy=False):
-            for params in search.defaults():  # warm start: generic recipes, then the search
-                study.enqueue_trial(params, skip_if_exists=True)
-        measurer = Measurer(model, train, val, space=search, baseline=base_eval,
-                            device=dev, constraints=constraints,
-                            trial_dir=out_dir / "trials" if out_dir is not None else None, artifacts=artifacts)
-        finished = study_io.finished(study)
-        remaining = max(0, total_trials - finished)
-        logger.info("study %r: %d trial(s) already finished, %d to run", study_name, finished, remaining)
-        callbacks = [Steer(search, constraints, total_trials)]
-        if progress is not None:
-            callbacks.append(_ProgressReporter(progress, constraints, total_trials, finished))
-            callbacks[-1](study, None)
-        # Also with nothing left to start: other workers' running trials may still need retrying.
-        study_io.run_shared(study, measurer, total=total_trials, timeout_s=timeout_s, catch=(MobileOptError,),
-                            callbacks=callbacks, stopped=lambda: measurer.device_lost is not None,
-                            current_trial=lambda: measurer.current_trial_id)
-    finally:
-        if opened:
-            dev.close()
-    return _result(study, measurer, baseline, constraints, sensitivity, storage, study_name, out_dir,
-                   with_latency=dev is not None, artifacts=artifacts)
+    baseline = {
+        "accuracy": base_eval.accuracy,
+        "raw_bytes": int(base_size.raw_bytes),
+        "coded_bytes": int(base_size.coded_bytes),
+        "graph_overhead_bytes": overhead,
+        "latency_ms": None,
+        "params": int(model.count_params()),
+        "bridge": bridge.to_dict() if bridge is not None else None,  # Keras 3 input: the proof
+    }
+    return fp32, base_eval, baseline
+
+
+def _open_study(optuna, model, settings: AutoSettings, dev, device):
+    """The study to create or resume; a resumed one must have been run with the same settings."""
+    constraints = settings.constraints
+    recorded = {
+        "model_sha256": study_io.fingerprint(model), "max_accuracy_drop": constraints.max_accuracy_drop,
+        "size_budget": constraints.size_budget, "latency_budget_ms": constraints.latency_budget_ms,
+        "device": None if dev is None else str(getattr(dev, "serial", device)), "level": settings.level,
+    }
+    legacy = {} if study_io.native_constraints() else {
+        "constraints_func": lambda t: t.user_attrs.get("constraints", [math.inf])}
+    with warnings.catch_warnings():  # multivariate TPE is still labelled experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(
+            seed=settings.seed, multivariate=True, n_startup_trials=max(3, min(10, settings.total_trials // 3)),
+            **legacy)
+    directions = ["minimize", "minimize"] + (["minimize"] if dev is not None else [])
+    study = optuna.create_study(storage=study_io.open_storage(optuna, settings.storage),
+                                study_name=settings.study_name, directions=directions, sampler=sampler,
+                                load_if_exists=True)
+    study_io.check_settings(study, recorded, settings.study_name)
+    return study
+
+
+def _search_space(study, model, sensitivity, settings: AutoSettings, *, with_device: bool):
+    """The space to search; a new study is warm-started with the generic recipes."""
+    size = settings.constraints.size_budget
+    search = space.SearchSpace(model, sensitivity, level=settings.level,
+                               max_accuracy_drop=settings.constraints.max_accuracy_drop,
+                               modes=space.quant_modes(size_budget=size, with_device=with_device),
+                               with_device=with_device)
+    if not study.get_trials(deepcopy=False):
+        for params in search.defaults():  # warm start: generic recipes, then the search
+            study.enqueue_trial(params, skip_if_exists=True)
+    return search
+
+
+def _run(study, measurer: Measurer, settings: AutoSettings, progress) -> None:
+    """Runs the trials still missing from the study, steered, reporting progress after each."""
+    total = settings.total_trials
+    finished = study_io.finished(study)
+    logger.info("study %r: %d trial(s) already finished, %d to run", settings.study_name, finished,
+                max(0, total - finished))
+    callbacks = [Steer(measurer.space, settings.constraints, total)]
+    if progress is not None:
+        callbacks.append(_ProgressReporter(progress, settings.constraints, total, finished))
+        callbacks[-1](study, None)
+    # Also with nothing left to start: other workers' running trials may still need retrying.
+    study_io.run_shared(study, measurer, total=total, timeout_s=settings.timeout_s, catch=(MobileOptError,),
+                        callbacks=callbacks, stopped=lambda: measurer.device_lost is not None,
+                        current_trial=lambda: measurer.current_trial_id)
 
 
 class _ProgressReporter:
@@ -351,10 +356,10 @@ def _sensitivity(study, model, val) -> Sensitivity:
     return sens
 
 
-def _result(study, measurer, baseline, constraints: Constraints, sensitivity, storage, study_name, out_dir, *,
-            with_latency, artifacts=None):
+def _result(study, measurer: Measurer, baseline, sensitivity, settings: AutoSettings) -> AutoResult:
+    constraints, out_dir = settings.constraints, settings.output_dir
     candidates = candidates_of(study, constraints)
-    front = pareto_front(candidates, with_latency)
+    front = pareto_front(candidates, measurer.device is not None)
     chosen, closest, message = choose(candidates, constraints, baseline["raw_bytes"])
     stopped = measurer.device_lost
     if stopped:
@@ -365,10 +370,10 @@ def _result(study, measurer, baseline, constraints: Constraints, sensitivity, st
         local = {"tflite": chosen.tflite_path, "keras": chosen.keras_path}
         for name in local if model is None else ():
             # Measured by another worker (or an earlier run): its files, else the artifact store's.
-            if not (local[name] and Path(local[name]).is_file()) and out_dir is not None:
+            if not (local[name] and Path(local[name]).is_file()) and measurer.files.directory is not None:
                 suffix = Path(local[name]).suffix if local[name] else f".{name}"  # .keras, or .h5 for QAT
-                dest = out_dir / "trials" / f"trial_{chosen.number}{suffix}"
-                local[name] = study_io.fetch_trial_file(artifacts, study, chosen.number, name, dest)
+                dest = measurer.files.directory / f"trial_{chosen.number}{suffix}"
+                local[name] = study_io.fetch_trial_file(measurer.files.artifacts, study, chosen.number, name, dest)
         if tflite is None and local["tflite"] and Path(local["tflite"]).is_file():
             tflite = Path(local["tflite"]).read_bytes()
         if model is None and local["keras"] and Path(local["keras"]).is_file():
@@ -382,7 +387,7 @@ def _result(study, measurer, baseline, constraints: Constraints, sensitivity, st
     result = AutoResult(
         baseline=baseline, constraints=constraints, candidates=tuple(candidates),
         pareto=tuple(c.number for c in front), chosen=chosen, closest=closest, message=message,
-        study_name=study_name, storage=storage, sensitivity=sensitivity.to_dict(), stopped=stopped,
+        study_name=settings.study_name, storage=settings.storage, sensitivity=sensitivity.to_dict(), stopped=stopped,
         model=model, tflite=tflite,
     )
     if out_dir is not None:

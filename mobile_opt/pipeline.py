@@ -20,7 +20,7 @@ from mobile_opt.errors import InputError, RecipeError
 from mobile_opt.models import bridge_model
 from mobile_opt.stage import Stage, StageContext, StageReport
 
-__all__ = ["Pipeline", "PipelineResult"]
+__all__ = ["FineTuning", "Pipeline", "PipelineResult"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,38 @@ _MAY_FOLLOW = {
     "cluster": {"distill", "low_rank", "prune_channels", "prune"},
     "quantize": {"distill", "low_rank", "prune_channels", "prune", "cluster"},
 }
+
+
+@dataclass(frozen=True)
+class FineTuning:
+    """The loss and optimizer every training stage fine-tunes with.
+
+    Args:
+        loss: a Keras loss name, instance or function (default None: the model's compiled
+            loss, else (sparse) categorical cross-entropy matched to the labels and the
+            output activation).
+        optimizer: a name, an optimizer (cloned per stage) or a zero-argument factory
+            (default None: Adam at each stage's `learning_rate`).
+
+    Raises:
+        RecipeError: a loss or optimizer of none of these forms.
+
+    Example:
+        >>> FineTuning(optimizer="sgd").loss is None
+        True
+    """
+
+    loss: Any = None
+    optimizer: Any = None
+
+    def __post_init__(self) -> None:
+        if not (self.loss is None or isinstance(self.loss, str) or callable(self.loss)):
+            raise RecipeError("loss must be a Keras loss name, instance or function. "
+                              f"Received: loss={self.loss!r}.")
+        spec = self.optimizer
+        if not (spec is None or isinstance(spec, str) or callable(spec) or hasattr(spec, "get_config")):
+            raise RecipeError("optimizer must be a name, a Keras optimizer or a zero-argument factory. "
+                              f"Received: optimizer={spec!r}.")
 
 
 @dataclass(frozen=True)
@@ -182,8 +214,7 @@ class Pipeline:
         *,
         fine_tune_epochs: int = 2,
         batch_size: int = 128,
-        loss=None,
-        optimizer=None,
+        fine_tuning: FineTuning = FineTuning(),
         max_accuracy_drop: float | None = None,
         progress: Callable[[int, int, str], None] | None = None,
     ) -> PipelineResult:
@@ -198,11 +229,8 @@ class Pipeline:
             val_data: same forms, for accuracy after every stage.
             fine_tune_epochs: epochs of fine-tuning per training stage (default 2).
             batch_size: batch size for array data (default 128).
-            loss: fine-tuning loss; default: the model's compiled loss, else
-                (sparse) categorical cross-entropy matched to the labels and
-                the output activation.
-            optimizer: a name, an optimizer (cloned per stage) or a zero-argument
-                factory; default: Adam at each stage's `learning_rate`.
+            fine_tuning: the loss and optimizer (default `FineTuning()`: the model's loss,
+                Adam at each stage's `learning_rate`).
             max_accuracy_drop: tolerated accuracy loss in percentage points; the
                 result says whether it held (default None: not checked).
             progress: `progress(done_epochs, total_epochs, label)` callback.
@@ -220,6 +248,8 @@ class Pipeline:
         model, bridge = bridge_model(model, sample_inputs(train_data, model))
         if not isinstance(fine_tune_epochs, int) or fine_tune_epochs < 1:
             raise RecipeError(f"fine_tune_epochs must be an integer >= 1. Received: {fine_tune_epochs!r}.")
+        if not isinstance(fine_tuning, FineTuning):
+            raise RecipeError(f"fine_tuning must be a FineTuning(loss=..., optimizer=...). Received: {fine_tuning!r}.")
         if max_accuracy_drop is not None and max_accuracy_drop < 0:
             raise RecipeError(f"max_accuracy_drop is in percentage points, >= 0. Received: {max_accuracy_drop!r}.")
         train = prepare_data(train_data, model, batch_size=batch_size, shuffle=True, name="train data")
@@ -228,8 +258,8 @@ class Pipeline:
             train=train,
             val=val,
             epochs=fine_tune_epochs,
-            loss=loss if loss is not None else _default_loss(model, train.label_kind),
-            optimizer=optimizer,
+            loss=fine_tuning.loss if fine_tuning.loss is not None else _default_loss(model, train.label_kind),
+            optimizer=fine_tuning.optimizer,
             progress=progress,
             progress_total=fine_tune_epochs * sum(1 for s in self.stages if s.trains),
         )

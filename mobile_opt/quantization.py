@@ -238,8 +238,7 @@ class QuantizeStage(Stage):
             quantization=_CONVERTER_MODE[self.mode],
             representative_data=representative,
             io_dtype=self.io_dtype,
-            per_channel=self.per_channel,
-            weight_bits=self.bits or None,
+            weights=converters.IntegerWeights(per_channel=self.per_channel, weight_bits=self.bits or None),
         )
         evaluation = converters.evaluate(tflite, ctx.val.dataset)
         notes.extend(_int4.odd_width_notes(tflite))

@@ -23,7 +23,8 @@ def test_every_public_name_resolves_and_no_function_is_shadowed(package):
 def test_pinned_top_level_api():
     import mobile_opt
 
-    assert {"Pipeline", "prune", "cluster", "quantize", "load_dataset", "MobileOptError"} <= set(mobile_opt.__all__)
+    assert {"Pipeline", "prune", "cluster", "quantize", "load_dataset", "MobileOptError", "auto_optimize",
+            "AutoSettings"} <= set(mobile_opt.__all__)
     import converters
 
     assert {"convert", "evaluate", "analyze", "diff", "count_flops", "load_tflite", "check_budgets"} <= set(converters.__all__)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -98,52 +99,53 @@ def auto(model_path, data, image_size, val_split, train_samples, val_samples, ma
     import sys
 
     from mobile_opt._files import output_directory
-    from mobile_opt.auto import auto_optimize
+    from mobile_opt.auto import AutoSettings, auto_optimize
     from mobile_opt.models import load_model
 
+    settings = AutoSettings(max_accuracy_drop=max_accuracy_drop, size_budget=size_budget,
+                            latency_budget=latency_budget, level=level, n_trials=n_trials, timeout_s=timeout_s,
+                            seed=seed, storage=storage, study_name=study_name, artifact_store=artifacts,
+                            output_dir=out_dir)
     # Checked before the work; removed again when the search fails before writing anything.
     click.get_current_context().with_resource(output_directory(out_dir, what="--out"))
     model = load_model(model_path)
     train, val = load_data(data, model, image_size=image_size, val_split=val_split,
                            train_samples=train_samples, val_samples=val_samples)
     if as_json:
-        progress = None
-    else:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                       TextColumn("{task.fields[eta]}"), TextColumn("{task.fields[best]}"),
-                       console=console, transient=True)
-        task = bar.add_task("searching", total=None, eta="", best="")
-        bar.start()
-
-        def progress(p):
-            eta = "" if p.eta_s is None else f"ETA {_clock(p.eta_s)}"
-            best = ("best: none feasible yet" if p.best is None else
-                    f"best: trial {p.best.number}, {p.best.raw_bytes:,} B .tflite, {p.best.coded_bytes:,} B coded est., "
-                    f"{p.best.accuracy_drop_pp:+.2f} pp")
-            bar.update(task, completed=p.done, total=p.total, description=f"trial {p.done}/{p.total}",
-                       eta=eta, best=best)
-            if p.last is not None:  # one line per finished trial stays on screen
-                c = p.last
-                what = (f"[yellow]{c.error}[/]" if c.error else
-                        f"{c.raw_bytes:,} B .tflite, {c.coded_bytes:,} B coded est., {c.accuracy_drop_pp:+.2f} pp, "
-                        + ("[green]feasible[/]" if c.feasible else "not feasible"))
-                bar.console.print(f"  trial {c.number} ({_recipe_text(c.recipe)}): {what}"
-                                  + (f", {c.seconds:.0f} s" if c.seconds else ""), highlight=False)
-
-    try:
-        result = auto_optimize(model, train, val, max_accuracy_drop=max_accuracy_drop, size_budget=size_budget,
-                               latency_budget=latency_budget, device=device, level=level, storage=storage,
-                               artifact_store=artifacts,
-                               study_name=study_name, n_trials=n_trials, timeout_s=timeout_s, seed=seed,
-                               output_dir=out_dir, progress=progress)
-    finally:
-        if not as_json:
-            bar.stop()
-    if as_json:
+        result = auto_optimize(model, train, val, settings, device=device)
         print_json(result.to_dict())
     else:
+        with _progress_bar() as progress:
+            result = auto_optimize(model, train, val, settings, device=device, progress=progress)
         _render(result)
     if result.chosen is None:
         sys.exit(1)
+
+
+@contextmanager
+def _progress_bar():
+    """A `progress` callback drawing a bar, and one line per finished trial."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.fields[eta]}"), TextColumn("{task.fields[best]}"),
+                   console=console, transient=True)
+    task = bar.add_task("searching", total=None, eta="", best="")
+
+    def progress(p):
+        eta = "" if p.eta_s is None else f"ETA {_clock(p.eta_s)}"
+        best = ("best: none feasible yet" if p.best is None else
+                f"best: trial {p.best.number}, {p.best.raw_bytes:,} B .tflite, {p.best.coded_bytes:,} B coded est., "
+                f"{p.best.accuracy_drop_pp:+.2f} pp")
+        bar.update(task, completed=p.done, total=p.total, description=f"trial {p.done}/{p.total}",
+                   eta=eta, best=best)
+        if p.last is not None:  # one line per finished trial stays on screen
+            c = p.last
+            what = (f"[yellow]{c.error}[/]" if c.error else
+                    f"{c.raw_bytes:,} B .tflite, {c.coded_bytes:,} B coded est., {c.accuracy_drop_pp:+.2f} pp, "
+                    + ("[green]feasible[/]" if c.feasible else "not feasible"))
+            bar.console.print(f"  trial {c.number} ({_recipe_text(c.recipe)}): {what}"
+                              + (f", {c.seconds:.0f} s" if c.seconds else ""), highlight=False)
+
+    with bar:
+        yield progress

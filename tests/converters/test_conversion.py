@@ -14,6 +14,7 @@ from mobile_opt.errors import ConversionError, DataError, InputError, ModelForma
 from converters.conversion import convert, convert_to_file, is_qat_model
 from converters.evaluation import evaluate
 from converters.tflite_model import load_tflite
+from converters.weight_bits import IntegerWeights
 
 tf = _tf.tf()
 keras = _tf.keras()
@@ -81,7 +82,8 @@ def test_int8_with_arrays(cnn, fashion, io_dtype):
 def test_per_tensor_int8_has_one_scale_per_weight_tensor_and_a_smaller_graph(cnn, fashion):
     (x, _), test = fashion
     per_channel = convert(cnn, quantization="int8", representative_data=x[:100])
-    per_tensor = convert(cnn, quantization="int8", representative_data=x[:100], per_channel=False)
+    per_tensor = convert(cnn, quantization="int8", representative_data=x[:100],
+                         weights=IntegerWeights(per_channel=False))
 
     def weight_scales(content):
         return [len(t.quantization.scale) for sg in load_tflite(content).subgraphs for t in sg.tensors
@@ -92,7 +94,11 @@ def test_per_tensor_int8_has_one_scale_per_weight_tensor_and_a_smaller_graph(cnn
     assert len(per_tensor) < len(per_channel)
     assert evaluate(per_tensor, test).accuracy > 0.6
     with pytest.raises(InputError, match="per_channel=False applies to post-training quantization='int8'"):
-        convert(cnn, quantization="dynamic", per_channel=False)
+        convert(cnn, quantization="dynamic", weights=IntegerWeights(per_channel=False))
+    with pytest.raises(InputError, match="per_channel must be True or False"):
+        IntegerWeights(per_channel="no")
+    with pytest.raises(InputError, match="weights must be a converters.IntegerWeights"):
+        convert(cnn, weights={"per_channel": False})
 
 
 def test_int8_with_dataset_generator_and_xy(cnn, fashion):

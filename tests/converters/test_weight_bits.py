@@ -85,7 +85,7 @@ def test_int4_fc_stores_fully_connected_kernels_two_per_byte_and_runs(model, sam
 
 def test_weight_bits_puts_int4_where_asked_and_int8_elsewhere(model, samples):
     content = converters.convert(model, quantization="int4_fc", representative_data=samples,
-                                 weight_bits={"pw": 4, "fc2": 8})
+                                 weights=converters.IntegerWeights(weight_bits={"pw": 4, "fc2": 8}))
     kernels = _kernel_types(content)
     assert {k: v[0] for k, v in kernels.items()} == {
         "conv": "INT8", "dw": "INT8", "pw": "INT4", "fc1": "INT4", "fc2": "INT8"}
@@ -95,7 +95,8 @@ def test_weight_bits_puts_int4_where_asked_and_int8_elsewhere(model, samples):
 
 def test_int4_on_an_op_the_quantizer_refuses_names_the_layer_and_op(model, samples):
     with pytest.raises(InputError, match=r"layer 'dw' \(runs as DEPTHWISE_CONV_2D\).*Give these layers 8 bits"):
-        converters.convert(model, quantization="int8", representative_data=samples, weight_bits={"dw": 4})
+        converters.convert(model, quantization="int8", representative_data=samples,
+                           weights=converters.IntegerWeights(weight_bits={"dw": 4}))
 
 
 @pytest.mark.parametrize(
@@ -110,5 +111,6 @@ def test_int4_on_an_op_the_quantizer_refuses_names_the_layer_and_op(model, sampl
 )
 def test_bad_weight_bits_are_refused_with_the_field_named(model, samples, kwargs, message):
     kwargs = {"quantization": "int4_fc", "representative_data": samples, **kwargs}
+    bits = kwargs.pop("weight_bits", None)
     with pytest.raises(InputError, match=message):
-        converters.convert(model, **kwargs)
+        converters.convert(model, weights=converters.IntegerWeights(weight_bits=bits), **kwargs)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from scipy.stats import lognorm
 
+from device_bench.benchmark_output import TimingStats
 from device_bench.intervals import format_ms, mean_interval, quantile_interval, runs_to_bound, unbounded_note
 from device_bench.results import LatencyStats
 
@@ -65,7 +66,7 @@ def test_stats_carry_intervals_around_their_figures():
     assert text == f"{stats.p50_us / 1000:.3f} ±{half / 1000:.3f}" and half >= 0.5
     assert format_ms(400.0, [399.8, 400.1]) == "0.400 ±<0.001"  # never ±0.000, which reads as exact
     # A phone's tool keeps no per-run times: the mean gets Student's t, the percentiles none.
-    tool = LatencyStats.from_tool(100, mean_us=500.0, std_us=50.0, min_us=400.0, max_us=700.0, p5_us=420.0,
-                                  p50_us=490.0, p95_us=600.0, source="result_proto")
+    tool = LatencyStats.from_tool(TimingStats(100, avg_us=500.0, std_us=50.0, min_us=400.0, max_us=700.0,
+                                              p5_us=420.0, median_us=490.0, p95_us=600.0), source="result_proto")
     assert set(tool.intervals_us) == {"mean"} and "median's interval" in tool.unavailable
     assert format_ms(tool.p50_us, tool.intervals_us.get("p50")).endswith("±?")

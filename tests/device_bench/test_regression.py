@@ -11,6 +11,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from device_bench.benchmark_output import TimingStats
 from device_bench.energy import EnergyResult
 from device_bench.regression import (
     check_regressions,
@@ -121,10 +122,11 @@ def test_histogram_only_results_are_tested_on_bins():
 def tool_result(samples):
     """What the real LiteRT tool leaves: its own statistics, no per-run times, no histogram."""
     values = np.asarray(samples)
-    stats = LatencyStats.from_tool(values.size, mean_us=float(values.mean()), std_us=float(values.std()),
-                                   min_us=float(values.min()), max_us=float(values.max()),
-                                   p5_us=float(np.percentile(values, 5)), p50_us=float(np.median(values)),
-                                   p95_us=float(np.percentile(values, 95)), source="result_proto")
+    stats = LatencyStats.from_tool(TimingStats(values.size, avg_us=float(values.mean()), std_us=float(values.std()),
+                                               min_us=float(values.min()), max_us=float(values.max()),
+                                               p5_us=float(np.percentile(values, 5)),
+                                               median_us=float(np.median(values)),
+                                               p95_us=float(np.percentile(values, 95))), source="result_proto")
     return dataclasses.replace(result(samples), samples_us=(), latency=stats)
 
 

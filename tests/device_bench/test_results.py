@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from device_bench.benchmark_output import OpProfileRow
+from device_bench.benchmark_output import OpProfileRow, TimingStats
 from device_bench.energy import EnergyResult
 from device_bench.results import (
     BenchmarkResult,
@@ -164,8 +164,8 @@ def test_histogram_is_log_spaced_nested_and_counts_every_sample():
 
 
 def test_statistics_from_the_tool_never_invent_p90_p99():
-    stats = LatencyStats.from_tool(100, mean_us=1.0, std_us=0.1, min_us=0.5, max_us=2.0,
-                                   p5_us=0.6, p50_us=1.0, p95_us=1.5, source="result_proto")
+    stats = LatencyStats.from_tool(TimingStats(100, avg_us=1.0, std_us=0.1, min_us=0.5, max_us=2.0,
+                                               p5_us=0.6, median_us=1.0, p95_us=1.5), source="result_proto")
     assert stats.p90_us is None and stats.p99_us is None and stats.histogram is None
     assert "p90/p99" in stats.unavailable and "result proto" in stats.unavailable
     assert LatencyStats(**stats.to_dict()) == stats

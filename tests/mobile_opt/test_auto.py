@@ -18,7 +18,7 @@ from converters.evaluation import paired_drop
 from mobile_opt._auto_choice import MARGIN_STANDARD_ERRORS
 from mobile_opt._search_space import PER_TENSOR, SearchSpace, parse_latency
 from mobile_opt._sensitivity import Sensitivity
-from mobile_opt.auto import Constraints, auto_optimize, pareto_front
+from mobile_opt.auto import AutoSettings, Constraints, auto_optimize, pareto_front
 from mobile_opt.datasets import load_fashion_mnist
 from mobile_opt.errors import ConstraintError, DataError
 
@@ -135,14 +135,14 @@ def test_sensitivity_picks_largest_sparsity_within_threshold():
 def test_impossible_constraints_are_refused_before_any_work(data, trained):
     model, _ = trained
     with pytest.raises(ConstraintError, match="max_accuracy_drop=-1"):
-        auto_optimize(model, *data, max_accuracy_drop=-1)
+        AutoSettings(max_accuracy_drop=-1)
     with pytest.raises(ConstraintError, match="needs a device"):
-        auto_optimize(model, *data, latency_budget="5ms")
+        auto_optimize(model, *data, AutoSettings(latency_budget="5ms"))
     with pytest.raises(ConstraintError, match="parsecs"):
-        auto_optimize(model, *data, size_budget="50 parsecs")
+        AutoSettings(size_budget="50 parsecs")
     overhead = analyze(convert(model)).non_weight_bytes
     with pytest.raises(ConstraintError, match="graph overhead"):
-        auto_optimize(model, *data, size_budget=overhead)
+        auto_optimize(model, *data, AutoSettings(size_budget=overhead))
     with pytest.raises(DataError, match="do not fit"):
         auto_optimize(model, (data[0][0].reshape(-1, 784), data[0][1]), data[1])
 
@@ -151,7 +151,7 @@ def test_impossible_constraints_are_refused_before_any_work(data, trained):
 def test_search_reports_measures_and_resumes_without_redoing(data, trained, tmp_path):
     model, _ = trained
     out = tmp_path / "auto"
-    first = auto_optimize(model, *data, max_accuracy_drop=3.0, n_trials=1, output_dir=out, seed=0)
+    first = auto_optimize(model, *data, AutoSettings(max_accuracy_drop=3.0, n_trials=1, output_dir=out, seed=0))
     assert (out / "study.db").is_file()
     assert len(first.candidates) == 1 and all(c.error is None for c in first.candidates)
     for c in first.candidates:
@@ -173,21 +173,21 @@ def test_search_reports_measures_and_resumes_without_redoing(data, trained, tmp_
     assert Path(first.files["chosen_tflite"]).read_bytes() == first.tflite
 
     stamp = {p.name: p.stat().st_mtime_ns for p in (out / "trials").glob("trial_*")}
-    resumed = auto_optimize(model, *data, max_accuracy_drop=3.0, n_trials=2, output_dir=out, seed=0)
+    resumed = auto_optimize(model, *data, AutoSettings(max_accuracy_drop=3.0, n_trials=2, output_dir=out, seed=0))
     assert [c.number for c in resumed.candidates] == [0, 1]
     # The finished trial was not measured again: same numbers, files untouched.
     assert resumed.candidates[:1] == first.candidates
     assert {p.name: p.stat().st_mtime_ns for p in (out / "trials").glob("trial_*") if p.name in stamp} == stamp
 
     with pytest.raises(ConstraintError, match="different settings"):
-        auto_optimize(model, *data, max_accuracy_drop=1.0, n_trials=2, output_dir=out)
+        auto_optimize(model, *data, AutoSettings(max_accuracy_drop=1.0, n_trials=2, output_dir=out))
 
 
 @pytest.mark.slow
 def test_no_feasible_candidate_says_so_and_lists_the_closest(data, trained, tmp_path):
     model, _ = trained
     overhead = analyze(convert(model)).non_weight_bytes
-    result = auto_optimize(model, *data, size_budget=overhead + 50, n_trials=1, output_dir=tmp_path)
+    result = auto_optimize(model, *data, AutoSettings(size_budget=overhead + 50, n_trials=1, output_dir=tmp_path))
     assert result.chosen is None and result.model is None
     assert result.message.startswith("No candidate met the constraints")
     assert result.closest and "coded_bytes" in result.closest[0].violations
@@ -273,8 +273,8 @@ def test_latency_is_measured_on_the_device_and_a_vanished_device_keeps_partial_r
                 if p.done == 1:  # the phone is unplugged after the first candidate
                     phone.stop()
 
-            result = auto_optimize(model, *data, max_accuracy_drop=5.0, latency_budget="2s", device=device,
-                                   n_trials=3, output_dir=tmp_path / "out", progress=progress)
+            settings = AutoSettings(max_accuracy_drop=5.0, latency_budget="2s", n_trials=3, output_dir=tmp_path / "out")
+            result = auto_optimize(model, *data, settings, device=device, progress=progress)
     assert result.baseline["latency_ms"] > 0
     done = [c for c in result.candidates if c.error is None]
     assert len(done) == 1 and done[0].latency_ms > 0 and done[0].feasible
@@ -402,7 +402,7 @@ def test_a_hopeless_trial_is_stopped_early_as_pruned(data):
     baseline = EvaluationResult(accuracy=0.8, keras_accuracy=None, accuracy_drop_pp=None, n_samples=len(data[1][1]),
                                 interpreter="ai_edge_litert", input_dtype="float32", output_dtype="float32")
     measurer = Measurer(untrained, data[0], data[1], space=_space(untrained), baseline=baseline,
-                        device=None, constraints=Constraints(0.5), trial_dir=None)
+                        device=None, constraints=Constraints(0.5))
     study = optuna.create_study(directions=["minimize", "minimize"])
     study.optimize(lambda t: measurer._watch(t)("prune", StageOutput(untrained, (), {}), ctx) or (0.0, 0.0),
                    n_trials=1)
@@ -415,13 +415,13 @@ def test_a_hopeless_trial_is_stopped_early_as_pruned(data):
 
 _QUIET = textwrap.dedent("""
     import sys
-    from mobile_opt.auto import auto_optimize
+    from mobile_opt.auto import AutoSettings, auto_optimize
     from mobile_opt import _tf
     from mobile_opt.datasets import load_fashion_mnist
     (x, y), (xt, yt) = load_fashion_mnist()
     model = _tf.keras().models.load_model(sys.argv[1])
-    r = auto_optimize(model, (x[:600] / 255.0, y[:600]), (xt[:200] / 255.0, yt[:200]), max_accuracy_drop=5.0,
-                      n_trials=1)
+    r = auto_optimize(model, (x[:600] / 255.0, y[:600]), (xt[:200] / 255.0, yt[:200]),
+                      AutoSettings(max_accuracy_drop=5.0, n_trials=1))
     print("chosen", r.chosen.number)
 """)
 
@@ -509,8 +509,8 @@ def test_a_latency_budget_out_of_reach_steers_the_search_to_channel_pruning(data
     model = _fitted(_conv_model, data, epochs=1)
     train, val = (data[0][0][:500], data[0][1][:500]), (data[1][0][:200], data[1][1][:200])
     # No model runs in a picosecond: every candidate is too slow, whatever the machine's load.
-    result = auto_optimize(model, train, val, max_accuracy_drop=50.0, latency_budget=1e-9, device="host",
-                           n_trials=4, output_dir=tmp_path / "out")
+    result = auto_optimize(model, train, val, AutoSettings(max_accuracy_drop=50.0, latency_budget=1e-9, n_trials=4,
+                                                           output_dir=tmp_path / "out"), device="host")
     assert result.chosen is None and all(c.latency_ms > 0 for c in result.candidates if c.error is None)
     first_pruned = next(c for c in result.candidates if c.recipe.get("channels"))
     channels = first_pruned.recipe["channels"]  # the first step: a quarter (an eighth where sensitive)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mobile_opt import Pipeline, cluster, prune, quantize
+from mobile_opt import FineTuning, Pipeline, cluster, prune, quantize
 from mobile_opt import _tf
 from mobile_opt.errors import DataError, RecipeError, UnsupportedModelError
 
@@ -100,3 +100,32 @@ def test_progress_callback_counts_epochs(trained_mlp, fmnist):
         trained_mlp, *fmnist, fine_tune_epochs=1, progress=lambda d, t, label: seen.append((d, t))
     )
     assert seen == [(1, 2), (2, 2)]
+
+
+def test_fine_tuning_loss_and_optimizer_are_the_ones_trained_with(trained_mlp, fmnist):
+    keras = _tf.keras()
+    made, traced = [], []
+
+    def optimizer():
+        made.append(1)
+        return keras.optimizers.SGD(learning_rate=0.01)
+
+    def loss(y_true, y_pred):
+        traced.append(1)
+        return keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+
+    result = Pipeline([prune(0.5), cluster(8)]).run(trained_mlp, *fmnist, fine_tune_epochs=1,
+                                                     fine_tuning=FineTuning(loss=loss, optimizer=optimizer))
+    assert all(s.ok for s in result.stages)
+    assert made == [1, 1] and traced  # a fresh optimizer per training stage, the loss traced
+
+
+@pytest.mark.parametrize("kwargs, match", [({"loss": 3}, "loss=3"), ({"optimizer": 0.1}, "optimizer=0.1")])
+def test_fine_tuning_refuses_what_keras_cannot_train_with(kwargs, match):
+    with pytest.raises(RecipeError, match=match):
+        FineTuning(**kwargs)
+
+
+def test_fine_tuning_must_be_a_fine_tuning(trained_mlp, fmnist):
+    with pytest.raises(RecipeError, match="fine_tuning must be a FineTuning"):
+        Pipeline([prune(0.5)]).run(trained_mlp, *fmnist, fine_tuning={"optimizer": "sgd"})

@@ -187,7 +187,7 @@ def test_unrecognised_input_is_exit_2_and_names_the_kinds(tmp_path):
 
 @pytest.mark.slow
 def test_auto_pareto_front_and_chosen_point(tmp_path):
-    from mobile_opt.auto import auto_optimize
+    from mobile_opt.auto import AutoSettings, auto_optimize
     from mobile_opt.datasets import load_dataset
 
     keras = _tf.keras()
@@ -198,7 +198,7 @@ def test_auto_pareto_front_and_chosen_point(tmp_path):
                               keras.layers.Dense(10, activation="softmax", name="fc2")])
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(*train, epochs=2, verbose=0)
-    result = auto_optimize(model, train, val, max_accuracy_drop=5.0, n_trials=2, output_dir=tmp_path / "auto")
+    result = auto_optimize(model, train, val, AutoSettings(max_accuracy_drop=5.0, n_trials=2, output_dir=tmp_path / "auto"))
     assert result.chosen is not None, result.message
     html = write_report([tmp_path / "auto" / "pareto.json"], tmp_path / "r.html").read_text()
     assert "auto: Pareto front" in html and f"<b>chosen</b> {result.chosen.number}" in html
