@@ -55,8 +55,9 @@ class BenchReport:
         if self.output_gates is not None:
             return GateReport(tuple(latency + outputs), "mobile-opt latency and output gates", "bench",
                               "mobile-opt bench", ("all gates held", "gate(s) failed"))
-        return GateReport(tuple(latency), "mobile-opt latency gates", "latency", "mobile-opt latency",
-                          ("no significant regression", "significant regression(s)"))
+        words = (("no significant regression", "significant regression(s)") if self.latency_budgets is None
+                 else ("all latency gates held", "latency gate(s) failed"))
+        return GateReport(tuple(latency), "mobile-opt latency gates", "latency", "mobile-opt latency", words)
 
     @property
     def ok(self) -> bool:
