@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import converters
 from converters.budget import Budget
 from device_bench import (
     BenchSettings,
