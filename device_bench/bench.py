@@ -104,8 +104,8 @@ def _check_readable(path: Path) -> None:
                 where = f" in subgraph {index}" if index else ""
                 raise UnsupportedModelError(
                     f"{path}: tensor {tensor.index} {tensor.name!r}{where} has shape {list(tensor.shape)}: "
-                    f"{elements:,} elements, more than the {_MAX_ELEMENTS:,} LiteRT's 32-bit element "
-                    "counts hold, so no backend can run it. Make that tensor smaller (a smaller input or "
+                    f"{elements:,} elements, more than LiteRT's 32-bit element counts hold "
+                    f"({_MAX_ELEMENTS:,}), so no backend can run it. Make that tensor smaller (a smaller input or "
                     f"layer) and convert again. Received: model={str(path)!r}"
                 )
 
