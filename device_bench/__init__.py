@@ -41,6 +41,13 @@ _EXPORTS: dict[str, str] = {
     "compute_energy": "energy",
     "parse_samples": "energy",
     "plot_latency": "plot",
+    "run_benchmarks": "bench_suite",
+    "BenchReport": "bench_report",
+    "BenchSettings": "bench_settings",
+    "GateSettings": "bench_settings",
+    "OutputCheckSettings": "bench_settings",
+    "ReportFiles": "bench_settings",
+    "GateReport": "gate_report",
 }
 
 __all__ = sorted(_EXPORTS)

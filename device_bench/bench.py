@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ from mobile_opt.errors import (
     DeviceTimeoutError,
     InputError,
     ModelFormatError,
+    UnsupportedModelError,
 )
 
 __all__ = ["BACKENDS", "benchmark", "default_cache_dir"]
@@ -75,8 +77,37 @@ def _validate_models(models: Sequence[Path]) -> list[Path]:
                 f"{path} is not a TFLite flatbuffer (no 'TFL3' identifier). Convert the model "
                 f"first (`mobile-opt optimize`). Received: model={str(path)!r}"
             )
+        _check_readable(path)
         paths.append(path)
     return paths
+
+
+# LiteRT's kernels and delegates count a tensor's elements in 32-bit ints: past this the count
+# wraps, and the tool fails with an unrelated word ("failed to delegate RESHAPE node").
+_MAX_ELEMENTS = 2**31 - 1
+
+
+def _check_readable(path: Path) -> None:
+    """Parses the whole flatbuffer, so a damaged file or an impossible tensor fails before any run.
+
+    Raises:
+        ModelFormatError: the file is truncated or corrupt (named, with what is wrong).
+        UnsupportedModelError: a tensor's shape has more elements than LiteRT can count.
+    """
+    from converters.tflite_model import load_tflite
+
+    model = load_tflite(path)
+    for index, subgraph in enumerate(model.subgraphs):
+        for tensor in subgraph.tensors:
+            elements = math.prod(1 if d < 0 else int(d) for d in tensor.shape)  # -1: a dynamic axis
+            if elements > _MAX_ELEMENTS:
+                where = f" in subgraph {index}" if index else ""
+                raise UnsupportedModelError(
+                    f"{path}: tensor {tensor.index} {tensor.name!r}{where} has shape {list(tensor.shape)}: "
+                    f"{elements:,} elements, more than LiteRT's 32-bit element counts hold "
+                    f"({_MAX_ELEMENTS:,}), so no backend can run it. Make that tensor smaller (a smaller input or "
+                    f"layer) and convert again. Received: model={str(path)!r}"
+                )
 
 
 def _validate(backends: tuple, threads: tuple, run: object, energy: object) -> None:
@@ -135,7 +166,8 @@ def benchmark(
         One `BenchmarkResult` per (model, backend, threads), in that order.
 
     Raises:
-        InputError: bad arguments or a missing model file; ModelFormatError: not a .tflite.
+        InputError: bad arguments or a missing model file; ModelFormatError: not a .tflite, or
+            a damaged one; UnsupportedModelError: a tensor's shape overflows LiteRT's element count.
         BenchmarkError: no usable benchmark binary (missing, wrong ABI).
         DeviceError: the device failed before any run started (e.g. pushing the binary).
 

@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["RESOLUTION_MS", "OpCost", "OpTypeCost", "join_notes", "join_op_costs", "op_costs_of", "plot_op_costs"]
+__all__ = ["RESOLUTION_MS", "OpCost", "OpTypeCost", "join_notes", "join_op_costs", "op_costs_json", "op_costs_of",
+           "op_costs_of_all", "plot_op_costs", "plot_op_costs_beside"]
 
 # TFLite's and LiteRT's profilers keep whole microseconds per op and run (ProfileEvent: a
 # NowMicros difference, or XNNPACK's own µs timing), so each is within this of the true time.
@@ -220,6 +221,28 @@ def op_costs_of(result: Any) -> tuple[tuple[OpCost, ...], tuple[OpTypeCost, ...]
     if not result.op_profile or not Path(result.model_path).is_file():
         return None
     return join_op_costs(result.op_profile, converters.count_flops(result.model_path))
+
+
+def op_costs_of_all(results: Sequence[Any]) -> list[tuple[Any, tuple, tuple]]:
+    """`(result, per_op, per_type)` for each result that has op-profiling rows."""
+    return [(r, *costs) for r in results if (costs := op_costs_of(r)) is not None]
+
+
+def op_costs_json(joined: Sequence[tuple[Any, tuple, tuple]]) -> list[dict]:
+    """`op_costs_of_all`'s joins as JSON-safe dicts (model, backend, threads, per_type, per_op)."""
+    return [{"model": r.model_path, "backend": r.backend, "threads": r.threads,
+             "time_resolution_ms_per_op": RESOLUTION_MS,
+             "per_type": [t.to_dict() for t in per_type], "per_op": [o.to_dict() for o in per_op]}
+            for r, per_op, per_type in joined]
+
+
+def plot_op_costs_beside(joined: Sequence[tuple[Any, tuple, tuple]], plot_path: Path) -> list[Path]:
+    """One PNG per joined result beside `plot_path`: `<stem>_ops_<n>.png`."""
+    paths = []
+    for n, (r, _, per_type) in enumerate(joined):
+        path = plot_path.with_name(f"{plot_path.stem}_ops_{n}{plot_path.suffix or '.png'}")
+        paths.append(plot_op_costs(per_type, path, title=f"{Path(r.model_path).name}: MACs vs time per op type"))
+    return paths
 
 
 def plot_op_costs(per_type: Sequence[OpTypeCost], path: Path, *, title: str | None = None) -> Path:

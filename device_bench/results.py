@@ -37,6 +37,7 @@ __all__ = [
     "LatencyStats",
     "Measurement",
     "compare",
+    "jsonl_line",
     "read_jsonl",
     "write_jsonl",
 ]
@@ -302,6 +303,11 @@ class BenchmarkResult:
             ) from exc
 
 
+def jsonl_line(result: BenchmarkResult) -> str:
+    """One result as a line of JSON (strict: no NaN), newline included."""
+    return json.dumps(result.to_dict(), allow_nan=False, default=_json_default) + "\n"
+
+
 def write_jsonl(path: Path, results: Iterable[BenchmarkResult], *, append: bool = True) -> None:
     """Writes results as JSON lines (appending by default), flushed per line.
 
@@ -310,7 +316,7 @@ def write_jsonl(path: Path, results: Iterable[BenchmarkResult], *, append: bool 
         results: results to write.
         append: add to the file (default True) or replace it.
     """
-    lines = [json.dumps(r.to_dict(), allow_nan=False, default=_json_default) + "\n" for r in results]
+    lines = [jsonl_line(r) for r in results]
     with _WRITE_LOCK, open(path, "a" if append else "w", encoding="utf-8") as fh:
         for line in lines:
             fh.write(line)

@@ -30,4 +30,5 @@ def test_pinned_top_level_api():
     assert {"convert", "evaluate", "analyze", "diff", "count_flops", "load_tflite", "check_budgets"} <= set(converters.__all__)
     import device_bench
 
-    assert {"connect", "list_devices", "benchmark", "Device", "BenchmarkResult"} <= set(device_bench.__all__)
+    assert {"connect", "list_devices", "benchmark", "Device", "BenchmarkResult", "run_benchmarks", "BenchReport",
+            "BenchSettings", "GateSettings", "OutputCheckSettings", "ReportFiles", "GateReport"} <= set(device_bench.__all__)

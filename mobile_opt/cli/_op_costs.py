@@ -1,4 +1,4 @@
-"""`mobile-opt bench --op-profiling`: the per-op-type time vs MACs table, JSON and plot."""
+"""`mobile-opt bench --op-profiling`: the per-op-type time vs MACs table (the joins: `device_bench.op_cost`)."""
 
 from __future__ import annotations
 
@@ -11,27 +11,6 @@ def _ms(value) -> str:
 
 def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
-
-
-def op_costs(results) -> list[tuple[object, tuple, tuple]]:
-    """`(result, per_op, per_type)` for each result that has op-profiling rows."""
-    from device_bench.op_cost import op_costs_of
-
-    joined = []
-    for r in results:
-        costs = op_costs_of(r)
-        if costs is not None:
-            joined.append((r, *costs))
-    return joined
-
-
-def to_json(joined) -> list[dict]:
-    from device_bench.op_cost import RESOLUTION_MS
-
-    return [{"model": r.model_path, "backend": r.backend, "threads": r.threads,
-             "time_resolution_ms_per_op": RESOLUTION_MS,
-             "per_type": [t.to_dict() for t in per_type], "per_op": [o.to_dict() for o in per_op]}
-            for r, per_op, per_type in joined]
 
 
 def render(joined, console) -> None:
@@ -53,13 +32,3 @@ def render(joined, console) -> None:
         for note in join_notes(per_op):
             console.print(f"  • {note}", highlight=False)
 
-
-def plot(joined, plot_path: Path) -> list[Path]:
-    """One PNG per result beside `plot_path`: `<stem>_ops_<n>.png`."""
-    from device_bench.op_cost import plot_op_costs
-
-    paths = []
-    for n, (r, _, per_type) in enumerate(joined):
-        path = plot_path.with_name(f"{plot_path.stem}_ops_{n}{plot_path.suffix or '.png'}")
-        paths.append(plot_op_costs(per_type, path, title=f"{Path(r.model_path).name}: MACs vs time per op type"))
-    return paths

@@ -1,8 +1,8 @@
 """`bench --check-outputs DATA`: what each backend computes, against LiteRT on the host.
 
-The work is `device_bench.check_outputs` / `gate_outputs`; here are the options, the data
-loading (the CLI's data specs: fashion-mnist, an .npz, an image folder, or "random") and the
-table.
+The work is `device_bench.run_benchmarks` (`OutputCheckSettings`); here are the options, the
+data loading (the CLI's data specs: fashion-mnist, an .npz, an image folder, or "random") and
+the table.
 """
 
 from __future__ import annotations
@@ -13,10 +13,6 @@ import click
 import numpy as np
 
 from mobile_opt.cli._common import FiniteFloatRange, console
-
-# bench --backends -> the variants checked: the GPU with and without fp16.
-_VARIANTS = {"cpu": ("cpu",), "gpu": ("gpu", "gpu_fp32"), "nnapi": ("nnapi",)}
-
 
 def options(command):
     for option in reversed((
@@ -44,16 +40,13 @@ def check_usage(check_data, max_output_diff, max_drop_pp, require_full_delegatio
 
 
 def load_inputs(data: str, models: list[Path], samples: int) -> dict[Path, tuple]:
-    """`{model: (inputs, labels)}`, loaded once per input shape; (None, None) for 'random'."""
+    """`{model: (inputs, labels)}` from a data spec (not "random"), loaded once per input shape."""
     from converters.interpreter import make_interpreter
     from mobile_opt.datasets import load_dataset
     from mobile_opt.errors import InputError
 
     out, cache = {}, {}
     for model in models:
-        if data == "random":
-            out[model] = (None, None)
-            continue
         details = make_interpreter(model.read_bytes()).get_input_details()
         if len(details) != 1:
             raise InputError(f"{model}: --check-outputs takes models with one input; this one has "
@@ -76,15 +69,6 @@ def _arrays(val, samples: int) -> tuple[np.ndarray, np.ndarray]:
         if sum(len(b) for b in xs) >= samples:
             break
     return np.concatenate(xs)[:samples], np.concatenate(ys)[:samples]
-
-
-def run(devices, inputs: dict, backends, *, benchmark_binary, cache_dir, samples: int) -> list:
-    from device_bench import check_outputs
-
-    variants = tuple(v for b in backends for v in _VARIANTS[b])
-    return [check_outputs(device, model, x, y, backends=variants, benchmark_binary=benchmark_binary,
-                          cache_dir=cache_dir, samples=samples)
-            for device in devices for model, (x, y) in inputs.items()]
 
 
 def _num(value, fmt: str) -> str:

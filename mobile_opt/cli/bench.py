@@ -1,4 +1,8 @@
-"""`mobile-opt bench`: measure .tflite models on a device (or this host) with benchmark_model."""
+"""`mobile-opt bench`: measure .tflite models on a device (or this host) with benchmark_model.
+
+The options become a `device_bench.BenchSettings`; `device_bench.run_benchmarks` does the work;
+here the report is drawn (tables or --json) and turned into the exit code.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ import click
 
 from mobile_opt.cli import _outputs
 from mobile_opt.cli._common import console, handle_errors, print_json, stderr_console
-from mobile_opt.errors import InputError
 
 
 def _csv(kind: type, name: str):
@@ -162,7 +165,7 @@ def _render(results, comparisons) -> None:
                    "benchmark_model].")
 @click.option("--adb-port", type=click.IntRange(1, 65535), default=None,
               help="adb server port [default: $ANDROID_ADB_SERVER_PORT or 5037].")
-# CI gate on --compare (device_bench.regression); its reports are `check`'s formats.
+# CI gate on --compare (device_bench.regression); its reports are `check`'s (device_bench.gate_report).
 @click.option("--fail-on-regression", "regression", metavar="PCT", default=None,
               help="With --compare: exit 1 when a median latency (or energy per inference) is "
                    "slower by more than PCT (e.g. 5%) and significantly so (Mann–Whitney U).")
@@ -184,129 +187,62 @@ def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy
     Exit code 1 when any run failed (unsupported backends are reported, not failures), or
     with --fail-on-regression when a pair got significantly slower than in --compare.
     """
-    from device_bench import EnergySettings, RunSettings, benchmark, compare, read_jsonl, write_jsonl
-    from device_bench.farm import run_farm
+    from device_bench import (
+        BenchSettings,
+        EnergySettings,
+        GateSettings,
+        OutputCheckSettings,
+        ReportFiles,
+        RunSettings,
+        run_benchmarks,
+    )
 
-    from mobile_opt._files import OutputFiles, check_appendable
+    from mobile_opt.cli import _gates, _op_costs
 
     _outputs.check_usage(check_data, max_output_diff, max_drop_pp, require_full_delegation)
     threshold = _regression_threshold(regression, compare_path, junit_path if check_data is None else None)
-    check_inputs = _outputs.load_inputs(check_data, list(models), check_samples) if check_data else None
-    old = read_jsonl(compare_path) if compare_path is not None else None
-    if out is not None and not out.parent.is_dir():
-        raise InputError(f"--out directory does not exist. Received: out={str(out)!r}")
-    if out is not None:
-        check_appendable(out, what="--out")
-    outputs = click.get_current_context().with_resource(OutputFiles())
-    if plot_path is not None:
-        outputs.reserve(plot_path, what="--plot")  # before the benchmarks, not after
-    devices = _connect(serial, adb_port)
-    run_settings = RunSettings(runs=runs, warmup_runs=warmup_runs, min_secs=min_secs,
-                               cooldown_s=cooldown_s, cooldown_to_c=cooldown_to_c,
-                               run_timeout_s=run_timeout_s, op_profiling=op_profiling)
-    energy_settings = EnergySettings(baseline_s=baseline_s, battery=battery) if energy else None
-    kwargs = dict(
-        backends=backends, threads=threads, run=run_settings, energy=energy_settings,
-        benchmark_binary=benchmark_binary, cache_dir=cache_dir,
-        # The box plot draws every run's time.
-        keep_samples=keep_samples or plot_path is not None,
-    )
-
-    def run(device, some_models):
-        return benchmark(device, some_models, **kwargs)
-
-    farm_kwargs = dict(shard=shard, retries=retries,
-                       on_results=None if out is None else (lambda rows: write_jsonl(out, rows)))
-    try:
-        if as_json:
-            farm = run_farm(devices, models, run, **farm_kwargs)
-        else:
-            from rich.progress import Progress
-
-            with Progress(console=stderr_console, transient=True) as bar:
-                task = bar.add_task("benchmarking", total=None)
-                farm = run_farm(devices, models, run, **farm_kwargs,
-                                progress=lambda n, total: bar.update(task, completed=n, total=total))
-        checks = [] if check_inputs is None else _outputs.run(
-            devices, check_inputs, backends, benchmark_binary=benchmark_binary, cache_dir=cache_dir,
-            samples=check_samples)
-    finally:
-        for device in devices:
-            device.close()
-    results = list(farm.results)
-
-    comparisons = compare(old, results) if old is not None else None
-    from mobile_opt.cli import _op_costs
-
-    joined = _op_costs.op_costs(results) if op_profiling else []
-    gate = None
-    if threshold is not None:
-        from device_bench.regression import check_regressions
-
-        gate = check_regressions(old, results, threshold=threshold)
-    output_gate = None
-    if checks and (max_output_diff is not None or max_drop_pp is not None or require_full_delegation):
-        from device_bench import gate_outputs
-
-        output_gate = gate_outputs(checks, max_output_diff=max_output_diff, max_accuracy_drop_pp=max_drop_pp,
-                                   require_full_delegation=require_full_delegation)
-    if plot_path is not None:
-        from device_bench import plot_latency
-
-        if any(r.status == "ok" and r.samples_us for r in results):
-            outputs.write_with(plot_path, lambda staged: plot_latency(results, staged))
-            outputs.commit()
-        else:
-            stderr_console.print("[yellow]no measured run to plot; --plot skipped[/]")
-        _op_costs.plot(joined, plot_path)
+    outputs = None
+    if check_data is not None:
+        outputs = OutputCheckSettings(
+            data=None if check_data == "random" else _outputs.load_inputs(check_data, list(models), check_samples),
+            samples=check_samples, max_output_diff=max_output_diff, max_accuracy_drop_pp=max_drop_pp,
+            require_full_delegation=require_full_delegation)
+    settings = BenchSettings(
+        devices=serial, backends=backends, threads=threads,
+        run=RunSettings(runs=runs, warmup_runs=warmup_runs, min_secs=min_secs, cooldown_s=cooldown_s,
+                        cooldown_to_c=cooldown_to_c, run_timeout_s=run_timeout_s, op_profiling=op_profiling),
+        energy=EnergySettings(baseline_s=baseline_s, battery=battery) if energy else None,
+        keep_samples=keep_samples, shard=shard, retries=retries, benchmark_binary=benchmark_binary,
+        cache_dir=cache_dir, adb_port=adb_port,
+        gates=GateSettings(baseline=compare_path, max_regression=threshold), outputs=outputs,
+        files=ReportFiles(jsonl=out, plot=plot_path, junit=junit_path))
     if as_json:
-        data = {"results": [r.to_dict() for r in results]}
-        if comparisons is not None:
-            data["comparison"] = [c.to_dict() for c in comparisons]
-        if joined:
-            data["op_costs"] = _op_costs.to_json(joined)
-        if gate is not None:
-            data["regression"] = gate.to_dict()
-        if check_inputs is not None:
-            data["outputs"] = [c.to_dict() for c in checks]
-        if output_gate is not None:
-            data["output_gates"] = output_gate.to_dict()
-        if not farm.ok:
-            data.update(lost=farm.lost, unrun=[list(u) for u in farm.unrun])
-        print_json(data)
+        report = run_benchmarks(models, settings)
     else:
-        _render(results, comparisons)
-        _op_costs.render(joined, console)
-        _outputs.render(checks)
-        for lost, why in farm.lost.items():
+        from rich.progress import Progress
+
+        with Progress(console=stderr_console, transient=True) as bar:
+            task = bar.add_task("benchmarking", total=None)
+            report = run_benchmarks(models, settings,
+                                    progress=lambda n, total: bar.update(task, completed=n, total=total))
+    if plot_path is not None and report.plot is None:
+        stderr_console.print("[yellow]no measured run to plot; --plot skipped[/]")
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        _render(report.results, report.comparisons)
+        _op_costs.render(report.op_costs, console)
+        _outputs.render(report.output_checks or ())
+        for lost, why in report.lost.items():
             console.print(f"[red]device {lost} {why}[/]", highlight=False)
-        for owner, model, why in farm.unrun:
+        for owner, model, why in report.unrun:
             console.print(f"[red]not run: {Path(model).name} (meant for {owner}): {why}[/]", highlight=False)
-    gates = [g for g in (gate, output_gate) if g is not None]
-    if gates:
-        _report_gate(gates, junit_path, as_json)
-    failed_checks = any(b.status == "failed" for c in checks for b in c.backends)
-    if any(r.status == "failed" for r in results) or not farm.ok or failed_checks or not all(g.ok for g in gates):
+    if report.gates is not None:
+        if not as_json:
+            _gates.print_table(report.gates)
+        _gates.github(report.gates)
+    if not report.ok:
         raise SystemExit(1)
-
-
-def _connect(serial: str, adb_port):
-    """'all', or one or more comma-separated serials, opened (closed again on a failure)."""
-    from device_bench import connect, connect_all
-
-    if serial == "all":
-        return connect_all(adb_port=adb_port)
-    devices = []
-    try:
-        for one in dict.fromkeys(s.strip() for s in serial.split(",") if s.strip()):
-            devices.append(connect(one, adb_port=adb_port))
-    except BaseException:
-        for device in devices:
-            device.close()
-        raise
-    if not devices:
-        raise click.BadParameter("give a device serial", param_hint="--device")
-    return devices
 
 
 def _regression_threshold(regression, compare_path, junit_path) -> float | None:
@@ -319,34 +255,3 @@ def _regression_threshold(regression, compare_path, junit_path) -> float | None:
     from device_bench.regression import parse_threshold
 
     return parse_threshold(regression)
-
-
-def _report_gate(gates, junit_path, as_json) -> None:
-    import os
-    from types import SimpleNamespace
-
-    from mobile_opt.cli.check import _github, _junit, _print_text
-
-    from device_bench.outputs import OutputGateReport
-
-    outputs = [g for g in gates if isinstance(g, OutputGateReport)]
-    if len(outputs) == len(gates):
-        title, words, kind = "mobile-opt output gates", ("all output gates held", "output gate(s) failed"), "outputs"
-    elif outputs:
-        title, words, kind = "mobile-opt latency and output gates", ("all gates held", "gate(s) failed"), "bench"
-    else:
-        title, words, kind = ("mobile-opt latency gates", ("no significant regression", "significant regression(s)"),
-                              "latency")
-    results = tuple(r for g in gates for r in g.results)
-    gate = SimpleNamespace(results=results, ok=all(r.ok for r in results),
-                           failures=tuple(r for r in results if not r.ok))
-    if not as_json:
-        _print_text(gate, title, words)
-    if junit_path is not None:
-        try:
-            junit_path.write_text(_junit(gate, title, kind) + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise InputError(f"Cannot write the JUnit report to {str(junit_path)!r}: {exc.strerror or exc}") from exc
-    if os.environ.get("GITHUB_ACTIONS") == "true":
-        _github(gate, title=title, annotation="mobile-opt latency" if kind == "latency" else "mobile-opt bench")
-

@@ -11,21 +11,12 @@ from __future__ import annotations
 import fnmatch
 import os
 import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import click
 
-from mobile_opt.cli._common import console, handle_errors, print_json, stderr_console
-
-_METRIC_NAMES = {"raw_bytes": "raw", "zip_bytes": "zip", "gzip_bytes": "gzip", "coded_bytes": "coded (estimate)", "macs": "MACs", "match": "match",
-                 "p50_latency": "p50", "energy": "energy", "output_diff": "max |output diff|",
-                 "accuracy_drop": "accuracy drop", "delegation": "ops on CPU"}
-_FAILURE_TYPES = {"output_diff": "OutputMismatch", "accuracy_drop": "AccuracyDrop", "delegation": "PartialDelegation"}
-# Rows of a latency report (device_bench.regression.RegressionCheck) carry a `status`.
-_STATUS_TEXT = {"regressed": ("[bold red]REGRESSED[/]", "❌ regressed"), "over": ("[bold red]OVER[/]", "❌ over"),
-                "not testable": ("[yellow]not testable[/]", "⚠️ not testable")}
+from mobile_opt.cli._common import handle_errors, print_json, stderr_console
 
 
 @click.command("check")
@@ -99,23 +90,26 @@ def check(paths: tuple[str, ...], config_path: str, max_raw: str | None, max_zip
         else:
             budgets = configured
     report = _check_all(budgets, root, results_path)
+    from device_bench.gate_report import GateReport
 
+    from mobile_opt.cli import _gates
+
+    gates = GateReport(report.results)
     rendered = {"text": None, "json": None, "junit": None}
     if fmt == "json":
         rendered["json"] = report.to_dict()
     elif fmt == "junit":
-        rendered["junit"] = _junit(report)
+        rendered["junit"] = gates.to_junit()
     if output is not None:
         _write_output(output, fmt, report, rendered)
-        _print_text(report)
+        _gates.print_table(gates)
     elif fmt == "json":
         print_json(rendered["json"])
     elif fmt == "junit":
         click.echo(rendered["junit"])
     else:
-        _print_text(report)
-    if os.environ.get("GITHUB_ACTIONS") == "true":
-        _github(report, root)
+        _gates.print_table(gates)
+    _gates.github(gates, root)
     sys.exit(0 if report.ok else 1)
 
 
@@ -162,128 +156,6 @@ def _budgets_for_paths(paths: tuple[str, ...], configured: list, root: str, conf
             )
         budgets += [Budget(pattern=path, **b.limits()) for b in matching]
     return budgets
-
-
-def _fmt_value(metric: str, value: float | None) -> str:
-    if value is None:
-        return "—"
-    if metric == "p50_latency":
-        return f"{value / 1000:,.3f} ms"
-    if metric == "energy":
-        return f"{value * 1000:,.3f} mJ"
-    if metric == "output_diff":
-        return f"{value:.4g}"
-    if metric == "accuracy_drop":
-        return f"{value:.2f} pp"
-    if metric == "delegation":
-        return f"{int(value)} ops"
-    return f"{value:,}" if metric == "macs" else f"{value:,} B"
-
-
-def _status(r: Any, markdown: bool = False) -> str:
-    status = getattr(r, "status", None)
-    if status in _STATUS_TEXT:
-        return _STATUS_TEXT[status][markdown]
-    if markdown:
-        return "✅ ok" if r.ok else "❌ over" if r.metric != "match" else "❌ no file matches"
-    return "[green]ok[/]" if r.ok else "[bold red]OVER[/]" if r.metric != "match" else "[bold red]NO MATCH[/]"
-
-
-def _print_text(report: Any, title: str = "mobile-opt budgets",
-                words: tuple[str, str] = ("all budgets held", "budget check(s) failed")) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    for col, justify in (("file", "left"), ("metric", "left"), ("actual", "right"), ("limit", "right"),
-                         ("status", "left")):
-        table.add_column(col, justify=justify, overflow="fold")
-    for r in report.results:
-        status = _status(r)
-        if r.note and r.metric != "match":
-            status += f" ({escape(r.note)})"
-        table.add_row(escape(r.path), _METRIC_NAMES[r.metric], _fmt_value(r.metric, r.actual),
-                      _fmt_value(r.metric, r.limit), status)
-    console.print(table)
-    failed = len(report.failures)
-    console.print(f"[green]{words[0]}[/]" if report.ok else f"[bold red]{failed} {words[1]}[/]")
-
-
-def _junit(report: Any, title: str = "mobile-opt budgets", kind: str = "budget") -> str:
-    """JUnit XML: one testcase per (path, metric); CI systems render failures from it."""
-    failures = len(report.failures)
-    skipped = sum(getattr(r, "status", None) == "not testable" for r in report.results)
-    suites = ET.Element("testsuites", name="mobile-opt check", tests=str(len(report.results)),
-                        failures=str(failures))
-    suite = ET.SubElement(suites, "testsuite", name=title, tests=str(len(report.results)),
-                          failures=str(failures), errors="0", skipped=str(skipped))
-    for r in report.results:
-        where = f" {r.pattern}" if getattr(r, "status", None) else ""
-        case = ET.SubElement(suite, "testcase", classname=f"{kind}.{r.path}",
-                             name=_METRIC_NAMES[r.metric] + where, file=r.path)
-        if not r.ok:
-            failure_type = _FAILURE_TYPES.get(r.metric) if getattr(r, "status", None) == "over" else None
-            failure_type = failure_type or ("BudgetExceeded" if getattr(r, "status", None) != "regressed" else (
-                "EnergyRegression" if r.metric == "energy" else "LatencyRegression"))
-            failure = ET.SubElement(case, "failure", message=r.describe(), type=failure_type)
-            failure.text = r.describe()
-        elif getattr(r, "status", None) == "not testable":
-            ET.SubElement(case, "skipped", message=r.describe())
-        elif r.note:
-            ET.SubElement(case, "system-out").text = r.note
-    ET.indent(suites)
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode")
-
-
-def _markdown(report: Any, title: str = "mobile-opt budgets") -> str:
-    lines = [f"### {title}", "", "| file | metric | actual | limit | status |",
-             "|---|---|---:|---:|---|"]
-    for r in report.results:
-        status = _status(r, markdown=True)
-        lines.append(f"| `{r.path}` | {_METRIC_NAMES[r.metric]} | {_fmt_value(r.metric, r.actual)} | "
-                     f"{_fmt_value(r.metric, r.limit)} | {status} |")
-    return "\n".join(lines) + "\n\n"
-
-
-def _escape_data(text: str) -> str:
-    # GitHub workflow-command escaping (actions/toolkit `escapeData` / `escapeProperty`).
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
-def _workspace() -> str:
-    """The repository root annotations are relative to: $GITHUB_WORKSPACE, else git's top level."""
-    workspace = os.environ.get("GITHUB_WORKSPACE")
-    if workspace:
-        return workspace
-    import subprocess
-
-    try:
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True,
-                             timeout=30, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        top = ""
-    return top or os.getcwd()
-
-
-def _github(report: Any, root: str = ".", title: str = "mobile-opt budgets",
-            annotation: str = "mobile-opt budget") -> None:
-    # GitHub attaches an annotation to a file only by its path from the repository root;
-    # report paths are relative to `root` (the config's directory: `ml/` for ml/pyproject.toml).
-    workspace = _workspace()
-    for r in report.failures:
-        path = os.path.relpath(os.path.join(os.path.abspath(root), r.path), workspace).replace(os.sep, "/")
-        # On stderr (the runner reads workflow commands from both streams): stdout stays the
-        # report itself, e.g. valid JSON for --json / --format json.
-        click.echo(f"::error file={_escape_property(path)},title={_escape_property(annotation)}::"
-                   f"{_escape_data(r.describe())}", err=True)
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a", encoding="utf-8") as handle:
-            handle.write(_markdown(report, title))
 
 
 def _write_output(output: str, fmt: str, report: Any, rendered: dict) -> None:

@@ -121,6 +121,7 @@ def test_xnnpack_rows_join_past_a_fused_pad_and_across_two_partitions(tmp_path):
 def test_cli_table_json_and_plot(tmp_path):
     from rich.console import Console
 
+    from device_bench.op_cost import op_costs_json, op_costs_of_all, plot_op_costs_beside
     from device_bench.results import BenchmarkResult
     from mobile_opt.cli import _op_costs
 
@@ -130,12 +131,12 @@ def test_cli_table_json_and_plot(tmp_path):
     rows = parse(_profile(flops, [0.2] * len(flops.layers))).op_profile
     result = BenchmarkResult(model_path=str(path), model_sha256="-", model_size_bytes=path.stat().st_size,
                              device={"serial": "host"}, backend="cpu", threads=1, status="ok", op_profile=rows)
-    joined = _op_costs.op_costs([result])
-    data = _op_costs.to_json(joined)[0]
+    joined = op_costs_of_all([result])
+    data = op_costs_json(joined)[0]
     assert {t["node_type"] for t in data["per_type"]} >= {"CONV_2D", "DEPTHWISE_CONV_2D"}
     console = Console(record=True, width=120)
     _op_costs.render(joined, console)
     text = console.export_text()
     assert "GMAC/s" in text and "DEPTHWISE_CONV_2D" in text
-    (png,) = _op_costs.plot(joined, tmp_path / "latency.png")
+    (png,) = plot_op_costs_beside(joined, tmp_path / "latency.png")
     assert png.name == "latency_ops_0.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
