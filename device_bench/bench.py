@@ -60,7 +60,12 @@ def _push_harness(device: Device) -> str:
     return f"{REMOTE_BIN}/run_benchmark.sh"
 
 
-def _validate_models(models: Sequence[Path]) -> list[Path]:
+def validate_models(models: Sequence[Path]) -> list[Path]:
+    """The models as Paths, each a whole, runnable .tflite; raises before any device work.
+
+    Raises:
+        InputError / ModelFormatError / UnsupportedModelError: naming the file and what is wrong.
+    """
     if isinstance(models, (str, Path)) or not models:
         raise InputError(
             f"models must be a non-empty list of .tflite paths. Received: models={models!r}"
@@ -179,7 +184,7 @@ def benchmark(
     """
     backends, threads = tuple(backends), tuple(threads)
     _validate(backends, threads, run, energy)
-    paths = _validate_models(models)
+    paths = validate_models(models)
     if results_path is not None and not Path(results_path).parent.is_dir():
         raise InputError(
             "the directory for results_path does not exist. "

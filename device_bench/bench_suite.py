@@ -57,13 +57,13 @@ def run_benchmarks(models: Sequence[str | Path], settings: BenchSettings | None 
             All before any device is opened.
         DeviceError, BenchmarkError: a device or the benchmark binary failed.
     """
-    from device_bench.bench import _validate_models
+    from device_bench.bench import validate_models
     from device_bench.results import read_jsonl
 
     settings = BenchSettings() if settings is None else settings
     if not isinstance(settings, BenchSettings):
         raise InputError(f"settings must be a BenchSettings. Received: settings={settings!r}")
-    paths = _validate_models(models)
+    paths = validate_models(models)
     check_data = None if settings.outputs is None else {m: settings.outputs.data_for(m) for m in paths}
     baseline = None if settings.gates.baseline is None else read_jsonl(settings.gates.baseline)
     files = settings.files

@@ -42,11 +42,12 @@ def check_usage(check_data, max_output_diff, max_drop_pp, require_full_delegatio
 def load_inputs(data: str, models: list[Path], samples: int) -> dict[Path, tuple]:
     """`{model: (inputs, labels)}` from a data spec (not "random"), loaded once per input shape."""
     from converters.interpreter import make_interpreter
+    from device_bench.bench import validate_models
     from mobile_opt.datasets import load_dataset
     from mobile_opt.errors import InputError
 
     out, cache = {}, {}
-    for model in models:
+    for model in validate_models(models):  # a corrupt model is exit 2 before any data is read
         details = make_interpreter(model.read_bytes()).get_input_details()
         if len(details) != 1:
             raise InputError(f"{model}: --check-outputs takes models with one input; this one has "

@@ -133,6 +133,10 @@ def test_a_corrupt_model_exits_2_before_any_run_and_leaves_no_file(tiny_model, t
     assert result.exit_code == 2, result.output
     assert "corrupt.tflite" in result.output and "Traceback" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.tflite"]
+    # With --check-outputs DATA the model is checked before the data is read: exit 2 too.
+    checked = _bench(corrupt, "--runs", "3", "--check-outputs", "fashion-mnist", "--out", tmp_path / "r.jsonl")
+    assert checked.exit_code == 2 and "corrupt.tflite is not a valid .tflite model" in checked.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.tflite"]
 
 
 def test_a_shape_that_overflows_names_the_tensor(overflowing, tmp_path):
