@@ -123,3 +123,36 @@ def test_a_one_output_model_on_class_labels_is_exit_2_before_training(tmp_path, 
     assert result.exit_code == 2, result.output
     assert "output shape is (None, 1)" in result.output and "labels 0..9" in result.output
     assert list(work.iterdir()) == []
+
+
+def test_a_stage_whose_checks_fail_exits_1_with_its_files_written(tmp_path, monkeypatch):
+    # issue 22: a stage whose checks failed ended in exit 0 with "ok": false. A rank-3 factorisation
+    # of a 4x4 kernel saves nothing, so low_rank leaves it whole and its parameter check fails
+    # (no fine-tuning runs: nothing was factorised).
+    from click.testing import CliRunner
+
+    from mobile_opt import _tf
+    from mobile_opt.cli import cli
+
+    keras = _tf.keras()
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name="fc1"),
+                              keras.layers.Dense(2, name="fc2")], name="small")
+    model.save(tmp_path / "m.keras")
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 4), np.float32), rng.integers(0, 2, 16)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_val=x, y_val=y)
+    (tmp_path / "r.toml").write_text('[[stages]]\nkind = "low_rank"\nrank = 3\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "160")
+    for extra in ([], ["--json"]):
+        out = tmp_path / f"out{len(extra)}.keras"
+        result = CliRunner().invoke(cli, ["optimize", "m.keras", "--recipe", "r.toml", "--data", "d.npz",
+                                          "-o", str(out), *extra])
+        assert result.exit_code == 1, result.output
+        summary = json.loads(out.with_name(out.name + ".json").read_text())
+        assert summary["ok"] is False
+        assert [c["name"] for c in summary["stages"][0]["checks"] if not c["ok"]] == ["parameters"]
+        if not extra:
+            assert ("1 check(s) failed (stage 0 low_rank: 1; first parameters): the full list is in "
+                    f"{out}.json") in result.output
+    assert json.loads(result.stdout)["ok"] is False
