@@ -352,7 +352,8 @@ def parse_direct_address(address: str) -> tuple[str, int]:
             "direct serials look like 'direct:192.168.1.20' or 'direct:192.168.1.20:5555'. "
             f"Received: serial='direct:{address}'"
         )
-    if not _is_host(host, bracketed=text.startswith("[")):
+    bracketed = text.startswith("[")
+    if not is_host_address(host) or bracketed != (":" in host):
         raise InputError(
             f"{host!r} is not an IP address or host name (IPv4 is four numbers 0..255, IPv6 goes in "
             f"brackets: 'direct:[fe80::1]:5555'). Received: serial='direct:{address}'"
@@ -367,12 +368,13 @@ def parse_direct_address(address: str) -> tuple[str, int]:
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 
-def _is_host(host: str, *, bracketed: bool) -> bool:
+def is_host_address(host: str) -> bool:
+    """True for an IPv4/IPv6 address or a well-formed host name (checked before any lookup)."""
     try:
-        return (ipaddress.ip_address(host).version == 6) == bracketed
+        ipaddress.ip_address(host)
+        return True
     except ValueError:
         pass
     labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
     # All-numeric names ("256.1.1.1", "10.0.0") are mistyped IPv4 addresses: no top-level domain is numeric.
-    return (not bracketed and len(host) <= 253 and all(_LABEL.match(label) for label in labels)
-            and not labels[-1].isdigit())
+    return len(host) <= 253 and all(_LABEL.match(label) for label in labels) and not labels[-1].isdigit()

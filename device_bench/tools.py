@@ -256,7 +256,8 @@ def list_binaries(cache_dir: Path | None = None) -> list[ToolRecord]:
     """
     root = Path(cache_dir or default_cache_dir())
     records = []
-    for binary in sorted(root.glob("*/benchmark_model")):
+    # Regular files only: hashing a named pipe would block, and a directory is no binary.
+    for binary in sorted(b for b in root.glob("*/benchmark_model") if b.is_file()):
         sha = sha256(binary)
         stored = _read_record(binary)
         if stored is not None and stored.sha256 == sha:
@@ -297,6 +298,8 @@ def _copy_source(url: str, out, timeout_s: float, hint: str) -> None:
         if isinstance(reason, TimeoutError):
             reason = f"no data for {timeout_s:g} s (timed out)"
         raise BenchmarkError(f"downloading {url} failed: {reason}. {hint}") from exc
+    except ValueError as exc:  # urllib's parser: "http://[::1" is "Invalid IPv6 URL"
+        raise InputError(f"{url} is not a valid URL ({exc}). Pass an http(s) URL or a file. {hint}") from exc
     if expected is not None and expected.isdigit() and int(expected) != received:
         raise BenchmarkError(
             f"downloading {url} was cut short: received {received} of {expected} bytes. {hint}"
