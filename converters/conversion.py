@@ -325,7 +325,8 @@ def load_keras_model(path: str | os.PathLike) -> Any:
         stack.enter_context(tfmot.clustering.keras.cluster_scope())
         try:
             return keras.models.load_model(str(p), compile=False)
-        except (OSError, ValueError, TypeError, ImportError, KeyError) as exc:
+        # OpError: TF's own readers (e.g. InvalidArgumentError for a .keras zip with no model in it).
+        except (OSError, ValueError, TypeError, ImportError, KeyError, _tf.tf().errors.OpError) as exc:
             raise ModelFormatError(
                 f"Cannot load a tf_keras model from {str(p)!r}: {_converter_message(exc)}. "
                 "Expected a .keras/.h5 file or a SavedModel directory saved with tf_keras or Keras 3."

@@ -61,6 +61,11 @@ def _adb_server(adb_host: str, adb_port: int | None) -> tuple[ModuleType, object
     that parses $ANDROID_ADB_SERVER_PORT with int() (a traceback when it is not a number),
     and "host" or "direct:" serials need no adb server at all.
     """
+    from device_bench._direct import is_host_address  # late: it imports adb-shell
+
+    if not is_host_address(adb_host):
+        raise InputError(f"the adb server address is not an IP address or host name. Received: "
+                         f"adb_host={adb_host!r}. The local server is 127.0.0.1.")
     port = resolve_adb_port(adb_port)
     from device_bench import _adb_server
 
@@ -188,7 +193,8 @@ def list_devices(*, adb_host: str = "127.0.0.1", adb_port: int | None = None,
         DeviceInfo rows, adb devices first.
 
     Raises:
-        InputError: $ANDROID_ADB_SERVER_PORT is not a port number.
+        InputError: $ANDROID_ADB_SERVER_PORT is not a port number; adb_host is neither an IP
+            address nor a host name.
         DeviceNotFoundError: no adb server and include_host is False.
 
     Example:

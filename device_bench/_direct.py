@@ -13,8 +13,10 @@ dropped (adbd then kills the stream's command) and reopened on the next call.
 from __future__ import annotations
 
 import io
+import ipaddress
 import logging
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -204,6 +206,13 @@ class DirectDevice(Device):
                 "debugging / `adb tcpip 5555`, and check the address.",
                 serial=self.serial, step="connect",
             ) from exc
+        except socket.gaierror as exc:  # a well-formed host name that no resolver knows
+            adb.close()
+            raise DeviceNotFoundError(
+                f"cannot look up the host of {self.serial}: {exc.strerror or exc}. Check the name, "
+                "or use the phone's IP address (shown under wireless debugging).",
+                serial=self.serial, step="connect",
+            ) from exc
         except socket.timeout as exc:  # the TCP connect itself: nothing answers there
             adb.close()
             raise DeviceNotFoundError(
@@ -322,7 +331,12 @@ class DirectDevice(Device):
 
 
 def parse_direct_address(address: str) -> tuple[str, int]:
-    """"HOST[:PORT]" -> (host, port); port defaults to 5555. IPv6 as "[::1]:5555"."""
+    """"HOST[:PORT]" -> (host, port); port defaults to 5555. IPv6 as "[::1]:5555".
+
+    Raises:
+        InputError: malformed, a port outside 1..65535, or a host that is neither an IP
+            address nor a host name (e.g. "256.1.1.1"): no lookup is tried for those.
+    """
     from mobile_opt.errors import InputError
 
     text = address.strip()
@@ -338,7 +352,29 @@ def parse_direct_address(address: str) -> tuple[str, int]:
             "direct serials look like 'direct:192.168.1.20' or 'direct:192.168.1.20:5555'. "
             f"Received: serial='direct:{address}'"
         )
+    bracketed = text.startswith("[")
+    if not is_host_address(host) or bracketed != (":" in host):
+        raise InputError(
+            f"{host!r} is not an IP address or host name (IPv4 is four numbers 0..255, IPv6 goes in "
+            f"brackets: 'direct:[fe80::1]:5555'). Received: serial='direct:{address}'"
+        )
     port = int(port_text) if port_text else DEFAULT_DIRECT_PORT
     if not 0 < port < 65536:
         raise InputError(f"port must be 1..65535. Received: port={port}")
     return host, port
+
+
+# RFC 1123 host name labels: letters, digits and inner hyphens, at most 63 characters each.
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def is_host_address(host: str) -> bool:
+    """True for an IPv4/IPv6 address or a well-formed host name (checked before any lookup)."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    # All-numeric names ("256.1.1.1", "10.0.0") are mistyped IPv4 addresses: no top-level domain is numeric.
+    return len(host) <= 253 and all(_LABEL.match(label) for label in labels) and not labels[-1].isdigit()

@@ -69,25 +69,29 @@ def _check_elf(binary: Path, abi: str) -> None:
     if head.startswith(b"#!"):
         logger.info("benchmark binary %s is a script; no ELF ABI check", binary)
         return
+    problem = _elf_problem(head, abi)
+    if problem is not None:
+        raise BenchmarkError(f"benchmark binary {binary} {problem}. Pass the {abi} build of TFLite's "
+                             f"benchmark_model with --benchmark-binary, or put it at "
+                             f"{default_cache_dir()}/{abi}/benchmark_model.")
+
+
+def _elf_problem(head: bytes, abi: str) -> str | None:
+    """Why a file starting with `head` (its first 20 bytes) cannot run on `abi`, as the end of
+    a sentence about it ("is not an executable ..."), or None when it can (or `abi` is unknown)."""
     if not head.startswith(b"\x7fELF") or len(head) < 20:
-        raise BenchmarkError(
-            f"benchmark binary {binary} is not an executable (no ELF header). Pass the "
-            "Android build of TFLite's benchmark_model (e.g. android_aarch64_benchmark_model)."
-        )
+        return "is not an executable (no ELF header)"
     byteorder = "little" if head[5] == 1 else "big"
     machine = int.from_bytes(head[18:20], byteorder)
     expected = _ABI_MACHINE.get(abi)
     if expected is None:
-        logger.warning("unknown device ABI %r; cannot check %s against it", abi, binary)
-        return
+        logger.warning("unknown device ABI %r; cannot check a binary against it", abi)
+        return None
     bits = {1: "32-bit", 2: "64-bit"}
     if machine != expected or head[4] != _ABI_CLASS[abi]:
-        raise BenchmarkError(
-            f"benchmark binary {binary} is built for {_MACHINE_NAME.get(machine, machine)} "
-            f"({bits.get(head[4], 'unknown class')}), but the device ABI is {abi} "
-            f"({_MACHINE_NAME[expected]}, {bits[_ABI_CLASS[abi]]}). Pass the {abi} build "
-            f"with --benchmark-binary, or put it at {default_cache_dir()}/{abi}/benchmark_model."
-        )
+        return (f"is built for {_MACHINE_NAME.get(machine, machine)} ({bits.get(head[4], 'unknown class')}), "
+                f"but the device ABI is {abi} ({_MACHINE_NAME[expected]}, {bits[_ABI_CLASS[abi]]})")
+    return None
 
 
 def prepare_binary(

@@ -28,6 +28,7 @@ from typing import Any, Iterable, Sequence
 from device_bench.benchmark_output import OpProfileRow, TimingStats
 from device_bench.energy import EnergyResult
 from device_bench.intervals import mean_interval, quantile_interval
+from mobile_opt._files import check_not_special
 from mobile_opt.errors import InputError
 
 __all__ = [
@@ -344,9 +345,10 @@ def read_jsonl(path: Path) -> list[BenchmarkResult]:
     """Reads a results file written by `write_jsonl` (blank lines skipped).
 
     Raises:
-        InputError: the file is missing or a line is not a result (the line number is named).
+        InputError: the file is missing, a named pipe (or socket, device: reading one would block),
+            or a line is not a result (the line number is named).
     """
-    path = Path(path)
+    path = check_not_special(path, what="Results file")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -40,9 +40,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from device_bench.binary import REMOTE_BIN, _check_elf, default_cache_dir, sha256
+from device_bench.binary import REMOTE_BIN, _elf_problem, default_cache_dir, sha256
 from device_bench.device import Device, quote
-from mobile_opt.errors import BenchmarkError, DeviceError, InputError
+from mobile_opt.errors import BenchmarkError, DeviceError, InputError, MobileOptError
 
 __all__ = ["DEFAULT_BASE_URL", "ToolRecord", "check_pin", "ensure_binary", "install_binary", "list_binaries", "source_url"]
 
@@ -172,9 +172,11 @@ def install_binary(
         The `ToolRecord` written beside the binary.
 
     Raises:
-        InputError: unknown ABI or a missing local file; BenchmarkError: download failed or
-        the file was refused (wrong ABI, truncated, implausibly small, pinned hash differs,
-        `--help` failed on the device). The cache is unchanged on any error.
+        InputError: unknown ABI; a local `source` that is missing, unreadable or refused (not
+        an ELF for the ABI, truncated, implausibly small, pinned hash differs); a cache
+        directory that cannot be written. BenchmarkError: the download failed or was refused
+        for the same reasons; `--help` failed on the device. On any error the cache is
+        unchanged: no file, and no directory the install created, is left.
     """
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
         raise InputError(f"timeout_s must be a positive number of seconds. Received: timeout_s={timeout_s!r}")
@@ -182,22 +184,34 @@ def install_binary(
     target = _target(abi, cache_dir)
     hint = (
         f"Download it yourself and run `mobile-opt tools install --abi {abi} --from FILE`, "
-        f"or point ${ENV_URL} at a mirror. The binary is cached at {target}."
+        f"or point ${ENV_URL} at a mirror. The cache ({target}) was not changed."
     )
     if source is None and abi not in _PUBLISHED and not (base_url or os.environ.get(ENV_URL)):
         raise BenchmarkError(
             f"TFLite publishes no prebuilt benchmark_model for {abi} (only for "
             f"{sorted(_PUBLISHED)}). Build it (bazel --config=android_{abi}) or use a mirror. {hint}"
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".benchmark_model.", suffix=".partial", dir=target.parent)
-    tmp = Path(tmp_name)
+    local = not url.startswith(("http://", "https://"))
+    if local and not Path(url).is_file():
+        raise InputError(f"benchmark binary not found (or not a regular file). Received: source={url!r}. "
+                         "Pass a file or an http(s) URL.")
+    # A file the user named that is not the tool is bad input (exit 2); a bad download a failure (1).
+    refused = InputError if local else BenchmarkError
+    made = _missing_dirs(target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".benchmark_model.", suffix=".partial", dir=target.parent)
+    except OSError as exc:
+        _remove_dirs(made)
+        raise InputError(f"cannot write the benchmark binary cache {target.parent}: {exc.strerror or exc}. "
+                         "Pass --cache-dir DIR (cache_dir=) where you can write.") from exc
+    tmp, installed = Path(tmp_name), False
     try:
         with os.fdopen(fd, "wb") as out:
             _copy_source(url, out, timeout_s, hint)
-        kind = _verify(tmp, abi, url, hint)
+        kind = _verify(tmp, abi, url, hint, refused)
         sha = sha256(tmp)
-        check_pin(sha, abi, url, f"the cache ({target}) was not changed")
+        check_pin(sha, abi, url, f"the cache ({target}) was not changed", error=refused)
         tmp.chmod(0o755)
         device_check = _run_help(device, tmp, url) if device is not None else None
         record = ToolRecord(
@@ -206,10 +220,33 @@ def install_binary(
             device_check=device_check,
         )
         os.replace(tmp, target)
+        installed = True
     finally:
         tmp.unlink(missing_ok=True)
+        if not installed:
+            _remove_dirs(made)
     _write_record(target, record)
     return record
+
+
+def _missing_dirs(directory: Path) -> list[Path]:
+    """`directory` and those of its parents that do not exist yet, innermost first."""
+    missing = []
+    for candidate in (directory, *directory.parents):
+        if candidate.exists() or candidate.is_symlink():
+            break
+        missing.append(candidate)
+    return missing
+
+
+def _remove_dirs(directories: list[Path]) -> None:
+    """Removes the directories an install created (innermost first) so a failure leaves nothing;
+    stops at one that is not empty (another process put something there meanwhile)."""
+    for directory in directories:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
 
 
 def list_binaries(cache_dir: Path | None = None) -> list[ToolRecord]:
@@ -219,7 +256,8 @@ def list_binaries(cache_dir: Path | None = None) -> list[ToolRecord]:
     """
     root = Path(cache_dir or default_cache_dir())
     records = []
-    for binary in sorted(root.glob("*/benchmark_model")):
+    # Regular files only: hashing a named pipe would block, and a directory is no binary.
+    for binary in sorted(b for b in root.glob("*/benchmark_model") if b.is_file()):
         sha = sha256(binary)
         stored = _read_record(binary)
         if stored is not None and stored.sha256 == sha:
@@ -240,11 +278,11 @@ def _target(abi: str, cache_dir: Path | None) -> Path:
 
 def _copy_source(url: str, out, timeout_s: float, hint: str) -> None:
     if not url.startswith(("http://", "https://")):
-        path = Path(url)
-        if not path.is_file():
-            raise InputError(f"benchmark binary not found. Received: source={url!r}. Pass a file or an http(s) URL.")
-        with open(path, "rb") as fh:
-            shutil.copyfileobj(fh, out)
+        try:
+            with open(url, "rb") as fh:
+                shutil.copyfileobj(fh, out)
+        except OSError as exc:
+            raise InputError(f"cannot read the benchmark binary {url}: {exc.strerror or exc}. {hint}") from exc
         return
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:
@@ -260,29 +298,31 @@ def _copy_source(url: str, out, timeout_s: float, hint: str) -> None:
         if isinstance(reason, TimeoutError):
             reason = f"no data for {timeout_s:g} s (timed out)"
         raise BenchmarkError(f"downloading {url} failed: {reason}. {hint}") from exc
+    except ValueError as exc:  # urllib's parser: "http://[::1" is "Invalid IPv6 URL"
+        raise InputError(f"{url} is not a valid URL ({exc}). Pass an http(s) URL or a file. {hint}") from exc
     if expected is not None and expected.isdigit() and int(expected) != received:
         raise BenchmarkError(
             f"downloading {url} was cut short: received {received} of {expected} bytes. {hint}"
         )
 
 
-def _verify(path: Path, abi: str, url: str, hint: str) -> str:
-    """'elf' or 'script' once the file passed the checks; raises BenchmarkError otherwise."""
+def _verify(path: Path, abi: str, url: str, hint: str, refused: type[MobileOptError]) -> str:
+    """'elf' or 'script' once the file passed the checks; raises `refused` otherwise."""
     size = path.stat().st_size
     with open(path, "rb") as fh:
         head = fh.read(64)
-    try:
-        _check_elf(path, abi)
-    except BenchmarkError as exc:
-        raise BenchmarkError(f"refused the binary from {url}: {exc} {hint}") from exc
     if head.startswith(b"#!"):
         # A script (the loopback device's tool is one) cannot be checked as ELF; only the
         # device's `--help` says it is a benchmark tool. Recorded as kind="script".
         logger.info("%s is a script, not an ELF binary: no ABI or size check", url)
         return "script"
+    problem = _elf_problem(head[:20], abi)
+    if problem is not None:
+        raise refused(f"refused the binary from {url}: it {problem}. Pass the Android build of TFLite's "
+                      f"benchmark_model for {abi} ({_FILE_NAME.get(abi, 'benchmark_model')}). {hint}")
     extent = _elf_extent(head)
     if size < max(extent, _MIN_ELF_BYTES):
-        raise BenchmarkError(
+        raise refused(
             f"refused the binary from {url}: {size} bytes, but "
             + (f"its ELF header says it spans {extent} bytes (truncated)" if size < extent
                else f"benchmark_model is at least {_MIN_ELF_BYTES} bytes")
@@ -342,12 +382,13 @@ def _pinned_sha256(abi: str) -> str | None:
     return None
 
 
-def check_pin(sha: str, abi: str, origin: str, unchanged: str) -> None:
-    """Refuses a binary other than the one `[tool.mobile-opt.benchmark-model-sha256]` pins for
-    `abi` (no pin: any binary); `unchanged` says what was left as it was."""
+def check_pin(sha: str, abi: str, origin: str, unchanged: str,
+              error: type[MobileOptError] = BenchmarkError) -> None:
+    """Refuses (raises `error`) a binary other than the one `[tool.mobile-opt.benchmark-model-sha256]`
+    pins for `abi` (no pin: any binary); `unchanged` says what was left as it was."""
     pinned = _pinned_sha256(abi)
     if pinned is not None and sha != pinned:
-        raise BenchmarkError(
+        raise error(
             f"the benchmark binary from {origin} has sha256 {sha}, but pyproject.toml pins "
             f"[tool.mobile-opt.benchmark-model-sha256] {abi} = {pinned!r}: CI runs only the "
             f"pinned binary. Install it (`mobile-opt tools install --abi {abi} --from FILE`) or "

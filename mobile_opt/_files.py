@@ -15,7 +15,22 @@ from typing import Callable, Iterator
 
 from mobile_opt.errors import InputError
 
-__all__ = ["OutputFiles", "check_appendable", "file_mode", "output_directory", "read_toml", "write_atomic"]
+__all__ = ["OutputFiles", "check_appendable", "check_not_special", "file_mode", "output_directory", "read_toml",
+           "write_atomic"]
+
+
+def check_not_special(path: str | Path, *, what: str) -> Path:
+    """Refuses a named pipe, socket or device file before anything opens it: reading a FIFO no
+    one writes blocks forever. Missing paths and directories are left to the caller.
+
+    Raises:
+        InputError: `path` exists and is neither a regular file nor a directory.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise InputError(f"{what} {str(path)!r} is not a regular file (a named pipe, socket or device). "
+                         "Pass the file itself (copy piped data to a file first).")
+    return path
 
 
 def read_toml(path: str | Path, *, what: str, name: str = "path") -> dict:

@@ -46,29 +46,40 @@ def _check_shape(name: str, x_shape, model) -> None:
         )
 
 
-def _check_class_indices(name: str, y: np.ndarray, model) -> None:
-    # TF would fail mid-training with an InvalidArgumentError; say it before the work.
-    classes = model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
-    if not classes or classes == 1 or not np.issubdtype(y.dtype, np.number):
+def _check_labels(name: str, model, *, labels: np.ndarray | None = None, class_names=None) -> None:
+    """Refuses labels the model's outputs cannot score, before any work.
+
+    TF fails mid-training on a class index past the outputs; worse, a one-output model (a final
+    `Dense(1)`, e.g. a regression head) trains as a binary classifier on any labels and reports
+    a meaningless accuracy (0.09 on 10 classes) as a success.
+    """
+    shape = model.output_shape if isinstance(model.output_shape, tuple) else None
+    classes = shape[-1] if shape else None
+    if not classes:
         return
-    labels = y.reshape(-1)
-    bad = labels[(labels < 0) | (labels >= classes) | (labels != np.floor(labels))]
+    scored = 2 if classes == 1 else classes  # one output scores labels 0 and 1
+    what = ("one output, which scores two classes: labels 0 and 1" if classes == 1
+            else f"{classes} outputs: class indices 0..{classes - 1}")
+    fix = (f"For N classes end the model with Dense(N) (softmax or logits); mobile-opt compresses classifiers, "
+           "and a regression model (a continuous output) is not one it can measure." if classes == 1 else
+           "Map the labels to 0..N-1, or give the model as many outputs as there are classes.")
+    head = f"{name} does not fit model {model.name!r}: its output shape is {shape}, {what}."
+    if class_names is not None:
+        if len(class_names) > scored:
+            raise DataError(f"{head} Received: {len(class_names)} classes {list(class_names)}. {fix}")
+        return
+    if labels is None or not np.issubdtype(labels.dtype, np.number):
+        return
+    if labels.ndim >= 2 and labels.shape[-1] > 1:  # one-hot
+        if labels.shape[-1] != classes:
+            raise DataError(f"{head} Received: one-hot labels of width {labels.shape[-1]}. {fix}")
+        return
+    values = labels.reshape(-1)
+    bad = values[(values < 0) | (values >= scored) | (values != np.floor(values))]
     if bad.size:
         raise DataError(
-            f"{name}: labels must be class indices 0..{classes - 1} (model {model.name!r} has {classes} "
-            f"outputs). Received: {bad.size} of {labels.size} labels outside, e.g. label={bad[0].item()!r}. "
-            "Map the labels to 0..N-1, or give the model as many outputs as there are classes."
-        )
-
-
-def _check_class_names(name: str, names, model) -> None:
-    # A folder read by Keras names its classes: more than the model's outputs is a label out of range.
-    classes = model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
-    if names and classes and classes > 1 and len(names) > classes:
-        raise DataError(
-            f"{name} has {len(names)} classes but model {model.name!r} has {classes} outputs: labels would be "
-            f"out of range. Received classes: {list(names)}. Give the model {len(names)} outputs, or remove "
-            "the extra class folders."
+            f"{head} Received: labels {np.nanmin(values).item():g}..{np.nanmax(values).item():g}, "
+            f"{bad.size} of {values.size} outside, e.g. label={bad[0].item()!r}. {fix}"
         )
 
 
@@ -84,7 +95,8 @@ def prepare_data(data, model, *, batch_size: int, shuffle: bool, name: str) -> P
         name: how to call the data in errors ("train data").
 
     Raises:
-        DataError: empty, mismatched lengths, or shapes that do not fit the model.
+        DataError: empty, mismatched lengths, shapes that do not fit the model, or labels its
+            outputs cannot score (e.g. class labels 0..9 for a one-output model).
     """
     tf = _tf.tf()
     if isinstance(data, (str, os.PathLike)):
@@ -97,7 +109,9 @@ def prepare_data(data, model, *, batch_size: int, shuffle: bool, name: str) -> P
         if not isinstance(spec, tuple) or len(spec) < 2:
             raise DataError(f"{name}: a tf.data.Dataset must yield (x, y) pairs. Received: {spec}.")
         _check_shape(name, spec[0].shape, model)
-        _check_class_names(name, getattr(data, "class_names", None), model)
+        names = getattr(data, "class_names", None)
+        if names:
+            _check_labels(name, model, class_names=names)
         steps = int(data.cardinality())
         if steps == int(tf.data.INFINITE_CARDINALITY):
             raise DataError(f"{name} is an infinite dataset; call .take(n) on it first.")
@@ -119,9 +133,8 @@ def prepare_data(data, model, *, batch_size: int, shuffle: bool, name: str) -> P
     if len(x) != len(y):
         raise DataError(f"{name}: x and y differ in length. Received: len(x)={len(x)}, len(y)={len(y)}.")
     _check_shape(name, (None,) + x.shape[1:], model)
+    _check_labels(name, model, labels=y)
     label_kind = "onehot" if y.ndim >= 2 and y.shape[-1] > 1 else "sparse"
-    if label_kind == "sparse":
-        _check_class_indices(name, y, model)
     dataset = tf.data.Dataset.from_tensor_slices((x.astype(np.float32, copy=False), y))
     if shuffle:
         dataset = dataset.shuffle(min(len(x), 10_000), seed=0, reshuffle_each_iteration=True)

@@ -108,8 +108,25 @@ class LayerSelection:
         excluded = self._entries(self.exclude)
         chosen = [l for l in chosen if not any(self._matches(l, e) for e in excluded)]
         if not chosen:
-            raise RecipeError(
-                f"The layer selection {self.describe()} selects no layer of model {model.name!r}; "
-                "pass include=[...] with layer names or types, or include='all'."
-            )
+            raise RecipeError(self._nothing_selected(model, layers, weight_layers, supported))
         return [l.name for l in chosen]
+
+    def _nothing_selected(self, model, layers, weight_layers, supported) -> str:
+        """Why nothing was selected, which layers there are, and what to pass instead."""
+        listed = ", ".join(f"{l.name} ({type(l).__name__})" for l in layers[:12])
+        more = f" and {len(layers) - 12} more" if len(layers) > 12 else ""
+        others = sorted({type(l).__name__ for l in layers if type(l).__name__ in WEIGHT_LAYER_TYPES}
+                        - set(supported))
+        unsupported = f" ({', '.join(others)}: not compressed by this stage)" if others else ""
+        head = f"No layer of model {model.name!r} is selected"
+        facts = f"Its layers: {listed}{more}. Types this stage compresses: {', '.join(supported)}{unsupported}."
+        if not weight_layers:
+            return f"{head}: it has none of the types this stage compresses. {facts} Leave this stage out."
+        if self.include is None:
+            why = (f"its only layers of those types ({', '.join(l.name for l in weight_layers)}) are the first "
+                   "convolution and the final classifier Dense, which the default selection leaves alone")
+        else:
+            why = f"include={self.describe()['include']!r} with exclude={list(self.exclude)!r} leaves none"
+        return (f"{head}: {why}. {facts} Name the layers to compress in a recipe (--recipe FILE): "
+                'layers = { include = ["fc1", "Conv2D"] } (LayerSelection(include=[...]) in Python), '
+                'or include = "all" to compress the first convolution and the classifier too.')

@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 from mobile_opt import _tf
+from mobile_opt._files import check_not_special
 from mobile_opt.errors import InputError, ModelFormatError, UnsupportedModelError
 
 __all__ = ["bridge_model", "check_model", "load_model", "save_model", "saved_model_format"]
@@ -105,7 +106,7 @@ def load_model(path: str | Path):
     """
     import converters
 
-    path = Path(path)
+    path = check_not_special(path, what="Model")
     if path.is_file() and path.suffix not in (".keras", ".h5", ".hdf5"):
         raise ModelFormatError(
             f"{path} is not a Keras model: expected a .keras or .h5 file or a SavedModel "

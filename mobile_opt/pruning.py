@@ -22,6 +22,11 @@ __all__ = ["PruneStage", "prune"]
 logger = logging.getLogger(__name__)
 
 _SCHEDULES = ("constant", "polynomial")
+# What TF-MOT 0.8.1 prunes (its prune_registry, checked by tests/mobile_opt/test_pruning.py): the
+# kernel of these types, of a SeparableConv2D only the pointwise kernel. It wraps a DepthwiseConv2D
+# without error and prunes nothing in it, so the stage's check could only fail there.
+_PRUNED_TYPES = ("Dense", "Conv1D", "Conv2D", "Conv3D", "SeparableConv2D")
+_UNPRUNED_KERNEL = "/depthwise_kernel"
 _STRUCTURES = ("unstructured", "2:4")
 _POLICIES = (None, "xnnpack")
 
@@ -46,8 +51,10 @@ class PruneStage(Stage):
             first 70% of fine-tuning, leaving the rest to recover).
         structure: "unstructured" (default) or "2:4" (two zeros in every four
             consecutive input-channel weights, which XNNPACK/GPUs can exploit).
-        layers: which layers to prune; default: every Dense/Conv layer except
-            the first conv and the classifier Dense.
+        layers: which layers to prune; default: every Dense, Conv1D/2D/3D and SeparableConv2D
+            layer except the first conv and the classifier Dense. Depthwise kernels are left
+            dense (TF-MOT prunes none: DepthwiseConv2D, and SeparableConv2D's depthwise half),
+            with one note saying how many; naming a DepthwiseConv2D layer is an error.
         initial_sparsity: start of the polynomial ramp (default 0.0).
         learning_rate: fine-tuning learning rate when no optimizer is given
             (default 1e-4).
@@ -151,8 +158,8 @@ class PruneStage(Stage):
 
     def apply(self, model, ctx: StageContext) -> StageOutput:
         keras, tfmot = _tf.keras(), _tf.tfmot()
-        selected = self.layers.select(model)
         notes = []
+        selected = self._select(model, notes)
         if self.structure == "2:4":
             # TF-MOT's 2:4 runs along input channels; a layer with fewer than 4 cannot take it.
             narrow = [n for n in selected if _input_channels(model.get_layer(n)) < 4]
@@ -183,7 +190,7 @@ class PruneStage(Stage):
             label=f"prune {self.sparsity if not isinstance(self.sparsity, dict) else 'per-layer'}",
         )
         stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
-        stats = kernel_stats(stripped, selected)
+        stats = {k: v for k, v in kernel_stats(stripped, selected).items() if not k.endswith(_UNPRUNED_KERNEL)}
         checks = []
         for name, st in stats.items():
             target = self.target(name.split("/")[0])
@@ -201,6 +208,37 @@ class PruneStage(Stage):
             checks.append(check)
         return StageOutput(stripped, tuple(checks), {k: v.to_dict() for k, v in stats.items()}, tuple(notes),
                            tflite=tflite)
+
+
+    def _select(self, model, notes: list[str]) -> list[str]:
+        """The selected layers TF-MOT prunes; depthwise ones are refused by name, else left out once."""
+        matched = self.layers.select(model, supported=_PRUNED_TYPES)
+        kinds = {layer.name: type(layer).__name__ for layer in model.layers}
+        named = LayerSelection._entries(self.layers.include)
+        refused = [n for n in matched if kinds[n] == "DepthwiseConv2D" and (n in named or kinds[n] in named)]
+        if refused:
+            raise RecipeError(
+                f"TF-MOT cannot prune DepthwiseConv2D layers: it wraps them but prunes no weight (they stay "
+                f"dense). Received: layers include {refused}. Leave them out of the prune stage (clustering "
+                "and quantization do compress them)."
+            )
+        selected = [n for n in matched if kinds[n] != "DepthwiseConv2D"]  # a regex can match them
+        if self.layers.include in (None, "all"):
+            depthwise = sum(1 for kind in kinds.values() if kind == "DepthwiseConv2D")
+        else:
+            depthwise = len(matched) - len(selected)
+        separable = sum(1 for n in selected if kinds[n] == "SeparableConv2D")
+        left = [f"{depthwise} DepthwiseConv2D layer(s)"] * bool(depthwise) + [
+            f"the depthwise kernels of {separable} SeparableConv2D layer(s) (their pointwise kernels are pruned)"
+        ] * bool(separable)
+        if left:
+            message = f"left dense: {' and '.join(left)}; TF-MOT prunes no depthwise kernel"
+            logger.info(message)
+            notes.append(message)
+        if not selected:
+            raise RecipeError("The prune stage's layer selection matches only DepthwiseConv2D layers, which TF-MOT "
+                              f"cannot prune. Received: layers={self.layers.describe()}.")
+        return selected
 
 
 def _xnnpack_selection(model, selected: list[str], notes: list[str]) -> list[str]:

@@ -30,6 +30,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Sequence
 
+from mobile_opt._files import check_not_special
 from mobile_opt._version import __version__
 from mobile_opt.errors import InputError
 
@@ -88,7 +89,7 @@ def load_input(path: str | Path) -> ReportInput:
     Raises:
         InputError: missing or unreadable file, not JSON / JSON lines, or none of `KINDS`.
     """
-    path = Path(path)
+    path = check_not_special(path, what="Results file")
     try:
         raw = path.read_bytes()
         text = raw.decode("utf-8")
@@ -96,10 +97,13 @@ def load_input(path: str | Path) -> ReportInput:
         raise InputError(f"cannot read results file. Received: path={str(path)!r} ({exc})") from exc
     try:
         data = json.loads(text)
+    except RecursionError as exc:  # brackets nested deeper than the parser's stack: no result we write
+        raise InputError(f"{path} nests JSON too deeply to be a result mobile-opt writes. "
+                         f"Received: path={str(path)!r}") from exc
     except json.JSONDecodeError:
         try:  # JSON lines: one benchmark result per line
             data = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise InputError(f"{path} is neither JSON nor JSON lines: {exc}. Received: path={str(path)!r}") from exc
     kind = _kind(data)
     if kind is None:

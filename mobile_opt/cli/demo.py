@@ -61,7 +61,7 @@ def demo(out_dir, device, runs, quick, as_json):
     if as_json:
         print_json(result.to_dict())
         return
-    print_pipeline_result(result.pipeline)
+    print_pipeline_result(result.pipeline, summary=str(Path(result.out_dir) / "summary.json"))
     console.print(_size_table(result))
     if result.benchmarks:
         console.print(_bench_table(result))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -63,6 +64,9 @@ def optimize(model_path, recipe, prune, prune_schedule, prune_structure, cluster
              tflite, summary, as_json):
     """Compress MODEL_PATH (.keras, .h5 or SavedModel) with a recipe or flags; write the model and a JSON summary.
 
+    Exits 1 when a stage's checks fail or the accuracy drop exceeds --max-accuracy-drop; the model
+    and the summary (every check) are written all the same, to inspect.
+
     \b
     Example:
       mobile-opt optimize model.keras --prune 0.8 --cluster 16 --quantize qat_int8 -o out/model.keras
@@ -119,5 +123,8 @@ def optimize(model_path, recipe, prune, prune_schedule, prune_structure, cluster
     if as_json:
         print_json(payload)
     else:
-        print_pipeline_result(result)
+        print_pipeline_result(result, summary=str(summary_path))
         console.print(f"Wrote {', '.join(written.values())} and {summary_path}", markup=False)
+    if not result.ok:
+        # A check that failed (or the tolerance) is a failed run, even with its files written to inspect.
+        sys.exit(1)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from device_bench import connect, connect_all, list_devices
 from device_bench._adb_server import AdbServerDevice
@@ -15,6 +16,7 @@ from device_bench._connect import resolve_adb_port
 from device_bench._direct import DirectDevice, parse_direct_address
 from device_bench._host import HostDevice
 from device_bench.testing import LoopbackDevice
+from mobile_opt.cli import cli
 from mobile_opt.errors import DependencyError, DeviceNotFoundError, InputError
 
 
@@ -167,9 +169,29 @@ def test_direct_address_parsing():
     assert parse_direct_address("10.0.0.2") == ("10.0.0.2", 5555)
     assert parse_direct_address("10.0.0.2:6000") == ("10.0.0.2", 6000)
     assert parse_direct_address("[::1]:7000") == ("::1", 7000)
+    assert parse_direct_address("pixel-7.lan:5555") == ("pixel-7.lan", 5555)
     for bad in ("", "host:port", "h:0", "h:70000"):
         with pytest.raises(InputError):
             parse_direct_address(bad)
+    # issue 22: "256.1.1.1" went to the resolver and came back as "Name or service not known".
+    for bad in ("256.1.1.1", "10.0.0", "1.2.3.4.5", "-a.b", "a..b", "a_b", "[10.0.0.1]", "x" * 64):
+        with pytest.raises(InputError, match="is not an IP address or host name"):
+            parse_direct_address(bad)
+
+
+def test_a_bad_direct_host_is_exit_2_before_any_lookup(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(cli, ["tools", "install", "--device", "direct:256.1.1.1",
+                                      "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 2, result.output
+    assert "'256.1.1.1' is not an IP address or host name" in result.output
+    assert "Name or service" not in result.output and not (tmp_path / "home").exists()
+
+
+def test_a_host_name_no_resolver_knows_is_named(tmp_path):
+    # RFC 6761: names under .invalid never resolve.
+    with pytest.raises(DeviceNotFoundError, match=r"cannot look up the host of direct:phone\.invalid"):
+        connect("direct:phone.invalid", key_path=tmp_path / "adbkey")
 
 
 def test_usb_needs_the_extra():

@@ -22,7 +22,7 @@ from device_bench.binary import prepare_binary
 from device_bench.testing.fake_benchmark_model import install
 from device_bench.tools import ensure_binary, install_binary, list_binaries, source_url
 from mobile_opt.cli import cli
-from mobile_opt.errors import BenchmarkError
+from mobile_opt.errors import BenchmarkError, InputError
 
 BASH = Path("/bin/bash")
 
@@ -84,7 +84,8 @@ def fake_tool(tmp_path) -> bytes:
 
 
 def cache_is_empty(cache: Path) -> bool:
-    return not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))
+    """A failed install leaves nothing: not a file, not the directories it would have made."""
+    return not cache.exists()
 
 
 def test_good_elf_is_cached_recorded_and_reused(server, tmp_path):
@@ -161,6 +162,7 @@ def test_pinned_hash_refuses_any_other_binary(server, tmp_path, monkeypatch):
         install_binary("x86_64", source=f"{server.base}/ok/f", cache_dir=cache)
     assert cache_is_empty(cache)
     # A binary already in the cache is refused too.
+    (cache / "x86_64").mkdir(parents=True)
     (cache / "x86_64" / "benchmark_model").write_bytes(BASH.read_bytes())
     with pytest.raises(BenchmarkError, match="pins"):
         ensure_binary("x86_64", cache_dir=cache)
@@ -181,8 +183,9 @@ def test_elf_of_the_right_machine_but_wrong_class_is_refused(tmp_path):
     elf = tmp_path / "benchmark_model"
     elf.write_bytes(b"\x7fELF" + bytes([1, 1, 1]) + bytes(9) + (2).to_bytes(2, "little")
                     + (183).to_bytes(2, "little") + bytes(44))
-    with pytest.raises(BenchmarkError, match=r"built for AArch64 \(32-bit\), but the device ABI is "
-                                             r"arm64-v8a \(AArch64, 64-bit\)"):
+    # A local file is the user's input: refusing it is an InputError (exit 2).
+    with pytest.raises(InputError, match=r"built for AArch64 \(32-bit\), but the device ABI is "
+                                         r"arm64-v8a \(AArch64, 64-bit\)"):
         install_binary("arm64-v8a", source=str(elf), cache_dir=tmp_path / "cache")
 
 
@@ -261,3 +264,28 @@ def test_cli_install_for_a_device_detects_its_abi_and_runs_help(fake_tool, loopb
     wrong = CliRunner().invoke(cli, ["tools", "install", "--device", f"direct:{loopback.serial}", "--abi", "x86",
                                      "--from", str(source), "--cache-dir", str(cache)])
     assert wrong.exit_code == 2 and "does not match the device's ABI" in wrong.output
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, not a binary\n", BASH.read_bytes()[:4096]],
+                         ids=["empty", "text", "truncated-elf"])
+def test_cli_install_of_an_invalid_from_file_is_exit_2_and_leaves_nothing(tmp_path, content):
+    # issue 22: it was exit 1, left <cache>/<abi>/ behind, and claimed "The binary is cached at ...".
+    source = tmp_path / "not-the-tool"
+    source.write_bytes(content)
+    cache = tmp_path / "cache"
+    result = CliRunner().invoke(cli, ["tools", "install", "--abi", "x86_64", "--from", str(source),
+                                      "--cache-dir", str(cache)])
+    assert result.exit_code == 2, result.output
+    assert f"refused the binary from {source}" in result.output and ".partial" not in result.output
+    assert "is cached at" not in result.output and "was not changed" in result.output
+    assert cache_is_empty(cache)
+
+
+def test_cli_install_into_an_unwritable_cache_is_exit_2(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"x")
+    result = CliRunner().invoke(cli, ["tools", "install", "--abi", "x86_64", "--from", str(BASH),
+                                      "--cache-dir", str(blocker / "cache")])
+    assert result.exit_code == 2, result.output
+    assert "cannot write the benchmark binary cache" in result.output and "--cache-dir" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

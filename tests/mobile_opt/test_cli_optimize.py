@@ -67,7 +67,7 @@ def test_optimize_with_recipe_and_table_output(saved_mlp, tmp_path):
         (["optimize", "{model}", "--prune", "0.5", "--train-samples", "-5", "-o", "o.keras"], "x>=1"),
         (["optimize", "{model}", "--prune", "0.5", "--data", "{notnpz}", "-o", "o.keras"], "not a readable .npz"),
         (["optimize", "{model}", "--prune", "0.5", "--data", "{badlabels}", "-o", "o.keras"],
-         "labels must be class indices 0..9"),
+         "(None, 10), 10 outputs: class indices 0..9. Received: labels 42..42"),
         # Kernel bits: only 4 or 8, only on layers the model has, only with a quantize stage.
         (["optimize", "{model}", "--quantize", "int4_fc", "--bits", "fc1=3", "-o", "o.keras"],
          "Kernel bits must be 4 or 8"),
@@ -98,3 +98,61 @@ def test_bad_input_exits_2_and_writes_nothing(saved_mlp, tmp_path, args, message
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert list(work.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["optimize", "--prune", "0.5", "-o", "o.keras"],
+                                     ["auto", "--max-accuracy-drop", "1", "--out", "auto-out"]])
+def test_a_one_output_model_on_class_labels_is_exit_2_before_training(tmp_path, monkeypatch, command):
+    # issue 22: a final Dense(1) was "a 10-class classifier" at accuracy 0.09, ok: true, exit 0.
+    from click.testing import CliRunner
+
+    from mobile_opt import _tf
+    from mobile_opt.cli import cli
+
+    keras = _tf.keras()
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(1)], name="reg")
+    model.save(tmp_path / "reg.keras")
+    labels = np.arange(10).repeat(2)
+    np.savez(tmp_path / "d.npz", x_train=np.zeros((20, 28, 28), np.float32), y_train=labels,
+             x_val=np.zeros((20, 28, 28), np.float32), y_val=labels)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    verb, *options = command
+    result = CliRunner().invoke(cli, [verb, str(tmp_path / "reg.keras"), "--data", str(tmp_path / "d.npz"), *options])
+    assert result.exit_code == 2, result.output
+    assert "output shape is (None, 1)" in result.output and "labels 0..9" in result.output
+    assert list(work.iterdir()) == []
+
+
+def test_a_stage_whose_checks_fail_exits_1_with_its_files_written(tmp_path, monkeypatch):
+    # issue 22: a stage whose checks failed ended in exit 0 with "ok": false. A rank-3 factorisation
+    # of a 4x4 kernel saves nothing, so low_rank leaves it whole and its parameter check fails
+    # (no fine-tuning runs: nothing was factorised).
+    from click.testing import CliRunner
+
+    from mobile_opt import _tf
+    from mobile_opt.cli import cli
+
+    keras = _tf.keras()
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name="fc1"),
+                              keras.layers.Dense(2, name="fc2")], name="small")
+    model.save(tmp_path / "m.keras")
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 4), np.float32), rng.integers(0, 2, 16)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_val=x, y_val=y)
+    (tmp_path / "r.toml").write_text('[[stages]]\nkind = "low_rank"\nrank = 3\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "160")
+    for extra in ([], ["--json"]):
+        out = tmp_path / f"out{len(extra)}.keras"
+        result = CliRunner().invoke(cli, ["optimize", "m.keras", "--recipe", "r.toml", "--data", "d.npz",
+                                          "-o", str(out), *extra])
+        assert result.exit_code == 1, result.output
+        summary = json.loads(out.with_name(out.name + ".json").read_text())
+        assert summary["ok"] is False
+        assert [c["name"] for c in summary["stages"][0]["checks"] if not c["ok"]] == ["parameters"]
+        if not extra:
+            assert ("1 check(s) failed (stage 0 low_rank: 1; first parameters): the full list is in "
+                    f"{out}.json") in result.output
+    assert json.loads(result.stdout)["ok"] is False

@@ -182,7 +182,8 @@ def test_bad_image_folders_and_arrays(tmp_path, image_folder):
     two_out = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
     for samples in (None, 4):
         train, val = load_dataset(three, input_shape=(28, 28, 1), val_split=0.5, train_samples=samples)
-        with pytest.raises(DataError, match="train data has 3 classes but model .* has 2 outputs"):
+        with pytest.raises(DataError, match=r"train data does not fit model .*: its output shape is \(None, 2\), "
+                                            r"2 outputs.* Received: 3 classes"):
             Pipeline([prune(0.5)]).run(two_out, train, val)
     tfk = _tf.keras()
     flat = tfk.Sequential([tfk.Input((28, 28)), tfk.layers.Flatten(), tfk.layers.Dense(10)])
@@ -191,7 +192,7 @@ def test_bad_image_folders_and_arrays(tmp_path, image_folder):
     assert prepared.features(5).shape == (5, 28, 28)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     x = np.zeros((6, 4), np.float32)
-    with pytest.raises(DataError, match="labels must be class indices 0..2"):
+    with pytest.raises(DataError, match=r"class indices 0\.\.2\. Received: labels 0\.\.3"):
         Pipeline([prune(0.5)]).run(model, (x, np.array([0, 1, 2, 3, 0, 1])), (x, np.zeros(6)))
     with pytest.raises(DataError, match="differ in length"):
         Pipeline([prune(0.5)]).run(model, (x, np.zeros(5)), (x, np.zeros(6)))

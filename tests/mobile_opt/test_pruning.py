@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -69,3 +71,75 @@ def test_sparsity_outside_range_is_refused(bad):
 def test_2_4_refuses_other_sparsity():
     with pytest.raises(RecipeError, match="2:4"):
         prune(0.8, structure="2:4")
+
+
+def _depthwise_model():
+    """A tiny CNN with every kind of depthwise kernel: DepthwiseConv2D and SeparableConv2D."""
+    from mobile_opt import _tf
+
+    keras = _tf.keras()
+    return keras.Sequential([
+        keras.Input((8, 8, 3)), keras.layers.Conv2D(8, 3, name="stem"), keras.layers.DepthwiseConv2D(3, name="dw"),
+        keras.layers.SeparableConv2D(8, 3, name="sep"), keras.layers.Conv2D(8, 1, name="pw"),
+        keras.layers.Flatten(), keras.layers.Dense(4, name="fc"),
+    ], name="tiny_dw")
+
+
+def _tiny_data(n=64):
+    rng = np.random.default_rng(0)
+    return rng.random((n, 8, 8, 3), np.float32), rng.integers(0, 4, n)
+
+
+def test_tfmot_prunes_no_depthwise_kernel():
+    # The fact the prune stage's default selection rests on (TF-MOT 0.8.1): a wrapped
+    # DepthwiseConv2D keeps every weight, a SeparableConv2D only loses pointwise ones.
+    from mobile_opt import _tf
+
+    keras, sparsity = _tf.keras(), _tf.tfmot().sparsity.keras
+    wrapped = sparsity.prune_low_magnitude(_depthwise_model(),
+                                           pruning_schedule=sparsity.ConstantSparsity(0.5, 0, frequency=1))
+    wrapped.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    wrapped.fit(*_tiny_data(), epochs=1, batch_size=32, callbacks=[sparsity.UpdatePruningStep()], verbose=0)
+    stripped = sparsity.strip_pruning(wrapped)
+    zeros = {v.name.split(":")[0]: float(np.mean(v.numpy() == 0)) for v in stripped.weights if "kernel" in v.name}
+    assert zeros["dw/depthwise_kernel"] == 0 and zeros["sep/depthwise_kernel"] == 0
+    assert zeros["sep/pointwise_kernel"] >= 0.5 and zeros["pw/kernel"] >= 0.5
+
+
+def test_default_selection_leaves_depthwise_kernels_out_and_says_so_once():
+    # issue 22: --prune 0.5 on MobileNetV3/EfficientNet/Xception failed a check per depthwise layer.
+    x, y = _tiny_data()
+    result = Pipeline([prune(0.5)]).run(_depthwise_model(), (x, y), (x, y), fine_tune_epochs=1, batch_size=32)
+    stage = result.stages[0]
+    assert stage.ok, [c for c in stage.checks if not c.ok]
+    assert set(stage.kernels) == {"sep/pointwise_kernel", "pw"}
+    (note,) = [n for n in stage.notes if "depthwise" in n]
+    assert "1 DepthwiseConv2D layer(s)" in note and "1 SeparableConv2D layer(s)" in note
+    assert np.mean(result.model.get_layer("pw").get_weights()[0] == 0) >= 0.5
+    assert np.mean(result.model.get_layer("dw").get_weights()[0] == 0) == 0
+
+
+@pytest.mark.parametrize("stage", [prune({"dw": 0.5}), prune(0.5, layers=LayerSelection(include=["DepthwiseConv2D"]))])
+def test_naming_a_depthwise_layer_is_refused_before_its_fine_tuning(stage):
+    x, y = _tiny_data(8)
+    with pytest.raises(RecipeError, match=r"TF-MOT cannot prune DepthwiseConv2D layers.* \['dw'\]"):
+        Pipeline([stage]).run(_depthwise_model(), (x, y), (x, y), fine_tune_epochs=1)
+
+
+def test_no_prunable_layer_is_explained_readably():
+    # issue 22: the message was the selection's internal dict.
+    from mobile_opt import _tf
+
+    keras = _tf.keras()
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, name="stem"),
+                              keras.layers.DepthwiseConv2D(3, name="dw"), keras.layers.Flatten(),
+                              keras.layers.Dense(4, name="fc")], name="small")
+    x, y = _tiny_data(8)
+    with pytest.raises(RecipeError) as err:
+        Pipeline([prune(0.5)]).run(model, (x, y), (x, y), fine_tune_epochs=1)
+    message = str(err.value)
+    assert "No layer of model 'small' is selected" in message and "(stem, fc)" in message
+    assert re.search(r"Its layers: stem \(Conv2D\), dw \(DepthwiseConv2D\), flatten\w* \(Flatten\), fc \(Dense\)\.",
+                     message)  # Keras numbers unnamed layers by how many the process built
+    assert "Dense, Conv1D, Conv2D, Conv3D, SeparableConv2D (DepthwiseConv2D: not compressed" in message
+    assert 'include = "all"' in message and "skip_first_conv" not in message
