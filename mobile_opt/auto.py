@@ -32,6 +32,7 @@ from mobile_opt import _search_space as space
 from mobile_opt._auto_choice import Candidate, Constraints, candidates_of, choose, pareto_front
 from mobile_opt._auto_measure import Measurer, measure_latency
 from mobile_opt._auto_steer import Steer
+from mobile_opt._checks import check_number
 from mobile_opt._sensitivity import Sensitivity, sensitivity_scan
 from mobile_opt.errors import ConstraintError, DataError, InputError, MobileOptError
 
@@ -210,8 +211,7 @@ def auto_optimize(
         )
     if level not in _TRIALS:
         raise InputError(f"level must be 1, 2 or 3. Received: level={level!r}.")
-    if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1):
-        raise InputError(f"n_trials must be an integer >= 1. Received: n_trials={n_trials!r}.")
+    check_number("n_trials", n_trials, at_least=1, integer=True, optional=True)
     if timeout_s is not None and not timeout_s > 0:
         raise InputError(f"timeout_s must be > 0 seconds. Received: timeout_s={timeout_s!r}.")
     from mobile_opt.data import as_arrays, prepare_data
