@@ -32,12 +32,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import glob
-import math
 import os
 import re
 from pathlib import Path
 from typing import Any, Callable
 
+from mobile_opt._checks import check_number
 from mobile_opt._files import read_toml
 from mobile_opt.errors import BudgetExceeded, InputError
 
@@ -155,11 +155,9 @@ class Budget:
                 "max_raw, max_zip, max_gzip, max_coded, max_macs, max_p50_ms."
             )
         for model, ms in self.max_p50_ms:
-            if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not 0 < ms < math.inf:
-                raise InputError(f"max_p50_ms must be positive milliseconds. Received: max_p50_ms[{model!r}]={ms!r}")
+            check_number(f"max_p50_ms[{model!r}]", ms, above=0, hint="(milliseconds)")
         for field, value in limits.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise InputError(f"{field} must be a positive int. Received: {field}={value!r}")
+            check_number(field, value, above=0, integer=True)
 
     def limits(self) -> dict[str, int]:
         """{field name: limit} of the limits that are set."""

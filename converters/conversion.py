@@ -300,23 +300,38 @@ def is_qat_model(model: Any) -> bool:
 
 
 def load_keras_model(path: str | os.PathLike) -> Any:
-    """Loads a tf_keras model from a `.keras` / `.h5` file or SavedModel directory.
+    """Loads the model in a `.keras` / `.h5` file or SavedModel directory, not compiled.
 
-    TF-MOT custom objects (pruning, clustering and quantization wrappers) are in scope.
-    A file saved by Keras 3 is loaded by Keras 3 and bridged (`keras3_bridge.to_tf_keras`).
+    The one loader, with one Keras 3 rule: a file saved by Keras 3 comes back as the Keras 3
+    model (its structure checked to be bridgeable, every offending layer named); a consumer
+    that needs tf_keras bridges it (`keras3_bridge.to_tf_keras`, which proves the bridge).
+    Anything else is loaded by tf_keras, with TF-MOT's pruning, clustering and quantization
+    wrappers in scope.
 
     Raises:
         InputError: the path does not exist.
-        ModelFormatError: it exists but is not a model tf_keras can load.
+        ModelFormatError: it exists but is not a Keras model (e.g. a .tflite) or cannot be read.
+        UnsupportedModelError: a Keras 3 model the bridge cannot translate.
 
     Example:
         >>> model = load_keras_model("model.keras")  # doctest: +SKIP
     """
-    p = Path(path)
+    from converters._keras3_rebuild import check_structure
+
+    from mobile_opt._files import check_not_special
+
+    p = check_not_special(path, what="Model")  # a named pipe would block tf_keras' reader forever
     if not p.exists():
         raise InputError(f"No model at this path. Received: path={str(path)!r}")
+    if p.is_file() and p.suffix.lower() not in (".keras", ".h5", ".hdf5"):
+        raise ModelFormatError(
+            f"{p} is not a Keras model: expected a .keras or .h5 file or a SavedModel "
+            f"directory (a .tflite goes to `mobile-opt analyze`). Received: suffix={p.suffix!r}."
+        )
     if saved_by_keras3(p):
-        return to_tf_keras(load_keras3_file(p))[0]
+        model = load_keras3_file(p)
+        check_structure(model)
+        return model
     keras = _tf.keras()
     tfmot = _tf.tfmot()
     with contextlib.ExitStack() as stack:
@@ -346,7 +361,7 @@ def _resolve_model(model: Any) -> tuple[Path | None, Any]:
                     f"{str(p)!r} is a directory but not a SavedModel (no saved_model.pb)."
                 )
             return p, None
-        return None, load_keras_model(p)
+        model = load_keras_model(p)
     if isinstance(model, keras.Model):
         return None, model
     if is_keras3_model(model):

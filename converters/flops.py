@@ -158,7 +158,7 @@ def count_flops(model: Any) -> FlopsReport:
             return _count_tflite(load_tflite(path))
         from converters.conversion import load_keras_model
 
-        return _count_keras(load_keras_model(path))
+        model = load_keras_model(path)
     from converters.keras3_bridge import is_keras3_model, to_tf_keras
     from mobile_opt import _tf
 

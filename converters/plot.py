@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from converters.size import SizeReport
-from mobile_opt.errors import DependencyError, InputError
+from mobile_opt._lazy import pyplot
+from mobile_opt.errors import InputError
 
 __all__ = ["plot_size"]
 
@@ -38,13 +39,7 @@ def plot_size(report: SizeReport, path: str | Path, *, top: int = 20) -> Path:
     if not path.parent.is_dir():
         raise InputError(f"Cannot write the plot: directory {str(path.parent)!r} does not exist. "
                          f"Received: path={str(path)!r}")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=True)
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise DependencyError("Plotting needs matplotlib: pip install matplotlib") from exc
+    plt = pyplot()
 
     ops = list(report.op_types)
     tensors = sorted(report.counted_tensors, key=lambda t: -t.raw_bytes)[:top]

@@ -61,6 +61,7 @@ import numpy as np
 
 from converters import huffman, sparse
 from converters.tflite_model import Tensor, TFLiteModel, load_tflite
+from mobile_opt._checks import check_number
 from mobile_opt.errors import InputError, ModelFormatError
 
 __all__ = ["OpTypeSize", "SizeReport", "SubgraphSize", "TensorSize", "analyze", "zip_size"]
@@ -283,10 +284,7 @@ def analyze(source: str | Path | bytes | TFLiteModel, *, compress_level: int = 9
         >>> report = analyze("model.tflite")                               # doctest: +SKIP
         >>> sorted(report.tensors, key=lambda t: -t.raw_bytes)[0].name      # doctest: +SKIP
     """
-    if isinstance(compress_level, bool) or not isinstance(compress_level, int) or not 0 <= compress_level <= 9:
-        raise InputError(
-            f"compress_level must be an integer 0..9 (zlib levels). Received: compress_level={compress_level!r}"
-        )
+    check_number("compress_level", compress_level, at_least=0, at_most=9, integer=True, hint="(zlib levels)")
     started = time.perf_counter()
     model = source if isinstance(source, TFLiteModel) else load_tflite(source)
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from mobile_opt._checks import check_number
 from mobile_opt.errors import DeviceError, InputError
 
 __all__ = ["FarmResult", "run_farm"]
@@ -107,8 +108,7 @@ def run_farm(devices: Sequence[Any], models: Sequence[Path], run: Run, *, shard:
         raise InputError(f"run_farm needs devices and models. Received: devices={serials}, models={list(models)}")
     if len(set(serials)) != len(serials):
         raise InputError(f"each device may be given once. Received: serials={serials}")
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise InputError(f"retries must be an int >= 0. Received: retries={retries!r}")
+    check_number("retries", retries, at_least=0, integer=True)
     return _Farm(devices, [Path(m) for m in models], run, shard, retries, on_results, progress, alive).run()
 
 

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from mobile_opt._lazy import pyplot
+
 __all__ = ["RESOLUTION_MS", "OpCost", "OpTypeCost", "join_notes", "join_op_costs", "op_costs_json", "op_costs_of",
            "op_costs_of_all", "plot_op_costs", "plot_op_costs_beside"]
 
@@ -247,11 +249,7 @@ def plot_op_costs_beside(joined: Sequence[tuple[Any, tuple, tuple]], plot_path: 
 
 def plot_op_costs(per_type: Sequence[OpTypeCost], path: Path, *, title: str | None = None) -> Path:
     """Share of MACs vs share of measured time per op type (PNG); off the diagonal = slow or fast for its work."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5.0))
     try:
         for t in per_type:

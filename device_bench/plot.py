@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from device_bench.results import BenchmarkResult
+from mobile_opt._lazy import pyplot
 from mobile_opt.errors import InputError
 
 __all__ = ["plot_latency"]
@@ -62,11 +63,7 @@ def plot_latency(
             "nothing to plot: no result has per-run samples "
             f"(statuses: {sorted({r.status for r in results})}). Run `mobile-opt bench` first."
         )
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     labels = [
         f"{Path(r.model_path).name}\n{r.backend} ×{r.threads}"
         + (f"\n{r.device.get('serial')}" if len({str(d.device.get('serial')) for d in drawable}) > 1 else "")

@@ -15,25 +15,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from mobile_opt._checks import check_number
 from mobile_opt.errors import InputError
 
 __all__ = ["EnergySettings", "RunSettings"]
-
-
-def _check(name: str, value: Any, *, low: float, integer: bool = False, strict: bool = False,
-           optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    kind = int if integer else (int, float)
-    ok = isinstance(value, kind) and not isinstance(value, bool) and (
-        value > low if strict else value >= low
-    )
-    if not ok:
-        what = "an integer" if integer else "a number"
-        raise InputError(
-            f"{name} must be {what} {'>' if strict else '≥'} {low:g}"
-            f"{' or None' if optional else ''}. Received: {name}={value!r}"
-        )
 
 
 @dataclass(frozen=True)
@@ -70,12 +55,12 @@ class RunSettings:
     op_profiling: bool = False
 
     def __post_init__(self) -> None:
-        _check("runs", self.runs, low=1, integer=True)
-        _check("warmup_runs", self.warmup_runs, low=0, integer=True)
+        check_number("runs", self.runs, at_least=1, integer=True)
+        check_number("warmup_runs", self.warmup_runs, at_least=0, integer=True)
         for name in ("min_secs", "warmup_min_secs", "cooldown_s", "cooldown_timeout_s"):
-            _check(name, getattr(self, name), low=0)
-        _check("cooldown_to_c", self.cooldown_to_c, low=-50, optional=True)
-        _check("run_timeout_s", self.run_timeout_s, low=0, strict=True)
+            check_number(name, getattr(self, name), at_least=0)
+        check_number("cooldown_to_c", self.cooldown_to_c, at_least=-50, optional=True)
+        check_number("run_timeout_s", self.run_timeout_s, above=0)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -111,10 +96,10 @@ class EnergySettings:
     auto_extend: bool = True
 
     def __post_init__(self) -> None:
-        _check("baseline_s", self.baseline_s, low=0)
-        _check("tail_s", self.tail_s, low=0, optional=True)
-        _check("sample_interval_s", self.sample_interval_s, low=0, strict=True)
-        _check("settle_timeout_s", self.settle_timeout_s, low=0)
+        check_number("baseline_s", self.baseline_s, at_least=0)
+        check_number("tail_s", self.tail_s, at_least=0, optional=True)
+        check_number("sample_interval_s", self.sample_interval_s, above=0)
+        check_number("settle_timeout_s", self.settle_timeout_s, at_least=0)
         if self.battery is not None and (not self.battery or "/" in self.battery):
             raise InputError(
                 "battery must be a supply name under /sys/class/power_supply (e.g. 'bms'). "

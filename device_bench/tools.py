@@ -42,6 +42,7 @@ from typing import Any
 
 from device_bench.binary import REMOTE_BIN, _elf_problem, default_cache_dir, sha256
 from device_bench.device import Device, quote
+from mobile_opt._checks import check_number
 from mobile_opt.errors import BenchmarkError, DeviceError, InputError, MobileOptError
 
 __all__ = ["DEFAULT_BASE_URL", "ToolRecord", "check_pin", "ensure_binary", "install_binary", "list_binaries", "source_url"]
@@ -178,8 +179,7 @@ def install_binary(
         for the same reasons; `--help` failed on the device. On any error the cache is
         unchanged: no file, and no directory the install created, is left.
     """
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
-        raise InputError(f"timeout_s must be a positive number of seconds. Received: timeout_s={timeout_s!r}")
+    check_number("timeout_s", timeout_s, above=0, hint="(seconds)")
     url = source or source_url(abi, base_url)
     target = _target(abi, cache_dir)
     hint = (

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from mobile_opt._checks import check_number
 from mobile_opt.errors import ConstraintError
 
 __all__ = ["Candidate", "Constraints", "candidates_of", "choose", "pareto_front"]
@@ -42,19 +43,11 @@ class Constraints:
     latency_budget_ms: float | None = None
 
     def __post_init__(self) -> None:
-        drop = self.max_accuracy_drop
-        if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not math.isfinite(drop) or drop < 0:
-            raise ConstraintError(
-                "max_accuracy_drop is the tolerated accuracy loss in percentage points and must be >= 0 "
-                f"(0.5 = half a point). Received: max_accuracy_drop={drop!r}."
-            )
-        size = self.size_budget
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
-            raise ConstraintError(f"size_budget must be a positive number of bytes. Received: size_budget={size!r}.")
-        ms = self.latency_budget_ms
-        if ms is not None and (isinstance(ms, bool) or not isinstance(ms, (int, float))
-                               or not math.isfinite(ms) or ms <= 0):
-            raise ConstraintError(f"latency_budget_ms must be > 0. Received: latency_budget_ms={ms!r}.")
+        drop = check_number("max_accuracy_drop", self.max_accuracy_drop, at_least=0, error=ConstraintError,
+                            hint="(the tolerated accuracy loss in percentage points: 0.5 = half a point)")
+        check_number("size_budget", self.size_budget, above=0, integer=True, optional=True,
+                     hint="(bytes)", error=ConstraintError)
+        check_number("latency_budget_ms", self.latency_budget_ms, above=0, optional=True, error=ConstraintError)
         object.__setattr__(self, "max_accuracy_drop", float(drop))
 
     @classmethod

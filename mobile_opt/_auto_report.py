@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+from mobile_opt._lazy import pyplot
 from mobile_opt._provenance import provenance
 
 __all__ = ["recipe_text", "write"]
@@ -125,10 +126,7 @@ def _markdown(result) -> str:
 
 
 def _plot(result, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import matplotlib.ticker
 
     measured = [c for c in result.candidates if c.error is None]

@@ -9,12 +9,12 @@ Example:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mobile_opt._auto_choice import Constraints
+from mobile_opt._checks import check_number
 from mobile_opt.errors import InputError
 
 __all__ = ["AutoSettings"]
@@ -79,14 +79,9 @@ class AutoSettings:
                            Constraints.parse(self.max_accuracy_drop, self.size_budget, self.latency_budget))
         if isinstance(self.level, bool) or self.level not in _TRIALS:
             raise InputError(f"level must be 1, 2 or 3. Received: level={self.level!r}.")
-        n = self.n_trials
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-            raise InputError(f"n_trials must be an integer >= 1. Received: n_trials={n!r}.")
-        t = self.timeout_s
-        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0):
-            raise InputError(f"timeout_s must be > 0 seconds. Received: timeout_s={t!r}.")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise InputError(f"seed must be an integer >= 0. Received: seed={self.seed!r}.")
+        check_number("n_trials", self.n_trials, at_least=1, integer=True, optional=True)
+        check_number("timeout_s", self.timeout_s, above=0, optional=True, hint="(seconds)")
+        check_number("seed", self.seed, at_least=0, integer=True)
         if self.output_dir is not None:
             object.__setattr__(self, "output_dir", Path(self.output_dir))
         elif self.artifact_store is not None:

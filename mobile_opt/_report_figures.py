@@ -12,18 +12,11 @@ import math
 from types import SimpleNamespace
 from typing import Sequence
 
+from mobile_opt._lazy import pyplot
+
 __all__ = ["colours", "energy_png", "latency_png", "ops_png", "pareto_png", "size_png", "stages_png"]
 
 _DECADE = 10.0
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _png(fig) -> bytes:
@@ -32,7 +25,7 @@ def _png(fig) -> bytes:
         fig.tight_layout()
         fig.savefig(buffer, format="png", dpi=96)
     finally:
-        _plt().close(fig)
+        pyplot().close(fig)
     return buffer.getvalue()
 
 
@@ -57,7 +50,7 @@ def colours(models: Sequence[str]) -> dict[str, str]:
 
 def stages_png(stages: Sequence[dict], title: str, baseline: float | None = None) -> bytes:
     """Accuracy after each stage (line, baseline dashed) and sparsity (bars) of one run."""
-    plt = _plt()
+    plt = pyplot()
     labels = [f"{s.get('index', i)}: {s.get('kind')}" for i, s in enumerate(stages)]
     fig, ax = plt.subplots(figsize=(7, 3.2))
     x = range(len(stages))
@@ -86,7 +79,7 @@ def stages_png(stages: Sequence[dict], title: str, baseline: float | None = None
 
 def size_png(report: dict, top: int = 10) -> bytes:
     """Raw vs coded bytes per op type (plus graph overhead) and for the largest tensors."""
-    plt = _plt()
+    plt = pyplot()
     ops = list(report.get("op_types", ()))
     tensors = sorted((t for t in report.get("tensors", ()) if not t.get("shared_buffer")),
                      key=lambda t: -t["raw_bytes"])[:top]
@@ -119,7 +112,7 @@ def latency_png(rows: Sequence[dict], colour: dict[str, str]) -> bytes:
     """
     import numpy as np
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 1.4 + 0.75 * len(rows)))
     values = []
     for i, row in enumerate(rows):
@@ -166,7 +159,7 @@ def _distribution(latency: dict, samples: Sequence[float]):
 
 def energy_png(rows: Sequence[dict], colour: dict[str, str]) -> bytes:
     """Energy per inference (mJ) per measured run: spread as error bar, bound as a band."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 1.0 + 0.5 * len(rows)))
     values = []
     for i, row in enumerate(rows):
@@ -188,7 +181,7 @@ def energy_png(rows: Sequence[dict], colour: dict[str, str]) -> bytes:
 
 def ops_png(rows: Sequence[dict], colour: dict[str, str]) -> bytes:
     """Per-op time (ms) against MACs, log-log, one colour per model."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for model in dict.fromkeys(r["model"] for r in rows):
         pts = [r for r in rows if r["model"] == model]

@@ -20,6 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
+from mobile_opt import _stage_options as options
 from mobile_opt._channel_graph import channel_groups, filter_scores, rebuild_pruned
 from mobile_opt.errors import RecipeError
 from mobile_opt.layer_selection import LayerSelection
@@ -36,12 +37,7 @@ _TYPES = ("Dense", "Conv1D", "Conv2D")
 _KERNEL_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 
-def _check_ratio(value, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise RecipeError(
-            f"A channel ratio must be a number in [0, 1) (0.5 = remove half of the filters). Received: {where}={value!r}."
-        )
-    return float(value)
+_RATIO = dict(at_least=0, below=1, hint="(0.5 = remove half of the filters)")
 
 
 def plan_channels(model, ratio: float | Mapping[str, float], *, layers: LayerSelection | None = None,
@@ -131,20 +127,13 @@ class ChannelPruneStage(Stage):
 
     def __init__(self, ratio: float | Mapping[str, float], *, criterion: str = "l1",
                  layers: LayerSelection | None = None, learning_rate: float = 1e-3):
-        if isinstance(ratio, Mapping):
-            if not ratio:
-                raise RecipeError("A per-layer channel ratio mapping must name at least one layer.")
-            ratio = {str(k): _check_ratio(v, f"ratio[{k!r}]") for k, v in ratio.items()}
-        else:
-            ratio = _check_ratio(ratio, "ratio")
+        ratio = options.per_layer("ratio", ratio, **_RATIO)
         if criterion not in _CRITERIA:
             raise RecipeError(f"criterion must be one of {_CRITERIA}. Received: criterion={criterion!r}.")
-        if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or learning_rate <= 0:
-            raise RecipeError(f"learning_rate must be > 0. Received: learning_rate={learning_rate!r}.")
         self.ratio = ratio
         self.criterion = criterion
         self.layers = layers or LayerSelection()
-        self.learning_rate = float(learning_rate)
+        self.learning_rate = options.learning_rate(learning_rate)
 
     def params(self) -> dict:
         return {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from mobile_opt import _tf
+from mobile_opt import _stage_options as options, _tf
 from mobile_opt._compat_tfmot import experimental_cluster
 from mobile_opt.errors import RecipeError
 from mobile_opt.layer_selection import LayerSelection
@@ -26,13 +26,7 @@ _INITS = {
 }
 
 
-def _check_clusters(value, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-        raise RecipeError(
-            f"The number of clusters must be an integer >= 2 (16 = 4-bit shared weights). "
-            f"Received: {where}={value!r}."
-        )
-    return value
+_CLUSTERS = dict(at_least=2, integer=True, hint="(16 = 4-bit shared weights)")
 
 
 class ClusterStage(Stage):
@@ -74,24 +68,15 @@ class ClusterStage(Stage):
         layers: LayerSelection | None = None,
         learning_rate: float = 1e-4,
     ):
-        if isinstance(clusters, Mapping):
-            if not clusters:
-                raise RecipeError("A per-layer clusters mapping must name at least one layer.")
-            clusters = {str(k): _check_clusters(v, f"clusters[{k!r}]") for k, v in clusters.items()}
-        else:
-            clusters = _check_clusters(clusters, "clusters")
+        clusters = options.per_layer("clusters", clusters, **_CLUSTERS)
         if init not in _INITS:
             raise RecipeError(f"init must be one of {sorted(_INITS)}. Received: init={init!r}.")
-        if learning_rate <= 0:
-            raise RecipeError(f"learning_rate must be > 0. Received: learning_rate={learning_rate!r}.")
         self.clusters = clusters
         self.init = init
         self.per_channel = bool(per_channel)
         self.preserve_sparsity = preserve_sparsity
-        if layers is None and isinstance(clusters, dict):
-            layers = LayerSelection(include=list(clusters))
-        self.layers = layers or LayerSelection()
-        self.learning_rate = learning_rate
+        self.layers = options.selection(layers, clusters)
+        self.learning_rate = options.learning_rate(learning_rate)
 
     def params(self) -> dict:
         return {

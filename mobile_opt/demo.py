@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from mobile_opt import _tf, zoo
+from mobile_opt._checks import check_number
 from mobile_opt.clustering import cluster
 from mobile_opt.datasets import load_dataset
 from mobile_opt.errors import InputError
@@ -114,8 +115,7 @@ def run_demo(
     """
     import contextlib
 
-    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
-        raise InputError(f"runs must be a positive int. Received: runs={runs!r}.")
+    check_number("runs", runs, at_least=1, integer=True)
     out = Path(out_dir)
     with contextlib.ExitStack() as stack:
         dev = None

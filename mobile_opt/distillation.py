@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mobile_opt import _tf
+from mobile_opt import _stage_options as options, _tf
+from mobile_opt._checks import check_number
 from mobile_opt.errors import RecipeError
 from mobile_opt.models import check_model, load_model
 from mobile_opt.stage import Check, Stage, StageContext, StageOutput, clone, stage_builder
@@ -92,14 +93,10 @@ class DistillStage(Stage):
                 "distill() needs a teacher (to distil the current model from it) or a student "
                 "(to distil the current model into it). Received: teacher=None, student=None."
             )
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature <= 0:
-            raise RecipeError(f"temperature must be > 0 (typically 2-10). Received: temperature={temperature!r}.")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-            raise RecipeError(f"alpha (the soft-label weight) must be in [0, 1]. Received: alpha={alpha!r}.")
-        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
-            raise RecipeError(f"epochs must be an integer >= 1 or None. Received: epochs={epochs!r}.")
-        if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or learning_rate <= 0:
-            raise RecipeError(f"learning_rate must be > 0. Received: learning_rate={learning_rate!r}.")
+        check_number("temperature", temperature, above=0, hint="(typically 2-10)", error=RecipeError)
+        check_number("alpha", alpha, at_least=0, at_most=1, hint="(the soft-label weight)", error=RecipeError)
+        check_number("epochs", epochs, at_least=1, integer=True, optional=True, error=RecipeError)
+        learning_rate = options.learning_rate(learning_rate)
         self.teacher_source = str(teacher) if isinstance(teacher, (str, Path)) else None
         self.student_source = str(student) if isinstance(student, (str, Path)) else None
         self.teacher = _resolve(teacher, "teacher")
@@ -107,7 +104,7 @@ class DistillStage(Stage):
         self.temperature = float(temperature)
         self.alpha = float(alpha)
         self.epochs = epochs
-        self.learning_rate = float(learning_rate)
+        self.learning_rate = learning_rate
 
     def params(self) -> dict:
         def describe(model, source):

@@ -20,7 +20,8 @@ from typing import Mapping
 
 import numpy as np
 
-from mobile_opt import _tf
+from mobile_opt import _stage_options as options, _tf
+from mobile_opt._checks import check_number
 from mobile_opt.errors import RecipeError, UnsupportedModelError
 from mobile_opt.layer_selection import LayerSelection
 from mobile_opt.measure import kernel_stats
@@ -36,18 +37,9 @@ _TYPES = ("Dense", "Conv2D")
 SUFFIX = "_lr"
 
 
-def _check_rank(value, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise RecipeError(f"A rank must be an integer >= 1. Received: {where}={value!r}.")
-    return value
-
-
-def _check_fraction(value, name: str, *, allow_one: bool) -> float:
-    upper_ok = value <= 1 if allow_one else value < 1
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value and upper_ok):
-        bound = "(0, 1]" if allow_one else "(0, 1)"
-        raise RecipeError(f"{name} must be a number in {bound}. Received: {name}={value!r}.")
-    return float(value)
+def _fraction(name: str, value, *, allow_one: bool) -> float:
+    upper = {"at_most": 1} if allow_one else {"below": 1}
+    return float(check_number(name, value, above=0, error=RecipeError, **upper))
 
 
 def _matrix(kernel: np.ndarray) -> np.ndarray:
@@ -120,26 +112,18 @@ class LowRankStage(Stage):
         layers: LayerSelection | None = None,
         learning_rate: float = 1e-4,
     ):
-        if isinstance(rank, Mapping):
-            if not rank:
-                raise RecipeError("A per-layer rank mapping must name at least one layer.")
-            rank = {str(k): _check_rank(v, f"rank[{k!r}]") for k, v in rank.items()}
-        elif rank is not None:
-            rank = _check_rank(rank, "rank")
+        if rank is not None:
+            rank = options.per_layer("rank", rank, at_least=1, integer=True)
         if rank is not None and param_ratio is not None:
             raise RecipeError(
                 "Give either rank or param_ratio, not both. "
                 f"Received: rank={rank!r}, param_ratio={param_ratio!r}."
             )
         self.rank = rank
-        self.energy = _check_fraction(energy, "energy", allow_one=True)
-        self.param_ratio = None if param_ratio is None else _check_fraction(param_ratio, "param_ratio", allow_one=False)
-        if layers is None and isinstance(rank, dict):
-            layers = LayerSelection(include=list(rank))
-        self.layers = layers or LayerSelection()
-        if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or learning_rate <= 0:
-            raise RecipeError(f"learning_rate must be > 0. Received: learning_rate={learning_rate!r}.")
-        self.learning_rate = float(learning_rate)
+        self.energy = _fraction("energy", energy, allow_one=True)
+        self.param_ratio = None if param_ratio is None else _fraction("param_ratio", param_ratio, allow_one=False)
+        self.layers = options.selection(layers, rank)
+        self.learning_rate = options.learning_rate(learning_rate)
 
     def params(self) -> dict:
         return {

@@ -15,9 +15,9 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from converters.conversion import load_keras_model as load_model  # the one loader, public here too
 from mobile_opt import _tf
-from mobile_opt._files import check_not_special
-from mobile_opt.errors import InputError, ModelFormatError, UnsupportedModelError
+from mobile_opt.errors import InputError, UnsupportedModelError
 
 __all__ = ["bridge_model", "check_model", "load_model", "save_model", "saved_model_format"]
 
@@ -85,43 +85,6 @@ def check_model(model) -> None:
             f"Model {model.name!r} is not built; give its first layer an input shape "
             "(e.g. `keras.Input((28, 28))`) or call it once on data."
         )
-
-
-def load_model(path: str | Path):
-    """Loads a model from `.keras`, `.h5` or a SavedModel directory.
-
-    A file saved by Keras 3 comes back as the Keras 3 model (checked to be bridgeable);
-    anything else as a tf_keras model.
-
-    Args:
-        path: the model file or directory.
-
-    Returns:
-        The model, not compiled (TF-MOT wrappers in the file are understood).
-
-    Raises:
-        InputError: the path does not exist.
-        ModelFormatError: it is not a model tf_keras can read.
-        UnsupportedModelError: the loaded model cannot be optimized.
-    """
-    import converters
-
-    path = check_not_special(path, what="Model")
-    if path.is_file() and path.suffix not in (".keras", ".h5", ".hdf5"):
-        raise ModelFormatError(
-            f"{path} is not a Keras model: expected a .keras or .h5 file or a SavedModel "
-            f"directory (a .tflite goes to `mobile-opt analyze`). Received: suffix={path.suffix!r}."
-        )
-    from converters._keras3_rebuild import check_structure
-    from converters.keras3_bridge import load_keras3_file, saved_by_keras3
-
-    if saved_by_keras3(path):  # the user's Keras 3 model; the pipeline bridges (and proves) it
-        model = load_keras3_file(path)
-        check_structure(model)  # refuse now, every offending layer named, what cannot be bridged
-        return model
-    model = converters.load_keras_model(path)
-    check_model(model)
-    return model
 
 
 def saved_model_format(path: str | Path) -> str:

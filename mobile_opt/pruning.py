@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Mapping
 
-from mobile_opt import _tf
+from mobile_opt import _stage_options as options, _tf
+from mobile_opt._checks import check_number
 from mobile_opt.errors import RecipeError
 from mobile_opt.layer_selection import LayerSelection
 from mobile_opt.measure import kernel_stats
@@ -31,12 +32,7 @@ _STRUCTURES = ("unstructured", "2:4")
 _POLICIES = (None, "xnnpack")
 
 
-def _check_sparsity(value, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise RecipeError(
-            f"Sparsity must be a number in [0, 1) (0.9 = 90% zeros). Received: {where}={value!r}."
-        )
-    return float(value)
+_SPARSITY = dict(at_least=0, below=1, hint="(0.9 = 90% zeros)")
 
 
 class PruneStage(Stage):
@@ -107,22 +103,12 @@ class PruneStage(Stage):
             sparsity = 0.5
         if sparsity is None:
             raise RecipeError("prune() needs a target sparsity, e.g. prune(0.8), or structure='2:4'.")
-        if isinstance(sparsity, Mapping):
-            if not sparsity:
-                raise RecipeError("A per-layer sparsity mapping must name at least one layer.")
-            sparsity = {str(k): _check_sparsity(v, f"sparsity[{k!r}]") for k, v in sparsity.items()}
-        else:
-            sparsity = _check_sparsity(sparsity, "sparsity")
-        self.initial_sparsity = _check_sparsity(initial_sparsity, "initial_sparsity")
-        self.sparsity = sparsity
+        self.sparsity = options.per_layer("sparsity", sparsity, **_SPARSITY)
+        self.initial_sparsity = float(check_number("initial_sparsity", initial_sparsity, error=RecipeError, **_SPARSITY))
         self.schedule = schedule
         self.structure = structure
-        if layers is None and isinstance(sparsity, dict):
-            layers = LayerSelection(include=list(sparsity))
-        self.layers = layers or LayerSelection()
-        if learning_rate <= 0:
-            raise RecipeError(f"learning_rate must be > 0. Received: learning_rate={learning_rate!r}.")
-        self.learning_rate = learning_rate
+        self.layers = options.selection(layers, self.sparsity)
+        self.learning_rate = options.learning_rate(learning_rate)
 
     def params(self) -> dict:
         return {

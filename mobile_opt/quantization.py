@@ -21,7 +21,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from mobile_opt import _int4, _tf
+from mobile_opt import _int4, _stage_options as options, _tf
+from mobile_opt._checks import check_number
 from mobile_opt._compat_tfmot import output_quantize_config, qat_uncovered
 from mobile_opt.errors import RecipeError, UnsupportedModelError
 from mobile_opt.measure import kernel_arrays, kernel_shapes, stats_of
@@ -116,12 +117,11 @@ class QuantizeStage(Stage):
         if not per_channel and mode not in ("ptq_int8", "int4_fc"):
             raise RecipeError(f"per_channel=False is for mode='ptq_int8' (QAT's scheme sets its own scales). "
                               f"Received: mode={mode!r}.")
-        if representative_samples < 1:
-            raise RecipeError(f"representative_samples must be >= 1. Received: {representative_samples!r}.")
+        check_number("representative_samples", representative_samples, at_least=1, integer=True, error=RecipeError)
         self.mode = mode
         self.skip_layers = tuple(skip_layers)
         self.io_dtype = io_dtype
-        self.learning_rate = learning_rate
+        self.learning_rate = options.learning_rate(learning_rate)
         self.representative_samples = representative_samples
         self.per_channel = per_channel
         self.bits = dict(bits or {})

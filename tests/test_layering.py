@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LEAVES = {"mobile_opt.errors", "mobile_opt._files", "mobile_opt._tf", "mobile_opt._lazy", "mobile_opt._version"}
+LEAVES = {"mobile_opt.errors", "mobile_opt._checks", "mobile_opt._files", "mobile_opt._tf", "mobile_opt._lazy",
+          "mobile_opt._version"}
 RULES = {
     "converters": {"forbidden": ("mobile_opt", "device_bench")},
     "device_bench": {"forbidden": ("mobile_opt",)},

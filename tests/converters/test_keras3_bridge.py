@@ -177,3 +177,16 @@ def test_convert_and_count_flops_take_keras3_files(tmp_path, suffix):
     runner = interpreter.get_signature_runner()
     (out,) = runner(**{runner.get_input_details().popitem()[0]: x}).values()
     np.testing.assert_allclose(out, np.asarray(model(x)), atol=1e-4)
+
+
+def test_the_loader_keeps_keras3_and_refuses_what_cannot_bridge(tmp_path):
+    """One Keras 3 rule: the file comes back as Keras 3; consumers that need tf_keras bridge it."""
+    model = keras.Sequential([keras.Input((4,)), L.Dense(3, name="fc")])
+    model.save(tmp_path / "k3.keras")
+    loaded = converters.load_keras_model(tmp_path / "k3.keras")
+    assert type(loaded).__module__.startswith("keras") and not isinstance(loaded, _tf.keras().Model)
+    assert [w.shape for w in loaded.get_weights()] == [w.shape for w in model.get_weights()]
+    odd = keras.Sequential([keras.Input((4,)), L.LayerNormalization(rms_scaling=True, name="rms")])
+    odd.save(tmp_path / "odd.keras")
+    with pytest.raises(UnsupportedModelError, match="rms_scaling=True"):
+        converters.load_keras_model(tmp_path / "odd.keras")
