@@ -12,7 +12,7 @@ from typing import Mapping
 from mobile_opt import _stage_options as options, _tf
 from mobile_opt._compat_tfmot import experimental_cluster
 from mobile_opt.errors import RecipeError
-from mobile_opt.layer_selection import LayerSelection
+from mobile_opt.layer_selection import DEPTHWISE_KERNEL, LayerSelection
 from mobile_opt.measure import kernel_stats
 from mobile_opt.stage import Check, Stage, StageContext, StageOutput, clone, stage_builder
 
@@ -95,7 +95,8 @@ class ClusterStage(Stage):
         keras, tfmot = _tf.keras(), _tf.tfmot()
         clustering = tfmot.clustering.keras
         experimental = experimental_cluster()  # takes preserve_sparsity (see _compat_tfmot)
-        selected = self.layers.select(model)
+        checks, notes = [], []
+        selected = self.layers.select_for_tfmot(model, "cluster", notes)
         # After pruning, clustering must keep the zeros or it undoes the pruning.
         preserve = self.preserve_sparsity if self.preserve_sparsity is not None else "prune" in ctx.kinds_before()
         init = getattr(clustering.CentroidInitialization, _INITS[self.init])
@@ -116,8 +117,7 @@ class ClusterStage(Stage):
         wrapped = keras.models.clone_model(base, clone_function=wrap)
         ctx.fine_tune(wrapped, learning_rate=self.learning_rate, label=f"cluster {self.clusters}")
         stripped = clustering.strip_clustering(wrapped)
-        stats = kernel_stats(stripped, selected)
-        checks, notes = [], []
+        stats = {k: v for k, v in kernel_stats(stripped, selected).items() if not k.endswith(DEPTHWISE_KERNEL)}
         for name, st in stats.items():
             k = self.count(name.split("/")[0])
             measured = st.max_unique_per_channel if self.per_channel else st.unique_values

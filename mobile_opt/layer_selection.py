@@ -7,15 +7,24 @@ final classifier Dense alone.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
 from mobile_opt.errors import RecipeError
 
-__all__ = ["LayerSelection", "WEIGHT_LAYER_TYPES"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["LayerSelection", "TFMOT_TYPES", "WEIGHT_LAYER_TYPES"]
 
 WEIGHT_LAYER_TYPES = ("Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D")
+# What TF-MOT 0.8.1 prunes and clusters (measured: tests/mobile_opt/test_pruning.py and
+# test_clustering.py): the kernel of these types, of a SeparableConv2D only the pointwise kernel.
+# It wraps a DepthwiseConv2D without error and changes nothing in it, so a check could only fail.
+TFMOT_TYPES = ("Dense", "Conv1D", "Conv2D", "Conv3D", "SeparableConv2D")
+DEPTHWISE_KERNEL = "/depthwise_kernel"
+_DONE = {"prune": "pruned", "cluster": "clustered"}
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,42 @@ class LayerSelection:
         if not chosen:
             raise RecipeError(self._nothing_selected(model, layers, weight_layers, supported))
         return [l.name for l in chosen]
+
+    def select_for_tfmot(self, model, stage: str, notes: list[str]) -> list[str]:
+        """The selected layers TF-MOT's `stage` ("prune", "cluster") changes: depthwise layers named
+        in `include` are refused, others left out with one note (appended to `notes`) saying how many.
+
+        Raises:
+            RecipeError: a DepthwiseConv2D named, or only depthwise layers matched.
+        """
+        matched = self.select(model, supported=TFMOT_TYPES)
+        kinds = {layer.name: type(layer).__name__ for layer in model.layers}
+        named = self._entries(self.include)
+        refused = [n for n in matched if kinds[n] == "DepthwiseConv2D" and (n in named or kinds[n] in named)]
+        if refused:
+            raise RecipeError(
+                f"TF-MOT cannot {stage} DepthwiseConv2D layers: it wraps them but changes no weight (they stay "
+                f"as they are). Received: layers include {refused}. Leave them out of the {stage} stage "
+                "(quantization does compress them)."
+            )
+        selected = [n for n in matched if kinds[n] != "DepthwiseConv2D"]  # a regex can match them
+        if self.include in (None, "all"):
+            depthwise = sum(1 for kind in kinds.values() if kind == "DepthwiseConv2D")
+        else:
+            depthwise = len(matched) - len(selected)
+        separable = sum(1 for n in selected if kinds[n] == "SeparableConv2D")
+        left = [f"{depthwise} DepthwiseConv2D layer(s)"] * bool(depthwise) + [
+            f"the depthwise kernels of {separable} SeparableConv2D layer(s) (their pointwise kernels are "
+            f"{_DONE[stage]})"
+        ] * bool(separable)
+        if left:
+            message = f"left as they are: {' and '.join(left)}; TF-MOT does not {stage} depthwise kernels"
+            logger.info(message)
+            notes.append(message)
+        if not selected:
+            raise RecipeError(f"The {stage} stage's layer selection matches only DepthwiseConv2D layers, which "
+                              f"TF-MOT cannot {stage}: {', '.join(matched)}. Name other layers in include.")
+        return selected
 
     def _nothing_selected(self, model, layers, weight_layers, supported) -> str:
         """Why nothing was selected, which layers there are, and what to pass instead."""

@@ -14,7 +14,7 @@ from typing import Mapping
 from mobile_opt import _stage_options as options, _tf
 from mobile_opt._checks import check_number
 from mobile_opt.errors import RecipeError
-from mobile_opt.layer_selection import LayerSelection
+from mobile_opt.layer_selection import DEPTHWISE_KERNEL, LayerSelection
 from mobile_opt.measure import kernel_stats
 from mobile_opt.stage import Check, Stage, StageContext, StageOutput, clone, stage_builder
 
@@ -23,11 +23,6 @@ __all__ = ["PruneStage", "prune"]
 logger = logging.getLogger(__name__)
 
 _SCHEDULES = ("constant", "polynomial")
-# What TF-MOT 0.8.1 prunes (its prune_registry, checked by tests/mobile_opt/test_pruning.py): the
-# kernel of these types, of a SeparableConv2D only the pointwise kernel. It wraps a DepthwiseConv2D
-# without error and prunes nothing in it, so the stage's check could only fail there.
-_PRUNED_TYPES = ("Dense", "Conv1D", "Conv2D", "Conv3D", "SeparableConv2D")
-_UNPRUNED_KERNEL = "/depthwise_kernel"
 _STRUCTURES = ("unstructured", "2:4")
 _POLICIES = (None, "xnnpack")
 
@@ -145,7 +140,7 @@ class PruneStage(Stage):
     def apply(self, model, ctx: StageContext) -> StageOutput:
         keras, tfmot = _tf.keras(), _tf.tfmot()
         notes = []
-        selected = self._select(model, notes)
+        selected = self.layers.select_for_tfmot(model, "prune", notes)
         if self.structure == "2:4":
             # TF-MOT's 2:4 runs along input channels; a layer with fewer than 4 cannot take it.
             narrow = [n for n in selected if _input_channels(model.get_layer(n)) < 4]
@@ -176,7 +171,7 @@ class PruneStage(Stage):
             label=f"prune {self.sparsity if not isinstance(self.sparsity, dict) else 'per-layer'}",
         )
         stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
-        stats = {k: v for k, v in kernel_stats(stripped, selected).items() if not k.endswith(_UNPRUNED_KERNEL)}
+        stats = {k: v for k, v in kernel_stats(stripped, selected).items() if not k.endswith(DEPTHWISE_KERNEL)}
         checks = []
         for name, st in stats.items():
             target = self.target(name.split("/")[0])
@@ -194,37 +189,6 @@ class PruneStage(Stage):
             checks.append(check)
         return StageOutput(stripped, tuple(checks), {k: v.to_dict() for k, v in stats.items()}, tuple(notes),
                            tflite=tflite)
-
-
-    def _select(self, model, notes: list[str]) -> list[str]:
-        """The selected layers TF-MOT prunes; depthwise ones are refused by name, else left out once."""
-        matched = self.layers.select(model, supported=_PRUNED_TYPES)
-        kinds = {layer.name: type(layer).__name__ for layer in model.layers}
-        named = LayerSelection._entries(self.layers.include)
-        refused = [n for n in matched if kinds[n] == "DepthwiseConv2D" and (n in named or kinds[n] in named)]
-        if refused:
-            raise RecipeError(
-                f"TF-MOT cannot prune DepthwiseConv2D layers: it wraps them but prunes no weight (they stay "
-                f"dense). Received: layers include {refused}. Leave them out of the prune stage (clustering "
-                "and quantization do compress them)."
-            )
-        selected = [n for n in matched if kinds[n] != "DepthwiseConv2D"]  # a regex can match them
-        if self.layers.include in (None, "all"):
-            depthwise = sum(1 for kind in kinds.values() if kind == "DepthwiseConv2D")
-        else:
-            depthwise = len(matched) - len(selected)
-        separable = sum(1 for n in selected if kinds[n] == "SeparableConv2D")
-        left = [f"{depthwise} DepthwiseConv2D layer(s)"] * bool(depthwise) + [
-            f"the depthwise kernels of {separable} SeparableConv2D layer(s) (their pointwise kernels are pruned)"
-        ] * bool(separable)
-        if left:
-            message = f"left dense: {' and '.join(left)}; TF-MOT prunes no depthwise kernel"
-            logger.info(message)
-            notes.append(message)
-        if not selected:
-            raise RecipeError("The prune stage's layer selection matches only DepthwiseConv2D layers, which TF-MOT "
-                              f"cannot prune. Received: layers={self.layers.describe()}.")
-        return selected
 
 
 def _xnnpack_selection(model, selected: list[str], notes: list[str]) -> list[str]:

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from mobile_opt import LayerSelection, Pipeline, prune
+from mobile_opt import LayerSelection, Pipeline, cluster, prune
 from mobile_opt.errors import RecipeError
 
 
@@ -143,3 +143,28 @@ def test_no_prunable_layer_is_explained_readably():
                      message)  # Keras numbers unnamed layers by how many the process built
     assert "Dense, Conv1D, Conv2D, Conv3D, SeparableConv2D (DepthwiseConv2D: not compressed" in message
     assert 'include = "all"' in message and "skip_first_conv" not in message
+
+
+def test_tfmot_clusters_no_depthwise_kernel_and_the_stage_leaves_them_out_once():
+    # TF-MOT 0.8.1 wraps DepthwiseConv2D (and SeparableConv2D's depthwise half) and changes no
+    # weight there: the default selection must not promise what it cannot keep.
+    from mobile_opt import _tf
+
+    keras, clustering = _tf.keras(), _tf.tfmot().clustering.keras
+    x, y = _tiny_data()
+    wrapped = clustering.cluster_weights(_depthwise_model(), number_of_clusters=4,
+                                         cluster_centroids_init=clustering.CentroidInitialization.LINEAR)
+    wrapped.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    wrapped.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    unique = {f"{layer.name}/{v.name.split('/')[-1].split(':')[0]}": np.unique(v.numpy()).size
+              for layer in clustering.strip_clustering(wrapped).layers for v in layer.weights if "kernel" in v.name}
+    assert unique["dw/depthwise_kernel"] == 3 * 3 * 8 and unique["sep/depthwise_kernel"] == 3 * 3 * 8
+    assert unique["sep/pointwise_kernel"] <= 4 and unique["pw/kernel"] <= 4
+
+    result = Pipeline([cluster(4)]).run(_depthwise_model(), (x, y), (x, y), fine_tune_epochs=1, batch_size=32)
+    stage = result.stages[0]
+    assert stage.ok, [c for c in stage.checks if not c.ok]
+    (note,) = [n for n in stage.notes if "depthwise" in n]
+    assert "1 DepthwiseConv2D layer(s)" in note and "pointwise kernels are clustered" in note
+    with pytest.raises(RecipeError, match=r"TF-MOT cannot cluster DepthwiseConv2D layers.* \['dw'\]"):
+        Pipeline([cluster({"dw": 4})]).run(_depthwise_model(), (x, y), (x, y), fine_tune_epochs=1)
