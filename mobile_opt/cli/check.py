@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from device_bench.intervals import ms
 from mobile_opt.cli._common import console, handle_errors, print_json, stderr_console
 
 _METRIC_NAMES = {"raw_bytes": "raw", "zip_bytes": "zip", "gzip_bytes": "gzip", "coded_bytes": "coded (estimate)", "macs": "MACs", "match": "match",
@@ -168,7 +169,7 @@ def _fmt_value(metric: str, value: float | None) -> str:
     if value is None:
         return "—"
     if metric == "p50_latency":
-        return f"{value / 1000:,.3f} ms"
+        return f"{ms(value)} ms"
     if metric == "energy":
         return f"{value * 1000:,.3f} mJ"
     if metric == "output_diff":
