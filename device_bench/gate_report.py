@@ -19,6 +19,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
+from device_bench.intervals import ms
+
 __all__ = ["GateReport", "METRIC_NAMES", "format_value", "verdict"]
 
 METRIC_NAMES = {"raw_bytes": "raw", "zip_bytes": "zip", "gzip_bytes": "gzip", "coded_bytes": "coded (estimate)",
@@ -42,7 +44,7 @@ def format_value(metric: str, value: float | None) -> str:
     if value is None:
         return "—"
     if metric == "p50_latency":
-        return f"{value / 1000:,.3f} ms"
+        return f"{ms(value)} ms"
     if metric == "energy":
         return f"{value * 1000:,.3f} mJ"
     if metric == "output_diff":

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-__all__ = ["CONFIDENCE", "format_ms", "latency_cells", "mean_interval", "plus_minus", "quantile_interval",
+__all__ = ["CONFIDENCE", "format_ms", "latency_cells", "mean_interval", "ms", "plus_minus", "quantile_interval",
            "runs_to_bound", "unbounded_note"]
 
 CONFIDENCE = 0.95
@@ -58,6 +58,22 @@ def mean_interval(mean: float, std: float, count: int,
     return mean - half, mean + half
 
 
+def ms(value: float | None, *, from_ms: bool = False) -> str:
+    """A time in microseconds (milliseconds with `from_ms`) written as milliseconds to 3 decimals,
+    i.e. to the microsecond; `-` for None.
+
+    The one way a time is written, in tables, reports and figures alike, so a figure reads the
+    same everywhere and at the precision of its `plus_minus`.
+
+    Example:
+        >>> ms(340.4), ms(1234567.8), ms(2.5, from_ms=True), ms(None)
+        ('0.340', '1,234.568', '2.500', '-')
+    """
+    if value is None:
+        return "-"
+    return f"{value if from_ms else value / 1000:,.3f}"
+
+
 def plus_minus(value_us: float, interval_us: Sequence[float | None] | None) -> str:
     """`±0.003` (ms): the larger side of the interval, so it contains the interval; `±<0.001`
     under the printed precision (never ±0.000, which reads as exact); `±?` when an end is
@@ -71,7 +87,7 @@ def plus_minus(value_us: float, interval_us: Sequence[float | None] | None) -> s
 
 def format_ms(value_us: float | None, interval_us: Sequence[float | None] | None) -> str:
     """`0.340 ±0.003`: the figure in ms and its `plus_minus`; `-` when there is no figure."""
-    return "-" if value_us is None else f"{value_us / 1000:.3f} {plus_minus(value_us, interval_us)}"
+    return "-" if value_us is None else f"{ms(value_us)} {plus_minus(value_us, interval_us)}"
 
 
 def runs_to_bound(q: float, confidence: float = CONFIDENCE) -> int:

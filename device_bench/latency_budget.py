@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from device_bench.intervals import ms
 from device_bench.regression import RegressionCheck, latency_values, median_interval, summary_stats
 
 __all__ = ["check_latency_budgets"]
@@ -97,7 +98,7 @@ def check_latency_budgets(budgets: Sequence[Any], results: Sequence[Any],
                                               "tool's statistics"))
                 continue
             over = low > limit_us
-            note = f"95% {low / 1000:.3f}–{high / 1000:.3f} ms, n={n}" + how
+            note = f"95% {ms(low)}–{ms(high)} ms, n={n}" + how
             if not over and median > limit_us:
                 note += "; the limit is inside the interval: within noise"
             checks.append(RegressionCheck(name, where, "p50_latency", limit_us, median, not over,

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from device_bench.intervals import ms
 from mobile_opt._lazy import pyplot
 
 __all__ = ["RESOLUTION_MS", "OpCost", "OpTypeCost", "join_notes", "join_op_costs", "op_costs_json", "op_costs_of",
@@ -202,7 +203,7 @@ def join_op_costs(rows: Sequence[Any], flops: Any) -> tuple[tuple[OpCost, ...], 
 def join_notes(per_op: Sequence[OpCost]) -> list[str]:
     """What a reader of the joined figures must know: their resolution, and how rows were joined."""
     notes = [f"times are the profiler's whole µs per op and run: a type's ms is within ± count × "
-             f"{RESOLUTION_MS:.3f} ms (an op under 1 µs may show 0)"]
+             f"{ms(RESOLUTION_MS, from_ms=True)} ms (an op under 1 µs may show 0)"]
     by_order = sum(o.joined_by == "order and type" for o in per_op)
     if by_order:
         notes.append(f"{by_order} delegate rows (e.g. XNNPACK's, which carry no .tflite index) joined to "

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from device_bench.intervals import ms
 from device_bench.results import BenchmarkResult
 from mobile_opt._lazy import pyplot
 from mobile_opt.errors import InputError
@@ -90,7 +91,7 @@ def plot_latency(
         for i, values in enumerate(data, start=1):
             ordered = sorted(values)
             median = ordered[len(ordered) // 2]
-            ax.annotate(f"median {median:.3g} ms\n{len(values)} runs", (i + 0.28, median), fontsize=7,
+            ax.annotate(f"median {ms(median, from_ms=True)} ms\n{len(values)} runs", (i + 0.28, median), fontsize=7,
                         va="center", ha="left")
         ax.set_xlim(0.5, len(labels) + 0.9)  # room for the median labels right of each box
         ax.set_xticks(range(1, len(labels) + 1))

@@ -47,6 +47,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from device_bench.intervals import ms
 from mobile_opt.errors import InputError
 
 __all__ = [
@@ -240,7 +241,7 @@ class RegressionCheck:
             return f"{head} not testable ({self.note})"
         if self.status == "over" or (self.old is None and self.status == "ok"):
             relation = ">" if self.status == "over" else "<="  # a budget (no baseline)
-            return f"{head} {self.actual / 1000:.3f} ms {relation} {self.limit / 1000:.3f} ms ({self.note})"
+            return f"{head} {ms(self.actual)} ms {relation} {ms(self.limit)} ms ({self.note})"
         verdict = "regressed" if self.status == "regressed" else "no significant regression"
         return f"{head} {verdict} ({self.note})"
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from device_bench.intervals import ms
+
 __all__ = ["OpTypeChange", "Slowdown", "explain_slowdown", "is_slower"]
 
 # SIMD that gives XNNPACK fast int8 kernels (x86 /proc/cpuinfo flags; ARM phones have dotprod
@@ -53,7 +55,8 @@ class Slowdown:
 
     def summary(self) -> str:
         worse = [c for c in self.changes if c.delta_ms > 0][:3]
-        where = ", ".join(f"{c.node_type} {c.baseline_ms:.3f} -> {c.candidate_ms:.3f} ms" for c in worse)
+        where = ", ".join(f"{c.node_type} {ms(c.baseline_ms, from_ms=True)} -> {ms(c.candidate_ms, from_ms=True)} ms"
+                          for c in worse)
         text = f"{self.candidate} runs {self.ratio:.2f}x the time of {self.baseline} on {self.device}"
         return text + (f"; slower ops: {where}" if where else "; no op type got slower (per-op rows)") + ". " \
             + " ".join(self.advice)

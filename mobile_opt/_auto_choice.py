@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from device_bench.intervals import ms
 from mobile_opt._checks import check_number
 from mobile_opt.errors import ConstraintError
 
@@ -225,7 +226,7 @@ def choose(candidates: list[Candidate], constraints: Constraints, baseline_raw_b
                    f"{chosen.coded_bytes:,} B coded estimate ({baseline_raw_bytes / chosen.coded_bytes:.1f}×), "
                    f"accuracy drop {chosen.accuracy_drop_pp:+.2f} pp"
                    + (f" ± {chosen.accuracy_drop_se_pp:.2f} (s.e.)" if chosen.accuracy_drop_se_pp is not None else "")
-                   + (f", {chosen.latency_ms:.3f} ms" if chosen.latency_ms is not None else "")
+                   + (f", {ms(chosen.latency_ms, from_ms=True)} ms" if chosen.latency_ms is not None else "")
                    + f"; {len(feasible)} of {len(candidates)} candidates met the constraints.")
         return chosen, (), message
     measured = [c for c in candidates if c.error is None]

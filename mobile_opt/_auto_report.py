@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+from device_bench.intervals import ms
 from mobile_opt._lazy import pyplot
 from mobile_opt._provenance import provenance
 
@@ -68,7 +69,7 @@ def _markdown(result) -> str:
         "## Baseline (fp32 .tflite of the input model)",
         "",
         f"- accuracy {_fmt(b['accuracy'], 4)}; {_fmt(b['raw_bytes'])} B .tflite as shipped, {_fmt(b['coded_bytes'])} B coded (estimate); "
-        f"graph overhead {_fmt(b['graph_overhead_bytes'])} B; latency {_fmt(b.get('latency_ms'), 3)} ms; "
+        f"graph overhead {_fmt(b['graph_overhead_bytes'])} B; latency {ms(b.get('latency_ms'), from_ms=True)} ms; "
         f"{_fmt(b['params'])} parameters",
         "",
     ]
@@ -98,7 +99,7 @@ def _markdown(result) -> str:
         lines += ["", f"Final: accuracy {_fmt(shown.accuracy, 4)} ({_fmt(shown.accuracy_drop_pp)} pp drop), "
                   f"{_fmt(shown.raw_bytes)} B .tflite as shipped ({b['raw_bytes'] / shown.raw_bytes:.1f}× vs fp32), "
                   f"{_fmt(shown.coded_bytes)} B coded estimate ({b['raw_bytes'] / shown.coded_bytes:.1f}×), "
-                  f"latency {_fmt(shown.latency_ms, 3)} ms"
+                  f"latency {ms(shown.latency_ms, from_ms=True)} ms"
                   + (f" ({shown.latency_note})" if shown.latency_note else ""), ""]
     header = ["| trial | recipe | accuracy | drop pp | raw B (shipped) | raw ratio | zip B (download) | coded B (estimate) "
               "| coded ratio | latency ms | feasible | Pareto | checks |",
@@ -146,7 +147,7 @@ def _plot(result, path: Path) -> None:
         ax.scatter([result.chosen.coded_bytes / 1000], [result.chosen.accuracy_drop_pp], s=160,
                    facecolors="none", edgecolors="C3", linewidths=2, label=f"chosen (trial {result.chosen.number})")
     for c in measured:
-        label = f"{c.number}" + (f"\n{c.latency_ms:.2f} ms" if c.latency_ms is not None else "")
+        label = f"{c.number}" + (f"\n{ms(c.latency_ms, from_ms=True)} ms" if c.latency_ms is not None else "")
         ax.annotate(label, (c.coded_bytes / 1000, c.accuracy_drop_pp), fontsize=7, xytext=(3, 3),
                     textcoords="offset points")
     ax.axhline(result.constraints.max_accuracy_drop, color="C3", ls="--", lw=1, label="max drop")

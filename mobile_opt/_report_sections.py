@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from converters.keras3_bridge import proof_sentence
-from device_bench.intervals import plus_minus, runs_to_bound
+from device_bench.intervals import ms, plus_minus, runs_to_bound
 from mobile_opt import _report_figures as figures
 from mobile_opt.report import NOT_MEASURED, ReportInput, png_img
 from mobile_opt.stage import comparable_figures
@@ -32,9 +32,9 @@ def _num(value: Any, fmt: str = ",", reason: str | None = None) -> str:
     return _nm(reason) if value is None else format(value, fmt)
 
 
-def _ms(us: Any, reason: str | None = None) -> str:
-    """Milliseconds to 4 significant digits (a 5 µs op and a 50 ms model both stay readable)."""
-    return _nm(reason) if us is None else f"{us / 1000:.4g}"
+def _ms(value: Any, reason: str | None = None, *, from_ms: bool = False) -> str:
+    """Milliseconds as the CLI writes them (`ms`), or why there is no figure."""
+    return _nm(reason) if value is None else ms(value, from_ms=from_ms)
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[int] = ()) -> str:
@@ -359,7 +359,7 @@ def pareto(inputs: Sequence[ReportInput]) -> str:
         rows = [(("<b>chosen</b> " if c["number"] == chosen else "") + str(c["number"]),
                  _num(c.get("accuracy"), ".4f"), _num(c.get("accuracy_drop_pp"), "+.2f"), _num(c.get("raw_bytes"), ","),
                  _num(c.get("coded_bytes"), ","),
-                 _num(c.get("latency_ms"), ".3f", c.get("latency_note")), "yes" if c.get("feasible") else "no")
+                 _ms(c.get("latency_ms"), c.get("latency_note"), from_ms=True), "yes" if c.get("feasible") else "no")
                 for c in sorted((c for c in d["candidates"] if c["number"] in front), key=lambda c: c.get("coded_bytes") or 0)]
         b = d["baseline"]
         parts.append(f"<p>{escape(d.get('message', ''))}</p><p class='prov'>Baseline fp32: accuracy "

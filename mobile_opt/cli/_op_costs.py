@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-def _ms(value) -> str:
-    return "-" if value is None else f"{value:.3f}"
+from device_bench.intervals import ms
 
 
 def _pct(value) -> str:
@@ -25,7 +23,7 @@ def render(joined, console) -> None:
         for column in ("op type", "count", "ms", "time %", "MACs", "MACs %", "GMAC/s"):
             table.add_column(column, justify="left" if column == "op type" else "right", no_wrap=True)
         for t in per_type:
-            table.add_row(t.node_type, str(t.count), _ms(t.avg_ms), _pct(t.time_share),
+            table.add_row(t.node_type, str(t.count), ms(t.avg_ms, from_ms=True), _pct(t.time_share),
                           "-" if t.macs is None else f"{t.macs:,}", _pct(t.macs_share),
                           "-" if t.gmacs_per_s is None else f"{t.gmacs_per_s:.2f}")
         console.print(table)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from device_bench.intervals import ms as _ms
 from mobile_opt.cli import _outputs
 from mobile_opt.cli._common import console, handle_errors, print_json, stderr_console
 
@@ -25,10 +26,6 @@ def _csv(kind: type, name: str):
         return items
 
     return convert
-
-
-def _ms(us: float | None) -> str:
-    return "-" if us is None else f"{us / 1000:.3f}"
 
 
 def _energy_text(result) -> str:

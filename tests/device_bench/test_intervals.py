@@ -14,7 +14,8 @@ import pytest
 from scipy.stats import lognorm
 
 from device_bench.benchmark_output import TimingStats
-from device_bench.intervals import format_ms, mean_interval, quantile_interval, runs_to_bound, unbounded_note
+from device_bench.intervals import (format_ms, mean_interval, ms, plus_minus, quantile_interval, runs_to_bound,
+                                    unbounded_note)
 from device_bench.results import LatencyStats
 
 TRIALS = 500
@@ -70,3 +71,9 @@ def test_stats_carry_intervals_around_their_figures():
                                               p5_us=420.0, median_us=490.0, p95_us=600.0), source="result_proto")
     assert set(tool.intervals_us) == {"mean"} and "median's interval" in tool.unavailable
     assert format_ms(tool.p50_us, tool.intervals_us.get("p50")).endswith("±?")
+
+
+def test_ms_writes_every_time_to_the_microsecond():
+    assert (ms(340.4), ms(0.4), ms(1_234_567.8), ms(None)) == ("0.340", "0.000", "1,234.568", "-")
+    assert ms(2.5, from_ms=True) == ms(2500) == "2.500"
+    assert format_ms(340.4, (339.0, 342.0)) == f"{ms(340.4)} {plus_minus(340.4, (339.0, 342.0))}"

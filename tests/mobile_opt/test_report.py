@@ -136,7 +136,7 @@ def test_page_loads_in_chromium_without_errors_or_network_and_shows_the_key_figu
     rows = [json.loads(line) for line in results["bench"].read_text().splitlines()]
     assert {Path(r["model_path"]).name for r in rows} == {"small.tflite", "large.tflite"}
     for r in rows:  # every run's p50, as the page prints it
-        assert f"{r['latency']['p50_us'] / 1000:.4g} ms" in text
+        assert f"{r['latency']['p50_us'] / 1000:,.3f} ms" in text  # as `bench` prints it
     coded = json.loads(results["analyze"].read_text())["coded_bytes"]
     assert f"{coded:,} B" in text
     energy = next(r["energy"] for r in rows if r.get("energy"))
