@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 import converters
 from device_bench import EnergySettings, RunSettings, benchmark, connect
+from device_bench.intervals import ms
 from device_bench.testing import BatteryProfile, GaugeModel, LoopbackDevice
 from device_bench.testing.fake_benchmark_model import install
 from mobile_opt import _tf
@@ -171,7 +172,7 @@ def test_missing_percentiles_read_not_measured_with_the_reason(results, tmp_path
     path.write_text(json.dumps(row) + "\n")
     html = write_report([path], tmp_path / "r.html").read_text()
     assert "not measured" in html and "the tool&#x27;s result proto holds none" in html
-    assert f"{row['latency']['p50_us'] / 1000:.4g}" in html
+    assert ms(row["latency"]["p50_us"]) in html
 
 
 def test_unrecognised_input_is_exit_2_and_names_the_kinds(tmp_path):
