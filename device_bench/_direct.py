@@ -191,6 +191,17 @@ class DirectDevice(Device):
         return AdbDevice(EofTcpTransport(host, port),
                          default_transport_timeout_s=self._connect_timeout_s)
 
+    def _unreachable(self, exc: OSError, timeout: float) -> str:
+        """What a failed TCP connect means, and what to do."""
+        if isinstance(exc, ConnectionRefusedError):
+            return (f"nothing listens at {self.serial} ({exc}). On the phone enable wireless "
+                    "debugging / `adb tcpip 5555`, and check the address.")
+        if isinstance(exc, socket.gaierror):  # a well-formed host name that no resolver knows
+            return (f"cannot look up the host of {self.serial}: {exc.strerror or exc}. Check the name, "
+                    "or use the phone's IP address (shown under wireless debugging).")
+        return (f"no answer from {self.serial} within {timeout:g} s; check the address and "
+                "that the phone is on the same network.")
+
     def _connect(self, adb: AdbDevice | None = None) -> None:
         adb = adb if adb is not None else self._make_adb()
         asked = []
@@ -199,27 +210,9 @@ class DirectDevice(Device):
             adb.connect(rsa_keys=[self._signer], transport_timeout_s=timeout,
                         auth_timeout_s=timeout, read_timeout_s=timeout,
                         auth_callback=lambda _dev: asked.append(True))
-        except ConnectionRefusedError as exc:
+        except (ConnectionRefusedError, socket.gaierror, socket.timeout) as exc:  # no adbd reached
             adb.close()
-            raise DeviceNotFoundError(
-                f"nothing listens at {self.serial} ({exc}). On the phone enable wireless "
-                "debugging / `adb tcpip 5555`, and check the address.",
-                serial=self.serial, step="connect",
-            ) from exc
-        except socket.gaierror as exc:  # a well-formed host name that no resolver knows
-            adb.close()
-            raise DeviceNotFoundError(
-                f"cannot look up the host of {self.serial}: {exc.strerror or exc}. Check the name, "
-                "or use the phone's IP address (shown under wireless debugging).",
-                serial=self.serial, step="connect",
-            ) from exc
-        except socket.timeout as exc:  # the TCP connect itself: nothing answers there
-            adb.close()
-            raise DeviceNotFoundError(
-                f"no answer from {self.serial} within {timeout:g} s; check the address and "
-                "that the phone is on the same network.",
-                serial=self.serial, step="connect",
-            ) from exc
+            raise DeviceNotFoundError(self._unreachable(exc, timeout), serial=self.serial, step="connect") from exc
         except (adb_exc.DeviceAuthError, *_TIMEOUT_ERRORS) as exc:
             adb.close()
             if asked or isinstance(exc, adb_exc.DeviceAuthError):
