@@ -20,10 +20,12 @@ def _render(result) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from device_bench.intervals import ms
+
     b = result.baseline
     console.print(f"Baseline fp32 .tflite: accuracy {b['accuracy']:.4f}, {b['raw_bytes']:,} B .tflite as shipped, "
                   f"{b['coded_bytes']:,} B coded (estimate), graph overhead {b['graph_overhead_bytes']:,} B"
-                  + (f", {b['latency_ms']:.3f} ms" if b.get("latency_ms") is not None else ""))
+                  + (f", {ms(b['latency_ms'], from_ms=True)} ms" if b.get("latency_ms") is not None else ""))
     from rich import box
 
     # Numbers never wrap or get cut; the recipe folds (80-column terminals).
@@ -45,7 +47,7 @@ def _render(result) -> None:
         table.add_row(str(c.number), escape(_recipe_text(c.recipe)), f"{c.accuracy:.4f}", f"{c.accuracy_drop_pp:+.2f}",
                       f"{c.raw_bytes:,}", f"{b['raw_bytes'] / c.raw_bytes:.1f}×",
                       "-" if c.zip_bytes is None else f"{c.zip_bytes:,}", f"{c.coded_bytes:,}",
-                      f"{c.latency_ms:.3f}" if c.latency_ms is not None else "-", mark,
+                      ms(c.latency_ms, from_ms=True), mark,
                       "*" if c.number in pareto else "")
     console.print(table)
     for c in result.closest:
