@@ -7,7 +7,9 @@ Derandomized, so the suite never flakes; MOBILE_OPT_FUZZ_EXAMPLES=500 searches f
 
 from __future__ import annotations
 
+import functools
 import os
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,23 @@ def good(tmp_path_factory):
 
     (root / "m.tflite").write_bytes(converters.convert(model))
     return root
+
+
+@functools.lru_cache(maxsize=1)
+def _keras_zips(good: Path) -> dict[str, bytes]:
+    """.keras files a user might hold: cut short, empty, junk behind a zip signature, no weights."""
+    whole = (good / "m.keras").read_bytes()
+    made = {"truncated": whole[: len(whole) // 2], "junk": b"PK\x03\x04" + bytes(range(40))}
+    for name, members in (("empty", {}), ("config-only", {"config.json": "{}"}),
+                          ("no-weights", {n: zipfile.ZipFile(good / "m.keras").read(n)
+                                          for n in ("metadata.json", "config.json")})):
+        path = good / f"{name}.zip"
+        with zipfile.ZipFile(path, "w") as archive:
+            for member, data in members.items():
+                archive.writestr(member, data)
+        made[name] = path.read_bytes()
+        path.unlink()
+    return made
 
 
 @st.composite
@@ -111,3 +130,48 @@ def test_every_command_refuses_bad_input_cleanly(good, tmp_path, monkeypatch, da
     assert result.exception is None or isinstance(result.exception, SystemExit), (args, result.exception)
     assert "Traceback" not in result.output, (args, result.output)
     assert (sorted(os.listdir(work)), sorted(os.listdir(tmp_path / "inputs"))) == before, args
+
+
+@pytest.fixture
+def odd_inputs(good, tmp_path):
+    """The inputs that fuzzing found mishandled, each made for real."""
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for name in ("fifo.keras", "fifo", "fifo.jsonl", "fifo.json"):
+        os.mkfifo(inputs / name)
+    (inputs / "empty.keras").write_bytes(_keras_zips(good)["empty"])
+    (inputs / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    cache = inputs / "cache"
+    (cache / "x86" / "benchmark_model").mkdir(parents=True)  # a directory where the binary goes
+    return inputs
+
+
+# One row per defect the fuzzers found (issue 22): (arguments, exit code, message).
+_FOUND = [
+    (["optimize", "{in}/fifo.keras", "--prune", "0.5", "-o", "o.keras"], 2, "is not a regular file"),  # hung
+    (["auto", "{in}/fifo", "--out", "auto-out"], 2, "is not a regular file"),  # hung
+    (["optimize", "{in}/empty.keras", "--prune", "0.5", "-o", "o.keras"], 2, "Cannot load a tf_keras model"),
+    (["report", "{in}/fifo.json"], 2, "is not a regular file"),  # hung
+    (["report", "{in}/deep.json"], 2, "nests JSON too deeply"),  # RecursionError traceback
+    (["bench", "{good}/m.tflite", "--compare", "{in}/fifo.jsonl"], 2, "is not a regular file"),  # hung
+    (["check", "{good}/m.tflite", "--max-raw", "1MB", "--results", "{in}/fifo.jsonl"], 2, "is not a regular file"),
+    (["tools", "install", "--abi", "x86_64", "--from", "http://[::1", "--cache-dir", "c"], 2, "is not a valid URL"),
+    (["tools", "install", "--abi", "x86_64", "--url", "http://[::1", "--cache-dir", "c"], 2, "is not a valid URL"),
+    (["tools", "install", "--abi", "x86_64", "--from", "{in}/fifo", "--cache-dir", "c"], 2, "not a regular file"),
+    (["tools", "list", "--cache-dir", "{in}/cache"], 0, "Nothing cached yet"),  # IsADirectoryError traceback
+    (["devices", "--adb-host", "256.1.1.1"], 2, "not an IP address or host name"),  # exit 0, host only
+    (["devices", "--adb-host", ""], 2, "not an IP address or host name"),
+]
+
+
+@pytest.mark.parametrize("args,code,message", _FOUND, ids=[" ".join(a[:3]) for a, _, _ in _FOUND])
+def test_what_fuzzing_found_stays_fixed(good, odd_inputs, tmp_path, monkeypatch, args, code, message):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    args = [a.replace("{in}", str(odd_inputs)).replace("{good}", str(good)) for a in args]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == code, (args, result.output, result.exception)
+    assert message in result.output and "Traceback" not in result.output
+    assert list(work.iterdir()) == []
