@@ -1,14 +1,19 @@
 """Fuzzing every command with bad paths, files and option values (in-process, no training).
 
 Every invocation must end with exit code 1 or 2, print no traceback, and leave no file
-behind. The inputs are always unusable, so no example trains, converts or benchmarks.
+behind (README: "exit 2 for bad input ... a failed command leaves none of them"). The inputs
+are always unusable, so no example trains, converts or benchmarks. Bad paths include named
+pipes (a read would block forever), junk and truncated .keras zips; serials include malformed
+and unroutable-by-construction ones (nothing is dialled: a closed port or a bad address).
 Derandomized, so the suite never flakes; MOBILE_OPT_FUZZ_EXAMPLES=500 searches further.
+Below the fuzzers, one regression test per defect they found (issue 22).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import socket
 import zipfile
 from pathlib import Path
 
@@ -23,7 +28,9 @@ from mobile_opt.cli import cli
 # Names a user might type, brackets (rich markup) and spaces included.
 _NAMES = st.sampled_from(["m.tflite", "[[stages]].toml", "a b.keras", "x.npz", "out.h5", "r.jsonl", "-", "é.tflite"])
 _JUNK = st.binary(max_size=64)
-_BAD_INTS = st.sampled_from(["0", "-5", "x", "1.5", "", "99999999999999999999999"])
+# Counts no command takes; a huge count is valid where a count has no ceiling (`--top`, `--runs`).
+_BAD_INTS = st.sampled_from(["0", "-5", "x", "1.5", ""])
+_BAD_PORTS = st.sampled_from(["0", "-5", "x", "1.5", "", "65536", "99999999999999999999999"])
 _BAD_FLOATS = st.sampled_from(["nan", "-1", "x", "", "1e999"])
 
 
@@ -58,10 +65,10 @@ def _keras_zips(good: Path) -> dict[str, bytes]:
 
 
 @st.composite
-def bad_path(draw, root: Path) -> str:
+def bad_path(draw, root: Path, good: Path) -> str:
     """A missing file, a directory, an empty or junk file, or a path no one can write."""
     name = draw(_NAMES)
-    kind = draw(st.sampled_from(["missing", "dir", "empty", "junk", "proc"]))
+    kind = draw(st.sampled_from(["missing", "dir", "empty", "junk", "proc", "fifo", "keras-zip"]))
     if kind == "proc":
         return f"/proc/{name}"
     path = root / "inputs" / f"{kind}-{name}"
@@ -72,7 +79,25 @@ def bad_path(draw, root: Path) -> str:
         path.write_bytes(b"")
     elif kind == "junk":
         path.write_bytes(draw(_JUNK))
+    elif kind == "fifo" and not path.exists():
+        os.mkfifo(path)  # no one writes it: a command that reads it blocks until pytest-timeout
+    elif kind == "keras-zip":
+        path = path.with_suffix(".keras")
+        path.write_bytes(draw(st.sampled_from(sorted(_keras_zips(good).items())))[1])
     return str(path)
+
+
+# Device serials: malformed, an address that is no address, a port where nothing listens
+# (see _closed_port), or adb-server serials with the server pointed at that port.
+_SERIALS = st.sampled_from(["direct:", "direct:256.1.1.1", "direct:h:99999", "direct:[::1", "direct:a b",
+                            "direct:1.2.3.4:x", "direct:10.0.0", "usb:nosuch", "emulator-5554", "", ",",
+                            "all", "auto", "é", "direct:127.0.0.1:{closed}"])
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # closed when the socket is: connecting there is refused
 
 
 @st.composite
@@ -87,9 +112,10 @@ def unwritable_path(draw, root: Path) -> str:
 
 
 def _invocations(draw, root: Path, good: Path) -> list[str]:
-    p = draw(bad_path(root))
+    p = draw(bad_path(root, good))
     out = draw(unwritable_path(root))
     keras, tflite = str(good / "m.keras"), str(good / "m.tflite")
+    serial = draw(_SERIALS).replace("{closed}", str(_closed_port()))
     command = draw(st.sampled_from([
         ["analyze", p], ["analyze", tflite, "--compare", p], ["analyze", tflite, "--top", draw(_BAD_INTS)],
         ["analyze", tflite, "--plot", f"/proc/{draw(_NAMES)}.png"],
@@ -109,19 +135,32 @@ def _invocations(draw, root: Path, good: Path) -> list[str]:
         ["auto", p, "--out", "auto-out"], ["auto", keras, "--data", p, "--out", "auto-out"],
         ["auto", keras, "--out", out], ["auto", keras, "--trials", draw(_BAD_INTS), "--out", "auto-out"],
         ["demo", "--runs", draw(_BAD_INTS)], ["demo", "--out", out, "--device", "none"],
-        ["devices", "--adb-port", draw(_BAD_INTS)], ["devices", "--timeout", draw(_BAD_FLOATS)],
+        ["devices", "--adb-port", draw(_BAD_PORTS)], ["devices", "--timeout", draw(_BAD_FLOATS)],
+        ["devices", "--adb-host", draw(st.sampled_from(["", "256.1.1.1", "::::", "a b", "-x"]))],
+        ["report", p], ["report", tflite, "-o", out], ["report", str(good / "m.keras"), "-o", "r.html"],
+        ["tools", "install", "--abi", "x86_64", "--from", p, "--cache-dir", "cache"],
+        ["tools", "install", "--abi", "x86_64", "--from", str(good / "m.tflite"), "--cache-dir", out],
+        ["tools", "install", "--abi", draw(st.sampled_from(["", "mips", "x86"])), "--cache-dir", "cache"],
+        ["tools", "install", "--abi", "arm64-v8a", "--url", draw(st.sampled_from(
+            ["http://[::1", "http://", f"ftp://127.0.0.1:{_closed_port()}", f"http://127.0.0.1:{_closed_port()}"])),
+         "--cache-dir", "cache"],
+        ["tools", "install", "--device", serial, "--cache-dir", "cache"],
+        ["bench", tflite, "--device", serial, "--runs", "1", "--min-secs", "0"],
+        ["auto", keras, "--device", serial, "--data", p, "--out", "auto-out"],
         ["no-such-command"],
     ]))
     return command
 
 
-@settings(max_examples=int(os.environ.get("MOBILE_OPT_FUZZ_EXAMPLES", "60")), deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("MOBILE_OPT_FUZZ_EXAMPLES", "200")), deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_every_command_refuses_bad_input_cleanly(good, tmp_path, monkeypatch, data):
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
     monkeypatch.chdir(work)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.android/adbkey is created or read
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(_closed_port()))  # adb serials: no server there
     (tmp_path / "inputs").mkdir(exist_ok=True)
     args = _invocations(data.draw, tmp_path, good)
     before = sorted(os.listdir(work)), sorted(os.listdir(tmp_path / "inputs"))
