@@ -20,7 +20,7 @@ import click
 from mobile_opt.cli._common import console, handle_errors, print_json, stderr_console
 
 _METRIC_NAMES = {"raw_bytes": "raw", "zip_bytes": "zip", "gzip_bytes": "gzip", "coded_bytes": "coded (estimate)", "macs": "MACs", "match": "match",
-                 "p50_latency": "p50", "energy": "energy", "output_diff": "max |output diff|",
+                 "p50_latency": "p50", "energy": "energy", "energy_rails": "energy (rails)", "output_diff": "max |output diff|",
                  "accuracy_drop": "accuracy drop", "delegation": "ops on CPU"}
 _FAILURE_TYPES = {"output_diff": "OutputMismatch", "accuracy_drop": "AccuracyDrop", "delegation": "PartialDelegation"}
 # Rows of a latency report (device_bench.regression.RegressionCheck) carry a `status`.
@@ -164,12 +164,19 @@ def _budgets_for_paths(paths: tuple[str, ...], configured: list, root: str, conf
     return budgets
 
 
+def _metric_name(metric: str) -> str:
+    # Rail gates are named by their rail (device_bench.regression, issue 24).
+    if metric.startswith("energy_rail:"):
+        return f"energy ({metric.partition(':')[2]} rail)"
+    return _METRIC_NAMES[metric]
+
+
 def _fmt_value(metric: str, value: float | None) -> str:
     if value is None:
         return "—"
     if metric == "p50_latency":
         return f"{value / 1000:,.3f} ms"
-    if metric == "energy":
+    if metric == "energy" or metric.startswith("energy_rail"):
         return f"{value * 1000:,.3f} mJ"
     if metric == "output_diff":
         return f"{value:.4g}"
@@ -202,7 +209,7 @@ def _print_text(report: Any, title: str = "mobile-opt budgets",
         status = _status(r)
         if r.note and r.metric != "match":
             status += f" ({escape(r.note)})"
-        table.add_row(escape(r.path), _METRIC_NAMES[r.metric], _fmt_value(r.metric, r.actual),
+        table.add_row(escape(r.path), _metric_name(r.metric), _fmt_value(r.metric, r.actual),
                       _fmt_value(r.metric, r.limit), status)
     console.print(table)
     failed = len(report.failures)
@@ -220,11 +227,11 @@ def _junit(report: Any, title: str = "mobile-opt budgets", kind: str = "budget")
     for r in report.results:
         where = f" {r.pattern}" if getattr(r, "status", None) else ""
         case = ET.SubElement(suite, "testcase", classname=f"{kind}.{r.path}",
-                             name=_METRIC_NAMES[r.metric] + where, file=r.path)
+                             name=_metric_name(r.metric) + where, file=r.path)
         if not r.ok:
             failure_type = _FAILURE_TYPES.get(r.metric) if getattr(r, "status", None) == "over" else None
             failure_type = failure_type or ("BudgetExceeded" if getattr(r, "status", None) != "regressed" else (
-                "EnergyRegression" if r.metric == "energy" else "LatencyRegression"))
+                "EnergyRegression" if r.metric.startswith("energy") else "LatencyRegression"))
             failure = ET.SubElement(case, "failure", message=r.describe(), type=failure_type)
             failure.text = r.describe()
         elif getattr(r, "status", None) == "not testable":
@@ -240,7 +247,7 @@ def _markdown(report: Any, title: str = "mobile-opt budgets") -> str:
              "|---|---|---:|---:|---|"]
     for r in report.results:
         status = _status(r, markdown=True)
-        lines.append(f"| `{r.path}` | {_METRIC_NAMES[r.metric]} | {_fmt_value(r.metric, r.actual)} | "
+        lines.append(f"| `{r.path}` | {_metric_name(r.metric)} | {_fmt_value(r.metric, r.actual)} | "
                      f"{_fmt_value(r.metric, r.limit)} | {status} |")
     return "\n".join(lines) + "\n\n"
 
