@@ -1,7 +1,8 @@
 """A loopback Android device for tests: a pure-Python ADB daemon on 127.0.0.1.
 
 Real `adb` and `adb-shell` connect to it; its filesystem is a sandbox directory and its
-battery a fuel-gauge model (`gauge.GaugeModel`) fed by a ground-truth ledger. See `LoopbackDevice`.
+battery a fuel-gauge model (`gauge.GaugeModel`) fed by a ground-truth ledger; optionally it has a
+Pixel's ODPM power rails (`rails`). See `LoopbackDevice`.
 It runs `adb shell` commands with this host's shell as the current user: a fixture for tests on
 127.0.0.1, authorizing the user's own ADB key by default, never to be exposed.
 
@@ -14,6 +15,7 @@ Example:
 from device_bench.testing._battery import BatteryProfile, BatteryTruth, LoadTransition, battery_load
 from device_bench.testing._device import LoopbackDevice
 from device_bench.testing.gauge import GaugeModel, PowerTrace, random_gauge
+from device_bench.testing.rails import RailsProfile, RailsTruth, configure_rails, rails_truth
 from device_bench.testing.thermal import ThermalZone
 
 __all__ = [
@@ -23,7 +25,11 @@ __all__ = [
     "LoadTransition",
     "LoopbackDevice",
     "PowerTrace",
+    "RailsProfile",
+    "RailsTruth",
     "ThermalZone",
     "battery_load",
+    "configure_rails",
+    "rails_truth",
     "random_gauge",
 ]

@@ -1,4 +1,4 @@
-"""`python -m device_bench.testing --port P --root DIR [--auth-key FILE | --no-auth]`: run a loopback device.
+"""`python -m device_bench.testing --port P --root DIR [--auth-key FILE | --no-auth] [--rails]`: run a loopback device.
 
 A test fixture that runs a real shell: `adb shell` commands run on this machine with /bin/sh
 as the user who starts it. It listens on 127.0.0.1 only; never expose its port (no port
@@ -17,7 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
-from device_bench.testing import LoopbackDevice
+from device_bench.testing import LoopbackDevice, RailsProfile
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="authorize every host that connects (ro.adb.secure=0): any local user can then run commands as you",
     )
+    parser.add_argument("--rails", action="store_true",
+                        help="give it a Pixel 6's ODPM power rails (/sys/bus/iio, dumpsys IPowerStats)")
     args = parser.parse_args(argv)
     if args.no_auth:
         keys = None
@@ -57,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with LoopbackDevice(args.root, port=args.port, auth_keys=keys) as device:
+    rails = RailsProfile() if args.rails else None
+    with LoopbackDevice(args.root, port=args.port, auth_keys=keys, rails=rails) as device:
         print(device.serial, flush=True)
         while not stop.wait(1.0):
             pass

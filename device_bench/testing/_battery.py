@@ -33,41 +33,49 @@ from mobile_opt.errors import InputError
 from device_bench.testing._battery_profile import BatteryProfile, BatteryTruth, LoadTransition
 from device_bench.testing._sandbox import LOAD_DIR, POWER_SUPPLY_ROOT, THERMAL_ROOT, TRUTH_FILE, pid_alive
 
-__all__ = ["POLL_S", "BatteryProfile", "BatterySimulator", "BatteryTruth", "LoadTransition", "battery_load"]
+__all__ = ["LOAD_KINDS", "POLL_S", "BatteryProfile", "BatterySimulator", "BatteryTruth", "LoadTransition",
+           "active_loads", "battery_load"]
 
 logger = logging.getLogger(__name__)
 
 POLL_S = 0.005  # load polling step: the truth is at most this (plus scheduling) late
+LOAD_KINDS = ("cpu", "gpu", "nnapi")  # what runs: the battery counts any, the rails tell them apart
 
 
 _load_ids = itertools.count()
 
 
 @contextlib.contextmanager
-def battery_load() -> Iterator[Path]:
+def battery_load(kind: str = "cpu") -> Iterator[Path]:
     """Marks this process as loading the loopback battery while the block runs.
 
     For processes running ON a loopback device: the device sets `LOOPBACK_ROOT` for them.
     The true draw switches to the load current within one poll (`POLL_S`); the files follow
-    by the gauge model.
+    by the gauge model. The marker is `<pid>.<n>.<kind>`; a marker without a kind counts as "cpu".
+
+    Args:
+        kind: what runs, one of `LOAD_KINDS` (default "cpu"): the ODPM rails it loads
+            (`device_bench.testing.rails`); the battery draws the same for every kind.
 
     Returns:
         A context manager yielding the load marker file.
 
     Raises:
-        InputError: `LOOPBACK_ROOT` is not set (not running on a loopback device).
+        InputError: `LOOPBACK_ROOT` is not set (not running on a loopback device), or an unknown kind.
 
     Example:
         with battery_load():
             run_inferences()
     """
+    if kind not in LOAD_KINDS:
+        raise InputError(f"battery_load kind must be one of {LOAD_KINDS}. Received: kind={kind!r}")
     root = os.environ.get("LOOPBACK_ROOT")
     if not root:
         raise InputError(
             "battery_load() runs only inside a loopback device command: LOOPBACK_ROOT is not set. "
             "Received: LOOPBACK_ROOT=None"
         )
-    marker = Path(root) / LOAD_DIR / f"{os.getpid()}.{next(_load_ids)}"
+    marker = Path(root) / LOAD_DIR / f"{os.getpid()}.{next(_load_ids)}.{kind}"
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
     try:
@@ -76,9 +84,18 @@ def battery_load() -> Iterator[Path]:
         marker.unlink(missing_ok=True)
 
 
-def _load_pid(name: str) -> int | None:
-    head = name.split(".", 1)[0]
-    return int(head) if head.isdigit() else None
+def active_loads(load_dir: Path) -> frozenset[str]:
+    """The kinds of the markers in `load_dir` whose pid is alive ("cpu" for a marker without one)."""
+    try:
+        names = os.listdir(load_dir)
+    except FileNotFoundError:
+        return frozenset()
+    kinds = set()
+    for name in names:
+        parts = name.split(".")
+        if parts[0].isdigit() and pid_alive(int(parts[0])):
+            kinds.add(parts[2] if len(parts) > 2 and parts[2] in LOAD_KINDS else "cpu")
+    return frozenset(kinds)
 
 
 class BatterySimulator:
@@ -178,17 +195,10 @@ class BatterySimulator:
         self._write(self._dir / "capacity", f"{capacity}\n")
         self._write(self._dir / "temp", f"{self._profile.temp_decidegc if battery_temp is None else battery_temp}\n")
 
-    def _load_on(self) -> bool:
-        try:
-            names = os.listdir(self._load_dir)
-        except FileNotFoundError:
-            return False
-        return any((pid := _load_pid(n)) is not None and pid_alive(pid) for n in names)
-
     def _run(self) -> None:
         shown = self._gauge.refresh_index(time.monotonic())
         while not self._stop.wait(POLL_S):
-            load = self._load_on()
+            load = bool(active_loads(self._load_dir))
             now, wall = time.monotonic(), time.time()
             if load != self._load:
                 transition = LoadTransition(now, wall, load)

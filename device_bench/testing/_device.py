@@ -16,7 +16,9 @@ from mobile_opt.errors import InputError
 from device_bench.testing import _auth, _shell, _sync
 from device_bench.testing._battery import BatteryProfile, BatterySimulator, BatteryTruth
 from device_bench.testing._connection import Connection, ConnectionConfig, Stream
+from device_bench.testing._rails_sim import RailsSimulator
 from device_bench.testing._sandbox import DEFAULT_PROPS, Sandbox
+from device_bench.testing.rails import RailsProfile
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ class LoopbackDevice:
     Real `adb` (`adb connect 127.0.0.1:<port>`) and `adb-shell` (`AdbDeviceTcp`) talk to it.
     Commands run on this host with `shell -c` (a hung-up stream SIGHUPs the shell only, as
     adbd does); device paths under `/data`, `/sdcard`,
-    `/storage`, `/sys/class/power_supply`, `/sys/class/thermal`, `/system` and `/proc/loopback`
+    `/storage`, `/sys/bus/iio`, `/sys/class/power_supply`, `/sys/class/thermal`, `/system` and `/proc/loopback`
     map into `root`:
     in sync requests, and in shell command lines by textual rewriting. Rewriting does not reach
     inside script files, so scripts must receive such paths as arguments. Sync requests whose
@@ -52,6 +54,8 @@ class LoopbackDevice:
             adb client signs with); when that file is missing no key is accepted. None: no auth
             at all (`ro.adb.secure=0`), for tests that exercise the protocol, not the auth.
         battery: the simulated fuel gauge; None: no battery files (default BatteryProfile()).
+        rails: the ODPM power rails (`device_bench.testing.rails`); None (default): a phone
+            without ODPM (no /sys/bus/iio, no dumpsys).
         free_space_bytes: bytes that files under /data and /storage (/sdcard) may grow by; beyond
             it SEND fails with "No space left on device", and a generated `df` reports it
             (default None: unlimited, no `df` of its own).
@@ -76,6 +80,7 @@ class LoopbackDevice:
         props: dict[str, str] | None = None,
         auth_keys: list[str] | None | str = USER_KEYS,
         battery: BatteryProfile | None = BatteryProfile(),
+        rails: RailsProfile | None = None,
         free_space_bytes: int | None = None,
         shell: str | None = None,
     ) -> None:
@@ -108,6 +113,8 @@ class LoopbackDevice:
         self._extra_props = dict(props or {})
         self._keys = keys
         self._battery_profile = battery
+        self._rails_profile = rails
+        self._rails: RailsSimulator | None = None
         self._free_space_bytes = free_space_bytes
         self._shell_path = shell
         self._procs: list[subprocess.Popen] = []
@@ -158,6 +165,9 @@ class LoopbackDevice:
         if self._battery_profile is not None:
             self._battery = BatterySimulator(self.root, self._battery_profile)
             self._battery.start()
+        if self._rails_profile is not None:
+            self._rails = RailsSimulator(self.root, self._rails_profile)
+            self._rails.start()
         self._config = ConnectionConfig(banner=self._banner(), auth_keys=self._keys)
         self._accept_thread = threading.Thread(target=self._accept_loop, name="loopback-accept", daemon=True)
         self._accept_thread.start()
@@ -183,6 +193,8 @@ class LoopbackDevice:
         self._power_off()
         if self._battery is not None:
             self._battery.stop(timeout_s)
+        if self._rails is not None:
+            self._rails.stop(timeout_s)
 
     def __enter__(self) -> "LoopbackDevice":
         return self.start()

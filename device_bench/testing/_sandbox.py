@@ -22,6 +22,7 @@ MAPPED_PREFIXES = (
     "/data",
     "/sdcard",
     "/storage",
+    "/sys/bus/iio",
     "/sys/class/power_supply",
     "/sys/class/thermal",
     "/system",
@@ -29,6 +30,7 @@ MAPPED_PREFIXES = (
 )
 POWER_SUPPLY_ROOT = "sys/class/power_supply"
 THERMAL_ROOT = "sys/class/thermal"
+IIO_ROOT = "sys/bus/iio/devices"
 LOAD_DIR = "proc/loopback/load"
 TRUTH_FILE = "proc/loopback/truth.jsonl"
 DEVICE_HOME = "/data/local/tmp"

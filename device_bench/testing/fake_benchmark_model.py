@@ -4,7 +4,9 @@ On a `LoopbackDevice` the benchmark binary is a tiny sh wrapper (written by `ins
 execs `python -m device_bench.testing.fake_benchmark_model "$@"`. It runs
 `device_bench.host_benchmark` with the loopback battery's load switched on during the warm-up
 and timed runs (`battery_load()`), so energy measurement can be checked against the
-battery's ground truth.
+battery's ground truth. The load's kind (`battery_load(kind)`) tells the ODPM rails
+(`device_bench.testing.rails`) what runs: "gpu" with `--use_gpu` on a configured working GPU
+("fp16"/"partial"), "nnapi" with `--use_nnapi`, else "cpu".
 
 `--result_file_path` behaves like current LiteRT's tool (`tflite/tools/benchmark/
 benchmark_tflite_model.cc` `ProtoBenchmarkReporter`, `litert/tools/benchmark_litert_model.h`):
@@ -45,6 +47,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -209,14 +212,17 @@ def _main(args: list[str], config: dict, trace: dict) -> int:
         sys.stdout.flush()
         return 1
     gpu = _gpu(config)
+    nnapi_requested = any(a in ("--use_nnapi", "--use_nnapi=true", "--use_nnapi=1") for a in args)
+    kind = "gpu" if gpu_requested and gpu is not None else "nnapi" if nnapi_requested else "cpu"
+    run_context = functools.partial(battery_load, kind)
     result_flags = [a for a in args if a.startswith(_RESULT_FLAG)]
     others = [a for a in args if not a.startswith(_RESULT_FLAG)]
     if config.get("result_file") == "unsupported":
         warning = f"WARN: Unconsumed cmdline flags: {' '.join(result_flags)}\n" if result_flags else ""
         tee = _Tee(sys.stdout, after_first_line=warning)
-        return host_benchmark.run(others, out=tee, err=sys.stderr, run_context=battery_load, gpu=gpu, trace=trace)
+        return host_benchmark.run(others, out=tee, err=sys.stderr, run_context=run_context, gpu=gpu, trace=trace)
     result_path = result_flags[-1][len(_RESULT_FLAG):] if result_flags else ""
-    return _run_with_proto(others, result_path, gpu, trace)
+    return _run_with_proto(others, result_path, gpu, trace, run_context)
 
 
 def _gpu(config: dict):
@@ -282,7 +288,7 @@ def _ops_total(graph: str | None) -> int | None:
         return None
 
 
-def _run_with_proto(args: list[str], result_path: str, gpu, trace: dict) -> int:
+def _run_with_proto(args: list[str], result_path: str, gpu, trace: dict, run_context) -> int:
     # host_benchmark writes one µs per line to its `--per_run_file_path` (not a LiteRT flag): a
     # private path here, outside the directories a client on the device sees.
     root = os.environ.get("LOOPBACK_ROOT")
@@ -292,7 +298,7 @@ def _run_with_proto(args: list[str], result_path: str, gpu, trace: dict) -> int:
     tee = _Tee(sys.stdout)
     try:
         code = host_benchmark.run([*args, f"--per_run_file_path={samples_path}"], out=tee, err=sys.stderr,
-                                  run_context=battery_load, gpu=gpu, trace=trace)
+                                  run_context=run_context, gpu=gpu, trace=trace)
         if code != 0 or not result_path:
             return code
         samples = [int(round(float(line))) for line in Path(samples_path).read_text().split()]

@@ -28,8 +28,12 @@ def test_public_api_is_pinned():
         "LoadTransition",
         "LoopbackDevice",
         "PowerTrace",
+        "RailsProfile",
+        "RailsTruth",
         "ThermalZone",
         "battery_load",
+        "configure_rails",
+        "rails_truth",
         "random_gauge",
     ]
 

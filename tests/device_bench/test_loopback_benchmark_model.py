@@ -14,7 +14,7 @@ import struct
 import pytest
 from adb_shell.adb_device import AdbDeviceTcp
 
-from device_bench.testing import LoopbackDevice
+from device_bench.testing import LoopbackDevice, RailsProfile, rails_truth
 from device_bench.testing.fake_benchmark_model import configure, install
 from mobile_opt.errors import InputError
 
@@ -149,6 +149,20 @@ def test_the_run_loads_the_battery(device):
     transitions = device.battery_truth().transitions
     assert [t.load for t in transitions] == [True, False]
     assert transitions[1].t_monotonic > transitions[0].t_monotonic
+
+
+@pytest.mark.parametrize("loopback", [{"rails": RailsProfile()}], indirect=True)
+@pytest.mark.parametrize(("gpu", "flags", "kind", "rail"), [
+    ("unsupported", (), "cpu", "S2M_VDD_CPUCL2"),
+    ("fp16", ("--use_gpu=true",), "gpu", "S2S_VDD_G3D"),
+])
+def test_the_run_loads_the_rails_of_its_backend(device, gpu, flags, kind, rail):
+    configure(device.root, gpu=gpu)
+    out = _run(device, "--num_runs=10", "--min_secs=0.3", *flags)
+    assert out.rstrip().endswith("exit=0"), out
+    steps = rails_truth(device.root).steps
+    assert [s.loads for s in steps] == [(), (kind,), ()]
+    assert steps[1].power_uw[rail] > steps[0].power_uw[rail]
 
 
 def test_configure_validates(tmp_path):
