@@ -56,10 +56,10 @@ rails_snapshot() {
     for dir in $MOBILE_OPT_RAILS; do
         read -r up _rest < /proc/uptime
         echo "rails $1 $up $dir" >> "$rails"
-        if [ -r "$dir/energy_value" ] && [ -r "$dir/sampling_rate" ]; then
-            read -r rate < "$dir/sampling_rate"
+        # cat, not [ -r ]: root passes -r on a file that the driver still refuses to read.
+        if rate=$(cat "$dir/sampling_rate" 2>/dev/null) && value=$(cat "$dir/energy_value" 2>/dev/null); then
             echo "sampling_rate $rate" >> "$rails"
-            cat "$dir/energy_value" >> "$rails"
+            echo "$value" >> "$rails"
         else
             echo "error $dir/energy_value or sampling_rate not readable" >> "$rails"
         fi

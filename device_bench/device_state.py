@@ -44,7 +44,8 @@ _THERMAL = (
     'n=${z##*/}; [ -r "$z/type" ] && read -r n < "$z/type"; echo "$n $v"; done'
 )
 
-_FIND_RAILS = 'for d in "$1"/iio:device*; do [ -r "$d/energy_value" ] && echo "$d"; done; true'
+# Read, not `[ -r ]`: root passes -r on a file that the driver still refuses.
+_FIND_RAILS = 'for d in "$1"/iio:device*; do cat "$d/energy_value" >/dev/null 2>&1 && echo "$d"; done; true'
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,13 @@ def parse_energy_value(text: str) -> tuple[float, tuple[Counter, ...]]:
             raise RailsFormatError(f"energy_value of CH{index} is not an integer in µWs (unknown unit). "
                                    f"Received: {line!r}")
         counters.append(Counter(f"CH{index}", rail, int(value) * 1e-6, 1e-6, int(duration) / 1000))
-    return int(head.group(1)) / 1000, _unique(counters)
+    counters = list(_unique(counters))
+    # The driver lists every channel, CH0 upwards: a gap is a channel missing from the file.
+    gaps = sorted(set(range(len(counters))) - {int(c.channel[2:]) for c in counters})
+    if gaps:
+        raise RailsFormatError(f"energy_value lacks channel CH{gaps[0]} (the driver lists CH0 upwards): "
+                               "a channel is missing")
+    return int(head.group(1)) / 1000, tuple(counters)
 
 
 def parse_dumpsys(text: str) -> tuple[Counter, ...]:
@@ -254,6 +260,7 @@ class RailsEnergy:
     measured_s: float | None = None
     sources: tuple[str, ...] = ()
     sampling_rate_hz: dict[str, float] = field(default_factory=dict)
+    counter_times_s: dict[str, list[float]] = field(default_factory=dict)  # per source, at MARKS
     reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -287,6 +294,7 @@ def compute_rails(log: RailsLog, inferences: int | None, tail_s: float | None = 
     sources = sorted(set().union(*(log.snapshots[m] for m in MARKS)))
     per_rail: dict[str, RailEnergy] = {}
     rates: dict[str, float] = {}
+    counter_times: dict[str, list[float]] = {}
     names = [c.rail for s in sources for c in log.snapshots[MARKS[0]].get(s, Snapshot(s, 0, None, ())).counters]
     base_s = run_s = 0.0
     for source in sources:
@@ -295,6 +303,7 @@ def compute_rails(log: RailsLog, inferences: int | None, tail_s: float | None = 
         if isinstance(why, str):
             return RailsEnergy(reason=why, sources=tuple(sources))
         times, stale_s, rate = why
+        counter_times[source] = times
         if rate is not None:
             rates[source] = rate
         base_s, run_s = times[1] - times[0], times[2] - times[1]
@@ -326,7 +335,7 @@ def compute_rails(log: RailsLog, inferences: int | None, tail_s: float | None = 
         energy_per_inference_j=sum(r.energy_per_inference_j for r in per_rail.values()),
         energy_per_inference_bound_j=sum(r.energy_per_inference_bound_j for r in per_rail.values()),
         inferences=inferences, baseline_s=base_s, measured_s=run_s, sources=tuple(sources),
-        sampling_rate_hz=rates,
+        sampling_rate_hz=rates, counter_times_s=counter_times,
     )
 
 

@@ -66,6 +66,7 @@ def test_dumpsys_energy_meter_section_parses_and_skips_the_rest():
     ("t=10\nCH0(T=1)[X], 5.5\n", "unknown unit"),
     ("t=10\nCH0 X 5\n", "does not parse"),
     ("t=10\nCH0(T=1)[X], 5\nCH0(T=1)[Y], 6\n", "listed twice"),
+    ("t=10\nCH0(T=1)[X], 5\nCH2(T=1)[Y], 6\n", "lacks channel CH1"),
 ])
 def test_bad_energy_value_is_refused(text, words):
     with pytest.raises(RailsFormatError, match=words):
@@ -146,7 +147,7 @@ def set_value(text, mark, rail, value):
 
 
 @pytest.mark.parametrize("fault, words", [
-    (lambda t: bench(Phone(RAILS_IDLE, RAILS_LOAD), skip=("VDD_TPU",)), "channels changed"),
+    (lambda t: bench(Phone(RAILS_IDLE, RAILS_LOAD), skip=("VDD_TPU",)), "a channel is missing"),
     (lambda t: mutate(t, "tail_end", "[VDD_CPU], ", "[VDD_CPU], 1"), None),  # larger: fine
     (lambda t: mutate(t, "tail_end", "[VDD_DISP]", "[VDD_GPU]"), "rail was swapped"),
     (lambda t: set_value(t, "tail_end", "VDD_CPU", 1), "went backwards"),
