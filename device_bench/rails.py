@@ -110,7 +110,7 @@ def parse_energy_value(text: str) -> tuple[float, tuple[Counter, ...]]:
             a channel listed twice.
 
     Example:
-        >>> t, (ch,) = parse_energy_value("t=5000\\nCH2(T=4000)[S2M_VDD_CPUCL2], 1500000\\n")
+        >>> t, (ch,) = parse_energy_value("t=5000\\nCH0(T=4000)[S2M_VDD_CPUCL2], 1500000\\n")
         >>> t, ch.rail, ch.energy_j, ch.duration_s
         (5.0, 'S2M_VDD_CPUCL2', 1.5, 4.0)
     """
