@@ -16,6 +16,11 @@
 # directory, shared by all runs) are stopped first; a hang-up (adbd SIGHUPs only the shell on a cable pull) or
 # SIGINT/SIGTERM stops the benchmark and the sampler, and the sampler also stops by itself
 # once this shell is gone.
+#
+# Power rails (ODPM): with MOBILE_OPT_RAILS set in the environment — "dumpsys", or ODPM IIO
+# directories separated by spaces — every source is snapshotted at baseline_start, baseline_end
+# and tail_end into SAMPLES.rails: "rails MARK UPTIME SOURCE", then "sampling_rate HZ" and the
+# directory's energy_value (or the PowerStats HAL dump), or "error WHY" (device_bench/rails.py).
 
 # A failing `shift` is fatal in some shells (mksh), so count first.
 if [ $# -lt 7 ]; then
@@ -39,6 +44,28 @@ mark() {
     echo "mark $up $1" >> "$samples"
 }
 
+rails_snapshot() {
+    [ -n "$MOBILE_OPT_RAILS" ] || return 0
+    if [ "$MOBILE_OPT_RAILS" = dumpsys ]; then
+        read -r up _rest < /proc/uptime
+        echo "rails $1 $up dumpsys" >> "$rails"
+        dumpsys android.hardware.power.stats.IPowerStats/default >> "$rails" 2>/dev/null \
+            || echo "error dumpsys failed" >> "$rails"
+        return 0
+    fi
+    for dir in $MOBILE_OPT_RAILS; do
+        read -r up _rest < /proc/uptime
+        echo "rails $1 $up $dir" >> "$rails"
+        # cat, not [ -r ]: root passes -r on a file that the driver still refuses to read.
+        if rate=$(cat "$dir/sampling_rate" 2>/dev/null) && value=$(cat "$dir/energy_value" 2>/dev/null); then
+            echo "sampling_rate $rate" >> "$rails"
+            echo "$value" >> "$rails"
+        else
+            echo "error $dir/energy_value or sampling_rate not readable" >> "$rails"
+        fi
+    done
+}
+
 here=${0%/*}
 pids="${samples%/*}/../samplers"
 mkdir -p "$pids"
@@ -53,7 +80,8 @@ for pidfile in "$pids"/*.pid; do
 done
 
 stop="$samples.stop"
-rm -f "$samples" "$stop"
+rails="$samples.rails"
+rm -f "$samples" "$stop" "$rails"
 sh "$here/sample_power.sh" "$samples" "$bat" "$cur_file" "$interval" "$stop" "$$" < /dev/null &
 sampler=$!
 echo "$sampler" > "$pids/$sampler.pid"
@@ -67,9 +95,11 @@ cleanup() {
 }
 trap 'mark aborted; cleanup; exit 129' HUP INT TERM
 
+rails_snapshot baseline_start
 mark baseline_start
 sleep "$baseline"
 mark baseline_end
+rails_snapshot baseline_end
 mark measured_start
 # In the background so that a signal is handled at once, not after the benchmark ends.
 "$@" &
@@ -80,6 +110,7 @@ bench=
 mark measured_end
 sleep "$tail_s"
 mark tail_end
+rails_snapshot tail_end
 
 : > "$stop"
 wait "$sampler"

@@ -9,8 +9,15 @@ our harness would record: a ~100 Hz sampler with jitter and stalls reading the g
 as the client would, including the client's own rerun when a result `needs` a longer run or
 tail. A run is scored against the trace's exact excess energy.
 
+With `--rails N` (issue 24) it measures the power rails instead: N benchmark runs on the
+loopback phone with ODPM rails (`device_bench.testing.rails`, written apart from the client),
+half discharging and half charging, each rail's figure scored against the fake's true counters
+over the client's own counter windows (idle subtracted the same way), and the rails' sum set
+beside the battery's figure where both exist.
+
 Usage:
     python bench/energy_truth.py --runs 4000
+    python bench/energy_truth.py --rails 100
 """
 
 from __future__ import annotations
@@ -143,12 +150,87 @@ def summarise(outcomes: list[Outcome]) -> list[dict]:
     return rows
 
 
+def _rails_truth_j(truth, rail: str, times_s: list[float]) -> float:
+    a, b, c = (truth.monotonic_from_boot_ms(t * 1000) for t in times_s)
+    idle_uw = truth.energy_between_uws(rail, a, b) / (b - a)
+    return (truth.energy_between_uws(rail, b, c) - idle_uw * (c - b)) * 1e-6
+
+
+def rails_runs(runs: int, model: Path) -> dict:
+    """`runs` loopback benchmarks with rails, half charging; per-rail and sum errors vs the truth."""
+    import tempfile
+
+    from device_bench import EnergySettings, RunSettings, benchmark, connect
+    from device_bench.testing import BatteryProfile, LoopbackDevice, RailsProfile, rails_truth
+    from device_bench.testing.fake_benchmark_model import install
+
+    rows = []
+    for charging in (False, True):
+        gauge = GaugeModel(refresh_period_s=0.05, noise_ua=2000.0, seed=11, charger_ua=900_000 if charging else 0)
+        with tempfile.TemporaryDirectory(prefix="rails-truth-") as work, LoopbackDevice(
+                Path(work) / "device", auth_keys=None, battery=BatteryProfile(gauge=gauge),
+                rails=RailsProfile()) as loop:
+            install(Path(work) / "cache", abi="arm64-v8a")
+            with connect(f"direct:{loop.serial}", key_path=Path(work) / "adbkey") as phone:
+                # One call, one run per thread count: the plan is models × backends × threads.
+                results = benchmark(phone, [model], threads=tuple(range(1, runs // 2 + 1)),
+                                    run=RunSettings(runs=5, warmup_runs=1, min_secs=1.0, warmup_min_secs=0.2),
+                                    energy=EnergySettings(baseline_s=1.0, tail_s=0.5),
+                                    cache_dir=Path(work) / "cache")
+            truth = rails_truth(loop.root)
+        for r in results:
+            rails = r.energy.rails
+            row = {"charging": charging, "reason": rails.reason, "battery_j": r.energy.energy_per_inference_j,
+                   "rails": []}
+            for name, f in rails.per_rail.items():
+                true = _rails_truth_j(truth, f.rail, rails.counter_times_s[f.source]) / rails.inferences
+                row["rails"].append({"rail": name, "value": f.energy_per_inference_j, "truth": true,
+                                     "bound": f.energy_per_inference_bound_j})
+            rows.append(row)
+    return {"runs": rows}
+
+
+def rails_summary(data: dict) -> list[str]:
+    lines = []
+    for charging in (False, True):
+        rows = [r for r in data["runs"] if r["charging"] == charging]
+        figures = [r for r in rows if r["reason"] is None]
+        rails = [x for r in figures for x in r["rails"]]
+        covered = sum(abs(x["value"] - x["truth"]) <= x["bound"] for x in rails)
+        # Relative error where the rail carries load (≥ 5 % of the run's excess): idle rails' truth is ~0.
+        loaded = [abs(x["value"] - x["truth"]) / x["truth"] * 100 for r in figures for x in r["rails"]
+                  if x["truth"] >= 0.05 * sum(y["truth"] for y in r["rails"])]
+        sums = [abs(sum(x["value"] for x in r["rails"]) - sum(x["truth"] for x in r["rails"]))
+                / sum(x["truth"] for x in r["rails"]) * 100 for r in figures]
+        both = [(sum(x["value"] for x in r["rails"]), r["battery_j"]) for r in figures if r["battery_j"]]
+        lines.append(f"{'charging' if charging else 'discharging'}: {len(figures)}/{len(rows)} runs with rails, "
+                     f"{len(rails)} rail figures, truth inside the bound in {100 * covered / max(1, len(rails)):.1f}%; "
+                     f"loaded rails ({len(loaded)}): median |error| {statistics.median(loaded):.2f}%, worst "
+                     f"{max(loaded):.2f}%; sum of rails: worst |error| {max(sums):.2f}% (goal ≤ 2%)")
+        if both:
+            ratios = sorted(b / s for s, b in both)
+            lines.append(f"  battery figure / sum of rails: median {statistics.median(ratios):.3f} "
+                         f"({len(both)} runs with both; the battery also sees rails the ODPM does not meter)")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "energy_truth.json")
+    parser.add_argument("--rails", type=int, default=0, help="measure the power rails in this many loopback runs")
+    parser.add_argument("--model", type=Path, default=Path(__file__).parent / "results" / "shipped_lenet_300_100_int8.tflite")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.rails:
+        data = rails_runs(args.rails, args.model)
+        lines = rails_summary(data)
+        print(f"# energy_truth --rails, {date.today().isoformat()}, {args.rails} runs")
+        print("\n".join(lines))
+        out = args.out or Path(__file__).parent / "results" / "energy_truth_rails.json"
+        out.write_text(json.dumps({"date": date.today().isoformat(), "summary": lines, **data}, indent=2) + "\n")
+        return
+    args.out = args.out or Path(__file__).parent / "results" / "energy_truth.json"
     outcomes = [run_one(args.seed * 1_000_003 + i) for i in range(args.runs)]
     figures = [o for o in outcomes if o.error is not None]
     print(f"# energy_truth, {date.today().isoformat()}, {args.runs} runs, seed {args.seed}")

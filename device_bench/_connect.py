@@ -12,6 +12,7 @@ else 5037). No adb server is ever started for you.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -176,9 +177,18 @@ def connect_all(*, adb_host: str = "127.0.0.1", adb_port: int | None = None,
     return devices
 
 
+def _with_rails(device: Device) -> DeviceInfo:
+    from device_bench.device_state import Rails, find_rails
+
+    found = find_rails(device)
+    return dataclasses.replace(device.info(), rails=list(found.sources) if isinstance(found, Rails) else [])
+
+
 def list_devices(*, adb_host: str = "127.0.0.1", adb_port: int | None = None,
                  include_host: bool = True, timeout_s: float = 10.0) -> list[DeviceInfo]:
     """Describes every reachable device: the adb server's (any state) plus this host.
+
+    Phones are also asked for power rails (`DeviceInfo.rails`, see `device_bench.rails`).
 
     A missing adb server is not an error here when `include_host` is True: the list then
     holds only the host (logged at INFO). Devices that are not online, or that fail while
@@ -216,7 +226,7 @@ def list_devices(*, adb_host: str = "127.0.0.1", adb_port: int | None = None,
             continue
         try:
             with server.AdbServerDevice(serial, client, connect_timeout_s=timeout_s) as device:
-                rows.append(device.info())
+                rows.append(_with_rails(device))
         except DeviceError as exc:
             logger.warning("could not describe %s: %s", serial, exc)
             rows.append(DeviceInfo(serial=serial, transport="adb-server", state=state))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from device_bench import benchmark_output, device_state, result_proto
+from device_bench import benchmark_output, device_state, rails, result_proto
 from device_bench.benchmark_output import TimingStats
 from device_bench.binary import Binary
 from device_bench.device import Device, ShellResult, quote
@@ -42,6 +42,7 @@ class Context:
     battery: device_state.Battery | None
     local_tmp: Path
     keep_samples: bool
+    rails: device_state.Rails | str | None = None  # the rail counters, or why there are none
 
 
 def _now() -> str:
@@ -223,16 +224,20 @@ def run_one(ctx: Context, remote: tuple[str, str], base: dict, label: str) -> Be
                                           timeout_s=energy.settle_timeout_s):
                 warnings.append(f"the battery reading had not settled after "
                                 f"{energy.settle_timeout_s:g} s; the baseline may carry load")
-            args = ["sh", ctx.runner, power_file, ctx.battery.directory, ctx.battery.current_file,
+            env = ["env", f"MOBILE_OPT_RAILS={' '.join(ctx.rails.sources)}"] \
+                if isinstance(ctx.rails, device_state.Rails) else []
+            args = [*env, "sh", ctx.runner, power_file, ctx.battery.directory, ctx.battery.current_file,
                     f"{energy.sample_interval_s:g}", f"{energy.baseline_s:g}", f"{tail_s:g}", *args]
             timeout_s += energy.baseline_s + tail_s + 10
-        ctx.device.shell(["rm", "-f", result_file, per_run_file, power_file], timeout_s=30)
+        ctx.device.shell(["rm", "-f", result_file, per_run_file, power_file, f"{power_file}.rails"],
+                         timeout_s=30)
         inv = _invoke(ctx, args, timeout_s)
         status, reason, delegation = _classify(backend, inv.parsed, inv.shell.exit_code, inv.output)
         if status != "ok" or ctx.runner is None:
             break
         inferences = (inv.parsed.warmup.count if inv.parsed.warmup else 0) + inv.parsed.inference.count
-        energy_result = _energy(ctx, power_file, tag, inferences)
+        energy_result = replace(_energy(ctx, power_file, tag, inferences),
+                                rails=_rails(ctx, power_file, tag, inferences, tail_s))
         needs = energy_result.needs
         if attempt == 0 and needs and ctx.energy.auto_extend:
             new_min = max(run.min_secs, needs.get("min_secs", 0.0))
@@ -322,3 +327,21 @@ def _energy(ctx: Context, remote: str, tag: str, inferences: int) -> EnergyResul
     battery = ctx.battery
     return replace(result, battery_dir=battery.directory, files_read=(
         f"{battery.directory}/{battery.current_file}", f"{battery.directory}/voltage_now"))
+
+
+def _rails(ctx: Context, power_file: str, tag: str, inferences: int, tail_s: float) -> rails.RailsEnergy:
+    if not isinstance(ctx.rails, device_state.Rails):
+        return rails.RailsEnergy(reason=f"{ctx.rails}; the battery's figure is the only one")
+    local = ctx.local_tmp / f"rails-{tag}.txt"
+    try:
+        ctx.device.pull(f"{power_file}.rails", local, timeout_s=120)
+    except LOST:
+        raise
+    except DeviceError as exc:
+        return rails.RailsEnergy(reason=f"no rail snapshots from the device: {exc}")
+    log = rails.parse_rails(local.read_text(encoding="utf-8", errors="replace"))
+    # The device's shell may print a directory otherwise (a symlinked /sys): name it as asked.
+    asked = {source.rsplit("/", 1)[-1]: source for source in ctx.rails.sources}
+    log = rails.RailsLog({mark: {asked.get(src.rsplit("/", 1)[-1], src): replace(snap, source=asked.get(
+        src.rsplit("/", 1)[-1], src)) for src, snap in snaps.items()} for mark, snaps in log.snapshots.items()})
+    return rails.compute_rails(log, inferences, tail_s=tail_s)

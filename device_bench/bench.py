@@ -4,7 +4,7 @@ Flow for one device: facts (`Device.info()`), the benchmark binary for its ABI
 (`device_bench.binary`), each model pushed to `/data/local/tmp/mobile_opt/<sha16>/`, then one
 run per (model, backend, threads) (`device_bench._run`): output parsed, the tool's result file
 read for latency statistics, delegate coverage read, thermal state before and after, energy
-from the battery fuel gauge when asked. Each result is appended to a JSON-lines file as soon
+from the battery fuel gauge and, where the phone has them, its power rails (ODPM) when asked. Each result is appended to a JSON-lines file as soon
 as it completes. Pushed models are removed at the end; the binary stays for the next time.
 
 On the host (`connect("host")`), the binary is `python -m device_bench.host_benchmark`.
@@ -200,7 +200,11 @@ def benchmark(
         device, name=energy.battery if energy else None, directory=energy.battery_dir if energy else None
     )
     battery = found if isinstance(found, device_state.Battery) else None
+    found_rails = None
     if energy is not None:
+        found_rails = device_state.find_rails(device)
+        if isinstance(found_rails, str):
+            logger.info("%s", found_rails)
         if battery is not None:
             runner = _push_harness(device)
         else:
@@ -212,7 +216,8 @@ def benchmark(
     pushed: dict[Path, tuple[str, str] | DeviceError] = {}
     lost: str | None = None
     with tempfile.TemporaryDirectory(prefix="mobile-opt-bench-") as tmp:
-        ctx = _run.Context(device, binary, run, energy, runner, battery, Path(tmp), keep_samples)
+        ctx = _run.Context(device, binary, run, energy, runner, battery, Path(tmp), keep_samples,
+                           found_rails)
         for index, (model, backend, n_threads) in enumerate(plan, start=1):
             label = f"run {index}/{len(plan)} ({model.name}, {backend}, {n_threads} threads)"
             base = dict(

@@ -157,6 +157,8 @@ class DeviceInfo:
         model, abi, android_version, sdk: from getprop; None when not known (or not online).
         battery: {"level": int|None, "status": str|None, "powered_by": list[str]|None},
             or None when the device has no readable battery.
+        rails: where the power-rail counters (ODPM) are read — IIO directories or ["dumpsys"] —,
+            [] when the phone has none; None when not looked for (`list_devices` looks).
     """
 
     serial: str
@@ -167,6 +169,7 @@ class DeviceInfo:
     android_version: str | None = None
     sdk: int | None = None
     battery: dict[str, Any] | None = None
+    rails: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -3,6 +3,8 @@
 - `find_battery`: the supply under `/sys/class/power_supply/*/` whose `type` is `Battery`
   (Android's healthd finds it the same way; phones name it `battery`, `bms`,
   `max170xx_battery`, ...), with `current_now`, or `current_avg` where that is missing.
+- `find_rails`: the ODPM power monitors (`/sys/bus/iio/devices/iio:device*/energy_value`,
+  Pixel 6 and later), else the PowerStats HAL's energy meter in `dumpsys`; see `rails.py`.
 - `read_thermal`: battery `temp` (tenths of °C) and every `thermal_zone*/temp` (m°C).
 - `wait_until`: bounded polling for "cool enough" and "back at idle".
 """
@@ -15,14 +17,17 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from device_bench import rails as _rails
 from device_bench.device import Device
 
-__all__ = ["Battery", "find_battery", "hot_warning", "read_thermal", "wait_idle", "wait_until"]
+__all__ = ["Battery", "Rails", "find_battery", "find_rails", "hot_warning", "read_thermal", "wait_idle", "wait_until"]
 
 logger = logging.getLogger(__name__)
 
 POWER_SUPPLY = "/sys/class/power_supply"
 THERMAL = "/sys/class/thermal"
+IIO_DEVICES = "/sys/bus/iio/devices"
+POWER_STATS = "android.hardware.power.stats.IPowerStats/default"
 HOT_BATTERY_C = 40.0  # Android's battery-health "warm" zone starts around here
 HOT_ZONE_C = 70.0
 
@@ -38,6 +43,16 @@ _THERMAL = (
     'for z in "$2"/thermal_zone*; do [ -r "$z/temp" ] || continue; read -r v < "$z/temp"; '
     'n=${z##*/}; [ -r "$z/type" ] && read -r n < "$z/type"; echo "$n $v"; done'
 )
+
+# Read, not `[ -r ]`: root passes -r on a file that the driver still refuses.
+_FIND_RAILS = 'for d in "$1"/iio:device*; do cat "$d/energy_value" >/dev/null 2>&1 && echo "$d"; done; true'
+
+
+@dataclass(frozen=True)
+class Rails:
+    """Where the rail counters are read: ODPM IIO directories, or ("dumpsys",)."""
+
+    sources: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -195,3 +210,26 @@ def _steady(refreshes: list[float]) -> bool:
     # means differ by σ·√(2/half) from noise alone.
     noise = statistics.pstdev(diffs) / half ** 0.5
     return abs(statistics.fmean(second) - statistics.fmean(first)) <= 3 * noise + step
+
+
+def find_rails(device: Device) -> Rails | str:
+    """The device's power-rail counters, or a sentence saying why it has none.
+
+    Sysfs first (the driver's own counters and timestamps); where no `energy_value` is
+    readable, the PowerStats HAL's dump, if it has an energy meter with channels.
+    """
+    shell = device.shell(["sh", "-c", _FIND_RAILS, "sh", IIO_DEVICES], timeout_s=30)
+    # The path asked about plus the entry's name (the shell may print it otherwise).
+    dirs = tuple(f"{IIO_DEVICES}/{line.strip().rsplit('/', 1)[-1]}"
+                 for line in shell.stdout.splitlines() if line.strip())
+    if dirs:
+        return Rails(dirs)
+    dump = device.shell(["dumpsys", POWER_STATS], timeout_s=30)
+    try:
+        if dump.exit_code == 0 and _rails.parse_dumpsys(dump.stdout):
+            return Rails((_rails.DUMPSYS_SOURCE,))
+        why = "no channels" if dump.exit_code == 0 else f"exit {dump.exit_code}"
+    except _rails.RailsFormatError as exc:
+        why = str(exc)
+    return (f"no power rails on {device.serial}: no readable {IIO_DEVICES}/iio:device*/energy_value "
+            f"(ODPM, Pixel 6 and later) and `dumpsys {POWER_STATS}` gave no energy meter ({why})")

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from device_bench import _gauge_analysis as ga
+from device_bench.rails import RailsEnergy
 
 __all__ = ["EnergyResult", "PowerLog", "PowerSample", "compute_energy", "parse_samples"]
 
@@ -95,6 +96,8 @@ class EnergyResult:
 
     `energy_per_inference_j` is None when no figure is supported; `reason` then says why and
     what to do, and `needs` may name settings that would support one (e.g. a longer run).
+    `rails` is the per-rail figure from the phone's power monitors (`device_bench.rails`), valid
+    on USB power too; None when energy was not run through the harness.
     """
 
     energy_per_inference_j: float | None = None
@@ -127,6 +130,7 @@ class EnergyResult:
     extended: str | None = None
     warnings: tuple[str, ...] = ()
     reason: str | None = None
+    rails: RailsEnergy | None = None  # per-rail energy (ODPM), where the phone has rails
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -137,6 +141,8 @@ class EnergyResult:
         values = {k: v for k, v in data.items() if k in fields}
         for name in ("warnings", "files_read"):
             values[name] = tuple(values.get(name, ()))
+        if values.get("rails") is not None:
+            values["rails"] = RailsEnergy.from_dict(values["rails"])
         return cls(**values)
 
     @classmethod

@@ -21,11 +21,11 @@ from typing import Any
 
 from device_bench.intervals import ms
 
-__all__ = ["GateReport", "METRIC_NAMES", "format_value", "verdict"]
+__all__ = ["GateReport", "METRIC_NAMES", "format_value", "metric_name", "verdict"]
 
 METRIC_NAMES = {"raw_bytes": "raw", "zip_bytes": "zip", "gzip_bytes": "gzip", "coded_bytes": "coded (estimate)",
                 "macs": "MACs", "match": "match", "p50_latency": "p50", "energy": "energy",
-                "output_diff": "max |output diff|", "accuracy_drop": "accuracy drop", "delegation": "ops on CPU"}
+                "energy_rails": "energy (rails)", "output_diff": "max |output diff|", "accuracy_drop": "accuracy drop", "delegation": "ops on CPU"}
 _FAILURE_TYPES = {"output_diff": "OutputMismatch", "accuracy_drop": "AccuracyDrop", "delegation": "PartialDelegation"}
 _MARKDOWN = {"ok": "✅ ok", "over": "❌ over", "regressed": "❌ regressed", "not testable": "⚠️ not testable",
              "no match": "❌ no file matches"}
@@ -39,13 +39,20 @@ def verdict(row: Any) -> str:
     return "ok" if row.ok else "no match" if row.metric == "match" else "over"
 
 
+def metric_name(metric: str) -> str:
+    """A row's metric as the tables say it; rail gates (`energy_rail:<RAIL>`) by their rail."""
+    if metric.startswith("energy_rail:"):
+        return f"energy ({metric.partition(':')[2]} rail)"
+    return METRIC_NAMES[metric]
+
+
 def format_value(metric: str, value: float | None) -> str:
     """A row's `actual` or `limit` in its unit (µs shown as ms, J as mJ, bytes with B)."""
     if value is None:
         return "—"
     if metric == "p50_latency":
         return f"{ms(value)} ms"
-    if metric == "energy":
+    if metric.startswith("energy"):
         return f"{value * 1000:,.3f} mJ"
     if metric == "output_diff":
         return f"{value:.4g}"
@@ -102,11 +109,11 @@ class GateReport:
             status = getattr(r, "status", None)
             where = f" {r.pattern}" if status else ""
             case = ET.SubElement(suite, "testcase", classname=f"{self.kind}.{r.path}",
-                                 name=METRIC_NAMES[r.metric] + where, file=r.path)
+                                 name=metric_name(r.metric) + where, file=r.path)
             if not r.ok:
                 failure_type = _FAILURE_TYPES.get(r.metric) if status == "over" else None
                 failure_type = failure_type or ("BudgetExceeded" if status != "regressed" else (
-                    "EnergyRegression" if r.metric == "energy" else "LatencyRegression"))
+                    "EnergyRegression" if r.metric.startswith("energy") else "LatencyRegression"))
                 ET.SubElement(case, "failure", message=r.describe(), type=failure_type).text = r.describe()
             elif status == "not testable":
                 ET.SubElement(case, "skipped", message=r.describe())
@@ -119,7 +126,7 @@ class GateReport:
         """A Markdown table (for $GITHUB_STEP_SUMMARY)."""
         lines = [f"### {self.title}", "", "| file | metric | actual | limit | status |", "|---|---|---:|---:|---|"]
         for r in self.results:
-            lines.append(f"| `{r.path}` | {METRIC_NAMES[r.metric]} | {format_value(r.metric, r.actual)} | "
+            lines.append(f"| `{r.path}` | {metric_name(r.metric)} | {format_value(r.metric, r.actual)} | "
                          f"{format_value(r.metric, r.limit)} | {_MARKDOWN[verdict(r)]} |")
         return "\n".join(lines) + "\n\n"
 

@@ -26,7 +26,8 @@ pair with none of these is "not testable" — reported as such, never passed off
 Energy per inference has no per-run samples; each figure carries a worst-case bound
 (`energy_per_inference_bound_j`, proved honest in tests/device_bench/test_energy_honesty.py).
 It regresses only when even the new figure's lowest value exceeds the old figure's highest
-value × (1 + threshold); a figure without a bound (not measured) is not testable.
+value × (1 + threshold); a figure without a bound (not measured) is not testable. The power
+rails (`device_bench.rails`) are gated the same way: their sum and each rail.
 
 Example:
     >>> old = [1000.0 + i for i in range(60)]
@@ -210,7 +211,8 @@ def compare_latency(old: Sequence[float], new: Sequence[float], *, threshold: fl
 class RegressionCheck:
     """One (model, device model, backend, threads, metric) gate; read like a `BudgetResult`.
 
-    metric: "p50_latency" (µs) or "energy" (J per inference). `limit` is the old value
+    metric: "p50_latency" (µs), "energy" (the battery's J per inference), "energy_rails" (the
+    sum of the power rails) or "energy_rail:<NAME>" (one rail). `limit` is the old value
     × (1 + threshold), `actual` the new value; status is "ok", "regressed" or "not testable"
     (`ok` is False only for "regressed"). `note` carries the ratio, its interval and the p-value.
     Latency budgets (`device_bench.latency_budget`) use the same rows with no `old`: status
@@ -235,7 +237,9 @@ class RegressionCheck:
 
     def describe(self) -> str:
         """One line: what was compared and the verdict (used by every output format)."""
-        what = "median latency" if self.metric == "p50_latency" else "energy per inference"
+        what = {"p50_latency": "median latency", "energy": "energy per inference",
+                "energy_rails": "energy per inference (rails)"}.get(
+            self.metric, f"energy per inference ({self.metric.partition(':')[2]} rail)")
         head = f"{self.path} [{self.pattern}]: {what}"
         if self.status == "not testable":
             return f"{head} not testable ({self.note})"
@@ -333,23 +337,41 @@ def _latency_check(name: str, where: str, old: list, new: list, threshold: float
                            old=test.old_median_us, ratio=test.ratio, p_value=test.p_value, source=source)
 
 
-def _energy_of(results: list) -> tuple[float, float] | None:
+def _battery_figure(energy) -> tuple[float | None, float | None]:
+    return energy.energy_per_inference_j, energy.energy_per_inference_bound_j
+
+
+def _rail_figure(rail: str | None):
+    """The rails' sum (rail None) or one rail's figure of an energy block."""
+    def figure(energy) -> tuple[float | None, float | None]:
+        rails = energy.rails
+        if rails is None:
+            return None, None
+        if rail is None:
+            return rails.energy_per_inference_j, rails.energy_per_inference_bound_j
+        one = rails.per_rail.get(rail)
+        return (one.energy_per_inference_j, one.energy_per_inference_bound_j) if one else (None, None)
+    return figure
+
+
+def _energy_of(results: list, figure=_battery_figure) -> tuple[float, float] | None:
     """(energy per inference, its stated bound) of the last run that measured it."""
     for r in reversed(results):
-        e = r.energy
-        if r.status == "ok" and e is not None and e.energy_per_inference_j is not None \
-                and e.energy_per_inference_bound_j is not None:
-            return e.energy_per_inference_j, e.energy_per_inference_bound_j
+        if r.status == "ok" and r.energy is not None:
+            value, bound = figure(r.energy)
+            if value is not None and bound is not None:
+                return value, bound
     return None
 
 
-def _energy_check(name: str, where: str, old: list, new: list, threshold: float) -> RegressionCheck | None:
+def _energy_check(name: str, where: str, old: list, new: list, threshold: float,
+                  metric: str = "energy", figure=_battery_figure) -> RegressionCheck | None:
     if not any(r.energy is not None for r in [*old, *new]):
         return None  # energy was not asked for: nothing to gate
-    a, b = _energy_of(old), _energy_of(new)
+    a, b = _energy_of(old, figure), _energy_of(new, figure)
     if a is None or b is None or a[0] <= 0:
         side = "baseline" if a is None or a[0] <= 0 else "new results"
-        return RegressionCheck(name, where, "energy", None, None, True, "not testable",
+        return RegressionCheck(name, where, metric, None, None, True, "not testable",
                                f"the {side} have no measured energy per inference with a bound")
     limit = (a[0] + a[1]) * (1 + threshold)
     ratio = b[0] / a[0]
@@ -357,8 +379,18 @@ def _energy_check(name: str, where: str, old: list, new: list, threshold: float)
     regressed = b[0] - b[1] > limit
     note = (f"×{ratio:.3f}; new {b[0]:.3g} ± {b[1]:.2g} J vs old {a[0]:.3g} ± {a[1]:.2g} J "
             f"+{threshold:.0%} (regressed only beyond both stated bounds)")
-    return RegressionCheck(name, where, "energy", limit, b[0], not regressed,
+    return RegressionCheck(name, where, metric, limit, b[0], not regressed,
                            "regressed" if regressed else "ok", note, old=a[0], ratio=ratio)
+
+
+def _rail_checks(name: str, where: str, old: list, new: list, threshold: float) -> list[RegressionCheck]:
+    """The rails' sum and each rail, gated like the battery figure, where the new runs have rails."""
+    rails = [r.energy.rails for r in new if r.energy is not None and r.energy.rails is not None]
+    if not rails:
+        return []
+    names = list(dict.fromkeys(n for x in rails for n in x.per_rail))
+    return [_energy_check(name, where, old, new, threshold, metric, _rail_figure(rail))
+            for metric, rail in [("energy_rails", None), *((f"energy_rail:{n}", n) for n in names)]]
 
 
 def check_regressions(old: Sequence[Any], new: Sequence[Any], *, threshold: float,
@@ -395,4 +427,5 @@ def check_regressions(old: Sequence[Any], new: Sequence[Any], *, threshold: floa
         energy = _energy_check(name, where, base, runs, threshold)
         if energy is not None:
             checks.append(energy)
+        checks.extend(_rail_checks(name, where, base, runs, threshold))
     return RegressionReport(tuple(checks), all(c.ok for c in checks), threshold, alpha)

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from mobile_opt._lazy import pyplot
 
-__all__ = ["colours", "energy_png", "latency_png", "ops_png", "pareto_png", "size_png", "stages_png"]
+__all__ = ["colours", "energy_png", "rails_png", "latency_png", "ops_png", "pareto_png", "size_png", "stages_png"]
 
 _DECADE = 10.0
 
@@ -175,6 +175,31 @@ def energy_png(rows: Sequence[dict], colour: dict[str, str]) -> bytes:
     if _spans_decades(values):
         _log_x(ax)
     ax.set_xlabel("energy per inference (mJ); bar = ±spread, band = ±bound")
+    ax.grid(axis="x", alpha=0.3)
+    return _png(fig)
+
+
+def rails_png(rows: Sequence[dict]) -> bytes:
+    """Energy per inference per rail (mJ), one stacked bar per run; the line is the sum's bound."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 1.4 + 0.5 * len(rows)))
+    names = list(dict.fromkeys(n for row in rows for n in row["rails"]["per_rail"]))
+    palette = plt.get_cmap("tab20")
+    for i, row in enumerate(rows):
+        y, left = len(rows) - 1 - i, 0.0
+        for k, name in enumerate(names):
+            rail = row["rails"]["per_rail"].get(name)
+            # A rail at idle reads a little below zero as often as above: it adds nothing here.
+            mj = max(rail["energy_per_inference_j"] * 1000, 0.0) if rail else 0.0
+            ax.barh([y], [mj], left=[left], height=0.5, color=palette(k % 20),
+                    label=name if i == 0 else None)
+            left += mj
+        total = row["rails"]["energy_per_inference_j"] * 1000
+        bound = row["rails"]["energy_per_inference_bound_j"] * 1000
+        ax.errorbar([total], [y], xerr=[[bound], [bound]], fmt="|", color="black", capsize=4)
+    ax.set_yticks(range(len(rows)), [r["label"] for r in reversed(rows)], fontsize=8)
+    ax.set_xlabel("energy per inference above idle (mJ), stacked by rail; line = sum ± bound")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=4, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)
 

@@ -291,7 +291,32 @@ def energy(inputs: Sequence[ReportInput]) -> str:
     if drawn:
         parts.append(_figure(figures.energy_png(drawn, colour), "energy per inference",
                              "Battery fuel gauge, idle baseline subtracted; runs and devices as in the latency section."))
-    return "<section id='energy'><h2>Energy</h2>" + "".join(parts) + "</section>"
+    return "<section id='energy'><h2>Energy</h2>" + "".join(parts) + _rails(rows) + "</section>"
+
+
+def _rails(rows: Sequence[tuple[dict, ReportInput]]) -> str:
+    """Per-rail energy (ODPM, issue 24): a row per run and rail, a stacked bar per run."""
+    table, drawn = [], []
+    for record, _ in rows:
+        rails = (record.get("energy") or {}).get("rails")
+        if not rails:
+            continue
+        name = escape(_label(record))
+        if rails.get("energy_per_inference_j") is None:
+            table.append((name, "", _nm(rails.get("reason")), ""))
+            continue
+        drawn.append({"label": _label(record), "rails": rails})
+        for rail, r in rails["per_rail"].items():
+            table.append((name, escape(rail), f"{r['energy_per_inference_j'] * 1000:.4f}",
+                          f"{r['energy_per_inference_bound_j'] * 1000:.4f}"))
+    if not table:
+        return ""
+    parts = ["<h3>Per power rail</h3>", _table(("run", "rail", "mJ / inference", "bound ± mJ"), table, numeric=(2, 3))]
+    if drawn:
+        parts.append(_figure(figures.rails_png(drawn), "energy per inference per rail",
+                             "On-device power monitor counters (ODPM), idle baseline subtracted per rail; "
+                             "valid on USB power. Rails below zero (at idle) are not drawn."))
+    return "".join(parts)
 
 
 def _gate_cell(gates: Sequence[dict], backend: str) -> str:

@@ -16,7 +16,7 @@ def print_table(report) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from device_bench.gate_report import METRIC_NAMES, format_value, verdict
+    from device_bench.gate_report import format_value, metric_name, verdict
 
     table = Table(title=report.title, title_justify="left")
     for col, justify in (("file", "left"), ("metric", "left"), ("actual", "right"), ("limit", "right"),
@@ -26,7 +26,7 @@ def print_table(report) -> None:
         status = _TEXT[verdict(r)]
         if r.note and r.metric != "match":
             status += f" ({escape(r.note)})"
-        table.add_row(escape(r.path), METRIC_NAMES[r.metric], format_value(r.metric, r.actual),
+        table.add_row(escape(r.path), metric_name(r.metric), format_value(r.metric, r.actual),
                       format_value(r.metric, r.limit), status)
     console.print(table)
     console.print(f"[green]{report.summary}[/]" if report.ok else f"[bold red]{report.summary}[/]")

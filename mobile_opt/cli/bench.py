@@ -48,12 +48,15 @@ def _render(results, comparisons) -> None:
     show_delegation = any(r.backend != "cpu" and r.status == "ok" for r in results)
     show_energy = any(r.energy is not None for r in results)
     from device_bench.intervals import latency_cells, unbounded_note
+    from mobile_opt.cli._rails_table import rails_notes, rails_table, rails_text
 
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
                   title="Benchmark (latency in ms ± 95% interval" + (", energy in mJ/inference)" if show_energy else ")"))
     columns = ["model"] + (["device"] if show_device else []) + [
         "backend", "thr", "status", "runs", "p50", "p90", "p99", "mean", "std"]
+    show_rails = any(r.energy is not None and r.energy.rails is not None for r in results)
     columns += (["delegation"] if show_delegation else []) + (["energy"] if show_energy else [])
+    columns += ["rails"] if show_rails else []
     rows = []
     notes = []
     for r in results:
@@ -72,6 +75,8 @@ def _render(results, comparisons) -> None:
                   figures["p50"], figures["p90"], figures["p99"], figures["mean"],
                   _ms(lat.std_us if lat else None)]
         cells += ([delegation] if show_delegation else []) + ([_energy_text(r)] if show_energy else [])
+        cells += [rails_text(r)] if show_rails else []
+        notes.extend(rails_notes(r))
         rows.append(cells)
         if r.reason:
             notes.append(f"{Path(r.model_path).name} {r.backend}×{r.threads}: {r.reason}")
@@ -95,6 +100,8 @@ def _render(results, comparisons) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    if (per_rail := rails_table(results)) is not None:
+        console.print(per_rail)
     for note in dict.fromkeys(notes):
         console.print(f"  • {note}", highlight=False, soft_wrap=True)
     if comparisons:

@@ -20,6 +20,14 @@ def _battery_text(battery: dict | None) -> str:
     return " ".join(parts) or "-"
 
 
+def _rails_text(rails: list | None) -> str:
+    if rails is None:
+        return "-"
+    if not rails:
+        return "no"
+    return "yes (dumpsys)" if rails == ["dumpsys"] else f"yes ({len(rails)} ODPM)"
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--adb-port", type=click.IntRange(1, 65535), default=None,
@@ -31,7 +39,7 @@ def _battery_text(battery: dict | None) -> str:
 @handle_errors
 def devices(as_json: bool, adb_port: int | None, adb_host: str, no_host: bool,
             timeout_s: float) -> None:
-    """List reachable devices: model, ABI, Android version, battery; plus this host.
+    """List reachable devices: model, ABI, Android version, battery, power rails; plus this host.
 
     No adb server is started for you; without one only the host is listed.
     """
@@ -45,13 +53,13 @@ def devices(as_json: bool, adb_port: int | None, adb_host: str, no_host: bool,
     from rich.table import Table
 
     table = Table(title="Devices")
-    for column in ("serial", "transport", "state", "model", "ABI", "Android", "SDK", "battery"):
+    for column in ("serial", "transport", "state", "model", "ABI", "Android", "SDK", "battery", "rails"):
         table.add_column(column)
     for row in rows:
         state = row.state if row.state == "device" else f"[yellow]{row.state}[/]"
         table.add_row(row.serial, row.transport, state, row.model or "-", row.abi or "-",
                       row.android_version or "-", str(row.sdk) if row.sdk is not None else "-",
-                      _battery_text(row.battery))
+                      _battery_text(row.battery), _rails_text(row.rails))
     console.print(table)
     if not rows:
         console.print("No devices. Plug in a phone with USB debugging on, or `adb connect HOST:PORT`.")

@@ -13,6 +13,7 @@ import pytest
 
 from device_bench.benchmark_output import TimingStats
 from device_bench.energy import EnergyResult
+from device_bench.rails import RailEnergy, RailsEnergy
 from device_bench.regression import (
     check_regressions,
     compare_latency,
@@ -166,3 +167,23 @@ def test_energy_gate_regresses_only_beyond_both_stated_bounds():
     assert worse.results[1].status == "regressed" and not worse.ok
     assert noisy.results[1].status == "ok" and noisy.ok  # +50 %, but 1.5e-3 - 5e-4 is within 1.05 × (1e-3 + 1e-5)
     assert no_spread.results[1].status == "not testable"
+
+
+def rails_energy(cpu, tpu, bound, *, charging=True):
+    """A charging phone: no battery figure, but rails (issue 24)."""
+    per_rail = {name: RailEnergy(name, "/iio0", f"CH{i}", j, bound, j * 100, 0.1, 1.0)
+                for i, (name, j) in enumerate((("VDD_CPU", cpu), ("VDD_TPU", tpu)))}
+    rails = RailsEnergy(per_rail=per_rail, energy_per_inference_j=cpu + tpu, energy_per_inference_bound_j=2 * bound)
+    return dataclasses.replace(EnergyResult.unavailable("charging", charging=charging), rails=rails)
+
+
+def test_rails_are_gated_like_the_battery_figure_sum_and_each_rail():
+    old = [result(timings(0), energy=rails_energy(1e-3, 2e-3, 1e-5))]
+    new = [result(timings(1), energy=rails_energy(1e-3, 3e-3, 1e-5))]
+    report = check_regressions(old, new, threshold=0.05)
+    by_metric = {r.metric: r for r in report.results}
+    assert by_metric["energy"].status == "not testable"  # the battery gave no figure on USB
+    assert by_metric["energy_rails"].status == "regressed"
+    assert by_metric["energy_rail:VDD_TPU"].status == "regressed"
+    assert by_metric["energy_rail:VDD_CPU"].status == "ok"
+    assert "VDD_TPU rail" in by_metric["energy_rail:VDD_TPU"].describe() and not report.ok
