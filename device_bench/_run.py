@@ -338,10 +338,13 @@ def _rails(ctx: Context, power_file: str, tag: str, inferences: int, tail_s: flo
     except LOST:
         raise
     except DeviceError as exc:
-        return rails.RailsEnergy(reason=f"no rail snapshots from the device: {exc}")
+        return rails.RailsEnergy(reason=f"no rail snapshots from the device: {exc}",
+                                 sources=tuple(ctx.rails.sources))
     log = rails.parse_rails(local.read_text(encoding="utf-8", errors="replace"))
     # The device's shell may print a directory otherwise (a symlinked /sys): name it as asked.
     asked = {source.rsplit("/", 1)[-1]: source for source in ctx.rails.sources}
     log = rails.RailsLog({mark: {asked.get(src.rsplit("/", 1)[-1], src): replace(snap, source=asked.get(
         src.rsplit("/", 1)[-1], src)) for src, snap in snaps.items()} for mark, snaps in log.snapshots.items()})
-    return rails.compute_rails(log, inferences, tail_s=tail_s)
+    measured = rails.compute_rails(log, inferences, tail_s=tail_s)
+    # `sources` says the phone has rails, measured or not: the gates tell it from a phone without.
+    return measured if measured.sources else replace(measured, sources=tuple(ctx.rails.sources))

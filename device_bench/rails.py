@@ -249,7 +249,8 @@ class RailEnergy:
 class RailsEnergy:
     """Per-rail energy per inference; `reason` (and no figure) when the counters cannot support one.
 
-    `energy_per_inference_j` is the sum over rails, its bound the sum of theirs.
+    `energy_per_inference_j` is the sum over rails, its bound the sum of theirs. `sources` (the
+    rail counters read) is empty only for a phone without rails.
     """
 
     per_rail: dict[str, RailEnergy] = field(default_factory=dict)

@@ -384,8 +384,9 @@ def _energy_check(name: str, where: str, old: list, new: list, threshold: float,
 
 
 def _rail_checks(name: str, where: str, old: list, new: list, threshold: float) -> list[RegressionCheck]:
-    """The rails' sum and each rail, gated like the battery figure, where the new runs have rails."""
-    rails = [r.energy.rails for r in new if r.energy is not None and r.energy.rails is not None]
+    """The rails' sum and each rail, gated like the battery figure, where either side's phone has rails."""
+    rails = [r.energy.rails for r in [*old, *new] if r.energy is not None and r.energy.rails is not None
+             and r.energy.rails.sources]
     if not rails:
         return []
     names = list(dict.fromkeys(n for x in rails for n in x.per_rail))

@@ -173,7 +173,8 @@ def rails_energy(cpu, tpu, bound, *, charging=True):
     """A charging phone: no battery figure, but rails (issue 24)."""
     per_rail = {name: RailEnergy(name, "/iio0", f"CH{i}", j, bound, j * 100, 0.1, 1.0)
                 for i, (name, j) in enumerate((("VDD_CPU", cpu), ("VDD_TPU", tpu)))}
-    rails = RailsEnergy(per_rail=per_rail, energy_per_inference_j=cpu + tpu, energy_per_inference_bound_j=2 * bound)
+    rails = RailsEnergy(per_rail=per_rail, energy_per_inference_j=cpu + tpu, energy_per_inference_bound_j=2 * bound,
+                        sources=("/iio0",))
     return dataclasses.replace(EnergyResult.unavailable("charging", charging=charging), rails=rails)
 
 
@@ -187,3 +188,11 @@ def test_rails_are_gated_like_the_battery_figure_sum_and_each_rail():
     assert by_metric["energy_rail:VDD_TPU"].status == "regressed"
     assert by_metric["energy_rail:VDD_CPU"].status == "ok"
     assert "VDD_TPU rail" in by_metric["energy_rail:VDD_TPU"].describe() and not report.ok
+
+
+def test_a_phone_without_rails_gets_no_rail_gate():
+    # Its results say why there are no rails; a "not testable" row per run would only be noise.
+    none = dataclasses.replace(EnergyResult.unavailable("charging", charging=True),
+                               rails=RailsEnergy(reason="no ODPM rails; the battery's figure is the only one"))
+    report = check_regressions([result(timings(0), energy=none)], [result(timings(1), energy=none)], threshold=0.05)
+    assert [r.metric for r in report.results if r.metric.startswith("energy")] == ["energy"]
