@@ -10,6 +10,7 @@ import pytest
 
 from device_bench import EnergySettings, RunSettings, benchmark
 from device_bench.testing import BatteryProfile, GaugeModel, RailsProfile, configure_rails, rails_truth
+from mobile_opt.report import load_input, render_report
 
 RUN = RunSettings(runs=5, warmup_runs=1, min_secs=2.5, warmup_min_secs=0.5)
 ENERGY = EnergySettings(baseline_s=1.0, tail_s=2.0)
@@ -38,8 +39,9 @@ def assert_rails_hold_the_truth(loopback, result):
 @pytest.mark.parametrize("loopback", [{"battery": BatteryProfile(gauge=GAUGE), "rails": RailsProfile()},
                                       {"battery": BatteryProfile(gauge=CHARGING), "rails": RailsProfile()}],
                          indirect=True, ids=["discharging", "charging"])
-def test_rails_give_per_rail_energy_on_battery_and_on_usb(loopback, direct, tiny_model, cache):
-    (result,) = benchmark(direct, [tiny_model], run=RUN, energy=ENERGY, cache_dir=cache)
+def test_rails_give_per_rail_energy_on_battery_and_on_usb(loopback, direct, tiny_model, cache, tmp_path):
+    jsonl = tmp_path / "r.jsonl"
+    (result,) = benchmark(direct, [tiny_model], run=RUN, energy=ENERGY, cache_dir=cache, results_path=jsonl)
     rails = assert_rails_hold_the_truth(loopback, result)
     cpu = sum(r.energy_per_inference_j for r in rails.per_rail.values() if "CPUCL" in r.rail)
     assert cpu > 0.5 * rails.energy_per_inference_j  # the fake benchmark on the CPU loads its clusters
@@ -49,6 +51,10 @@ def test_rails_give_per_rail_energy_on_battery_and_on_usb(loopback, direct, tiny
     else:
         # Both figures exist: the battery sees the whole phone, the rails what the backend drew.
         assert result.energy.energy_per_inference_j is not None
+    # The HTML report shows every rail and the stacked bar (a PNG inline), from the JSONL as written.
+    html = render_report([load_input(jsonl)])
+    assert all(name in html for name in rails.per_rail) and "energy per inference per rail" in html
+    assert html.count("data:image/png;base64,") >= 1
 
 
 @pytest.mark.parametrize("loopback", [{"battery": BatteryProfile(gauge=GAUGE),
