@@ -198,17 +198,24 @@ class BatterySimulator:
     def _run(self) -> None:
         shown = self._gauge.refresh_index(time.monotonic())
         while not self._stop.wait(POLL_S):
-            load = bool(active_loads(self._load_dir))
-            now, wall = time.monotonic(), time.time()
-            if load != self._load:
-                transition = LoadTransition(now, wall, load)
-                with self._lock:
-                    self._transitions.append(transition)
-                    self._load = load
-                    self._trace = self._profile.trace(tuple(self._transitions))
-                with open(self._ledger, "a") as ledger:
-                    ledger.write(json.dumps({"event": "load_on" if load else "load_off", "t_monotonic": now, "t_wall": wall}) + "\n")
-            k = self._gauge.refresh_index(now)
-            if k != shown:
-                shown = k
-                self._refresh(now)
+            try:
+                shown = self._step(shown)
+            except Exception:  # a dead thread would freeze the battery silently: say why, keep going
+                logger.exception("loopback battery: one poll failed")
+
+    def _step(self, shown: int) -> int:
+        """One poll: the load's truth, then the files if the gauge refreshed; the shown refresh."""
+        load = bool(active_loads(self._load_dir))
+        now, wall = time.monotonic(), time.time()
+        if load != self._load:
+            transition = LoadTransition(now, wall, load)
+            with self._lock:
+                self._transitions.append(transition)
+                self._load = load
+                self._trace = self._profile.trace(tuple(self._transitions))
+            with open(self._ledger, "a") as ledger:
+                ledger.write(json.dumps({"event": "load_on" if load else "load_off", "t_monotonic": now, "t_wall": wall}) + "\n")
+        k = self._gauge.refresh_index(now)
+        if k != shown:
+            self._refresh(now)
+        return k
