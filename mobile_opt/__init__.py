@@ -25,6 +25,7 @@ _EXPORTS = {
     "cluster": "clustering",
     "quantize": "quantization",
     "low_rank": "lowrank",
+    "fold_batchnorm": "batchnorm",
     "distill": "distillation",
     "auto_optimize": "auto",
     "AutoResult": "auto",

@@ -29,9 +29,10 @@ _MAY_FOLLOW = {
     "distill": {"low_rank"},
     "low_rank": {"distill"},
     "prune_channels": {"distill", "low_rank"},
-    "prune": {"distill", "low_rank", "prune_channels"},
-    "cluster": {"distill", "low_rank", "prune_channels", "prune"},
-    "quantize": {"distill", "low_rank", "prune_channels", "prune", "cluster"},
+    "fold_batchnorm": {"distill", "low_rank", "prune_channels"},
+    "prune": {"distill", "low_rank", "prune_channels", "fold_batchnorm"},
+    "cluster": {"distill", "low_rank", "prune_channels", "fold_batchnorm", "prune"},
+    "quantize": {"distill", "low_rank", "prune_channels", "fold_batchnorm", "prune", "cluster"},
 }
 
 
@@ -304,6 +305,8 @@ _ORDER_HINT = {
     ("cluster", "prune"): "pruning after clustering breaks the shared weights; prune first, then cluster.",
     ("quantize", "prune"): "quantization must be the last stage; prune first (prune → QAT gives PQAT).",
     ("quantize", "cluster"): "quantization must be the last stage; cluster first (cluster → QAT gives CQAT).",
+    **{(k, "fold_batchnorm"): f"fold BatchNormalization before {k}, so that {k} works on the weights that ship."
+       for k in ("prune", "cluster", "quantize")},
 }
 
 

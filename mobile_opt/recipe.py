@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from mobile_opt.batchnorm import fold_batchnorm
 from mobile_opt.channel_pruning import prune_channels
 from mobile_opt.clustering import cluster
 from mobile_opt.distillation import distill
@@ -45,7 +46,7 @@ from mobile_opt.quantization import quantize
 __all__ = ["Recipe", "load_recipe"]
 
 _VERBS = {"distill": distill, "low_rank": low_rank, "prune_channels": prune_channels,
-          "prune": prune, "cluster": cluster, "quantize": quantize}
+          "fold_batchnorm": fold_batchnorm, "prune": prune, "cluster": cluster, "quantize": quantize}
 _RUN_KEYS = ("fine_tune_epochs", "batch_size", "max_accuracy_drop")
 
 
@@ -83,7 +84,7 @@ def _build_stage(index: int, spec: Mapping[str, Any]):
             kwargs["layers"] = LayerSelection(**kwargs["layers"])
         except TypeError as exc:
             raise RecipeError(f"stages[{index}] ({kind}): bad `layers` table: {exc}.") from exc
-    positional = next(iter(inspect.signature(verb).parameters))
+    positional = next(iter(inspect.signature(verb).parameters), None)  # fold_batchnorm takes none
     args = [kwargs.pop(positional)] if positional in kwargs else []
     try:
         return verb(*args, **kwargs)

@@ -1,0 +1,98 @@
+"""fold_batchnorm: the rewrite computes what the model computes, and clusters then ship as they are."""
+
+import numpy as np
+import pytest
+
+from mobile_opt import _tf
+from mobile_opt.batchnorm import fold_batchnorm, fold_batchnorm_layers
+from mobile_opt.clustering import cluster
+from mobile_opt.errors import RecipeError
+from mobile_opt.pipeline import Pipeline
+from mobile_opt.pruning import prune
+from mobile_opt.quantization import quantize
+from mobile_opt.recipe import load_recipe
+
+
+def _bn_net():
+    """Every case the rewrite must tell apart, on 28x28 Fashion-MNIST."""
+    keras = _tf.keras()
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((28, 28))
+    x = keras.layers.Reshape((28, 28, 1))(inp)
+    x = keras.layers.Conv2D(8, 3, use_bias=False, name="conv")(x)
+    x = keras.layers.BatchNormalization(name="conv_bn")(x)  # folds
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(x)
+    x = keras.layers.BatchNormalization(center=False, name="dw_bn")(x)  # folds (no beta)
+    x = keras.layers.Conv2D(16, 1, activation="relu", name="relu_conv")(x)
+    x = keras.layers.BatchNormalization(name="after_relu_bn")(x)  # stays: after an activation
+    branch = keras.layers.Conv2D(16, 1, name="shared_out")(x)
+    left = keras.layers.BatchNormalization(scale=False, name="branch_bn")(branch)  # stays: branch feeds two
+    x = keras.layers.Add()([left, branch])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(64, name="fc")(x)
+    x = keras.layers.BatchNormalization(name="fc_bn")(x)  # folds
+    out = keras.layers.Dense(10, activation="softmax", name="head")(keras.layers.ReLU()(x))
+    return keras.Model(inp, out)
+
+
+def _randomise_statistics(model):
+    """Moving statistics far from 0/1, so a wrong fold cannot pass as right."""
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            layer.set_weights([rng.uniform(0.5, 2.0, w.shape).astype(np.float32) if "variance" in w.name
+                               else rng.normal(0, 0.5, w.shape).astype(np.float32) for w in layer.weights])
+
+
+def test_folds_what_commutes_and_computes_the_same(fmnist):
+    model = _bn_net()
+    _randomise_statistics(model)
+    folded, pairs = fold_batchnorm_layers(model)
+    assert pairs == {"conv_bn": "conv", "dw_bn": "dw", "fc_bn": "fc"}
+    left = {l.name for l in folded.layers if type(l).__name__ == "BatchNormalization"}
+    assert left == {"after_relu_bn", "branch_bn"}
+    assert all(folded.get_layer(n).use_bias for n in pairs.values())
+    x = fmnist[1][0][:64]
+    expected = model(x, training=False).numpy()
+    np.testing.assert_allclose(folded(x, training=False).numpy(), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_sequential_models_fold_too(fmnist):
+    keras = _tf.keras()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(32),
+                              keras.layers.BatchNormalization(), keras.layers.ReLU(), keras.layers.Dense(10)])
+    _randomise_statistics(model)
+    folded, pairs = fold_batchnorm_layers(model)
+    assert len(pairs) == 1 and isinstance(folded, keras.Sequential)
+    x = fmnist[1][0][:32]
+    np.testing.assert_allclose(folded(x).numpy(), model(x, training=False).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_clusters_ship_as_clustered_when_folded_first(fmnist):
+    """Without the fold, the converter scales each channel by its BN and one layer of 8
+    shared values ships with many more int8 codes; with it, the file holds at most 8."""
+    model = _bn_net()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(*fmnist[0], epochs=1, batch_size=64, verbose=0)
+    recipe = [cluster({"relu_conv": 8, "fc": 8}), quantize("ptq_int8", per_channel=False)]
+    folded = Pipeline([fold_batchnorm(), *recipe]).run(model, fmnist[0], fmnist[1], fine_tune_epochs=1)
+    plain = Pipeline(recipe).run(model, fmnist[0], fmnist[1], fine_tune_epochs=1)
+    assert folded.stages[0].ok and folded.stages[0].kind == "fold_batchnorm"
+    assert "folded 3 BatchNormalization" in folded.stages[0].notes[0]
+
+    # fc is followed by fc_bn: the fold is what keeps its 8 values in the file.
+    fc_folded = folded.stages[-1].kernels["fc"]["unique_values"]
+    fc_plain = plain.stages[-1].kernels["fc"]["unique_values"]
+    assert fc_folded <= 8 < fc_plain
+    # relu_conv's BN comes after its ReLU, so neither run scales it: 8 either way.
+    assert folded.stages[-1].kernels["relu_conv"]["unique_values"] <= 8
+    assert plain.stages[-1].kernels["relu_conv"]["unique_values"] <= 8
+
+
+def test_order_and_recipe():
+    with pytest.raises(RecipeError, match="fold BatchNormalization before prune"):
+        Pipeline([prune(0.5), fold_batchnorm()])
+    recipe = load_recipe({"stages": [{"kind": "fold_batchnorm"}, {"kind": "quantize", "mode": "ptq_int8"}]})
+    assert [s.kind for s in recipe.pipeline.stages] == ["fold_batchnorm", "quantize"]
