@@ -40,37 +40,14 @@ from pathlib import Path
 import numpy as np
 
 import device_bench
+import _mobilenet
 from _rounds import interleaved_p50s, machine, median_summary, ratio_summary
 from converters import analyze, convert, count_flops, evaluate, paired_drop
 from mobile_opt import _tf
-from mobile_opt.datasets import load_fashion_mnist
 
-SEED = 0
-VAL = 5000
-SIDE = 32
 MAX_DROP_PP = 1.0
 GOALS = {"coded_vs_fp32": 10.0, "coded_vs_ptq": 2.0, "max_drop_pp": MAX_DROP_PP, "latency_vs_ptq": 1.05,
          "minutes": 60.0}
-
-
-def _load():
-    tf = _tf.tf()
-    (x, y), (xt, yt) = load_fashion_mnist()
-
-    def prep(images):
-        out = []
-        for i in range(0, len(images), 5000):  # in chunks: the resize of all images at once needs ~2 GB
-            batch = tf.image.resize(images[i:i + 5000, ..., None].astype(np.float32) / 255.0, (SIDE, SIDE))
-            out.append(np.repeat(batch.numpy(), 3, axis=-1))
-        return np.concatenate(out).astype(np.float32)
-
-    x, xt = prep(x), prep(xt)
-    return (x[:-VAL], y[:-VAL]), (x[-VAL:], y[-VAL:]), (xt, yt)
-
-
-def _build():
-    keras = _tf.keras()
-    return keras.applications.MobileNetV2(input_shape=(SIDE, SIDE, 3), alpha=0.35, weights=None, classes=10)
 
 
 def _sizes(tflite: bytes) -> dict:
@@ -95,21 +72,13 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     keras = _tf.keras()
-    keras.utils.set_random_seed(SEED)
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = _load()
+    keras.utils.set_random_seed(_mobilenet.SEED)
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = _mobilenet.load()
     if args.train_samples:
         x_train, y_train = x_train[:args.train_samples], y_train[:args.train_samples]
 
-    model = _build()
-    for layer in model.layers:
-        # keras.applications' MobileNetV2 uses BN momentum 0.999: after a short training run
-        # the moving statistics are still near their initial values and inference accuracy is
-        # at chance. 0.9 lets them follow the data within a few hundred steps.
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.9
-    model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     t0 = time.perf_counter()
-    model.fit(x_train, y_train, epochs=args.train_epochs, batch_size=128, verbose=0)
+    model = _mobilenet.train(x_train, y_train, args.train_epochs)
     train_s = time.perf_counter() - t0
     print(f"trained MobileNetV2 0.35 ({model.count_params():,} params) in {train_s:.0f} s", flush=True)
 
@@ -150,7 +119,7 @@ def main(argv=None) -> int:
                                device_bench.RunSettings(runs=100, warmup_runs=5, min_secs=2.0, warmup_min_secs=0.5,
                                                         run_timeout_s=600))
     p50 = latency["p50_us_per_round"]
-    rng = np.random.default_rng(SEED)
+    rng = np.random.default_rng(_mobilenet.SEED)
     rows, correct = {}, {}
     for key, content in files.items():
         ev = evaluate(content, (x_test, y_test), per_sample=True)
@@ -187,7 +156,7 @@ def main(argv=None) -> int:
         "benchmark": "real_models",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": " ".join(["python", "bench/real_models.py", *(argv if argv is not None else sys.argv[1:])]),
-        "model": "tf_keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10)",
+        "model": _mobilenet.MODEL,
         "params": int(model.count_params()),
         "dataset": "Fashion-MNIST resized to 32x32, 3 channels (train 55,000 / val 5,000 / test 10,000)",
         "train_epochs": args.train_epochs,

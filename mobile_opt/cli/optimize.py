@@ -29,8 +29,8 @@ def _parse_bits(value: str | None) -> dict | None:
     return bits
 
 
-def _recipe_from_flags(prune, prune_schedule, prune_structure, cluster, quantize, bits=None) -> dict:
-    stages = []
+def _recipe_from_flags(prune, prune_schedule, prune_structure, cluster, quantize, bits=None, fold=False) -> dict:
+    stages = [{"kind": "fold_batchnorm"}] if fold else []
     if prune is not None or prune_structure == "2:4":
         stages.append({"kind": "prune", "sparsity": prune, "schedule": prune_schedule, "structure": prune_structure})
     if cluster is not None:
@@ -43,6 +43,8 @@ def _recipe_from_flags(prune, prune_schedule, prune_structure, cluster, quantize
 @click.command()
 @click.argument("model_path", type=click.Path(path_type=Path))
 @click.option("--recipe", type=click.Path(path_type=Path), help="Recipe TOML (see README). Overrides the stage flags.")
+@click.option("--fold-batchnorm", "fold", is_flag=True,
+              help="Fold BatchNormalization into the layer before it first, so clusters ship as clustered.")
 @click.option("--prune", type=FiniteFloatRange(), help="Prune to this sparsity (0.8 = 80% zeros).")
 @click.option("--prune-schedule", type=click.Choice(["constant", "polynomial"]), default="constant", show_default=True)
 @click.option("--prune-structure", type=click.Choice(["unstructured", "2:4"]), default="unstructured", show_default=True)
@@ -59,7 +61,7 @@ def _recipe_from_flags(prune, prune_schedule, prune_structure, cluster, quantize
 @click.option("--summary", type=click.Path(path_type=Path), help="Write the JSON summary here [OUTPUT + .json].")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of tables.")
 @handle_errors
-def optimize(model_path, recipe, prune, prune_schedule, prune_structure, cluster, quantize, bits, data,
+def optimize(model_path, recipe, fold, prune, prune_schedule, prune_structure, cluster, quantize, bits, data,
              image_size, val_split, train_samples, val_samples, fine_tune_epochs, batch_size, max_accuracy_drop, output,
              tflite, summary, as_json):
     """Compress MODEL_PATH (.keras, .h5 or SavedModel) with a recipe or flags; write the model and a JSON summary.
@@ -90,9 +92,10 @@ def optimize(model_path, recipe, prune, prune_schedule, prune_structure, cluster
     else:
         if bits is not None and quantize is None:
             raise RecipeError("--bits sets the bits of a quantize stage: give --quantize ptq_int8 or int4_fc too.")
-        spec = _recipe_from_flags(prune, prune_schedule, prune_structure, cluster, quantize, _parse_bits(bits))
+        spec = _recipe_from_flags(prune, prune_schedule, prune_structure, cluster, quantize, _parse_bits(bits), fold)
         if not spec["stages"]:
-            raise RecipeError("Nothing to do: give --recipe FILE or at least one of --prune, --cluster, --quantize.")
+            raise RecipeError(
+                "Nothing to do: give --recipe FILE or at least one of --fold-batchnorm, --prune, --cluster, --quantize.")
         loaded = load_recipe(spec)
     options = dict(loaded.run_options)
     for key, value in (("fine_tune_epochs", fine_tune_epochs), ("batch_size", batch_size),

@@ -1,5 +1,9 @@
 """fold_batchnorm: the rewrite computes what the model computes, and clusters then ship as they are."""
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -96,3 +100,17 @@ def test_order_and_recipe():
         Pipeline([prune(0.5), fold_batchnorm()])
     recipe = load_recipe({"stages": [{"kind": "fold_batchnorm"}, {"kind": "quantize", "mode": "ptq_int8"}]})
     assert [s.kind for s in recipe.pipeline.stages] == ["fold_batchnorm", "quantize"]
+
+
+def test_cli_flag_folds_first(tmp_path):
+    model = _bn_net()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    path = tmp_path / "bn.keras"
+    model.save(path)
+    proc = subprocess.run([sys.executable, "-m", "mobile_opt.cli", "optimize", str(path), "--fold-batchnorm",
+                           "--quantize", "ptq_int8", "--train-samples", "300", "--val-samples", "200",
+                           "-o", str(tmp_path / "out.keras"), "--json"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert [s["kind"] for s in summary["stages"]] == ["fold_batchnorm", "quantize"]
+    assert summary["stages"][0]["ok"]
