@@ -4,8 +4,10 @@ The quantizer stores a symmetric int4 kernel as codes in [-8, 7] times scale = m
 (per output channel, or per tensor). A kernel whose values already are such multiples
 converts with no loss; two stages put kernels there:
 
-* after clustering, `on_grid` moves each channel's <= 16 centroids to the nearest grid
-  point (the largest stays exact; the move is reported, and accuracy is measured after);
+* `cluster(16, int4_grid=True)` keeps its centroids on that grid while it fine-tunes
+  (`GridCentroids`), so the network learns around the grid and int4 adds no loss;
+* after any other clustering, `on_grid` moves each channel's <= 16 centroids to the nearest
+  grid point (the largest stays exact; the move is reported, and accuracy is measured after);
 * `qat_int4` trains with TF-MOT's n-bit fake quantization, 4-bit per output channel,
   narrow range: its grid is max|w| / 7 too, so `fake_quantized` is the kernel that ships.
 
@@ -21,7 +23,7 @@ from mobile_opt.errors import UnsupportedModelError
 from mobile_opt.measure import kernel_arrays
 from mobile_opt.stage import clone
 
-__all__ = ["LEVELS", "fake_quantized", "grid_diff", "grid_ready", "int4_qat_config", "odd_width_notes", "on_grid"]
+__all__ = ["LEVELS", "GridCentroids", "fake_quantized", "grid_diff", "grid_ready", "int4_qat_config", "odd_width_notes", "on_grid"]
 
 LEVELS = 7  # symmetric int4 as ai-edge-quantizer writes it: scale = max|w| / 7
 
@@ -38,6 +40,33 @@ def _scale(kernel: np.ndarray, out_axis: int, per_channel: bool) -> np.ndarray:
     return np.where(bound > 0, bound / LEVELS, 1.0).astype(np.float32)
 
 
+def _snapped(values: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    return (np.clip(np.round(values / scale), -8, LEVELS) * scale).astype(values.dtype)
+
+
+def GridCentroids():
+    """A callback that puts TF-MOT's cluster centroids on the int4 grid after every step.
+
+    The grid is the quantizer's: scale = max|centroid| / 7 over each centroid row (one row
+    per tensor, or per channel with `cluster_per_channel`), so the largest centroid, which
+    is the kernel's max|w|, stays where it is and the .tflite's scale is the same one.
+    """
+    keras = _tf.keras()
+
+    class _GridCentroids(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self._vars = [v for v in self.model.weights if "cluster_centroids" in v.name]
+            self.on_train_batch_end(-1)
+
+        def on_train_batch_end(self, batch, logs=None):
+            for var in self._vars:
+                values = var.numpy()
+                bound = np.max(np.abs(values), axis=-1, keepdims=True)
+                var.assign(_snapped(values, np.where(bound > 0, bound / LEVELS, 1.0)))
+
+    return _GridCentroids()
+
+
 def on_grid(model, int4: set[str], *, per_channel: bool):
     """A copy whose clustered int4 kernels lie on the quantizer's grid.
 
@@ -49,7 +78,7 @@ def on_grid(model, int4: set[str], *, per_channel: bool):
         if name not in int4 or "/" in name or not grid_ready(kernel, out_axis):
             continue
         scale = _scale(kernel, out_axis, per_channel)
-        snapped = (np.clip(np.round(kernel / scale), -8, LEVELS) * scale).astype(kernel.dtype)
+        snapped = _snapped(kernel, scale)
         moved[name] = float(np.max(np.abs(snapped - kernel) / scale))
         copy.get_layer(name).kernel.assign(snapped)
     return copy, moved

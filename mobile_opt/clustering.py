@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from mobile_opt import _stage_options as options, _tf
+from mobile_opt import _int4, _stage_options as options, _tf
 from mobile_opt._compat_tfmot import experimental_cluster
 from mobile_opt.errors import RecipeError
 from mobile_opt.layer_selection import DEPTHWISE_KERNEL, LayerSelection
@@ -38,6 +38,10 @@ class ClusterStage(Stage):
         init: centroid initialisation: "kmeans++" (default), "linear",
             "density" or "random".
         per_channel: cluster each output channel separately (default False).
+        int4_grid: keep the centroids on the int4 grid while fine-tuning (at most 16
+            clusters), so that int4 adds no loss: `quantize("int4_fc", per_channel=False)`
+            stores exactly these values (TF-MOT 0.8.1 shares one centroid set per Dense
+            kernel; per channel only on Conv2D with per_channel=True) (default False).
         preserve_sparsity: keep pruned zeros; default: True when a prune stage
             came before, else False.
         layers: which layers to cluster; default: every Dense/Conv layer except
@@ -49,7 +53,7 @@ class ClusterStage(Stage):
         A `ClusterStage` for `Pipeline`.
 
     Raises:
-        RecipeError: fewer than 2 clusters or an unknown init.
+        RecipeError: fewer than 2 clusters, an unknown init, or int4_grid with more than 16.
 
     Example:
         >>> cluster(8, init="density").params()["init"]
@@ -64,6 +68,7 @@ class ClusterStage(Stage):
         *,
         init: str = "kmeans++",
         per_channel: bool = False,
+        int4_grid: bool = False,
         preserve_sparsity: bool | None = None,
         layers: LayerSelection | None = None,
         learning_rate: float = 1e-4,
@@ -74,6 +79,10 @@ class ClusterStage(Stage):
         self.clusters = clusters
         self.init = init
         self.per_channel = bool(per_channel)
+        self.int4_grid = bool(int4_grid)
+        most = max(clusters.values()) if isinstance(clusters, dict) else clusters
+        if self.int4_grid and most > 16:
+            raise RecipeError(f"int4_grid holds at most 16 values (int4 codes -8..7). Received: clusters={clusters!r}.")
         self.preserve_sparsity = preserve_sparsity
         self.layers = options.selection(layers, clusters)
         self.learning_rate = options.learning_rate(learning_rate)
@@ -83,6 +92,7 @@ class ClusterStage(Stage):
             "clusters": self.clusters,
             "init": self.init,
             "per_channel": self.per_channel,
+            "int4_grid": self.int4_grid,
             "preserve_sparsity": self.preserve_sparsity,
             "layers": self.layers.describe(),
             "learning_rate": self.learning_rate,
@@ -115,7 +125,8 @@ class ClusterStage(Stage):
             )
 
         wrapped = keras.models.clone_model(base, clone_function=wrap)
-        ctx.fine_tune(wrapped, learning_rate=self.learning_rate, label=f"cluster {self.clusters}")
+        callbacks = [_int4.GridCentroids()] if self.int4_grid else []
+        ctx.fine_tune(wrapped, learning_rate=self.learning_rate, callbacks=callbacks, label=f"cluster {self.clusters}")
         stripped = clustering.strip_clustering(wrapped)
         stats = {k: v for k, v in kernel_stats(stripped, selected).items() if not k.endswith(DEPTHWISE_KERNEL)}
         for name, st in stats.items():

@@ -6,6 +6,7 @@ with the parser: that is what ships.
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -192,6 +193,29 @@ def test_int4_fc_after_clustering_ships_the_centroids_exactly(trained_mlp, fmnis
     kernel = result.model.get_layer("fc1").kernel.numpy().T.astype(np.float64)
     assert np.max(np.abs(codes * scale - kernel) / scale) <= 1e-6
     assert max(len(np.unique(row)) for row in codes) <= 16
+
+
+def test_clusters_trained_on_the_int4_grid_need_no_move(trained_mlp, fmnist):
+    """int4_grid keeps the centroids on the quantizer's grid while clustering fine-tunes, so the
+    model whose accuracy the cluster stage measured is the one int4 stores: nothing moves.
+    TF-MOT 0.8.1 shares one set of centroids per Dense kernel (per channel only for Conv2D),
+    so the int4 scale that matches them is one per tensor."""
+    result = Pipeline([cluster(16, int4_grid=True), quantize("int4_fc", per_channel=False)]).run(
+        trained_mlp, *fmnist, fine_tune_epochs=1, max_accuracy_drop=10.0)
+    clustered, stage = result.stages
+    assert clustered.ok and stage.ok, [c for c in stage.checks if not c.ok]
+    assert {"int4 = centroids[fc1]", "int4 = centroids[fc2]"} <= {c.name for c in stage.checks}
+    # So the returned kernel (moved by <= 1e-4 scales) is the cluster stage's: multiples of max|w| / 7.
+    kernel = result.model.get_layer("fc1").kernel.numpy().astype(np.float64)
+    codes = kernel / (np.max(np.abs(kernel)) / 7)
+    assert np.max(np.abs(codes - np.round(codes))) <= 1e-4
+    moves = next(n for n in stage.notes if "int4 grid" in n)
+    assert all(float(v) <= 1e-4 for v in re.findall(r" ([0-9.]+)(?:,|$)", moves)), moves
+
+
+def test_int4_grid_refuses_more_than_16_clusters():
+    with pytest.raises(RecipeError, match="int4_grid holds at most 16 values"):
+        cluster(32, int4_grid=True)
 
 
 def test_int4_on_a_layer_whose_op_cannot_take_it_is_refused_before_training(fmnist):
