@@ -85,7 +85,7 @@ def _lenet(epochs: int, ratio: float, qat_epochs: int):
     return files, (xt, yt), {"train_epochs": epochs, "recipe": recipe, "stages": stages}
 
 
-def _mobilenet(results: Path, epochs: int, fine_tune_epochs: int):
+def _mobilenetv2(results: Path, epochs: int, fine_tune_epochs: int):
     """fp32 and int8 PTQ of the network bench/real_models.py trains (same seed and data), and
     ours: the recipe auto chose there (real_models.json), with BatchNormalization folded first."""
     keras = _tf.keras()
@@ -163,7 +163,7 @@ def main(argv=None) -> int:
     nets = {}
     files, test, about = _lenet(args.epochs, args.ratio, args.qat_epochs)
     nets["lenet_300_100"] = {**about, **_measure("lenet_300_100", files, test, out_dir, args.rounds, rng)}
-    files, test, about = _mobilenet(out_dir, args.mobilenet_epochs, args.fine_tune_epochs)
+    files, test, about = _mobilenetv2(out_dir, args.mobilenet_epochs, args.fine_tune_epochs)
     nets["mobilenetv2"] = {**about, **_measure("mobilenetv2", files, test, out_dir, args.rounds, rng)}
     payload = {
         "benchmark": "shipped_size",
