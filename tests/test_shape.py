@@ -14,12 +14,9 @@ PACKAGES = ("mobile_opt", "converters", "device_bench")
 MAX_PARAMETERS = 8
 # Over the limit, each for a stated reason (the second test fails once one no longer is):
 # check_number's ten are one rule spelled as keyword-only bounds (at_least/above/at_most/below),
-# the reading its 34 callers share; benchmark and _run_variant still take the tool's binary and
-# cache directory as two values (to group next, with the rails' settings that join them).
+# the reading its 34 callers share.
 EXEMPT = {
     "mobile_opt/_checks.py::check_number",
-    "device_bench/outputs.py::_run_variant",
-    "device_bench/bench.py::benchmark",
 }
 
 

@@ -198,6 +198,7 @@ def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy
         OutputCheckSettings,
         ReportFiles,
         RunSettings,
+        ToolSettings,
         run_benchmarks,
     )
 
@@ -214,10 +215,11 @@ def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy
     settings = BenchSettings(
         devices=serial, backends=backends, threads=threads,
         run=RunSettings(runs=runs, warmup_runs=warmup_runs, min_secs=min_secs, cooldown_s=cooldown_s,
-                        cooldown_to_c=cooldown_to_c, run_timeout_s=run_timeout_s, op_profiling=op_profiling),
+                        cooldown_to_c=cooldown_to_c, run_timeout_s=run_timeout_s, op_profiling=op_profiling,
+                        keep_samples=keep_samples),
         energy=EnergySettings(baseline_s=baseline_s, battery=battery) if energy else None,
-        keep_samples=keep_samples, shard=shard, retries=retries, benchmark_binary=benchmark_binary,
-        cache_dir=cache_dir, adb_port=adb_port,
+        shard=shard, retries=retries, tool=ToolSettings(binary=benchmark_binary, cache_dir=cache_dir),
+        adb_port=adb_port,
         gates=GateSettings(baseline=compare_path, max_regression=threshold), outputs=outputs,
         files=ReportFiles(jsonl=out, plot=plot_path, junit=junit_path))
     if as_json:

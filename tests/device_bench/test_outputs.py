@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import converters
 import device_bench
-from device_bench import check_outputs, gate_outputs
+from device_bench import ToolSettings, check_outputs, gate_outputs
 from mobile_opt import _tf
 from mobile_opt.cli import cli as main
 from mobile_opt.errors import InputError
@@ -148,7 +148,7 @@ def test_a_gpu_computing_in_fp16_is_caught_and_its_fp32_mode_passes(loopback, di
 
     path, x, labels = close_call
     configure(loopback.root, gpu="fp16")
-    check = check_outputs(direct, path, x, labels, backends=("cpu", "gpu", "gpu_fp32", "nnapi"), cache_dir=cache)
+    check = check_outputs(direct, path, x, labels, backends=("cpu", "gpu", "gpu_fp32", "nnapi"), tool=ToolSettings(cache_dir=cache))
     by = {b.backend: b for b in check.backends}
     assert by["cpu"].bit_exact and by["cpu"].top1_agreement == 1.0
     fp16 = by["gpu"]
@@ -188,7 +188,7 @@ def test_partial_delegation_fails_require_full_delegation(loopback, direct, cach
     path = int8_model[0].parent / "conv_dense.tflite"
     path.write_bytes(converters.convert(model))
     configure(loopback.root, gpu="partial", gpu_ops=["CONV_2D"])
-    check = check_outputs(direct, path, backends=("gpu_fp32",), cache_dir=cache, samples=4)
+    check = check_outputs(direct, path, backends=("gpu_fp32",), tool=ToolSettings(cache_dir=cache), samples=4)
     (gpu,) = check.backends
     assert gpu.status == "ok" and gpu.delegation["coverage"] == "partial"
     gate = gate_outputs([check], require_full_delegation=True)
