@@ -203,13 +203,14 @@ def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy
     )
 
     from mobile_opt.cli import _gates, _op_costs
+    from mobile_opt.datasets import load_inputs
 
     _outputs.check_usage(check_data, max_output_diff, max_drop_pp, require_full_delegation)
     threshold = _regression_threshold(regression, compare_path, junit_path if check_data is None else None)
     outputs = None
     if check_data is not None:
         outputs = OutputCheckSettings(
-            data=None if check_data == "random" else _outputs.load_inputs(check_data, list(models), check_samples),
+            data=None if check_data == "random" else load_inputs(check_data, models, samples=check_samples),
             samples=check_samples, max_output_diff=max_output_diff, max_accuracy_drop_pp=max_drop_pp,
             require_full_delegation=require_full_delegation)
     settings = BenchSettings(

@@ -127,6 +127,18 @@ def test_bench_check_outputs_through_the_cli(int8_model, tmp_path):
     assert usage.exit_code == 2 and "give --check-outputs DATA too" in usage.output
 
 
+def test_bench_check_outputs_reads_an_npz_through_the_library_loader(int8_model, tmp_path):
+    path, x = int8_model
+    npz = tmp_path / "d.npz"
+    np.savez(npz, x_train=x[:4], y_train=np.zeros(4, int), x_val=x[:12], y_val=_host_classes(path, x[:12]))
+    result = CliRunner().invoke(main, ["bench", "--device", "host", "--runs", "3", "--min-secs", "0", "--json",
+                                       "--check-outputs", str(npz), "--check-samples", "10", str(path)])
+    assert result.exit_code == 0, result.output
+    (check,) = json.loads(result.stdout)["outputs"]
+    assert check["samples"] == 10 and check["inputs"] == "user data" and check["reference_accuracy"] == 1.0
+    assert check["backends"][0]["accuracy"] == 1.0
+
+
 @pytest.fixture(scope="module")
 def close_call(tmp_path_factory):
     """Ten near-tied logits near 50: gaps (~0.01) below fp16's spacing there (1/32), so fp16 flips top-1s."""
