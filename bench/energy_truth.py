@@ -160,7 +160,7 @@ def rails_runs(runs: int, model: Path) -> dict:
     """`runs` loopback benchmarks with rails, half charging; per-rail and sum errors vs the truth."""
     import tempfile
 
-    from device_bench import EnergySettings, RunSettings, benchmark, connect
+    from device_bench import EnergySettings, RunSettings, ToolSettings, benchmark, connect
     from device_bench.testing import BatteryProfile, LoopbackDevice, RailsProfile, rails_truth
     from device_bench.testing.fake_benchmark_model import install
 
@@ -176,7 +176,7 @@ def rails_runs(runs: int, model: Path) -> dict:
                 results = benchmark(phone, [model], threads=tuple(range(1, runs // 2 + 1)),
                                     run=RunSettings(runs=5, warmup_runs=1, min_secs=1.0, warmup_min_secs=0.2),
                                     energy=EnergySettings(baseline_s=1.0, tail_s=0.5),
-                                    cache_dir=Path(work) / "cache")
+                                    tool=ToolSettings(cache_dir=Path(work) / "cache"))
             truth = rails_truth(loop.root)
         for r in results:
             rails = r.energy.rails

@@ -44,9 +44,10 @@ def main(argv=None) -> int:
         cache = Path(work) / "cache"
         install(cache, abi="arm64-v8a")
         with device_bench.connect(f"direct:127.0.0.1:{loop.port}", key_path=Path(work) / "adbkey") as dev:
-            jobs = {"benchmark": lambda: device_bench.benchmark(dev, [MODEL], cache_dir=cache),
+            tool = device_bench.ToolSettings(cache_dir=cache)
+            jobs = {"benchmark": lambda: device_bench.benchmark(dev, [MODEL], tool=tool),
                     "check_outputs": lambda: device_bench.check_outputs(dev, MODEL, x, y, backends=("cpu",),
-                                                                         cache_dir=cache)}
+                                                                         tool=tool)}
             for r in range(args.rounds):
                 for name in (list(jobs) if r % 2 == 0 else list(jobs)[::-1]):
                     start = time.perf_counter()

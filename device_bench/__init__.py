@@ -21,6 +21,7 @@ _EXPORTS: dict[str, str] = {
     "BACKENDS": "bench",
     "EnergySettings": "settings",
     "RunSettings": "settings",
+    "ToolSettings": "settings",
     "benchmark": "bench",
     "explain_slowdown": "slowdown",
     "check_outputs": "outputs",

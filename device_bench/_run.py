@@ -41,7 +41,6 @@ class Context:
     runner: str | None  # the power harness on the device, when energy is measured
     battery: device_state.Battery | None
     local_tmp: Path
-    keep_samples: bool
     rails: device_state.Rails | str | None = None  # the rail counters, or why there are none
 
 
@@ -286,7 +285,7 @@ def run_one(ctx: Context, remote: tuple[str, str], base: dict, label: str) -> Be
         first_inference_us=parsed.first_inference_us,
         warmup_avg_us=parsed.warmup_avg_us,
         latency=latency,
-        samples_us=tuple(samples or ()) if ctx.keep_samples else (),
+        samples_us=tuple(samples or ()) if ctx.run.keep_samples else (),
         memory_init_mb=parsed.memory_init_mb,
         memory_overall_mb=parsed.memory_overall_mb,
         memory_peak_mb=parsed.memory_peak_mb,

@@ -4,8 +4,9 @@ Flow for one device: facts (`Device.info()`), the benchmark binary for its ABI
 (`device_bench.binary`), each model pushed to `/data/local/tmp/mobile_opt/<sha16>/`, then one
 run per (model, backend, threads) (`device_bench._run`): output parsed, the tool's result file
 read for latency statistics, delegate coverage read, thermal state before and after, energy
-from the battery fuel gauge and, where the phone has them, its power rails (ODPM) when asked. Each result is appended to a JSON-lines file as soon
-as it completes. Pushed models are removed at the end; the binary stays for the next time.
+from the battery fuel gauge and, where the phone has them, its power rails (ODPM) when asked. Pushed
+models are removed at the end; the binary stays for the next time. (`run_benchmarks` appends each
+model's results to a JSON-lines file as they complete.)
 
 On the host (`connect("host")`), the binary is `python -m device_bench.host_benchmark`.
 
@@ -30,8 +31,8 @@ from device_bench import _run, device_state
 from device_bench.binary import REMOTE_BIN, REMOTE_ROOT, default_cache_dir, prepare_binary, sha256
 from device_bench.device import Device
 from device_bench.energy import EnergyResult
-from device_bench.results import BenchmarkResult, write_jsonl
-from device_bench.settings import EnergySettings, RunSettings
+from device_bench.results import BenchmarkResult
+from device_bench.settings import EnergySettings, RunSettings, ToolSettings
 from mobile_opt.errors import (
     DeviceError,
     DeviceStorageFullError,
@@ -115,7 +116,7 @@ def _check_readable(path: Path) -> None:
                 )
 
 
-def _validate(backends: tuple, threads: tuple, run: object, energy: object) -> None:
+def _validate(backends: tuple, threads: tuple, run: object, energy: object, tool: object) -> None:
     unknown = [b for b in backends if b not in BACKENDS]
     if not backends or unknown:
         raise InputError(
@@ -127,6 +128,8 @@ def _validate(backends: tuple, threads: tuple, run: object, energy: object) -> N
         )
     if not isinstance(run, RunSettings):
         raise InputError(f"run must be a RunSettings. Received: run={run!r}")
+    if not isinstance(tool, ToolSettings):
+        raise InputError(f"tool must be a ToolSettings. Received: tool={tool!r}")
     if energy is not None and not isinstance(energy, EnergySettings):
         raise InputError(
             f"energy must be an EnergySettings or None. Received: energy={energy!r}. "
@@ -142,10 +145,7 @@ def benchmark(
     threads: Sequence[int] = (1,),
     run: RunSettings = RunSettings(),
     energy: EnergySettings | None = None,
-    benchmark_binary: Path | None = None,
-    cache_dir: Path | None = None,
-    keep_samples: bool = False,
-    results_path: Path | None = None,
+    tool: ToolSettings = ToolSettings(),
     progress: Progress | None = None,
 ) -> list[BenchmarkResult]:
     """Benchmarks every model with every backend and thread count on one device.
@@ -155,17 +155,12 @@ def benchmark(
         models: .tflite files on the host.
         backends: any of "cpu", "gpu", "nnapi" (default ("cpu",)).
         threads: CPU thread counts (default (1,)).
-        run: runs, warm-up, minimum seconds, cooldown, timeout, op profiling
+        run: runs, warm-up, minimum seconds, cooldown, timeout, op profiling, samples kept
             (default `RunSettings()`: ≥ 50 runs and ≥ 1 s of them, as benchmark_model does).
         energy: measure energy per inference from the battery (default None: no energy).
-        benchmark_binary: the device's `benchmark_model` (default: from `cache_dir` by ABI;
-            on the host: `python -m device_bench.host_benchmark`).
-        cache_dir: binaries as `<cache_dir>/<abi>/benchmark_model` (default
-            `default_cache_dir()`).
-        keep_samples: keep every timed run's latency in `samples_us` (default False: the
-            statistics and a histogram only).
-        results_path: JSON-lines file each result is appended to as it completes.
-        progress: called as progress(runs_done, runs_total).
+        tool: the device's `benchmark_model`, or the cache it is found in by ABI (default
+            `ToolSettings()`: the cached one; on the host `python -m device_bench.host_benchmark`).
+        progress: called as progress(runs_done, runs_total) after each run (default None).
 
     Returns:
         One `BenchmarkResult` per (model, backend, threads), in that order.
@@ -180,20 +175,16 @@ def benchmark(
         with connect("auto") as phone:
             results = benchmark(phone, [Path("m.tflite")], backends=("cpu", "gpu"),
                                 threads=(1, 4), energy=EnergySettings(),
-                                results_path=Path("results.jsonl"))
+                                tool=ToolSettings(cache_dir=Path("bins")))
+        write_jsonl(Path("results.jsonl"), results)
     """
     backends, threads = tuple(backends), tuple(threads)
-    _validate(backends, threads, run, energy)
+    _validate(backends, threads, run, energy, tool)
     paths = validate_models(models)
-    if results_path is not None and not Path(results_path).parent.is_dir():
-        raise InputError(
-            "the directory for results_path does not exist. "
-            f"Received: results_path={str(results_path)!r}"
-        )
 
     info = device.info()
     facts = info.to_dict()
-    binary = prepare_binary(device, info.abi, benchmark_binary, cache_dir)
+    binary = prepare_binary(device, info.abi, tool)
     runner, no_energy = None, None
     # The battery is found even without energy: its `temp` is part of the thermal state.
     found = device_state.find_battery(
@@ -216,8 +207,7 @@ def benchmark(
     pushed: dict[Path, tuple[str, str] | DeviceError] = {}
     lost: str | None = None
     with tempfile.TemporaryDirectory(prefix="mobile-opt-bench-") as tmp:
-        ctx = _run.Context(device, binary, run, energy, runner, battery, Path(tmp), keep_samples,
-                           found_rails)
+        ctx = _run.Context(device, binary, run, energy, runner, battery, Path(tmp), found_rails)
         for index, (model, backend, n_threads) in enumerate(plan, start=1):
             label = f"run {index}/{len(plan)} ({model.name}, {backend}, {n_threads} threads)"
             base = dict(
@@ -263,8 +253,6 @@ def benchmark(
                         if not _alive(device):
                             lost = f"skipped: {device.serial} stopped answering after {label}"
             results.append(result)
-            if results_path is not None:
-                write_jsonl(Path(results_path), [result])
             logger.info("%s: %s%s", label, result.status, f" ({result.reason})" if result.reason else "")
             if progress is not None:
                 progress(index, len(plan))

@@ -1,7 +1,8 @@
 """What `run_benchmarks` does besides measuring: gates, output checks, files (`BenchSettings`).
 
 All frozen and validated on construction, so a bad value fails before any device is opened.
-How each benchmark runs is `RunSettings`; energy is `EnergySettings` (`device_bench.settings`).
+How each benchmark runs is `RunSettings`, which tool runs it `ToolSettings`, energy is
+`EnergySettings` (`device_bench.settings`).
 
 Example:
     >>> s = BenchSettings(backends=("cpu", "gpu"), gates=GateSettings(baseline="old.jsonl", max_regression="5%"))
@@ -17,22 +18,10 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from device_bench.bench import BACKENDS
-from device_bench.settings import EnergySettings, RunSettings
+from device_bench.settings import EnergySettings, RunSettings, ToolSettings, _path, _set
 from mobile_opt.errors import InputError
 
 __all__ = ["BenchSettings", "GateSettings", "OutputCheckSettings", "ReportFiles"]
-
-
-def _path(value: Any, name: str) -> Path | None:
-    if value is None or isinstance(value, Path):
-        return value
-    if isinstance(value, str) and value:
-        return Path(value)
-    raise InputError(f"{name} must be a path or None. Received: {name}={value!r}")
-
-
-def _set(obj: Any, name: str, value: Any) -> None:
-    object.__setattr__(obj, name, value)  # normalising a frozen dataclass's field in __post_init__
 
 
 @dataclass(frozen=True)
@@ -163,13 +152,12 @@ class BenchSettings:
             several run concurrently.
         backends: any of "cpu", "gpu", "nnapi" (default ("cpu",)).
         threads: CPU thread counts (default (1,)).
-        run: how each benchmark runs (default `RunSettings()`).
+        run: how each benchmark runs (default `RunSettings()`; a plot keeps every run's latency
+            whatever its `keep_samples`).
         energy: measure energy per inference (default None: no).
-        keep_samples: keep every run's latency in the results (default False; a plot keeps them).
         shard: spread the models over devices of the same model and ABI (default False).
         retries: times a run may move to another such device when its device is lost (default 0).
-        benchmark_binary: the device's `benchmark_model` (default: from `cache_dir` by ABI).
-        cache_dir: binaries as `<dir>/<abi>/benchmark_model` (default `default_cache_dir()`).
+        tool: the device's `benchmark_model` and the binary cache (default `ToolSettings()`).
         adb_port: the adb server's port (default $ANDROID_ADB_SERVER_PORT or 5037).
         gates: comparison and gates (default `GateSettings()`: none).
         outputs: output checks (default None: none).
@@ -184,11 +172,9 @@ class BenchSettings:
     threads: tuple[int, ...] = (1,)
     run: RunSettings = field(default_factory=RunSettings)
     energy: EnergySettings | None = None
-    keep_samples: bool = False
     shard: bool = False
     retries: int = 0
-    benchmark_binary: Path | None = None
-    cache_dir: Path | None = None
+    tool: ToolSettings = field(default_factory=ToolSettings)
     adb_port: int | None = None
     gates: GateSettings = field(default_factory=GateSettings)
     outputs: OutputCheckSettings | None = None
@@ -208,7 +194,8 @@ class BenchSettings:
             raise InputError(f"threads must be positive integers. Received: threads={threads!r}")
         _set(self, "backends", backends)
         _set(self, "threads", threads)
-        for name, kind in (("run", RunSettings), ("gates", GateSettings), ("files", ReportFiles)):
+        for name, kind in (("run", RunSettings), ("tool", ToolSettings), ("gates", GateSettings),
+                           ("files", ReportFiles)):
             if not isinstance(getattr(self, name), kind):
                 raise InputError(f"{name} must be a {kind.__name__}. Received: {name}={getattr(self, name)!r}")
         for name, kind in (("energy", EnergySettings), ("outputs", OutputCheckSettings)):
@@ -218,8 +205,6 @@ class BenchSettings:
             raise InputError(f"retries must be an integer >= 0. Received: retries={self.retries!r}")
         if self.adb_port is not None and not (isinstance(self.adb_port, int) and 0 < self.adb_port < 65536):
             raise InputError(f"adb_port must be a port number (1-65535) or None. Received: adb_port={self.adb_port!r}")
-        _set(self, "benchmark_binary", _path(self.benchmark_binary, "benchmark_binary"))
-        _set(self, "cache_dir", _path(self.cache_dir, "cache_dir"))
         if self.files.junit is not None and not (self.gates.any or (self.outputs is not None and self.outputs.gated)):
             raise InputError("files.junit reports the gates, and none is set: give gates.max_regression, "
                              "gates.latency_budgets or an output gate (bench --fail-on-regression). "

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Callable, Sequence
@@ -124,12 +125,12 @@ def _measure(devices, paths, settings: BenchSettings, progress):
     from device_bench.farm import run_farm
     from device_bench.results import write_jsonl
 
+    # The box plot draws every run's time.
+    runs = settings.run if settings.files.plot is None else dataclasses.replace(settings.run, keep_samples=True)
+
     def run(device, some_models):
         return benchmark(device, some_models, backends=settings.backends, threads=settings.threads,
-                         run=settings.run, energy=settings.energy, benchmark_binary=settings.benchmark_binary,
-                         cache_dir=settings.cache_dir,
-                         # The box plot draws every run's time.
-                         keep_samples=settings.keep_samples or settings.files.plot is not None)
+                         run=runs, energy=settings.energy, tool=settings.tool)
 
     jsonl = settings.files.jsonl
     return run_farm(devices, paths, run, shard=settings.shard, retries=settings.retries, progress=progress,
@@ -140,8 +141,8 @@ def _check_outputs(devices, data: dict, settings: BenchSettings) -> tuple:
     from device_bench.outputs import check_outputs
 
     variants = tuple(v for b in settings.backends for v in _VARIANTS[b])
-    return tuple(check_outputs(device, model, x, y, backends=variants, benchmark_binary=settings.benchmark_binary,
-                               cache_dir=settings.cache_dir, samples=settings.outputs.samples)
+    return tuple(check_outputs(device, model, x, y, backends=variants, tool=settings.tool,
+                               samples=settings.outputs.samples)
                  for device in devices for model, (x, y) in data.items())
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from device_bench.device import Device, quote
+from device_bench.settings import ToolSettings
 from mobile_opt.errors import BenchmarkError
 
 __all__ = ["Binary", "default_cache_dir", "prepare_binary", "sha256"]
@@ -94,10 +95,8 @@ def _elf_problem(head: bytes, abi: str) -> str | None:
     return None
 
 
-def prepare_binary(
-    device: Device, abi: str | None, benchmark_binary: Path | None, cache_dir: Path | None
-) -> Binary:
-    if device.transport == "host" and benchmark_binary is None:
+def prepare_binary(device: Device, abi: str | None, tool: ToolSettings) -> Binary:
+    if device.transport == "host" and tool.binary is None:
         package_root = str(Path(__file__).resolve().parents[1])
         pythonpath = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
         return Binary(
@@ -106,11 +105,11 @@ def prepare_binary(
             None,
             per_run_file=True,
         )
-    if benchmark_binary is not None:
-        binary = Path(benchmark_binary)
+    if tool.binary is not None:
+        binary = tool.binary
         if not binary.is_file():
             raise BenchmarkError(
-                f"benchmark binary not found. Received: benchmark_binary={str(binary)!r}. "
+                f"benchmark binary not found. Received: binary={str(binary)!r}. "
                 "Pass the path of TFLite's benchmark_model built for the device."
             )
     else:
@@ -121,9 +120,9 @@ def prepare_binary(
             )
         from device_bench.tools import ensure_binary  # late: tools imports this module
 
-        binary = ensure_binary(abi, device=device, cache_dir=cache_dir)
+        binary = ensure_binary(abi, device=device, cache_dir=tool.cache_dir)
     sha = sha256(binary)
-    if abi and benchmark_binary is not None:  # a cached binary was checked by ensure_binary
+    if abi and tool.binary is not None:  # a cached binary was checked by ensure_binary
         from device_bench.tools import check_pin
 
         check_pin(sha, abi, str(binary), "nothing was pushed")

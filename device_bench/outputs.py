@@ -32,6 +32,7 @@ import numpy as np
 from device_bench import _run, benchmark_output
 from device_bench.binary import REMOTE_ROOT, prepare_binary, sha256
 from device_bench.device import Device
+from device_bench.settings import ToolSettings
 from mobile_opt.errors import DeviceError, InputError
 
 __all__ = ["BackendOutputs", "OutputCheck", "OutputGateReport", "OutputGateResult", "VARIANTS", "check_outputs", "gate_outputs"]
@@ -87,8 +88,7 @@ class OutputCheck:
 
 def check_outputs(device: Device, model: str | Path, inputs: Any = None, labels: Any = None, *,
                   backends: Sequence[str] = ("cpu", "gpu", "gpu_fp32", "nnapi"),
-                  benchmark_binary: Path | None = None, cache_dir: Path | None = None,
-                  samples: int = 100) -> OutputCheck:
+                  tool: ToolSettings = ToolSettings(), samples: int = 100) -> OutputCheck:
     """Runs `inputs` through every backend variant on `device` and compares with the host.
 
     Args:
@@ -99,7 +99,7 @@ def check_outputs(device: Device, model: str | Path, inputs: Any = None, labels:
             random inputs, and the result says so.
         labels: class indices for `inputs` (optional): accuracy per backend.
         backends: names from `VARIANTS`.
-        benchmark_binary, cache_dir: as for `benchmark`.
+        tool: the device's `benchmark_model` (default `ToolSettings()`: as for `benchmark`).
         samples: at most this many inputs (default 100).
 
     Raises:
@@ -111,15 +111,17 @@ def check_outputs(device: Device, model: str | Path, inputs: Any = None, labels:
     unknown = [b for b in backends if b not in VARIANTS]
     if unknown or not backends:
         raise InputError(f"backends must be some of {tuple(VARIANTS)}. Received: {list(backends)!r}")
+    if not isinstance(tool, ToolSettings):
+        raise InputError(f"tool must be a ToolSettings. Received: tool={tool!r}")
     path = Path(model)
     interpreter = make_interpreter(path.read_bytes())
     detail = _single_input(interpreter, path)
     batch, source = _batch(detail, inputs, samples)
     truth = _labels(labels, len(batch))
-    reference = _run_host(interpreter, detail, batch)
-    ref_accuracy = _accuracy(reference[0], truth)
+    expected = _Expected(detail, batch.shape, _run_host(interpreter, detail, batch), truth)
+    ref_accuracy = _accuracy(expected.outputs[0], truth)
     info = device.info()
-    binary = prepare_binary(device, info.abi, benchmark_binary, cache_dir)
+    binary = prepare_binary(device, info.abi, tool)
     remote_dir = f"{REMOTE_ROOT}/outputs-{sha256(path)[:16]}"
     results = []
     with tempfile.TemporaryDirectory(prefix="mobile-opt-outputs-") as tmp:
@@ -130,12 +132,21 @@ def check_outputs(device: Device, model: str | Path, inputs: Any = None, labels:
             device.push(path, f"{remote_dir}/model.tflite")
             device.push(local_in, f"{remote_dir}/input.bin")
             for name in backends:
-                results.append(_run_variant(device, binary, remote_dir, name, detail, batch.shape, reference,
-                                            truth, Path(tmp)))
+                results.append(_run_variant(device, binary, remote_dir, Path(tmp), name, expected))
         finally:
             device.shell(["rm", "-rf", remote_dir], timeout_s=30)
     return OutputCheck(str(path), info.to_dict(), source, len(batch), "LiteRT CPU on the host (same input bytes)",
                        ref_accuracy, tuple(results))
+
+
+@dataclass(frozen=True)
+class _Expected:
+    """The host's side of a check: the input tensor, the batch's shape, LiteRT's outputs, the labels."""
+
+    detail: dict
+    shape: tuple
+    outputs: list[np.ndarray]
+    truth: np.ndarray | None
 
 
 def _single_input(interpreter, path: Path) -> dict:
@@ -198,11 +209,11 @@ def _accuracy(first_output: np.ndarray, truth: np.ndarray | None) -> float | Non
     return float(np.mean(first_output.reshape(len(truth), -1).argmax(-1) == truth))
 
 
-def _run_variant(device: Device, binary, remote_dir: str, name: str, detail: dict, shape: tuple,
-                 reference: list[np.ndarray], truth: np.ndarray | None, tmp: Path) -> BackendOutputs:
+def _run_variant(device: Device, binary, remote_dir: str, tmp: Path, name: str,
+                 expected: _Expected) -> BackendOutputs:
     backend, flags = VARIANTS[name]
     remote_out = f"{remote_dir}/{name}.out"
-    layer = detail["name"]
+    layer, shape, reference = expected.detail["name"], expected.shape, expected.outputs
     args = [*binary.command, f"--graph={remote_dir}/model.tflite", "--num_threads=1", "--num_runs=1",
             "--warmup_runs=0", "--min_secs=0", "--warmup_min_secs=0", f"--input_layer={layer}",
             "--input_layer_shape=" + ",".join(str(d) for d in shape),
@@ -222,9 +233,9 @@ def _run_variant(device: Device, binary, remote_dir: str, name: str, detail: dic
         return BackendOutputs(name, "failed", f"the tool wrote no output file ({exc})", delegation=coverage)
     got = _split(local.read_bytes(), reference)
     if got is None:
-        expected = sum(r.nbytes for r in reference)
+        size = sum(r.nbytes for r in reference)
         return BackendOutputs(name, "failed", f"the output file has {local.stat().st_size} bytes, expected "
-                              f"{expected} (the outputs of {shape[0]} samples)", delegation=coverage)
+                              f"{size} (the outputs of {shape[0]} samples)", delegation=coverage)
     diffs = [np.abs(g.astype(np.float64) - r.astype(np.float64)) for g, r in zip(got, reference)]
     agreement = None
     if reference[0].ndim >= 2 and reference[0].shape[-1] >= 2:
@@ -234,7 +245,7 @@ def _run_variant(device: Device, binary, remote_dir: str, name: str, detail: dic
         name, "ok", max_abs_diff=float(max(d.max() for d in diffs)),
         mean_abs_diff=float(np.mean(np.concatenate([d.ravel() for d in diffs]))),
         bit_exact=all(g.tobytes() == r.tobytes() for g, r in zip(got, reference)),
-        top1_agreement=agreement, accuracy=_accuracy(got[0], truth), delegation=coverage)
+        top1_agreement=agreement, accuracy=_accuracy(got[0], expected.truth), delegation=coverage)
 
 
 def _split(data: bytes, reference: list[np.ndarray]) -> list[np.ndarray] | None:

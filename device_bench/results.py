@@ -218,7 +218,7 @@ class BenchmarkResult:
             "failed" (the run broke; `reason` has the error).
         init_ms, first_inference_us, warmup_avg_us: from the benchmark output.
         latency: statistics of the timed runs (with a histogram when every run's time was
-            read); samples_us: every timed run (µs), only when asked for (`keep_samples`).
+            read); samples_us: every timed run (µs), only when asked for (`RunSettings.keep_samples`).
         memory_*: the tool's footprint lines (MB).
         delegation: delegate coverage; energy: the energy block (None when not requested).
         measurement: runs, warm-up, binary, command, timestamps.

@@ -1,24 +1,40 @@
-"""How `benchmark()` runs the tool (`RunSettings`) and measures energy (`EnergySettings`).
+"""How `benchmark()` runs the tool (`RunSettings`), which tool it runs (`ToolSettings`) and how it
+measures energy (`EnergySettings`).
 
-Both are frozen and validated on construction, so a bad value fails before any device work.
+All are frozen and validated on construction, so a bad value fails before any device work.
 
 Example:
     >>> RunSettings(runs=20, min_secs=0.5).runs
     20
     >>> EnergySettings(baseline_s=3).tail_s is None
     True
+    >>> ToolSettings(cache_dir="bins").cache_dir
+    PosixPath('bins')
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mobile_opt._checks import check_number
 from mobile_opt.errors import InputError
 
-__all__ = ["EnergySettings", "RunSettings"]
+__all__ = ["EnergySettings", "RunSettings", "ToolSettings"]
+
+
+def _path(value: Any, name: str) -> Path | None:
+    if value is None or isinstance(value, Path):
+        return value
+    if isinstance(value, str) and value:
+        return Path(value)
+    raise InputError(f"{name} must be a path or None. Received: {name}={value!r}")
+
+
+def _set(obj: Any, name: str, value: Any) -> None:
+    object.__setattr__(obj, name, value)  # normalising a frozen dataclass's field in __post_init__
 
 
 @dataclass(frozen=True)
@@ -39,6 +55,8 @@ class RunSettings:
         cooldown_timeout_s: the longest wait for `cooldown_to_c` (default 600).
         run_timeout_s: seconds one benchmark invocation may take (default 300).
         op_profiling: ask for per-op timings (`--enable_op_profiling`) (default False).
+        keep_samples: keep every timed run's latency in `samples_us` (default False: the
+            statistics and a histogram only).
 
     Raises:
         InputError: a value out of range.
@@ -53,6 +71,7 @@ class RunSettings:
     cooldown_timeout_s: float = 600.0
     run_timeout_s: float = 300.0
     op_profiling: bool = False
+    keep_samples: bool = False
 
     def __post_init__(self) -> None:
         check_number("runs", self.runs, at_least=1, integer=True)
@@ -112,3 +131,25 @@ class EnergySettings:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ToolSettings:
+    """Which `benchmark_model` runs on the device: an explicit build, or the cached one for its ABI.
+
+    Args:
+        binary: the device's `benchmark_model` (default None: `<cache_dir>/<abi>/benchmark_model`;
+            on the host, `python -m device_bench.host_benchmark`).
+        cache_dir: binaries as `<cache_dir>/<abi>/benchmark_model` (default None:
+            `default_cache_dir()`).
+
+    Raises:
+        InputError: a value that is not a path.
+    """
+
+    binary: Path | None = None
+    cache_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("binary", "cache_dir"):
+            _set(self, name, _path(getattr(self, name), name))

@@ -16,35 +16,52 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from mobile_opt.errors import InputError
 
-__all__ = ["check_number"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
+
+__all__ = ["Bounds", "check_number"]
 
 
-def check_number(name: str, value: Any, *, at_least: float | None = None, above: float | None = None,
-                 at_most: float | None = None, below: float | None = None, integer: bool = False,
-                 optional: bool = False, hint: str = "", error: type[InputError] = InputError) -> Any:
+class Bounds(TypedDict, total=False):
+    """The interval a number must lie in: at most one lower and one upper bound, each optional."""
+
+    at_least: float  # inclusive lower bound
+    above: float  # exclusive lower bound
+    at_most: float  # inclusive upper bound
+    below: float  # exclusive upper bound
+
+
+def check_number(name: str, value: Any, *, integer: bool = False, optional: bool = False, hint: str = "",
+                 error: type[InputError] = InputError, **bounds: Unpack[Bounds]) -> Any:
     """Returns `value` when it is a finite number (an int when `integer`) within the bounds given.
 
     Args:
         name: the argument as the user wrote it (also `"sparsity['dense']"` for one entry).
         value: what was received.
-        at_least / above: inclusive / exclusive lower bound (default None: none).
-        at_most / below: inclusive / exclusive upper bound (default None: none).
         integer: only an int will do (default False: int or float).
         optional: None is allowed and returned (default False).
         hint: what the value means, e.g. "(0.9 = 90% zeros)", put after the rule (default "").
         error: the `InputError` subclass to raise (default InputError).
+        **bounds: `Bounds`: `at_least` / `above`, an inclusive / exclusive lower bound, and
+            `at_most` / `below`, an inclusive / exclusive upper bound (default: none).
 
     Raises:
         InputError (or `error`): naming the argument, the rule, and the value received.
+        TypeError: a bound that `Bounds` does not name, or two lower (upper) bounds: a caller's bug.
     """
+    unknown = set(bounds) - set(Bounds.__annotations__)
+    if unknown or {"at_least", "above"} <= set(bounds) or {"at_most", "below"} <= set(bounds):
+        raise TypeError(f"check_number takes at most one lower (at_least, above) and one upper (at_most, "
+                        f"below) bound. Received: {sorted(bounds)}")
     if optional and value is None:
         return None
-    low = above if above is not None else at_least
-    high = below if below is not None else at_most
+    above, below = bounds.get("above"), bounds.get("below")
+    low = above if above is not None else bounds.get("at_least")
+    high = below if below is not None else bounds.get("at_most")
     ok = (isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
           and math.isfinite(value)
           and (low is None or (value > low if above is not None else value >= low))

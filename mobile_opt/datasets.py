@@ -1,4 +1,4 @@
-"""Built-in datasets read from local files (nothing is downloaded).
+"""Built-in datasets read from local files (nothing is downloaded), and inputs for .tflite models.
 
 Fashion-MNIST comes from Debian's `dataset-fashion-mnist` package, since
 `keras.datasets` cannot download here and users' CI often cannot either.
@@ -11,12 +11,14 @@ import gzip
 import io
 import zipfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from mobile_opt.errors import DataError, DependencyError
 
-__all__ = ["FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES", "load_dataset", "load_fashion_mnist", "load_image_folder"]
+__all__ = ["FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES", "load_dataset", "load_fashion_mnist", "load_image_folder",
+           "load_inputs"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
@@ -181,6 +183,61 @@ def load_dataset(
                 )
         x_train, x_val = x_train.reshape((-1, *shape)), x_val.reshape((-1, *shape))
     return (x_train, y_train), (x_val, y_val)
+
+
+def load_inputs(spec: str | Path, models: Sequence[str | Path], *,
+                samples: int = 100) -> dict[Path, tuple[np.ndarray, np.ndarray]]:
+    """Validation inputs and labels for each .tflite, shaped to its input: what output checks run.
+
+    The data is read once per input shape, so models of one shape share it.
+
+    Args:
+        spec: as for `load_dataset`: "fashion-mnist", an `.npz`, or an image folder.
+        models: .tflite files, each with one input.
+        samples: at most this many inputs per model (default 100).
+
+    Returns:
+        `{model path: (inputs, labels)}`, as `device_bench.OutputCheckSettings(data=...)` takes.
+
+    Raises:
+        InputError: a model that is missing or has several inputs, or bad `spec` / `samples`.
+        ModelFormatError: a file that is no whole .tflite (checked before any data is read).
+        DataError: data that cannot be shaped to a model's input.
+
+    Example:
+        x, y = load_inputs("fashion-mnist", ["m.tflite"], samples=10)[Path("m.tflite")]
+        check = device_bench.check_outputs(phone, "m.tflite", x, y)
+    """
+    from converters.interpreter import make_interpreter
+    from device_bench.bench import validate_models
+    from mobile_opt._checks import check_number
+    from mobile_opt.errors import InputError
+
+    check_number("samples", samples, at_least=1, integer=True)
+    out, by_shape = {}, {}
+    for model in validate_models(models):  # a corrupt model fails before any data is read
+        details = make_interpreter(model.read_bytes()).get_input_details()
+        if len(details) != 1:
+            raise InputError(f"{model}: output checks take models with one input; this one has "
+                             f"{len(details)}: {[d['name'] for d in details]}.")
+        shape = tuple(int(d) for d in details[0]["shape"][1:])
+        if shape not in by_shape:
+            _, val = load_dataset(spec, input_shape=shape, val_samples=samples)
+            by_shape[shape] = _arrays(val, samples)
+        out[model] = by_shape[shape]
+    return out
+
+
+def _arrays(val, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(val, tuple):
+        return np.asarray(val[0])[:samples], np.asarray(val[1])[:samples]
+    xs, ys = [], []
+    for x, y in val.as_numpy_iterator():  # an image folder: batched (x, y)
+        xs.append(x)
+        ys.append(y)
+        if sum(len(b) for b in xs) >= samples:
+            break
+    return np.concatenate(xs)[:samples], np.concatenate(ys)[:samples]
 
 
 # What Keras' image_dataset_from_directory reads (its ALLOWLIST_FORMATS).

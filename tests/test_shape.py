@@ -12,15 +12,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("mobile_opt", "converters", "device_bench")
 MAX_PARAMETERS = 8
-# Over the limit, each for a stated reason (the second test fails once one no longer is):
-# check_number's ten are one rule spelled as keyword-only bounds (at_least/above/at_most/below),
-# the reading its 34 callers share; benchmark and _run_variant still take the tool's binary and
-# cache directory as two values (to group next, with the rails' settings that join them).
-EXEMPT = {
-    "mobile_opt/_checks.py::check_number",
-    "device_bench/outputs.py::_run_variant",
-    "device_bench/bench.py::benchmark",
-}
 
 
 def _count(args: ast.arguments) -> int:
@@ -54,15 +45,11 @@ def _offenders() -> dict[str, int]:
 
 
 def test_no_function_takes_more_than_eight_parameters():
-    offenders = {name: n for name, n in _offenders().items() if name not in EXEMPT}
+    offenders = _offenders()
     assert not offenders, (
         f"functions with more than {MAX_PARAMETERS} parameters: {offenders}; group related values into a "
         "small validated settings dataclass (e.g. device_bench.RunSettings, mobile_opt.AutoSettings)"
     )
-
-
-def test_every_exemption_still_needs_one():
-    assert EXEMPT <= set(_offenders()), f"no longer over the limit, drop from EXEMPT: {EXEMPT - set(_offenders())}"
 
 
 def test_the_count_sees_keyword_only_and_star_parameters_but_not_self():

@@ -42,7 +42,7 @@ Ground truth: every run appends one JSON line to `<root>/proc/loopback/fake_benc
 
 Example:
     binary = install(tmp_path / "cache", abi="arm64-v8a")
-    benchmark(device, [model], cache_dir=tmp_path / "cache")
+    benchmark(device, [model], tool=ToolSettings(cache_dir=tmp_path / "cache"))
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def install(cache_dir: Path, abi: str = "arm64-v8a") -> Path:
     """Writes the wrapper executable as `<cache_dir>/<abi>/benchmark_model`.
 
     Args:
-        cache_dir: a benchmark-binary cache directory (as `benchmark(cache_dir=…)` takes).
+        cache_dir: a benchmark-binary cache directory (as `ToolSettings(cache_dir=…)` takes).
         abi: the loopback device's `ro.product.cpu.abi` (default "arm64-v8a").
 
     Returns:

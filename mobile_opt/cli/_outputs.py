@@ -1,8 +1,7 @@
 """`bench --check-outputs DATA`: what each backend computes, against LiteRT on the host.
 
-The work is `device_bench.run_benchmarks` (`OutputCheckSettings`); here are the options, the
-data loading (the CLI's data specs: fashion-mnist, an .npz, an image folder, or "random") and
-the table.
+The work is `device_bench.run_benchmarks` (`OutputCheckSettings`), the data
+`mobile_opt.datasets.load_inputs`; here are the options and the table.
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import numpy as np
 
 from mobile_opt.cli._common import FiniteFloatRange, console
 
@@ -37,39 +35,6 @@ def check_usage(check_data, max_output_diff, max_drop_pp, require_full_delegatio
     if check_data is None and (max_output_diff is not None or max_drop_pp is not None or require_full_delegation):
         raise click.UsageError("--max-output-diff, --max-accuracy-drop and --require-full-delegation gate "
                                "--check-outputs; give --check-outputs DATA too.")
-
-
-def load_inputs(data: str, models: list[Path], samples: int) -> dict[Path, tuple]:
-    """`{model: (inputs, labels)}` from a data spec (not "random"), loaded once per input shape."""
-    from converters.interpreter import make_interpreter
-    from device_bench.bench import validate_models
-    from mobile_opt.datasets import load_dataset
-    from mobile_opt.errors import InputError
-
-    out, cache = {}, {}
-    for model in validate_models(models):  # a corrupt model is exit 2 before any data is read
-        details = make_interpreter(model.read_bytes()).get_input_details()
-        if len(details) != 1:
-            raise InputError(f"{model}: --check-outputs takes models with one input; this one has "
-                             f"{len(details)}: {[d['name'] for d in details]}.")
-        shape = tuple(int(d) for d in details[0]["shape"][1:])
-        if shape not in cache:
-            _, val = load_dataset(data, input_shape=shape, val_samples=samples)
-            cache[shape] = _arrays(val, samples)
-        out[model] = cache[shape]
-    return out
-
-
-def _arrays(val, samples: int) -> tuple[np.ndarray, np.ndarray]:
-    if isinstance(val, tuple):
-        return np.asarray(val[0])[:samples], np.asarray(val[1])[:samples]
-    xs, ys = [], []
-    for x, y in val.as_numpy_iterator():  # an image folder: batched (x, y)
-        xs.append(x)
-        ys.append(y)
-        if sum(len(b) for b in xs) >= samples:
-            break
-    return np.concatenate(xs)[:samples], np.concatenate(ys)[:samples]
 
 
 def _num(value, fmt: str) -> str:

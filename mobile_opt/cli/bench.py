@@ -198,26 +198,29 @@ def bench(models, serial, backends, threads, runs, warmup_runs, min_secs, energy
         OutputCheckSettings,
         ReportFiles,
         RunSettings,
+        ToolSettings,
         run_benchmarks,
     )
 
     from mobile_opt.cli import _gates, _op_costs
+    from mobile_opt.datasets import load_inputs
 
     _outputs.check_usage(check_data, max_output_diff, max_drop_pp, require_full_delegation)
     threshold = _regression_threshold(regression, compare_path, junit_path if check_data is None else None)
     outputs = None
     if check_data is not None:
         outputs = OutputCheckSettings(
-            data=None if check_data == "random" else _outputs.load_inputs(check_data, list(models), check_samples),
+            data=None if check_data == "random" else load_inputs(check_data, models, samples=check_samples),
             samples=check_samples, max_output_diff=max_output_diff, max_accuracy_drop_pp=max_drop_pp,
             require_full_delegation=require_full_delegation)
     settings = BenchSettings(
         devices=serial, backends=backends, threads=threads,
         run=RunSettings(runs=runs, warmup_runs=warmup_runs, min_secs=min_secs, cooldown_s=cooldown_s,
-                        cooldown_to_c=cooldown_to_c, run_timeout_s=run_timeout_s, op_profiling=op_profiling),
+                        cooldown_to_c=cooldown_to_c, run_timeout_s=run_timeout_s, op_profiling=op_profiling,
+                        keep_samples=keep_samples),
         energy=EnergySettings(baseline_s=baseline_s, battery=battery) if energy else None,
-        keep_samples=keep_samples, shard=shard, retries=retries, benchmark_binary=benchmark_binary,
-        cache_dir=cache_dir, adb_port=adb_port,
+        shard=shard, retries=retries, tool=ToolSettings(binary=benchmark_binary, cache_dir=cache_dir),
+        adb_port=adb_port,
         gates=GateSettings(baseline=compare_path, max_regression=threshold), outputs=outputs,
         files=ReportFiles(jsonl=out, plot=plot_path, junit=junit_path))
     if as_json:

@@ -7,6 +7,8 @@ inference is checked against the battery's ground-truth ledger.
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import threading
 import time
@@ -15,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from device_bench import EnergySettings, RunSettings, connect
+from device_bench import EnergySettings, RunSettings, ToolSettings, connect
 from device_bench.bench import benchmark
 from device_bench.binary import _check_elf
-from device_bench.results import read_jsonl
+from device_bench.results import read_jsonl, write_jsonl
 from device_bench.testing import BatteryProfile
 from device_bench.testing.gauge import GaugeModel
 from device_bench.testing.fake_benchmark_model import configure
@@ -57,8 +59,9 @@ def test_direct_link_cpu_measured_delegates_unsupported_energy_matches_truth(
     jsonl = tmp_path / "results.jsonl"
     seen = []
     results = benchmark(direct, [tiny_model], backends=("cpu", "gpu", "nnapi"), threads=(1,),
-                        cache_dir=cache, results_path=jsonl, keep_samples=True,
-                        progress=lambda done, total: seen.append((done, total)), **ENERGY)
+                        tool=ToolSettings(cache_dir=cache), energy=ENERGY["energy"],
+                        run=dataclasses.replace(ENERGY["run"], keep_samples=True),
+                        progress=lambda done, total: seen.append((done, total)))
     cpu, gpu, nnapi = results
     assert seen == [(1, 3), (2, 3), (3, 3)]
 
@@ -93,6 +96,7 @@ def test_direct_link_cpu_measured_delegates_unsupported_energy_matches_truth(
     assert set(cpu.thermal) == {"before", "after"} and "battery" in cpu.thermal["before"]
     assert energy.baseline_power_w == pytest.approx(profile.idle_power_w, rel=0.01)
 
+    write_jsonl(jsonl, results)
     assert read_jsonl(jsonl) == results
     # Models are cleaned up; the binary stays for next time.
     assert not list(loopback.device_path("/data/local/tmp/mobile_opt").glob("[0-9a-f]" * 16))
@@ -100,10 +104,10 @@ def test_direct_link_cpu_measured_delegates_unsupported_energy_matches_truth(
 
 
 def test_binary_pushed_once_then_reused(loopback, direct, tiny_model, cache):
-    benchmark(direct, [tiny_model], cache_dir=cache, **QUICK)
+    benchmark(direct, [tiny_model], tool=ToolSettings(cache_dir=cache), **QUICK)
     binary = loopback.device_path("/data/local/tmp/mobile_opt/bin/benchmark_model")
     os.utime(binary, ns=(10**9, 10**9))  # any rewrite would move it off this mark
-    (result,) = benchmark(direct, [tiny_model], threads=(2,), cache_dir=cache, **QUICK)
+    (result,) = benchmark(direct, [tiny_model], threads=(2,), tool=ToolSettings(cache_dir=cache), **QUICK)
     assert result.status == "ok" and result.threads == 2
     assert binary.stat().st_mtime_ns == 10**9
     assert result.measurement.binary_sha256 and "--num_threads=2" in result.measurement.command
@@ -111,7 +115,7 @@ def test_binary_pushed_once_then_reused(loopback, direct, tiny_model, cache):
 
 def test_gpu_delegate_that_rejects_the_model(loopback, direct, tiny_model, cache):
     configure(loopback.root, gpu="reject")
-    cpu, gpu = benchmark(direct, [tiny_model], backends=("cpu", "gpu"), cache_dir=cache, **QUICK)
+    cpu, gpu = benchmark(direct, [tiny_model], backends=("cpu", "gpu"), tool=ToolSettings(cache_dir=cache), **QUICK)
     assert cpu.status == "ok"
     assert gpu.status == "unsupported" and gpu.latency is None
     assert gpu.reason.startswith("GPU delegate failed to apply")
@@ -122,22 +126,20 @@ def test_gpu_delegate_that_rejects_the_model(loopback, direct, tiny_model, cache
 
 @pytest.mark.parametrize("loopback", [{"battery": None}], indirect=True)
 def test_battery_absent_energy_unavailable_latency_measured(loopback, direct, tiny_model, cache):
-    (result,) = benchmark(direct, [tiny_model], energy=EnergySettings(), cache_dir=cache, **QUICK)
+    (result,) = benchmark(direct, [tiny_model], energy=EnergySettings(), tool=ToolSettings(cache_dir=cache), **QUICK)
     assert result.status == "ok" and result.latency.count >= 5
     assert result.energy.energy_per_inference_j is None
     assert "battery not readable" in result.energy.reason
 
 
 def test_device_lost_mid_run_keeps_completed_results(loopback, direct, tiny_model, cache, tmp_path):
-    jsonl = tmp_path / "r.jsonl"
-
     def progress(done, total):
         if done == 1:  # the second run has just started: pull the plug during it
             threading.Timer(1.0, loopback.disconnect_all).start()
 
     start = time.monotonic()
-    results = benchmark(direct, [tiny_model], threads=(1, 2, 3), cache_dir=cache,
-                        results_path=jsonl, progress=progress,
+    results = benchmark(direct, [tiny_model], threads=(1, 2, 3), tool=ToolSettings(cache_dir=cache),
+                        progress=progress,
                         run=RunSettings(runs=5, min_secs=3.0, warmup_min_secs=0.1, run_timeout_s=30))
     assert time.monotonic() - start < 30
     first, broken, skipped = results
@@ -146,14 +148,13 @@ def test_device_lost_mid_run_keeps_completed_results(loopback, direct, tiny_mode
     assert "run 2/3" in broken.reason
     assert skipped.status == "failed" and skipped.reason.startswith(f"skipped: {direct.serial}")
     assert "run 2/3" in skipped.reason
-    assert [r.status for r in read_jsonl(jsonl)] == ["ok", "failed", "failed"]
 
 
 def test_benchmark_crash_is_a_failed_run(loopback, direct, tiny_model, tmp_path):
     crasher = tmp_path / "crasher"
     crasher.write_text("#!/bin/sh\necho 'INFO: STARTING!'\necho 'INFO: Loaded model x'\nkill -SEGV $$\n")
     crasher.chmod(0o755)
-    first, second = benchmark(direct, [tiny_model], threads=(1, 2), benchmark_binary=crasher, **QUICK)
+    first, second = benchmark(direct, [tiny_model], threads=(1, 2), tool=ToolSettings(binary=crasher), **QUICK)
     for result in (first, second):
         assert result.status == "failed" and result.latency is None
         assert result.reason.startswith("benchmark exited 139")
@@ -162,17 +163,17 @@ def test_benchmark_crash_is_a_failed_run(loopback, direct, tiny_model, tmp_path)
 
 def test_run_timeout_fails_that_run_only(loopback, direct, tiny_model, cache):
     start = time.monotonic()
-    slow, = benchmark(direct, [tiny_model], cache_dir=cache,
+    slow, = benchmark(direct, [tiny_model], tool=ToolSettings(cache_dir=cache),
                       run=RunSettings(runs=5, min_secs=30, warmup_min_secs=0.1, run_timeout_s=2))
     assert time.monotonic() - start < 30  # min_secs=30: the run was cut by its 2 s timeout
     assert slow.status == "failed" and "timed out after 2 s" in slow.reason
-    (again,) = benchmark(direct, [tiny_model], cache_dir=cache, **QUICK)
+    (again,) = benchmark(direct, [tiny_model], tool=ToolSettings(cache_dir=cache), **QUICK)
     assert again.status == "ok"
 
 
 @pytest.mark.parametrize("loopback", [{"free_space_bytes": 1_000}], indirect=True)
 def test_no_space_for_the_model(loopback, direct, tiny_model, cache):
-    results = benchmark(direct, [tiny_model], threads=(1, 2), cache_dir=cache, **QUICK)
+    results = benchmark(direct, [tiny_model], threads=(1, 2), tool=ToolSettings(cache_dir=cache), **QUICK)
     assert [r.status for r in results] == ["failed", "failed"]
     assert all("No space left" in r.reason or "no space left" in r.reason for r in results)
     assert not list(loopback.device_path("/data/local/tmp/mobile_opt").glob("[0-9a-f]" * 16))
@@ -181,12 +182,12 @@ def test_no_space_for_the_model(loopback, direct, tiny_model, cache):
 def test_binary_missing_and_unreachable(loopback, direct, tiny_model, tmp_path):
     # conftest points $MOBILE_OPT_TOOLS_URL at a closed port: the fetch fails with the fix.
     with pytest.raises(BenchmarkError, match=r"android_aarch64_benchmark_model failed.*tools install --abi arm64-v8a --from FILE.*empty"):
-        benchmark(direct, [tiny_model], cache_dir=tmp_path / "empty", **QUICK)
+        benchmark(direct, [tiny_model], tool=ToolSettings(cache_dir=tmp_path / "empty"), **QUICK)
 
 
 def test_binary_for_the_wrong_abi(loopback, direct, tiny_model):
     with pytest.raises(BenchmarkError, match=r"built for x86-64 \(64-bit\), but the device ABI is arm64-v8a"):
-        benchmark(direct, [tiny_model], benchmark_binary=Path("/bin/true"), **QUICK)
+        benchmark(direct, [tiny_model], tool=ToolSettings(binary=Path("/bin/true")), **QUICK)
     assert not loopback.device_path("/data/local/tmp/mobile_opt/bin/benchmark_model").exists()
 
 
@@ -257,8 +258,10 @@ def test_argument_validation(tiny_model, tmp_path):
             benchmark(host, [tiny_model], energy=True)
         with pytest.raises(InputError, match="not found"):
             benchmark(host, [tmp_path / "missing.tflite"])
-        with pytest.raises(InputError, match="results_path"):
-            benchmark(host, [tiny_model], results_path=tmp_path / "no" / "r.jsonl")
+        with pytest.raises(InputError, match="Received: cache_dir=3"):
+            ToolSettings(cache_dir=3)
+        with pytest.raises(InputError, match="ToolSettings"):
+            benchmark(host, [tiny_model], tool=Path("benchmark_model"))
         with pytest.raises(InputError, match="non-empty list"):
             benchmark(host, tiny_model)
         bogus = tmp_path / "bogus.tflite"
@@ -269,7 +272,7 @@ def test_argument_validation(tiny_model, tmp_path):
 
 def test_old_tool_without_result_file_falls_back_to_the_stats_line(loopback, direct, tiny_model, cache):
     configure(loopback.root, result_file="unsupported")
-    (result,) = benchmark(direct, [tiny_model], cache_dir=cache, **QUICK)
+    (result,) = benchmark(direct, [tiny_model], tool=ToolSettings(cache_dir=cache), **QUICK)
     lat = result.latency
     assert result.status == "ok" and lat.source == "summary" and lat.count >= 5
     assert lat.p5_us <= lat.p50_us <= lat.p95_us and lat.p90_us is None and lat.p99_us is None

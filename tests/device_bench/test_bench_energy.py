@@ -12,7 +12,7 @@ from datetime import datetime
 
 import pytest
 
-from device_bench import EnergySettings, RunSettings, benchmark
+from device_bench import EnergySettings, RunSettings, ToolSettings, benchmark
 from device_bench.testing import BatteryProfile
 from device_bench.testing.fake_benchmark_model import configure
 from device_bench.testing.gauge import GaugeModel
@@ -27,7 +27,7 @@ def noisy(**kwargs) -> GaugeModel:
 
 def measured(loopback, direct, model, cache, *, run=RUN, energy=ENERGY, backends=("cpu",)):
     t0 = time.monotonic()
-    results = benchmark(direct, [model], backends=backends, run=run, energy=energy, cache_dir=cache)
+    results = benchmark(direct, [model], backends=backends, run=run, energy=energy, tool=ToolSettings(cache_dir=cache))
     t1 = time.monotonic()
     return results, t0, t1
 
@@ -134,13 +134,13 @@ def test_delegate_failing_at_init_is_found_before_the_baseline(loopback, direct,
 def test_thermal_state_and_cooldown_to(loopback, direct, tiny_model, cache):
     quick = RunSettings(runs=3, min_secs=0.1, warmup_min_secs=0.1, cooldown_to_c=-40.0,
                         cooldown_timeout_s=0.0)
-    (result,) = benchmark(direct, [tiny_model], run=quick, cache_dir=cache)
+    (result,) = benchmark(direct, [tiny_model], run=quick, tool=ToolSettings(cache_dir=cache))
     assert result.status == "ok"
     before, after = result.thermal["before"], result.thermal["after"]
     assert "battery" in before and any(k.startswith("thermal/") for k in after)
     assert any("above --cooldown-to -40" in w for w in result.warnings)
     warm = RunSettings(runs=3, min_secs=0.1, warmup_min_secs=0.1, cooldown_to_c=90.0)
-    (again,) = benchmark(direct, [tiny_model], run=warm, cache_dir=cache)
+    (again,) = benchmark(direct, [tiny_model], run=warm, tool=ToolSettings(cache_dir=cache))
     assert not any("cooldown" in w for w in again.warnings)
 
 
@@ -148,6 +148,6 @@ def test_thermal_state_and_cooldown_to(loopback, direct, tiny_model, cache):
                          indirect=True)
 def test_a_hot_phone_is_warned(loopback, direct, tiny_model, cache):
     quick = RunSettings(runs=3, min_secs=0.1, warmup_min_secs=0.1)
-    (result,) = benchmark(direct, [tiny_model], run=quick, cache_dir=cache)
+    (result,) = benchmark(direct, [tiny_model], run=quick, tool=ToolSettings(cache_dir=cache))
     assert result.status == "ok" and result.thermal["after"]["battery"] >= 45.2
     assert any("device was hot (battery 45" in w and "--cooldown-to" in w for w in result.warnings)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from device_bench import EnergySettings, RunSettings, benchmark
+from device_bench import EnergySettings, RunSettings, ToolSettings, benchmark, write_jsonl
 from device_bench.testing import BatteryProfile, GaugeModel, RailsProfile, configure_rails, rails_truth
 from mobile_opt.report import load_input, render_report
 
@@ -41,7 +41,8 @@ def assert_rails_hold_the_truth(loopback, result):
                          indirect=True, ids=["discharging", "charging"])
 def test_rails_give_per_rail_energy_on_battery_and_on_usb(loopback, direct, tiny_model, cache, tmp_path):
     jsonl = tmp_path / "r.jsonl"
-    (result,) = benchmark(direct, [tiny_model], run=RUN, energy=ENERGY, cache_dir=cache, results_path=jsonl)
+    (result,) = benchmark(direct, [tiny_model], run=RUN, energy=ENERGY, tool=ToolSettings(cache_dir=cache))
+    write_jsonl(jsonl, [result])
     rails = assert_rails_hold_the_truth(loopback, result)
     cpu = sum(r.energy_per_inference_j for r in rails.per_rail.values() if "CPUCL" in r.rail)
     assert cpu > 0.5 * rails.energy_per_inference_j  # the fake benchmark on the CPU loads its clusters
@@ -62,7 +63,7 @@ def test_rails_give_per_rail_energy_on_battery_and_on_usb(loopback, direct, tiny
 def test_unreadable_sysfs_falls_back_to_the_power_stats_dump(loopback, direct, tiny_model, cache):
     # The dump has no sampling rate: the tail must outlast the driver's slowest refresh (2.6 s).
     energy = EnergySettings(baseline_s=1.0, tail_s=3.0)
-    (result,) = benchmark(direct, [tiny_model], run=RUN, energy=energy, cache_dir=cache)
+    (result,) = benchmark(direct, [tiny_model], run=RUN, energy=energy, tool=ToolSettings(cache_dir=cache))
     rails = result.energy.rails
     assert rails.reason is None and rails.sources == ("dumpsys",)
     assert {r.rail.split(":")[0] for r in rails.per_rail.values()} == {
@@ -71,7 +72,7 @@ def test_unreadable_sysfs_falls_back_to_the_power_stats_dump(loopback, direct, t
 
 @pytest.mark.parametrize("loopback", [{"battery": BatteryProfile(gauge=GAUGE)}], indirect=True)
 def test_a_phone_without_rails_says_so_and_keeps_the_gauge(loopback, direct, tiny_model, cache):
-    (result,) = benchmark(direct, [tiny_model], run=RUN, energy=ENERGY, cache_dir=cache)
+    (result,) = benchmark(direct, [tiny_model], run=RUN, energy=ENERGY, tool=ToolSettings(cache_dir=cache))
     assert result.energy.energy_per_inference_j is not None
     assert result.energy.rails.energy_per_inference_j is None
     assert "no power rails" in result.energy.rails.reason and "battery's figure" in result.energy.rails.reason
@@ -102,7 +103,7 @@ def fault_after_the_baseline(loopback, fault, timeout_s=120.0):
                                           ("unparsable", "does not parse")])
 def test_bad_rail_files_give_why_never_a_number(loopback, direct, tiny_model, cache, fault, words):
     applier = fault_after_the_baseline(loopback, fault)
-    (result,) = benchmark(direct, [tiny_model], run=RUN, energy=ENERGY, cache_dir=cache)
+    (result,) = benchmark(direct, [tiny_model], run=RUN, energy=ENERGY, tool=ToolSettings(cache_dir=cache))
     applier.join(timeout=5)
     rails = result.energy.rails
     assert not applier.is_alive() and rails.energy_per_inference_j is None and rails.per_rail == {}

@@ -17,6 +17,7 @@ from device_bench import (
     OutputCheckSettings,
     ReportFiles,
     RunSettings,
+    ToolSettings,
     read_jsonl,
     run_benchmarks,
 )
@@ -98,6 +99,8 @@ def test_baseline_comparison(tiny_model, tmp_path):
     (lambda: BenchSettings(threads=(0,)), "threads"),
     (lambda: BenchSettings(devices=" , "), "devices"),
     (lambda: BenchSettings(retries=-1), "retries"),
+    (lambda: BenchSettings(tool="benchmark_model"), "tool must be a ToolSettings"),
+    (lambda: ToolSettings(binary=""), "Received: binary=''"),
     (lambda: BenchSettings(files=ReportFiles(junit="g.xml")), "none is set"),
 ])
 def test_settings_are_validated_on_construction(make, message):

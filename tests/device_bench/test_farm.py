@@ -145,7 +145,7 @@ def _pushed(phone: LoopbackDevice) -> bool:
 
 @pytest.mark.slow
 def test_loopback_farm_survives_a_device_stopped_mid_run(phones, models, tmp_path):
-    from device_bench import RunSettings, benchmark
+    from device_bench import RunSettings, ToolSettings, benchmark
 
     victim = phones[1]
     devices = [connect(f"direct:{p.serial}", key_path=tmp_path / "adbkey") for p in phones]
@@ -155,7 +155,7 @@ def test_loopback_farm_survives_a_device_stopped_mid_run(phones, models, tmp_pat
         # The victim's run lasts 60 s, far longer than it takes to notice it started.
         slow = device.serial == devices[1].serial
         run = RunSettings(runs=3, min_secs=60 if slow else 0.1, run_timeout_s=120)
-        return benchmark(device, some, run=run, cache_dir=tmp_path / "cache")
+        return benchmark(device, some, run=run, tool=ToolSettings(cache_dir=tmp_path / "cache"))
 
     killer = threading.Thread(target=lambda: _wait(lambda: _pushed(victim)) or victim.stop())
     killer.start()

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import converters
 import device_bench
-from device_bench import check_outputs, gate_outputs
+from device_bench import ToolSettings, check_outputs, gate_outputs
 from mobile_opt import _tf
 from mobile_opt.cli import cli as main
 from mobile_opt.errors import InputError
@@ -127,6 +127,18 @@ def test_bench_check_outputs_through_the_cli(int8_model, tmp_path):
     assert usage.exit_code == 2 and "give --check-outputs DATA too" in usage.output
 
 
+def test_bench_check_outputs_reads_an_npz_through_the_library_loader(int8_model, tmp_path):
+    path, x = int8_model
+    npz = tmp_path / "d.npz"
+    np.savez(npz, x_train=x[:4], y_train=np.zeros(4, int), x_val=x[:12], y_val=_host_classes(path, x[:12]))
+    result = CliRunner().invoke(main, ["bench", "--device", "host", "--runs", "3", "--min-secs", "0", "--json",
+                                       "--check-outputs", str(npz), "--check-samples", "10", str(path)])
+    assert result.exit_code == 0, result.output
+    (check,) = json.loads(result.stdout)["outputs"]
+    assert check["samples"] == 10 and check["inputs"] == "user data" and check["reference_accuracy"] == 1.0
+    assert check["backends"][0]["accuracy"] == 1.0
+
+
 @pytest.fixture(scope="module")
 def close_call(tmp_path_factory):
     """Ten near-tied logits near 50: gaps (~0.01) below fp16's spacing there (1/32), so fp16 flips top-1s."""
@@ -148,7 +160,7 @@ def test_a_gpu_computing_in_fp16_is_caught_and_its_fp32_mode_passes(loopback, di
 
     path, x, labels = close_call
     configure(loopback.root, gpu="fp16")
-    check = check_outputs(direct, path, x, labels, backends=("cpu", "gpu", "gpu_fp32", "nnapi"), cache_dir=cache)
+    check = check_outputs(direct, path, x, labels, backends=("cpu", "gpu", "gpu_fp32", "nnapi"), tool=ToolSettings(cache_dir=cache))
     by = {b.backend: b for b in check.backends}
     assert by["cpu"].bit_exact and by["cpu"].top1_agreement == 1.0
     fp16 = by["gpu"]
@@ -188,7 +200,7 @@ def test_partial_delegation_fails_require_full_delegation(loopback, direct, cach
     path = int8_model[0].parent / "conv_dense.tflite"
     path.write_bytes(converters.convert(model))
     configure(loopback.root, gpu="partial", gpu_ops=["CONV_2D"])
-    check = check_outputs(direct, path, backends=("gpu_fp32",), cache_dir=cache, samples=4)
+    check = check_outputs(direct, path, backends=("gpu_fp32",), tool=ToolSettings(cache_dir=cache), samples=4)
     (gpu,) = check.backends
     assert gpu.status == "ok" and gpu.delegation["coverage"] == "partial"
     gate = gate_outputs([check], require_full_delegation=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from device_bench import connect
+from device_bench import ToolSettings, connect
 from device_bench.binary import prepare_binary
 from device_bench.testing.fake_benchmark_model import install
 from device_bench.tools import ensure_binary, install_binary, list_binaries, source_url
@@ -175,7 +175,7 @@ def test_a_pin_refuses_an_explicit_benchmark_binary_too(loopback, direct, tmp_pa
         '[tool.mobile-opt.benchmark-model-sha256]\narm64-v8a = "' + "0" * 64 + '"\n')
     monkeypatch.chdir(project)
     with pytest.raises(BenchmarkError, match=r"bash has sha256 .* pins .* CI runs only the pinned binary"):
-        prepare_binary(direct, "arm64-v8a", BASH, None)
+        prepare_binary(direct, "arm64-v8a", ToolSettings(binary=BASH))
 
 
 def test_elf_of_the_right_machine_but_wrong_class_is_refused(tmp_path):

@@ -37,3 +37,9 @@ def test_accepted_values_come_back_unchanged(value, rule):
 def test_the_error_class_is_the_callers():
     with pytest.raises(RecipeError, match="Received: clusters=1"):
         check_number("clusters", 1, at_least=2, integer=True, error=RecipeError)
+
+
+@pytest.mark.parametrize("bounds", [dict(at_least=0, above=0), dict(at_most=1, below=1), dict(atleast=1)])
+def test_a_bound_it_does_not_know_or_two_on_one_side_are_the_callers_bug(bounds):
+    with pytest.raises(TypeError, match="at most one lower"):
+        check_number("x", 0.5, **bounds)

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 import converters
-from device_bench import EnergySettings, RunSettings, benchmark, connect
+from device_bench import EnergySettings, RunSettings, ToolSettings, benchmark, connect, write_jsonl
 from device_bench.intervals import ms
 from device_bench.testing import BatteryProfile, GaugeModel, LoopbackDevice
 from device_bench.testing.fake_benchmark_model import install
@@ -55,15 +55,16 @@ def results(tmp_path_factory):
     small, large = _model(2, root / "small.tflite"), _model(16, root / "large.tflite")
     bench = root / "bench.jsonl"
     with connect("host") as host:
-        benchmark(host, [small, large], results_path=bench, run=QUICK)
+        write_jsonl(bench, benchmark(host, [small, large], run=QUICK))
     cache = root / "cache"
     install(cache)
     # A noisy gauge: a noiseless one under steady load cannot show its refresh period (no figure).
     battery = BatteryProfile(gauge=GaugeModel(refresh_period_s=0.05, noise_ua=2000.0, seed=11))
     with LoopbackDevice(root / "device", auth_keys=None, battery=battery) as loopback:
         with connect(f"direct:{loopback.serial}", key_path=root / "adbkey") as phone:
-            benchmark(phone, [small], energy=EnergySettings(baseline_s=1.0), cache_dir=cache, results_path=bench,
-                      run=RunSettings(runs=5, warmup_runs=1, min_secs=2.5, warmup_min_secs=0.5))
+            write_jsonl(bench, benchmark(phone, [small], energy=EnergySettings(baseline_s=1.0),
+                                         tool=ToolSettings(cache_dir=cache),
+                                         run=RunSettings(runs=5, warmup_runs=1, min_secs=2.5, warmup_min_secs=0.5)))
     size = root / "large.analyze.json"
     size.write_text(json.dumps(converters.analyze(large).to_dict()))
 
