@@ -387,15 +387,16 @@ def pareto(inputs: Sequence[ReportInput]) -> str:
                  _num(c.get("accuracy"), ".4f"), _num(c.get("accuracy_drop_pp"), "+.2f"), _num(c.get("raw_bytes"), ","),
                  _num(c.get("zip_bytes"), ","), _num(c.get("coded_bytes"), ","),
                  _ms(c.get("latency_ms"), c.get("latency_note"), from_ms=True), "yes" if c.get("feasible") else "no")
-                for c in sorted((c for c in d["candidates"] if c["number"] in front), key=lambda c: size.size_of(c) or 0)]
+                for c in sorted((c for c in d["candidates"] if c["number"] in front),
+                                key=lambda c: size.size_of(c) or 0)]
         b = d["baseline"]
         parts.append(f"<p>{escape(d.get('message', ''))}</p><p class='prov'>Baseline fp32: accuracy "
                      f"{_num(b.get('accuracy'), '.4f')}, {_num(b.get('raw_bytes'), ',')} B .tflite as shipped, "
                      f"{_num(b.get('coded_bytes'), ',')} B coded estimate; searched for the smallest "
                      f"{escape(SIZES[size.size])}; constraints "
                      f"<code>{escape(json.dumps(d.get('constraints'), default=str))}</code>.</p>")
-        parts.append(_table(("trial", "accuracy", "drop pp", "raw B (shipped)", "zip B (download)", "coded B (estimate)",
-                             "latency ms", "feasible"), rows, numeric=(1, 2, 3, 4, 5, 6)))
+        parts.append(_table(("trial", "accuracy", "drop pp", "raw B (shipped)", "zip B (download)",
+                             "coded B (estimate)", "latency ms", "feasible"), rows, numeric=(1, 2, 3, 4, 5, 6)))
         if any(c.get("error") is None for c in d["candidates"]):
             parts.append(_figure(figures.pareto_png(d), "auto Pareto front",
                                  f"Study <code>{escape(str(d.get('study_name')))}</code>; from " + _source(inp) + "."))

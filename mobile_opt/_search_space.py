@@ -337,7 +337,8 @@ class SearchSpace:
         of filters removed or the next lower rank, then the quantization steps.
         """
         if self.dense:
-            return [p for p in (self.faster(params), self._lower_rank(params)) if p is not None] + self._quant_pushes(params)
+            cuts = [p for p in (self.faster(params), self._lower_rank(params)) if p is not None]
+            return cuts + self._quant_pushes(params)
         out = []
         if params.get("prune") == "unstructured":
             level = params["prune_level"]
@@ -404,16 +405,15 @@ class SearchSpace:
         the density and one more cluster bit at once, so a network that wants far less
         compression than the defaults gets there in few trials. Under "raw": fewer filters
         removed, a bigger rank and 8-bit per-channel kernels at once."""
+        out = dict(params)
         if self.dense:
-            out = {**params, "channels": _step(CHANNEL_RATIOS, params.get("channels", 0.0), -1)}
+            if params.get("channels"):
+                out["channels"] = _step(CHANNEL_RATIOS, params["channels"], -1)
             if params.get("low_rank"):
                 out["low_rank"] = _step(_RANKS_HARDER, params["low_rank"], -1)
             if params.get("quantize") in (INT4, PER_TENSOR):
                 out["quantize"] = self.modes[0]
-            out = {k: v for k, v in out.items() if k in params or v}  # no "channels" where not searched
-            return out if out != params else None
-        out = dict(params)
-        if params.get("prune") == "unstructured" and params["prune_level"] > 0.5:
+        elif params.get("prune") == "unstructured" and params["prune_level"] > 0.5:
             out["prune_level"] = round(max(0.5, 1 - (1 - params["prune_level"]) * 2), 4)
         if params.get("cluster_bits") and params["cluster_bits"] < CLUSTER_BITS[-1]:
             out["cluster_bits"] = params["cluster_bits"] + 1
@@ -426,6 +426,6 @@ class SearchSpace:
 
 
 def _step(choices: tuple, now, direction: int):
-    """The neighbour of `now` in the sorted `choices` (+1 up, -1 down); `now` at either end stays."""
+    """The neighbour of `now` in the ordered `choices` (+1 next, -1 previous); `now` at either end stays."""
     i = choices.index(now) + direction
     return choices[i] if 0 <= i < len(choices) else now
