@@ -18,7 +18,7 @@ from mobile_opt._sensitivity import Sensitivity
 from mobile_opt.errors import ConstraintError, RecipeError, UnsupportedModelError
 
 __all__ = ["parse_latency", "SearchSpace", "quant_modes", "CLUSTER_BITS", "CHANNEL_RATIOS", "LOW_RANK_SHARES",
-           "QUANT_MODES", "INT4", "PER_TENSOR", "SCHEDULES"]
+           "QUANT_MODES", "INT4", "QAT_INT4", "PER_TENSOR", "SCHEDULES"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,10 @@ PER_TENSOR = "ptq_int8_per_tensor"
 # sensitive ones kept at 8 bits; whether int4 is also faster is CPU-dependent, so with a device
 # the measured latency decides. Searched only for models with Dense layers.
 INT4 = "int4_fc"
+# "qat_int4": the same kernels after 4-bit QAT (what ships is the trained grid). TF-MOT's
+# n-bit QAT keeps no zeros or clusters, so it is searched only where no pruning or
+# clustering can precede it: under "raw" without a device (no 2:4).
+QAT_INT4 = "qat_int4"
 QUANT_MODES = ("qat_int8", "ptq_int8", PER_TENSOR, INT4, "dynamic", "float16")
 # Full-integer int8 stores every weight in 8 bits or fewer (clustered: fewer distinct codes);
 # dynamic-range keeps float activations and biases, float16 16-bit weights: on coded size
@@ -163,6 +167,8 @@ class SearchSpace:
         self.int4_layers = [l.name for l in model.layers if type(l).__name__ == "Dense"]
         if not self.int4_layers:
             self.modes = tuple(m for m in self.modes if m != INT4)
+        elif self.dense and not with_device and not self.qat_skip and INT4 in self.modes:
+            self.modes += (QAT_INT4,)
         self.prune_choices = ((() if self.dense else ("unstructured",)) + ("none",)
                               + (("2:4",) if with_device else ()))
         self.cluster_choices = (0,) if self.dense else CLUSTER_BITS
@@ -283,9 +289,11 @@ class SearchSpace:
                 description["qat_skipped_layers"] = list(self.qat_skip)
         elif mode == PER_TENSOR:
             stages.append(quantize("ptq_int8", per_channel=False))
-        elif mode == INT4:
+        elif mode in (INT4, QAT_INT4):
             keep = self.kernel_bits()
-            stages.append(quantize(INT4, bits=keep or None))
+            ptq = quantize(INT4, bits=keep or None)
+            stages.append(ptq if mode == INT4 else Scheduled(
+                QatOrPtq(quantize(QAT_INT4, bits=keep or None, learning_rate=1e-4), ptq), e_qat))
             description["kernel_bits"] = {n: keep.get(n, 4) for n in self.int4_layers}
         else:
             stages.append(quantize(mode))
@@ -300,14 +308,16 @@ class SearchSpace:
         as much as the compressed weights. Compressed: Deep Compression's usual setting
         (~90% sparsity on the big layers, 4-bit sharing with one bit more for small layers,
         QAT); under "raw" fewer weights and bits instead (a quarter of the filters removed,
-        else big hidden Dense layers at half their weights; int4 Dense kernels, else QAT)."""
+        else big hidden Dense layers at half their weights; int4 Dense kernels, trained
+        where QAT fits, else QAT int8)."""
         base = {"low_rank": 0.0} if self.low_rank_layers else {}
         if self.channel_layers:
             base["channels"] = 0.0
         plain = {**base, "prune": "none", "cluster_bits": 0, "quantize": "ptq_int8"}
         if self.dense:
             cut = {"channels": 0.25} if self.channel_layers else {"low_rank": 0.5} if self.low_rank_layers else {}
-            deep = {**plain, **cut, "quantize": INT4 if INT4 in self.modes else self.modes[0]}
+            int4 = [m for m in (QAT_INT4, INT4) if m in self.modes]
+            deep = {**plain, **cut, "quantize": int4[0] if int4 else self.modes[0]}
         else:
             deep = {**base, "prune": "unstructured", "prune_level": 0.9,
                     "cluster_bits": 4 if self.cluster_layers else 0, "quantize": self.modes[0]}
@@ -358,7 +368,13 @@ class SearchSpace:
         return out[:1] + out[2:] + out[1:2] if len(out) > 2 else out
 
     def _quant_pushes(self, params: dict) -> list[dict]:
-        """QAT (or PTQ where QAT cannot cover the model) first, then per-tensor scales, int4 kernels."""
+        """QAT (or PTQ where QAT cannot cover the model) first, then per-tensor scales, int4
+        kernels. Under "raw" only fewer bits: int4 kernels, then trained ones, per-tensor scales."""
+        now = params.get("quantize")
+        if self.dense:
+            steps = [INT4] if now not in (INT4, QAT_INT4) else [QAT_INT4] if now == INT4 else []
+            steps += [PER_TENSOR] if now in ("ptq_int8", "qat_int8") else []
+            return [{**params, "quantize": m} for m in steps if m in self.modes]
         out = []
         if params.get("quantize") != self.modes[0]:
             out.append({**params, "quantize": self.modes[0]})
@@ -411,7 +427,7 @@ class SearchSpace:
                 out["channels"] = _step(CHANNEL_RATIOS, params["channels"], -1)
             if params.get("low_rank"):
                 out["low_rank"] = _step(_RANKS_HARDER, params["low_rank"], -1)
-            if params.get("quantize") in (INT4, PER_TENSOR):
+            if params.get("quantize") in (INT4, QAT_INT4, PER_TENSOR):
                 out["quantize"] = self.modes[0]
         elif params.get("prune") == "unstructured" and params["prune_level"] > 0.5:
             out["prune_level"] = round(max(0.5, 1 - (1 - params["prune_level"]) * 2), 4)

@@ -180,9 +180,9 @@ def test_search_reports_measures_and_resumes_without_redoing(data, trained, tmp_
     assert resumed.candidates[:1] == first.candidates
     assert {p.name: p.stat().st_mtime_ns for p in (out / "trials").glob("trial_*") if p.name in stamp} == stamp
     # By default the size is the .tflite as shipped: the chosen one has the fewest raw bytes, and
-    # the second warm start cut raw bytes (a quarter of fc1's units, int4 kernels), not sparsity.
+    # the second warm start cut raw bytes (a quarter of fc1's units, int4 QAT), not sparsity.
     assert resumed.chosen.raw_bytes == min(c.raw_bytes for c in resumed.feasible)
-    assert resumed.candidates[1].recipe["quantize"] == "int4_fc" and "sparsity" not in resumed.candidates[1].recipe
+    assert resumed.candidates[1].recipe["quantize"] == "qat_int4" and "sparsity" not in resumed.candidates[1].recipe
     assert resumed.candidates[1].raw_bytes < resumed.candidates[0].raw_bytes
     assert resumed.to_dict()["constraints"]["size"] == "raw"
     report = Path(resumed.files["report"]).read_text()
@@ -565,7 +565,7 @@ def test_int4_kernels_are_searched_per_layer_on_models_with_dense_layers():
 
 def test_under_raw_size_the_search_cuts_weights_and_bits_not_zeros_or_clusters():
     optuna = pytest.importorskip("optuna")
-    from mobile_opt._search_space import INT4, SIZE_MODES
+    from mobile_opt._search_space import INT4, QAT_INT4, SIZE_MODES
 
     sizes = {"stem": 72, "c1": 1152, "c2": 2304, "fc": 160}
     drops = {n: {"0.5": 0.2, "0.9": 5.0} for n in sizes}
@@ -581,14 +581,25 @@ def test_under_raw_size_the_search_cuts_weights_and_bits_not_zeros_or_clusters()
         starts = raw.defaults()
         steps = [p for d in starts for p in raw.pushes(d, slack=0.9)] + [raw.relax(d) for d in starts]
         assert all(p.get("prune", "none") == "none" and not p.get("cluster_bits") for p in starts + steps if p)
-        assert starts[1]["channels"] == 0.25 and starts[1]["quantize"] == INT4  # fewer filters, int4 Dense kernels
-        assert any(p["channels"] == 0.5 for p in raw.pushes(starts[1]))
+        # Fewer filters and int4 Dense kernels, trained: nothing precedes QAT that it cannot keep.
+        assert starts[1]["channels"] == 0.25 and starts[1]["quantize"] == QAT_INT4
+        assert [p["channels"] for p in raw.pushes(starts[1])] == [0.5]
+        plain_pushes = raw.pushes(starts[0])
+        assert plain_pushes[0]["channels"] == 0.25  # the biggest cut first, then fewer bits only
+        assert [p["quantize"] for p in plain_pushes if p["quantize"] != "ptq_int8"] == [INT4, PER_TENSOR]
+        assert raw.pushes({**starts[1], "quantize": INT4})[1] == starts[1]
+        assert raw.relax(starts[1]) == {**starts[0], "quantize": "qat_int8"}
         stages, recipe = raw.suggest(optuna.trial.FixedTrial(starts[1]))
         assert [s.kind for s in stages] == ["prune_channels", "quantize"] and "sparsity" not in recipe
         # "zip" and "coded" keep Deep Compression's start: sparsity and clusters.
         for size in ("zip", "coded"):
             deep = space(model, model_sizes, size).defaults()[1]
             assert deep["prune"] == "unstructured" and deep["cluster_bits"] == 4 and "channels" not in deep
+            assert QAT_INT4 not in space(model, model_sizes, size).modes
+    # With a device 2:4 pruning may come first, which int4 QAT cannot keep.
+    timed = SearchSpace(_tiny_model(), Sensitivity(0.8, {}, {"fc1": 784 * 48, "fc2": 480}), level=1,
+                        modes=SIZE_MODES, with_device=True, max_accuracy_drop=0.5, size="raw")
+    assert timed.prune_choices == ("none", "2:4") and QAT_INT4 not in timed.modes
     # Without filters to remove (a's channels reach a Reshape), a big hidden Dense layer is cut
     # to a lower rank instead; without int4 in the modes, QAT.
     keras = _tf.keras()
