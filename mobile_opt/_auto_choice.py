@@ -12,7 +12,16 @@ from device_bench.intervals import ms
 from mobile_opt._checks import check_number
 from mobile_opt.errors import ConstraintError
 
-__all__ = ["Candidate", "Constraints", "candidates_of", "choose", "pareto_front"]
+__all__ = ["Candidate", "Constraints", "SIZES", "SIZE_BEFORE_CHOICE", "candidates_of", "choose", "pareto_front"]
+
+# The sizes auto can minimise and bound, each recorded for every trial as "<measure>_bytes":
+# raw is the .tflite as shipped (apps store it uncompressed so LiteRT can mmap it), zip the
+# file deflated as an APK entry (what a download costs), coded Deep Compression's estimate
+# (Huffman + sparse indices), which no runtime loads.
+SIZES = {"raw": ".tflite size as shipped", "zip": "zipped size (APK download)",
+         "coded": "coded size (Deep Compression estimate)"}
+# What studies and pareto.json files from before the choice of size minimised.
+SIZE_BEFORE_CHOICE = "coded"
 
 
 # A candidate's accuracy drop counts as its measured drop plus this many standard errors of the
@@ -31,8 +40,10 @@ class Constraints:
 
     Attributes:
         max_accuracy_drop: tolerated top-1 loss in percentage points (>= 0).
-        size_budget: largest coded size in bytes, or None.
+        size_budget: largest size in bytes (of the `size` measure), or None.
         latency_budget_ms: largest median latency in ms, or None.
+        size: the size minimised and bounded: "raw" (.tflite bytes as shipped, the default),
+            "zip" (deflated as an APK entry) or "coded" (Deep Compression estimate).
 
     Example:
         >>> Constraints.parse(0.5, size_budget="50k").size_budget
@@ -42,8 +53,13 @@ class Constraints:
     max_accuracy_drop: float
     size_budget: int | None = None
     latency_budget_ms: float | None = None
+    size: str = "raw"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.size, str) or self.size not in SIZES:
+            raise ConstraintError(f"size must be one of {', '.join(map(repr, SIZES))} (raw: .tflite bytes as "
+                                  "shipped; zip: APK download; coded: Deep Compression estimate). "
+                                  f"Received: size={self.size!r}.")
         drop = check_number("max_accuracy_drop", self.max_accuracy_drop, at_least=0, error=ConstraintError,
                             hint="(the tolerated accuracy loss in percentage points: 0.5 = half a point)")
         check_number("size_budget", self.size_budget, above=0, integer=True, optional=True,
@@ -52,22 +68,36 @@ class Constraints:
         object.__setattr__(self, "max_accuracy_drop", float(drop))
 
     @classmethod
-    def parse(cls, max_accuracy_drop, size_budget=None, latency_budget=None) -> "Constraints":
+    def parse(cls, max_accuracy_drop, size_budget=None, latency_budget=None, size="raw") -> "Constraints":
         """From user units: sizes as in `converters.parse_size` ("50KB", "50k", "64KiB"), times "5ms"."""
         from converters.budget import parse_size
         from mobile_opt._search_space import parse_latency
         from mobile_opt.errors import InputError
 
-        size = None
+        budget = None
         if size_budget is not None:
             try:
-                size = parse_size(size_budget, "size_budget")
+                budget = parse_size(size_budget, "size_budget")
             except InputError as exc:  # the same message, under the error auto's callers catch
                 raise ConstraintError(str(exc)) from exc
-        return cls(max_accuracy_drop, size, parse_latency(latency_budget, "latency_budget"))
+        return cls(max_accuracy_drop, budget, parse_latency(latency_budget, "latency_budget"), size)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Constraints":
+        """From `to_dict()`'s output; one written before `size` existed was "coded"."""
+        return cls(**{"size": SIZE_BEFORE_CHOICE, **data})
+
+    @property
+    def size_key(self) -> str:
+        """The record key of the size measure: "raw_bytes", "zip_bytes" or "coded_bytes"."""
+        return f"{self.size}_bytes"
+
+    def size_of(self, item) -> int | None:
+        """The measured size of a record (a trial's attributes) or a `Candidate`."""
+        return item.get(self.size_key) if isinstance(item, dict) else getattr(item, self.size_key)
 
     @staticmethod
     def drop_bound(record: dict) -> float:
@@ -78,7 +108,7 @@ class Constraints:
         """Optuna constraint values (<= 0 is feasible) for a measured record."""
         values = [self.drop_bound(record) - self.max_accuracy_drop]
         if self.size_budget is not None:
-            values.append(float(record["coded_bytes"] - self.size_budget))
+            values.append(float(self.size_of(record) - self.size_budget))
         if self.latency_budget_ms is not None:
             latency = record.get("latency_ms")
             values.append(math.inf if latency is None else latency - self.latency_budget_ms)
@@ -89,8 +119,8 @@ class Constraints:
         out = {}
         if self.drop_bound(record) > self.max_accuracy_drop + 1e-9:
             out["accuracy_drop_pp"] = self.drop_bound(record) - self.max_accuracy_drop
-        if self.size_budget is not None and record["coded_bytes"] > self.size_budget:
-            out["coded_bytes"] = record["coded_bytes"] - self.size_budget
+        if self.size_budget is not None and self.size_of(record) > self.size_budget:
+            out[self.size_key] = self.size_of(record) - self.size_budget
         if self.latency_budget_ms is not None:
             latency = record.get("latency_ms")
             if latency is None or latency > self.latency_budget_ms:
@@ -105,7 +135,7 @@ class Constraints:
                 total += 10.0
             elif key == "accuracy_drop_pp":
                 total += over / max(self.max_accuracy_drop, 0.1)
-            elif key == "coded_bytes":
+            elif key == self.size_key:
                 total += over / self.size_budget
             else:
                 total += over / self.latency_budget_ms
@@ -114,7 +144,7 @@ class Constraints:
     def describe(self) -> str:
         parts = [f"accuracy drop + {MARGIN_STANDARD_ERRORS:g} s.e. <= {self.max_accuracy_drop} pp"]
         if self.size_budget is not None:
-            parts.append(f"coded size <= {self.size_budget:,} B")
+            parts.append(f"{SIZES[self.size]} <= {self.size_budget:,} B")
         if self.latency_budget_ms is not None:
             parts.append(f"latency <= {self.latency_budget_ms} ms")
         return ", ".join(parts)
@@ -172,7 +202,7 @@ def candidates_of(study, constraints: Constraints) -> list[Candidate]:
     out = []
     for t in study.get_trials(deepcopy=False):
         attrs = t.user_attrs
-        if t.state == TrialState.COMPLETE and "coded_bytes" in attrs:
+        if t.state == TrialState.COMPLETE and constraints.size_of(attrs) is not None:
             violations = constraints.violations(attrs)
             out.append(Candidate(
                 number=t.number, recipe=attrs.get("recipe", {}), stages=tuple(attrs.get("stages", ())),
@@ -190,40 +220,42 @@ def candidates_of(study, constraints: Constraints) -> list[Candidate]:
     return out
 
 
-def _objectives(c: Candidate, with_latency: bool) -> tuple:
-    latency = (c.latency_ms if c.latency_ms is not None else math.inf,) if with_latency else ()
-    return (c.accuracy_drop_pp, c.coded_bytes) + latency
+def pareto_front(candidates, with_latency: bool, constraints: Constraints) -> list[Candidate]:
+    """Measured candidates no other candidate beats on every objective: accuracy drop, the
+    `constraints.size` measure (and latency)."""
+    def objectives(c: Candidate) -> tuple:
+        latency = (c.latency_ms if c.latency_ms is not None else math.inf,) if with_latency else ()
+        return (c.accuracy_drop_pp, constraints.size_of(c)) + latency
 
-
-def pareto_front(candidates, with_latency: bool) -> list[Candidate]:
-    """Measured candidates no other candidate beats on every objective."""
     measured = [c for c in candidates if c.error is None]
     front = []
     for c in measured:
-        a = _objectives(c, with_latency)
-        dominated = any(
-            all(x <= y for x, y in zip(_objectives(o, with_latency), a))
-            and any(x < y for x, y in zip(_objectives(o, with_latency), a))
-            for o in measured if o is not c
-        )
+        a = objectives(c)
+        dominated = any(all(x <= y for x, y in zip(objectives(o), a)) and any(x < y for x, y in zip(objectives(o), a))
+                        for o in measured if o is not c)
         if not dominated:
             front.append(c)
-    return sorted(front, key=lambda c: (c.coded_bytes, c.accuracy_drop_pp))
+    return sorted(front, key=lambda c: (constraints.size_of(c), c.accuracy_drop_pp))
 
 
 def choose(candidates: list[Candidate], constraints: Constraints, baseline_raw_bytes: int):
-    """`(chosen, closest, message)`: the smallest feasible candidate (the fastest when only a
-    latency budget is given), or None with the three candidates nearest to feasibility."""
+    """`(chosen, closest, message)`: the smallest feasible candidate by `constraints.size` (the
+    fastest when only a latency budget is given), or None with the three candidates nearest to
+    feasibility."""
     feasible = [c for c in candidates if c.feasible]
     if feasible:
         if constraints.latency_budget_ms is not None and constraints.size_budget is None:
-            chosen = min(feasible, key=lambda c: (c.latency_ms, c.coded_bytes, c.accuracy_drop_pp))
+            chosen = min(feasible, key=lambda c: (c.latency_ms, constraints.size_of(c), c.accuracy_drop_pp))
+            by = "latency"
         else:
-            chosen = min(feasible, key=lambda c: (c.coded_bytes, c.accuracy_drop_pp))
-        # The headline is what ships (.tflite bytes); the coded figure the search minimises follows.
-        message = (f"Chose trial {chosen.number}: {chosen.raw_bytes:,} B .tflite "
+            chosen = min(feasible, key=lambda c: (constraints.size_of(c), c.accuracy_drop_pp))
+            by = SIZES[constraints.size]
+        # The headline is what ships (.tflite bytes), whichever size the search minimised.
+        message = (f"Chose trial {chosen.number} (by {by}): "
+                   f"{chosen.raw_bytes:,} B .tflite "
                    f"({baseline_raw_bytes / chosen.raw_bytes:.1f}× smaller than fp32 as shipped), "
-                   f"{chosen.coded_bytes:,} B coded estimate ({baseline_raw_bytes / chosen.coded_bytes:.1f}×), "
+                   + (f"{chosen.zip_bytes:,} B zipped, " if chosen.zip_bytes is not None else "")
+                   + f"{chosen.coded_bytes:,} B coded estimate ({baseline_raw_bytes / chosen.coded_bytes:.1f}×), "
                    f"accuracy drop {chosen.accuracy_drop_pp:+.2f} pp"
                    + (f" ± {chosen.accuracy_drop_se_pp:.2f} (s.e.)" if chosen.accuracy_drop_se_pp is not None else "")
                    + (f", {ms(chosen.latency_ms, from_ms=True)} ms" if chosen.latency_ms is not None else "")

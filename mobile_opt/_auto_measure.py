@@ -1,7 +1,8 @@
 """Measuring one `auto_optimize` candidate: run its Pipeline, convert, size, time on a device.
 
 Each candidate is a real `Pipeline` run, converted to .tflite, sized with
-`converters.analyze` (coded bytes, see size_accounting.md) and, with a device, timed
+`converters.analyze` (raw, zip and coded bytes, see size_accounting.md; the
+`Constraints.size` measure is the objective) and, with a device, timed
 with `device_bench`.
 """
 
@@ -118,7 +119,7 @@ class Measurer:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             raise
         record["seconds"] = round(time.perf_counter() - started, 2)
-        values = [record["accuracy_drop_pp"], float(record["coded_bytes"])]
+        values = [record["accuracy_drop_pp"], float(self.constraints.size_of(record))]
         if self.device is not None:
             values.append(record["latency_ms"] if record["latency_ms"] is not None else math.inf)
         for key, value in record.items():

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from device_bench.intervals import ms
+from mobile_opt._auto_choice import SIZES
 from mobile_opt._lazy import pyplot
 from mobile_opt._provenance import provenance
 
@@ -62,8 +63,8 @@ def _markdown(result) -> str:
         "## Constraints",
         "",
         f"- accuracy drop ≤ {k.max_accuracy_drop} pp (top-1 of the .tflite on the validation data, LiteRT)",
-        f"- coded size (estimate) ≤ {_fmt(k.size_budget)} B" if k.size_budget is not None
-        else "- coded size (estimate): no budget",
+        f"- {SIZES[k.size]} ≤ {_fmt(k.size_budget)} B (size measure `{k.size}`: minimised and bounded)"
+        if k.size_budget is not None else f"- {SIZES[k.size]}: no budget (size measure `{k.size}`: minimised)",
         f"- latency ≤ {k.latency_budget_ms} ms" if k.latency_budget_ms is not None else "- latency: no budget",
         "",
         "## Baseline (fp32 .tflite of the input model)",
@@ -77,7 +78,8 @@ def _markdown(result) -> str:
         lines += [f"**Stopped early:** {result.stopped}", ""]
     shown = result.chosen if result.chosen is not None else (result.closest[0] if result.closest else None)
     if shown is not None:
-        title = "Chosen model" if result.chosen is not None else "Closest candidate (does NOT meet the constraints)"
+        title = (f"Chosen model (size measure: {k.size})" if result.chosen is not None
+                 else "Closest candidate (does NOT meet the constraints)")
         lines += [f"## {title}: trial {shown.number}", "", f"Recipe: {recipe_text(shown.recipe)}", ""]
         if shown.violations:
             lines += ["Over budget by: " + ", ".join(f"{k_} {_fmt(v)}" for k_, v in shown.violations.items()), ""]
@@ -105,9 +107,9 @@ def _markdown(result) -> str:
               "| coded ratio | latency ms | feasible | Pareto | checks |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     front = [c for c in result.candidates if c.number in pareto]
-    lines += ["## Pareto front (accuracy drop vs coded size estimate" + (" vs latency" if any(
+    lines += [f"## Pareto front (accuracy drop vs {SIZES[k.size]}" + (" vs latency" if any(
         c.latency_ms is not None for c in front) else "") + ")", ""] + header
-    lines += [_row(c, b, pareto) for c in sorted(front, key=lambda c: c.coded_bytes)]
+    lines += [_row(c, b, pareto) for c in sorted(front, key=k.size_of)]
     lines += ["", "## All candidates", ""] + header
     lines += [_row(c, b, pareto) for c in result.candidates if c.error is None]
     failed = [c for c in result.candidates if c.error is not None]
@@ -132,23 +134,28 @@ def _plot(result, path: Path) -> None:
 
     measured = [c for c in result.candidates if c.error is None]
     pareto = set(result.pareto)
+    size_of = result.constraints.size_of  # the measure the search minimised
+
+    def kb(c) -> float:
+        return size_of(c) / 1000
+
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for group, style in ((False, dict(color="0.6", marker="o", label="candidate")),
                          (True, dict(color="C0", marker="o", label="Pareto front"))):
         pts = [c for c in measured if (c.number in pareto) == group]
         if not pts:
             continue
-        ax.scatter([c.coded_bytes / 1000 for c in pts], [c.accuracy_drop_pp for c in pts], **style)
-    front = sorted((c for c in measured if c.number in pareto), key=lambda c: c.coded_bytes)
+        ax.scatter([kb(c) for c in pts], [c.accuracy_drop_pp for c in pts], **style)
+    front = sorted((c for c in measured if c.number in pareto), key=size_of)
     # A step line: between two front points nothing better than the smaller one is known.
-    ax.plot([c.coded_bytes / 1000 for c in front], [c.accuracy_drop_pp for c in front], color="C0", lw=1,
+    ax.plot([kb(c) for c in front], [c.accuracy_drop_pp for c in front], color="C0", lw=1,
             drawstyle="steps-post")
     if result.chosen is not None:
-        ax.scatter([result.chosen.coded_bytes / 1000], [result.chosen.accuracy_drop_pp], s=160,
+        ax.scatter([kb(result.chosen)], [result.chosen.accuracy_drop_pp], s=160,
                    facecolors="none", edgecolors="C3", linewidths=2, label=f"chosen (trial {result.chosen.number})")
     for c in measured:
         label = f"{c.number}" + (f"\n{ms(c.latency_ms, from_ms=True)} ms" if c.latency_ms is not None else "")
-        ax.annotate(label, (c.coded_bytes / 1000, c.accuracy_drop_pp), fontsize=7, xytext=(3, 3),
+        ax.annotate(label, (kb(c), c.accuracy_drop_pp), fontsize=7, xytext=(3, 3),
                     textcoords="offset points")
     ax.axhline(result.constraints.max_accuracy_drop, color="C3", ls="--", lw=1, label="max drop")
     if result.constraints.size_budget:
@@ -157,7 +164,7 @@ def _plot(result, path: Path) -> None:
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
         lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
-    ax.set_xlabel("coded size, estimate (KB, log)")
+    ax.set_xlabel(f"{SIZES[result.constraints.size]} (KB, log)")
     ax.set_ylabel("accuracy drop (pp)")
     ax.set_title(f"auto_optimize: {result.study_name}")
     ax.legend(fontsize=8)

@@ -29,9 +29,14 @@ class AutoSettings:
 
     Args:
         max_accuracy_drop: tolerated top-1 drop in percentage points (default 0.5).
-        size_budget: largest coded size: bytes, or "50KB", "1.5MB", "64KiB" (default None).
+        size_budget: largest size (of the `size` measure): bytes, or "50KB", "1.5MB", "64KiB"
+            (default None).
         latency_budget: largest median latency on the device: ms, or "5ms", "800us"
             (default None; needs a device).
+        size: the size auto minimises and `size_budget` bounds: "raw" (the .tflite's bytes as
+            shipped: apps store it uncompressed so LiteRT can mmap it), "zip" (the file deflated
+            as an APK entry: what a download costs) or "coded" (Deep Compression's Huffman +
+            sparse estimate, which no runtime loads) (default "raw"). All three are recorded.
         level: 1, 2 or 3: more trials (6/16/40) and longer fine-tuning (prune, cluster,
             QAT epochs: 2/1/1, 5/2/2, 10/3/3) (default 1).
         n_trials: total trials the study should hold (default None: by level); a resumed
@@ -56,7 +61,7 @@ class AutoSettings:
         total_trials: `n_trials`, else the level's number.
 
     Raises:
-        ConstraintError: a negative drop, a non-positive budget or unknown units.
+        ConstraintError: a negative drop, a non-positive budget, unknown units or an unknown size.
         InputError: level, n_trials, timeout_s or seed out of range; artifact_store
             without output_dir.
     """
@@ -64,6 +69,7 @@ class AutoSettings:
     max_accuracy_drop: float = 0.5
     size_budget: int | str | None = None
     latency_budget: float | str | None = None
+    size: str = "raw"
     level: int = 1
     n_trials: int | None = None
     timeout_s: float | None = None
@@ -76,7 +82,7 @@ class AutoSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "constraints",
-                           Constraints.parse(self.max_accuracy_drop, self.size_budget, self.latency_budget))
+                           Constraints.parse(self.max_accuracy_drop, self.size_budget, self.latency_budget, self.size))
         if isinstance(self.level, bool) or self.level not in _TRIALS:
             raise InputError(f"level must be 1, 2 or 3. Received: level={self.level!r}.")
         check_number("n_trials", self.n_trials, at_least=1, integer=True, optional=True)

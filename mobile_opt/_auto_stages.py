@@ -2,8 +2,8 @@
 
 `Scheduled` gives a stage its own fine-tuning epochs (the pipeline has one count for all)
 and lets the search look at the model after it, to stop a hopeless trial early.
-`QatOrPtq` runs QAT and, when QAT cannot cover the model, falls back to full-integer PTQ
-and says why in the stage's notes.
+`QatOrPtq` runs QAT and, when QAT cannot cover the model, falls back to PTQ (int8, or int4
+kernels after int4 QAT) and says why in the stage's notes.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class Scheduled(Stage):
 
 
 class QatOrPtq(Stage):
-    """QAT int8 (skipping `skip_layers`); PTQ int8 with the reason noted when QAT fails."""
+    """QAT (skipping `skip_layers`); the PTQ stage `ptq` with the reason noted when QAT fails."""
 
     kind = "quantize"
 
@@ -58,15 +58,16 @@ class QatOrPtq(Stage):
         return True
 
     def params(self) -> dict:
-        return {**self.used.params(), "fallback": "ptq_int8"}
+        return {**self.used.params(), "fallback": self.ptq.params()["mode"]}
 
     def apply(self, model, ctx: StageContext) -> StageOutput:
         try:
             return self.qat.apply(model, ctx)
         except (MobileOptError, ValueError, TypeError) as exc:  # TF-MOT raises plain ValueError/TypeError
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            logger.info("QAT cannot cover the model (%s); falling back to PTQ int8", reason)
+            fallback = self.ptq.params()["mode"]
+            logger.info("QAT cannot cover the model (%s); falling back to %s", reason, fallback)
             self.used = self.ptq
             out = self.ptq.apply(model, ctx)
-            note = f"QAT could not cover the model ({type(exc).__name__}: {reason}); fell back to PTQ int8"
+            note = f"QAT could not cover the model ({type(exc).__name__}: {reason}); fell back to {fallback}"
             return StageOutput(out.model, out.checks, out.kernels, (note, *out.notes), out.tflite, out.accuracy)

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 class Steer:
     """After each trial, queues the next recipe worth measuring before TPE's own proposals:
-    a more aggressive neighbour of the smallest feasible candidate (spending the accuracy
+    a more aggressive neighbour of the smallest feasible candidate (by the size measure; spending the accuracy
     headroom), or, while nothing is feasible, a neighbour of the closest one: with more
     filters removed when it is too slow, else a gentler one."""
 
@@ -35,10 +35,11 @@ class Steer:
         if any(t.state == TrialState.WAITING for t in trials) or study_io.finished(study, running=True) >= self.total:
             return
         tried = {_key(t.params) for t in trials} | {_key(t.system_attrs.get("fixed_params", {})) for t in trials}
-        measured = [t for t in trials if t.state == TrialState.COMPLETE and "coded_bytes" in t.user_attrs]
+        size_of = self.constraints.size_of
+        measured = [t for t in trials if t.state == TrialState.COMPLETE and size_of(t.user_attrs) is not None]
         feasible = [t for t in measured if not self.constraints.violations(t.user_attrs)]
         if feasible:
-            best = min(feasible, key=lambda t: (t.user_attrs["coded_bytes"], t.user_attrs["accuracy_drop_pp"]))
+            best = min(feasible, key=lambda t: (size_of(t.user_attrs), t.user_attrs["accuracy_drop_pp"]))
             slack = 1 - self.constraints.drop_bound(best.user_attrs) / max(self.constraints.max_accuracy_drop, 1e-9)
             options = []
             for push in self.search.pushes(dict(best.params), slack):

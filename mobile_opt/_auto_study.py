@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mobile_opt._auto_choice import SIZE_BEFORE_CHOICE
 from mobile_opt.errors import ConstraintError, DependencyError, InputError, OptimizationError
 
 __all__ = ["optuna", "native_constraints", "open_storage", "check_settings", "fingerprint", "finished", "same_params",
@@ -41,7 +42,9 @@ _OUTAGE_S = 120.0  # how long a worker waits for a lost study database to come b
 _INSTALL_POSTGRES = "pip install 'mobile-opt[postgres]'"
 
 # Settings that must match to resume a study: its stored measurements depend on them.
-SETTING_KEYS = ("model_sha256", "max_accuracy_drop", "size_budget", "latency_budget_ms", "device", "level")
+SETTING_KEYS = ("model_sha256", "max_accuracy_drop", "size_budget", "size", "latency_budget_ms", "device", "level")
+# What a study stored before a setting existed means.
+_BEFORE_KEY = {"size": SIZE_BEFORE_CHOICE}
 
 _NATIVE_CONSTRAINTS = False
 
@@ -225,6 +228,7 @@ def check_settings(study, settings: dict, name: str) -> None:
     if stored is None:
         study.set_user_attr("settings", settings)
         return
+    stored = {**_BEFORE_KEY, **stored}
     changed = {k: (stored.get(k), settings[k]) for k in SETTING_KEYS if stored.get(k) != settings[k]}
     if changed:
         what = ", ".join(f"{k}: stored {a!r}, now {b!r}" for k, (a, b) in changed.items())

@@ -223,20 +223,20 @@ def ops_png(rows: Sequence[dict], colour: dict[str, str]) -> bytes:
 
 
 def pareto_png(auto: dict) -> bytes:
-    """`_auto_report`'s Pareto figure (coded size vs accuracy drop, chosen point ringed)."""
+    """`_auto_report`'s Pareto figure (the searched size vs accuracy drop, chosen point ringed)."""
     from mobile_opt._auto_choice import Constraints
     from mobile_opt._auto_report import _plot
 
     def candidate(data: dict) -> SimpleNamespace:
         return SimpleNamespace(**{k: data.get(k) for k in (
-            "number", "coded_bytes", "accuracy_drop_pp", "latency_ms", "error")})
+            "number", "raw_bytes", "zip_bytes", "coded_bytes", "accuracy_drop_pp", "latency_ms", "error")})
 
     chosen = auto.get("chosen")
     result = SimpleNamespace(
         candidates=[candidate(c) for c in auto.get("candidates", ())],
         pareto=auto.get("pareto", ()),
         chosen=candidate(chosen) if chosen else None,
-        constraints=Constraints(**auto["constraints"]),
+        constraints=Constraints.from_dict(auto["constraints"]),
         study_name=auto.get("study_name", "auto"),
     )
     buffer = io.BytesIO()

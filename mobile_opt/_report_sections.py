@@ -10,6 +10,7 @@ from typing import Any, Iterable, Sequence
 from converters.keras3_bridge import proof_sentence
 from device_bench.intervals import ms, plus_minus, runs_to_bound
 from mobile_opt import _report_figures as figures
+from mobile_opt._auto_choice import SIZES, Constraints
 from mobile_opt.report import NOT_MEASURED, ReportInput, png_img
 from mobile_opt.stage import comparable_figures
 
@@ -381,18 +382,21 @@ def pareto(inputs: Sequence[ReportInput]) -> str:
         d = inp.data
         front = set(d.get("pareto", ()))
         chosen = (d.get("chosen") or {}).get("number")
+        size = Constraints.from_dict(d["constraints"])
         rows = [(("<b>chosen</b> " if c["number"] == chosen else "") + str(c["number"]),
                  _num(c.get("accuracy"), ".4f"), _num(c.get("accuracy_drop_pp"), "+.2f"), _num(c.get("raw_bytes"), ","),
-                 _num(c.get("coded_bytes"), ","),
+                 _num(c.get("zip_bytes"), ","), _num(c.get("coded_bytes"), ","),
                  _ms(c.get("latency_ms"), c.get("latency_note"), from_ms=True), "yes" if c.get("feasible") else "no")
-                for c in sorted((c for c in d["candidates"] if c["number"] in front), key=lambda c: c.get("coded_bytes") or 0)]
+                for c in sorted((c for c in d["candidates"] if c["number"] in front),
+                                key=lambda c: size.size_of(c) or 0)]
         b = d["baseline"]
         parts.append(f"<p>{escape(d.get('message', ''))}</p><p class='prov'>Baseline fp32: accuracy "
                      f"{_num(b.get('accuracy'), '.4f')}, {_num(b.get('raw_bytes'), ',')} B .tflite as shipped, "
-                     f"{_num(b.get('coded_bytes'), ',')} B coded estimate; constraints "
+                     f"{_num(b.get('coded_bytes'), ',')} B coded estimate; searched for the smallest "
+                     f"{escape(SIZES[size.size])}; constraints "
                      f"<code>{escape(json.dumps(d.get('constraints'), default=str))}</code>.</p>")
-        parts.append(_table(("trial", "accuracy", "drop pp", "raw B (shipped)", "coded B (estimate)", "latency ms",
-                             "feasible"), rows, numeric=(1, 2, 3, 4, 5)))
+        parts.append(_table(("trial", "accuracy", "drop pp", "raw B (shipped)", "zip B (download)",
+                             "coded B (estimate)", "latency ms", "feasible"), rows, numeric=(1, 2, 3, 4, 5, 6)))
         if any(c.get("error") is None for c in d["candidates"]):
             parts.append(_figure(figures.pareto_png(d), "auto Pareto front",
                                  f"Study <code>{escape(str(d.get('study_name')))}</code>; from " + _source(inp) + "."))

@@ -17,8 +17,8 @@ from mobile_opt._auto_stages import QatOrPtq, Scheduled
 from mobile_opt._sensitivity import Sensitivity
 from mobile_opt.errors import ConstraintError, RecipeError, UnsupportedModelError
 
-__all__ = ["parse_latency", "SearchSpace", "quant_modes", "CLUSTER_BITS", "CHANNEL_RATIOS", "QUANT_MODES",
-           "INT4", "PER_TENSOR", "SCHEDULES"]
+__all__ = ["parse_latency", "SearchSpace", "quant_modes", "CLUSTER_BITS", "CHANNEL_RATIOS", "LOW_RANK_SHARES",
+           "QUANT_MODES", "INT4", "QAT_INT4", "PER_TENSOR", "SCHEDULES"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +26,19 @@ _TIME_UNITS = {"": 1.0, "us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0}  # a ba
 _NUMBER = r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Zµ]*)\s*"
 
 CLUSTER_BITS = (0, 3, 4, 5, 6)  # 0: no clustering
-# Shares of filters removed by channel pruning, searched only when latency is measured: it is
-# the stage that removes work (fewer MACs), where sparsity and clusters only shrink the file.
+# What each size measure searches. The raw .tflite stores every weight densely: zeros and
+# shared values cost as much as any other, so under "raw" unstructured sparsity and
+# clustering are pure accuracy cost and are not searched; fewer weights (channel pruning,
+# low rank) and fewer bits per weight (int4 kernels, per-tensor scales) are. Deflate ("zip")
+# and Huffman + sparse indices ("coded") shrink with zeros and few distinct values, so there
+# sparsity and clustering lead and channel pruning is searched only for latency (a device).
+DENSE_SIZES = ("raw",)
+# Shares of filters removed by channel pruning: fewer weights and fewer MACs.
 CHANNEL_RATIOS = (0.0, 0.25, 0.5)
+# Shares of a big hidden Dense layer's weights kept by a low-rank factorisation (0: none),
+# and the same from the gentlest to the hardest.
+LOW_RANK_SHARES = (0.0, 0.25, 0.5)
+_RANKS_HARDER = (0.0, 0.5, 0.25)
 # "ptq_int8_per_tensor": PTQ with one weight scale per tensor. Per-channel int8 spends 12 bytes
 # (float scale + int64 zero point) per output channel in the graph (170 KB of MobileNetV2
 # α0.35's 634 KB) and can give a cluster a different code per channel; per-tensor costs
@@ -38,6 +48,10 @@ PER_TENSOR = "ptq_int8_per_tensor"
 # sensitive ones kept at 8 bits; whether int4 is also faster is CPU-dependent, so with a device
 # the measured latency decides. Searched only for models with Dense layers.
 INT4 = "int4_fc"
+# "qat_int4": the same kernels after 4-bit QAT (what ships is the trained grid). TF-MOT's
+# n-bit QAT keeps no zeros or clusters, so it is searched only where no pruning or
+# clustering can precede it: under "raw" without a device (no 2:4).
+QAT_INT4 = "qat_int4"
 QUANT_MODES = ("qat_int8", "ptq_int8", PER_TENSOR, INT4, "dynamic", "float16")
 # Full-integer int8 stores every weight in 8 bits or fewer (clustered: fewer distinct codes);
 # dynamic-range keeps float activations and biases, float16 16-bit weights: on coded size
@@ -120,28 +134,30 @@ class SearchSpace:
 
     Parameters (Optuna names):
         prune: "unstructured" | "none" (| "2:4" when a device times candidates: 2:4 caps
-            sparsity at 50% and pays only in latency).
+            sparsity at 50% and pays only in latency); no "unstructured" under "raw".
         prune_level: sparsity of the biggest layer; smaller layers get less (density
             grows as (biggest / size) ** 0.3), and no layer is pruned past the point where
             its lone drop (sensitivity scan) exceeds the biggest layer's: Deep Compression's
             pattern, big FC layers hardest, first conv and classifier least.
         cluster_bits: 0 (none) or 3-6 bits for big layers; small or sensitive layers
-            get one bit more.
+            get one bit more; only 0 under "raw".
         quantize: int8 QAT (PTQ when QAT fails on the model), PTQ (per-channel or
             per-tensor weight scales), int4 Dense kernels (small/sensitive ones at 8 bits;
             after clustering the centroids go on the int4 grid); dynamic/float16
             only with a device and no size budget. When TF-MOT's QAT cannot wrap some
             layers (they stay float, named in the recipe), the search starts from PTQ.
         channels: 0, 0.25 or 0.5 of the filters removed by channel pruning (halved for
-            sensitive layers; stem and classifier kept), only when latency is measured.
+            sensitive layers; stem and classifier kept), under "raw" or when latency is measured.
         low_rank: 0, 0.25 or 0.5: factorise big hidden Dense layers to that share of
             their weights, then distil from the original model (only offered when such
             layers exist).
     """
 
     def __init__(self, model, sensitivity: Sensitivity, *, level: int, modes: tuple[str, ...],
-                 with_device: bool, max_accuracy_drop: float):
+                 with_device: bool, max_accuracy_drop: float, size: str):
+        """`size`: the measure minimised, "raw", "zip" or "coded" (see DENSE_SIZES)."""
         self.model, self.sensitivity = model, sensitivity
+        self.dense = size in DENSE_SIZES
         self.epochs = SCHEDULES[level]
         from mobile_opt.quantization import qat_unsupported
 
@@ -151,11 +167,15 @@ class SearchSpace:
         self.int4_layers = [l.name for l in model.layers if type(l).__name__ == "Dense"]
         if not self.int4_layers:
             self.modes = tuple(m for m in self.modes if m != INT4)
-        self.prune_choices = ("unstructured", "none") + (("2:4",) if with_device else ())
+        elif self.dense and not with_device and not self.qat_skip and INT4 in self.modes:
+            self.modes += (QAT_INT4,)
+        self.prune_choices = ((() if self.dense else ("unstructured",)) + ("none",)
+                              + (("2:4",) if with_device else ()))
+        self.cluster_choices = (0,) if self.dense else CLUSTER_BITS
         self.max_accuracy_drop = max_accuracy_drop
-        self.cluster_layers = cluster_candidates(model)
+        self.cluster_layers = [] if self.dense else cluster_candidates(model)
         self.low_rank_layers = self._low_rank_layers()
-        self.channel_layers = self._channel_layers() if with_device else ()
+        self.channel_layers = self._channel_layers() if with_device or self.dense else ()
         self.baseline_accuracy: float | None = None  # set by the watch on the first stage
 
     def _low_rank_layers(self) -> dict[str, tuple[int, int]]:
@@ -242,7 +262,7 @@ class SearchSpace:
             description["channels"] = ratios
         # Low-rank ranks follow the original Dense shapes, which channel pruning would change.
         if self.low_rank_layers and not channels:
-            share = trial.suggest_categorical("low_rank", [0.0, 0.25, 0.5])
+            share = trial.suggest_categorical("low_rank", list(LOW_RANK_SHARES))
             if share:
                 ranks = {n: max(1, int(share * a * b / (a + b))) for n, (a, b) in self.low_rank_layers.items()}
                 stages += [Scheduled(low_rank(ranks), e_cluster),
@@ -257,7 +277,7 @@ class SearchSpace:
         elif structure == "2:4":
             stages.append(Scheduled(prune(structure="2:4", learning_rate=1e-3), e_prune, watch))
             description["sparsity"] = "2:4"
-        bits = self.layer_bits(trial.suggest_categorical("cluster_bits", list(CLUSTER_BITS)))
+        bits = self.layer_bits(trial.suggest_categorical("cluster_bits", list(self.cluster_choices)))
         if bits:
             stages.append(Scheduled(cluster({k: 2**v for k, v in bits.items()}, learning_rate=1e-4), e_cluster, watch))
             description["cluster_bits"] = bits
@@ -269,9 +289,11 @@ class SearchSpace:
                 description["qat_skipped_layers"] = list(self.qat_skip)
         elif mode == PER_TENSOR:
             stages.append(quantize("ptq_int8", per_channel=False))
-        elif mode == INT4:
+        elif mode in (INT4, QAT_INT4):
             keep = self.kernel_bits()
-            stages.append(quantize(INT4, bits=keep or None))
+            ptq = quantize(INT4, bits=keep or None)
+            stages.append(ptq if mode == INT4 else Scheduled(
+                QatOrPtq(quantize(QAT_INT4, bits=keep or None, learning_rate=1e-4), ptq), e_qat))
             description["kernel_bits"] = {n: keep.get(n, 4) for n in self.int4_layers}
         else:
             stages.append(quantize(mode))
@@ -281,16 +303,24 @@ class SearchSpace:
 
     # --- where the search starts and how it pushes ---------------------------------------
     def defaults(self) -> list[dict]:
-        """Generic starting recipes (the same rule for every network): plain int8, then
-        Deep Compression's usual setting (~90% sparsity on the big layers, 4-bit sharing
-        with one bit more for small layers, QAT), and that setting with per-tensor scales
-        where per-channel ones would weigh as much as the compressed weights."""
+        """Generic starting recipes (the same rule for every network): plain int8, then a
+        compressed one, and that with per-tensor scales where per-channel ones would weigh
+        as much as the compressed weights. Compressed: Deep Compression's usual setting
+        (~90% sparsity on the big layers, 4-bit sharing with one bit more for small layers,
+        QAT); under "raw" fewer weights and bits instead (a quarter of the filters removed,
+        else big hidden Dense layers at half their weights; int4 Dense kernels, trained
+        where QAT fits, else QAT int8)."""
         base = {"low_rank": 0.0} if self.low_rank_layers else {}
         if self.channel_layers:
             base["channels"] = 0.0
         plain = {**base, "prune": "none", "cluster_bits": 0, "quantize": "ptq_int8"}
-        deep = {**base, "prune": "unstructured", "prune_level": 0.9,
-                "cluster_bits": 4 if self.cluster_layers else 0, "quantize": self.modes[0]}
+        if self.dense:
+            cut = {"channels": 0.25} if self.channel_layers else {"low_rank": 0.5} if self.low_rank_layers else {}
+            int4 = [m for m in (QAT_INT4, INT4) if m in self.modes]
+            deep = {**plain, **cut, "quantize": int4[0] if int4 else self.modes[0]}
+        else:
+            deep = {**base, "prune": "unstructured", "prune_level": 0.9,
+                    "cluster_bits": 4 if self.cluster_layers else 0, "quantize": self.modes[0]}
         if PER_TENSOR in self.modes and self.channel_param_share() > _PER_TENSOR_START_SHARE:
             return [plain, deep, {**deep, "quantize": PER_TENSOR}]
         return [plain, deep]
@@ -313,8 +343,12 @@ class SearchSpace:
 
         `slack` is the unused share of the accuracy budget (1 = none used; above 1 the
         recipe gained accuracy): with much left, the density of the pruned layers halves;
-        with little, it shrinks by a quarter, then by a tenth.
+        with little, it shrinks by a quarter, then by a tenth. Under "raw": the next share
+        of filters removed or the next lower rank, then the quantization steps.
         """
+        if self.dense:
+            cuts = [p for p in (self.faster(params), self._lower_rank(params)) if p is not None]
+            return cuts + self._quant_pushes(params)
         out = []
         if params.get("prune") == "unstructured":
             level = params["prune_level"]
@@ -329,14 +363,35 @@ class SearchSpace:
             out.append({**params, "cluster_bits": bits - 1})
         elif not bits and self.cluster_layers:
             out.append({**params, "cluster_bits": 5})
+        out += self._quant_pushes(params)
+        # The big sparsity step first, then fewer bits, then the small sparsity step.
+        return out[:1] + out[2:] + out[1:2] if len(out) > 2 else out
+
+    def _quant_pushes(self, params: dict) -> list[dict]:
+        """QAT (or PTQ where QAT cannot cover the model) first, then per-tensor scales, int4
+        kernels. Under "raw" only fewer bits: int4 kernels, then trained ones, per-tensor scales."""
+        now = params.get("quantize")
+        if self.dense:
+            steps = [INT4] if now not in (INT4, QAT_INT4) else [QAT_INT4] if now == INT4 else []
+            steps += [PER_TENSOR] if now in ("ptq_int8", "qat_int8") else []
+            return [{**params, "quantize": m} for m in steps if m in self.modes]
+        out = []
         if params.get("quantize") != self.modes[0]:
             out.append({**params, "quantize": self.modes[0]})
         elif PER_TENSOR in self.modes:
             out.append({**params, "quantize": PER_TENSOR})
         if INT4 in self.modes and params.get("quantize") != INT4:
             out.append({**params, "quantize": INT4})
-        # The big sparsity step first, then fewer bits, then the small sparsity step.
-        return out[:1] + out[2:] + out[1:2] if len(out) > 2 else out
+        return out
+
+    def _lower_rank(self, params: dict) -> dict | None:
+        """The next smaller share of weights kept by low rank (none -> 0.5 -> 0.25); None without
+        such layers, beside channel pruning (not suggested together) or at the smallest share."""
+        now = params.get("low_rank", 0.0)
+        harder = _step(_RANKS_HARDER, now, +1)
+        if not self.low_rank_layers or params.get("channels") or harder == now:
+            return None
+        return {**params, "low_rank": harder}
 
     def between(self, good: dict, bad: dict) -> dict | None:
         """`good` with a sparsity between its own and `bad`'s (geometric mean of the densities;
@@ -353,22 +408,28 @@ class SearchSpace:
     def faster(self, params: dict) -> dict | None:
         """The neighbour of a too-slow recipe with the next share of filters removed (None
         when channel pruning is not searched or already at its largest share)."""
-        if not self.channel_layers:
-            return None
         now = params.get("channels", 0.0)
-        more = [r for r in CHANNEL_RATIOS if r > now]
-        if not more:
+        more = _step(CHANNEL_RATIOS, now, +1)
+        if not self.channel_layers or more == now:
             return None
-        out = {**params, "channels": more[0]}
+        out = {**params, "channels": more}
         out.pop("low_rank", None)  # not suggested beside channel pruning
         return out
 
     def relax(self, params: dict) -> dict | None:
         """A gentler neighbour of an infeasible recipe (when nothing is feasible yet): twice
         the density and one more cluster bit at once, so a network that wants far less
-        compression than the defaults gets there in few trials."""
+        compression than the defaults gets there in few trials. Under "raw": fewer filters
+        removed, a bigger rank and 8-bit per-channel kernels at once."""
         out = dict(params)
-        if params.get("prune") == "unstructured" and params["prune_level"] > 0.5:
+        if self.dense:
+            if params.get("channels"):
+                out["channels"] = _step(CHANNEL_RATIOS, params["channels"], -1)
+            if params.get("low_rank"):
+                out["low_rank"] = _step(_RANKS_HARDER, params["low_rank"], -1)
+            if params.get("quantize") in (INT4, QAT_INT4, PER_TENSOR):
+                out["quantize"] = self.modes[0]
+        elif params.get("prune") == "unstructured" and params["prune_level"] > 0.5:
             out["prune_level"] = round(max(0.5, 1 - (1 - params["prune_level"]) * 2), 4)
         if params.get("cluster_bits") and params["cluster_bits"] < CLUSTER_BITS[-1]:
             out["cluster_bits"] = params["cluster_bits"] + 1
@@ -378,3 +439,9 @@ class SearchSpace:
         """Whether a trial whose drop after `kind` is `drop_pp` cannot end within budget."""
         margin = HOPELESS_MARGIN_PP.get(kind)
         return margin is not None and drop_pp > self.max_accuracy_drop + margin
+
+
+def _step(choices: tuple, now, direction: int):
+    """The neighbour of `now` in the ordered `choices` (+1 next, -1 previous); `now` at either end stays."""
+    i = choices.index(now) + direction
+    return choices[i] if 0 <= i < len(choices) else now

@@ -1,8 +1,9 @@
 """`auto_optimize`: search compression recipes under accuracy, size and latency constraints.
 
 Each candidate is a real `Pipeline` run (prune → cluster → quantize, chosen by
-Optuna), converted to .tflite, sized with `converters.analyze` (coded bytes,
-see size_accounting.md) and, with a device, timed with `device_bench`. The
+Optuna), converted to .tflite, sized with `converters.analyze` (the
+`AutoSettings.size` measure: raw .tflite bytes by default, or zip / coded, see
+size_accounting.md) and, with a device, timed with `device_bench`. The
 study lives in an Optuna storage (SQLite in the output directory by default),
 so a search can be interrupted and resumed, and several worker processes can
 share one study: finished candidates are never measured again.
@@ -10,7 +11,7 @@ share one study: finished candidates are never measured again.
 Example: the smallest model within 0.5 pp of the original accuracy
     >>> settings = AutoSettings(max_accuracy_drop=0.5, size_budget="50KB", output_dir="auto-out")
     >>> result = auto_optimize(model, (x_train, y_train), (x_val, y_val), settings)  # doctest: +SKIP
-    >>> result.chosen.coded_bytes  # doctest: +SKIP
+    >>> result.chosen.raw_bytes  # doctest: +SKIP
     31877
 """
 
@@ -70,8 +71,9 @@ class AutoResult:
             graph overhead (non-weight bytes), latency (with a device).
         constraints: the budgets searched under.
         candidates: every trial of the study (this run's and earlier ones).
-        pareto: trial numbers on the Pareto front of (drop, coded bytes[, latency]).
-        chosen: the feasible candidate picked (smallest; fastest when only a latency
+        pareto: trial numbers on the Pareto front of (drop, size[, latency]), the size being
+            `constraints.size` ("raw", "zip" or "coded" bytes).
+        chosen: the feasible candidate picked (smallest by that size; fastest when only a latency
             budget was given), or None when none met the constraints.
         closest: when nothing was feasible, the candidates nearest to feasibility.
         message: one plain sentence about the outcome.
@@ -133,14 +135,17 @@ def auto_optimize(
     sparsity on the biggest layer, 4-bit weight sharing, QAT), then, after each trial,
     measures a more aggressive neighbour of the smallest feasible candidate (more
     sparsity, fewer bits) until the accuracy headroom is used; Optuna's multi-objective
-    TPE with constraints proposes the rest. The space (`_search_space.SearchSpace`):
+    TPE with constraints proposes the rest. Under `size="raw"` (the default) sparsity and
+    clustering do not shrink the file and are left out: the search starts from plain int8
+    and fewer filters (or a lower rank) with int4 Dense kernels, and pushes those.
+    The space (`_search_space.SearchSpace`):
     per-layer sparsity spread from one level by layer size and capped by the scan,
     per-layer cluster bits, int8 QAT (PTQ when QAT cannot cover the model) or PTQ
     (dynamic-range and float16 only with a device and no size budget), and low-rank
     factorisation + distillation of big hidden Dense layers. A trial whose drop after
     pruning or clustering leaves no way back into budget is stopped early (PRUNED).
-    Each candidate is run by `Pipeline`, converted, sized (coded bytes) and, with a
-    device, timed.
+    Each candidate is run by `Pipeline`, converted, sized (raw, zip and coded bytes; the
+    search minimises `settings.size`) and, with a device, timed.
 
     Args:
         model: a trained tf_keras or Keras 3 classifier (not modified; Keras 3 is bridged
@@ -263,7 +268,8 @@ def _open_study(optuna, model, settings: AutoSettings, dev, device):
     constraints = settings.constraints
     recorded = {
         "model_sha256": study_io.fingerprint(model), "max_accuracy_drop": constraints.max_accuracy_drop,
-        "size_budget": constraints.size_budget, "latency_budget_ms": constraints.latency_budget_ms,
+        "size_budget": constraints.size_budget, "size": constraints.size,
+        "latency_budget_ms": constraints.latency_budget_ms,
         "device": None if dev is None else str(getattr(dev, "serial", device)), "level": settings.level,
     }
     legacy = {} if study_io.native_constraints() else {
@@ -287,7 +293,7 @@ def _search_space(study, model, sensitivity, settings: AutoSettings, *, with_dev
     search = space.SearchSpace(model, sensitivity, level=settings.level,
                                max_accuracy_drop=settings.constraints.max_accuracy_drop,
                                modes=space.quant_modes(size_budget=size, with_device=with_device),
-                               with_device=with_device)
+                               with_device=with_device, size=settings.size)
     if not study.get_trials(deepcopy=False):
         for params in search.defaults():  # warm start: generic recipes, then the search
             study.enqueue_trial(params, skip_if_exists=True)
@@ -322,7 +328,7 @@ class _ProgressReporter:
         ran = done - self.before
         eta = elapsed / ran * (self.total - done) if ran > 0 else None
         feasible = [c for c in candidates if c.feasible]
-        best = min(feasible, key=lambda c: (c.coded_bytes, c.accuracy_drop_pp)) if feasible else None
+        best = min(feasible, key=lambda c: (self.constraints.size_of(c), c.accuracy_drop_pp)) if feasible else None
         last = next((c for c in candidates if trial is not None and c.number == trial.number), None)
         self.progress(SearchProgress(done, self.total, elapsed, eta, best, last))
 
@@ -359,7 +365,7 @@ def _sensitivity(study, model, val) -> Sensitivity:
 def _result(study, measurer: Measurer, baseline, sensitivity, settings: AutoSettings) -> AutoResult:
     constraints, out_dir = settings.constraints, settings.output_dir
     candidates = candidates_of(study, constraints)
-    front = pareto_front(candidates, measurer.device is not None)
+    front = pareto_front(candidates, measurer.device is not None, constraints)
     chosen, closest, message = choose(candidates, constraints, baseline["raw_bytes"])
     stopped = measurer.device_lost
     if stopped:

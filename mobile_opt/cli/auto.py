@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from mobile_opt._auto_choice import SIZES
 from mobile_opt._auto_report import recipe_text as _recipe_text
 from mobile_opt.cli._common import FiniteFloatRange, console, handle_errors, data_options, load_data, print_json
 
@@ -26,6 +27,9 @@ def _render(result) -> None:
     console.print(f"Baseline fp32 .tflite: accuracy {b['accuracy']:.4f}, {b['raw_bytes']:,} B .tflite as shipped, "
                   f"{b['coded_bytes']:,} B coded (estimate), graph overhead {b['graph_overhead_bytes']:,} B"
                   + (f", {ms(b['latency_ms'], from_ms=True)} ms" if b.get("latency_ms") is not None else ""))
+    k = result.constraints
+    console.print(f"Size measure: {k.size} ({SIZES[k.size]}), minimised"
+                  + (f" and bounded by {k.size_budget:,} B" if k.size_budget is not None else ""), highlight=False)
     from rich import box
 
     # Numbers never wrap or get cut; the recipe folds (80-column terminals).
@@ -66,7 +70,10 @@ def _render(result) -> None:
 @data_options
 @click.option("--max-accuracy-drop", type=FiniteFloatRange(min=0), default=0.5, show_default=True,
               help="Tolerated top-1 drop in percentage points.")
-@click.option("--size-budget", help="Largest coded size, e.g. 50KB, 1.5MB, 64KiB or bytes.")
+@click.option("--size", "size", type=click.Choice(list(SIZES)), default="raw", show_default=True,
+              help="The size minimised and bounded by --size-budget: raw (.tflite bytes as shipped), "
+                   "zip (deflated as an APK entry: the download), coded (Deep Compression estimate).")
+@click.option("--size-budget", help="Largest size (of --size), e.g. 50KB, 1.5MB, 64KiB or bytes.")
 @click.option("--latency-budget", help="Largest median latency on --device, e.g. 5ms, 800us (a bare number is ms).")
 @click.option("--device", help="Device to time candidates on: 'host', 'auto', a serial, direct:HOST:PORT.")
 @click.option("--level", type=click.IntRange(1, 3), default=1, show_default=True,
@@ -84,7 +91,7 @@ def _render(result) -> None:
               help="Output directory: study.db, trials/, chosen.tflite/.keras, report.md, pareto.json/.png.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of tables.")
 @handle_errors
-def auto(model_path, data, image_size, val_split, train_samples, val_samples, max_accuracy_drop, size_budget,
+def auto(model_path, data, image_size, val_split, train_samples, val_samples, max_accuracy_drop, size, size_budget,
          latency_budget, device, level, n_trials, timeout_s, storage, study_name, artifacts, seed, out_dir, as_json):
     """Search recipes for MODEL_PATH under constraints; save the chosen model and a report.
 
@@ -97,6 +104,7 @@ def auto(model_path, data, image_size, val_split, train_samples, val_samples, ma
     \b
     Example:
       mobile-opt auto model.keras --max-accuracy-drop 0.5 --size-budget 50KB --level 2 --out auto-out
+      mobile-opt auto model.keras --size zip --size-budget 40KB --out auto-zip
     """
     import sys
 
@@ -104,7 +112,7 @@ def auto(model_path, data, image_size, val_split, train_samples, val_samples, ma
     from mobile_opt.auto import AutoSettings, auto_optimize
     from mobile_opt.models import load_model
 
-    settings = AutoSettings(max_accuracy_drop=max_accuracy_drop, size_budget=size_budget,
+    settings = AutoSettings(max_accuracy_drop=max_accuracy_drop, size=size, size_budget=size_budget,
                             latency_budget=latency_budget, level=level, n_trials=n_trials, timeout_s=timeout_s,
                             seed=seed, storage=storage, study_name=study_name, artifact_store=artifacts,
                             output_dir=out_dir)

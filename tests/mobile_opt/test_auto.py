@@ -79,6 +79,8 @@ def test_bad_size_is_a_constraint_error_that_says_what_to_do(bad):
     ({"max_accuracy_drop": 0.5, "size_budget": 0}, "size_budget=0"),
     ({"max_accuracy_drop": 0.5, "size_budget": 1.5}, "size_budget=1.5"),
     ({"max_accuracy_drop": 0.5, "latency_budget_ms": -2.0}, "latency_budget_ms=-2.0"),
+    ({"max_accuracy_drop": 0.5, "size": "gzip"}, "'raw', 'zip', 'coded'.*size='gzip'"),
+    ({"max_accuracy_drop": 0.5, "size": ["raw"]}, r"size=\['raw'\]"),
 ])
 def test_constraints_are_validated(kwargs, match):
     with pytest.raises(ConstraintError, match=match):
@@ -86,8 +88,8 @@ def test_constraints_are_validated(kwargs, match):
 
 
 def test_constraints_judge_a_record():
-    k = Constraints(0.5, size_budget=1000)
-    assert k.to_dict() == {"max_accuracy_drop": 0.5, "size_budget": 1000, "latency_budget_ms": None}
+    k = Constraints(0.5, size_budget=1000, size="coded")
+    assert k.to_dict() == {"max_accuracy_drop": 0.5, "size_budget": 1000, "latency_budget_ms": None, "size": "coded"}
     assert k.violations({"accuracy_drop_pp": 0.4, "coded_bytes": 900}) == {}
     assert k.violations({"accuracy_drop_pp": 0.7, "coded_bytes": 1100}) == pytest.approx(
         {"accuracy_drop_pp": 0.2, "coded_bytes": 100})
@@ -162,7 +164,6 @@ def test_search_reports_measures_and_resumes_without_redoing(data, trained, tmp_
         assert c.stages[-1]["kernels_measured_on"] == "tflite" and 1 < c.stages[-1]["max_unique_per_channel"] <= 256
         assert evaluate(Path(c.tflite_path), data[1]).accuracy == pytest.approx(c.accuracy)
     assert first.chosen is not None and first.chosen.feasible
-    assert first.chosen.coded_bytes == min(c.coded_bytes for c in first.feasible)
     assert set(first.pareto) <= {c.number for c in first.candidates}
     for name in ("report", "json", "plot", "chosen_tflite", "chosen_keras"):
         assert Path(first.files[name]).is_file(), name
@@ -178,9 +179,22 @@ def test_search_reports_measures_and_resumes_without_redoing(data, trained, tmp_
     # The finished trial was not measured again: same numbers, files untouched.
     assert resumed.candidates[:1] == first.candidates
     assert {p.name: p.stat().st_mtime_ns for p in (out / "trials").glob("trial_*") if p.name in stamp} == stamp
+    # By default the size is the .tflite as shipped: the chosen one has the fewest raw bytes, and
+    # the second warm start cut raw bytes (a quarter of fc1's units, int4 QAT), not sparsity.
+    assert resumed.chosen.raw_bytes == min(c.raw_bytes for c in resumed.feasible)
+    assert resumed.candidates[1].recipe["quantize"] == "qat_int4" and "sparsity" not in resumed.candidates[1].recipe
+    assert resumed.candidates[1].raw_bytes < resumed.candidates[0].raw_bytes
+    assert resumed.to_dict()["constraints"]["size"] == "raw"
+    report = Path(resumed.files["report"]).read_text()
+    assert "## Chosen model (size measure: raw)" in report
+    assert "## Pareto front (accuracy drop vs .tflite size as shipped)" in report
+    assert ".tflite size as shipped: no budget" in report
 
     with pytest.raises(ConstraintError, match="different settings"):
         auto_optimize(model, *data, AutoSettings(max_accuracy_drop=1.0, n_trials=2, output_dir=out))
+    # Another size measure: the stored measurements were judged on raw bytes.
+    with pytest.raises(ConstraintError, match="size: stored 'raw', now 'coded'"):
+        auto_optimize(model, *data, AutoSettings(max_accuracy_drop=3.0, n_trials=2, output_dir=out, size="coded"))
 
 
 @pytest.mark.slow
@@ -190,7 +204,7 @@ def test_no_feasible_candidate_says_so_and_lists_the_closest(data, trained, tmp_
     result = auto_optimize(model, *data, AutoSettings(size_budget=overhead + 50, n_trials=1, output_dir=tmp_path))
     assert result.chosen is None and result.model is None
     assert result.message.startswith("No candidate met the constraints")
-    assert result.closest and "coded_bytes" in result.closest[0].violations
+    assert result.closest and "raw_bytes" in result.closest[0].violations  # the default measure
     assert "does NOT meet the constraints" in Path(result.files["report"]).read_text()
     assert "chosen_tflite" not in result.files
 
@@ -198,10 +212,12 @@ def test_no_feasible_candidate_says_so_and_lists_the_closest(data, trained, tmp_
 def test_pareto_front_drops_dominated_candidates():
     from mobile_opt.auto import Candidate
 
-    a = Candidate(0, {}, accuracy_drop_pp=0.1, coded_bytes=100)
-    b = Candidate(1, {}, accuracy_drop_pp=0.5, coded_bytes=50)
-    c = Candidate(2, {}, accuracy_drop_pp=0.6, coded_bytes=120)  # worse than a on both
-    assert [x.number for x in pareto_front([a, b, c], with_latency=False)] == [1, 0]
+    a = Candidate(0, {}, accuracy_drop_pp=0.1, coded_bytes=100, raw_bytes=1000)
+    b = Candidate(1, {}, accuracy_drop_pp=0.5, coded_bytes=50, raw_bytes=1100)
+    c = Candidate(2, {}, accuracy_drop_pp=0.6, coded_bytes=120, raw_bytes=900)  # worse than a on coded and drop
+    assert [x.number for x in pareto_front([a, b, c], False, Constraints(0.5, size="coded"))] == [1, 0]
+    # On raw bytes b is the one dominated (by a), c the smallest.
+    assert [x.number for x in pareto_front([a, b, c], False, Constraints(0.5))] == [2, 0]
 
 
 @pytest.mark.slow
@@ -245,16 +261,22 @@ def test_cli_auto_json_and_exit_codes(data, trained, tmp_path):
     bad = runner.invoke(cli, ["auto", str(model_path), "--data", str(npz), "--size-budget", "50 parsecs",
                               "--out", str(tmp_path / "o1")])
     assert bad.exit_code == 2 and "parsecs" in bad.output
-    ok = runner.invoke(cli, ["auto", str(model_path), "--data", str(npz), "--trials", "1",
+    unknown = runner.invoke(cli, ["auto", str(model_path), "--data", str(npz), "--size", "gzip",
+                                  "--out", str(tmp_path / "o4")])
+    assert unknown.exit_code == 2 and "'gzip' is not one of 'raw', 'zip', 'coded'" in unknown.output
+    assert not (tmp_path / "o4").exists()
+    ok = runner.invoke(cli, ["auto", str(model_path), "--data", str(npz), "--trials", "1", "--size", "zip",
                              "--max-accuracy-drop", "5", "--out", str(tmp_path / "o2"), "--json"])
     assert ok.exit_code == 0, ok.output
     payload = json.loads(ok.output[ok.output.index("{"):])
     assert payload["chosen"]["number"] == 0 and Path(payload["files"]["chosen_tflite"]).is_file()
+    assert payload["constraints"]["size"] == "zip" and "zipped size" in payload["message"]
     # Without --json every finished trial gets a line as it ends (the progress bar itself is transient).
     shown = runner.invoke(cli, ["auto", str(model_path), "--data", str(npz), "--trials", "1",
                                 "--max-accuracy-drop", "5", "--out", str(tmp_path / "o3")])
     assert shown.exit_code == 0, shown.output
     assert "trial 0 (ptq_int8):" in shown.output and "B coded" in shown.output and "Chose trial 0" in shown.output
+    assert "Size measure: raw (.tflite size as shipped), minimised" in shown.output
 
 
 @pytest.mark.slow
@@ -291,7 +313,8 @@ def _space(model, sizes=None, **kwargs):
 
     sizes = sizes or {"fc1": 784 * 48, "fc2": 480}
     drops = {n: {"0.5": 0.2, "0.9": 5.0, "0.98": 40.0} for n in sizes}
-    settings = {"level": 1, "modes": ("qat_int8", "ptq_int8"), "with_device": False, "max_accuracy_drop": 0.5}
+    settings = {"level": 1, "modes": ("qat_int8", "ptq_int8"), "with_device": False, "max_accuracy_drop": 0.5,
+                "size": "coded"}
     return SearchSpace(model, Sensitivity(0.8, drops, sizes), **{**settings, **kwargs})
 
 
@@ -379,10 +402,10 @@ def test_the_study_starts_from_the_defaults_and_is_steered_past_the_best_fit():
     study.add_trial(optuna.trial.create_trial(
         params=deep, distributions=dists, values=[0.1, 5000.0],
         user_attrs={"coded_bytes": 5000, "accuracy_drop_pp": 0.1}))
-    Steer(space, Constraints(0.5), total=10)(study, None)
+    Steer(space, Constraints(0.5, size="coded"), total=10)(study, None)
     waiting = [t for t in study.get_trials() if t.state.name == "WAITING"]
     assert len(waiting) == 1 and waiting[0].system_attrs["fixed_params"] == space.pushes(deep, slack=0.8)[0]
-    Steer(space, Constraints(0.5), total=10)(study, None)  # one queued at a time
+    Steer(space, Constraints(0.5, size="coded"), total=10)(study, None)  # one queued at a time
     assert len([t for t in study.get_trials() if t.state.name == "WAITING"]) == 1
 
 
@@ -481,13 +504,13 @@ def _conv_model():
                              layers.Dense(10, activation="softmax", name="fc")], name="conv")
 
 
-def test_channel_pruning_is_searched_only_when_latency_is_measured():
+def test_channel_pruning_is_searched_under_coded_size_only_when_latency_is_measured():
     optuna = pytest.importorskip("optuna")
     from mobile_opt.channel_pruning import ChannelPruneStage
 
     sizes = {"stem": 72, "c1": 1152, "c2": 2304, "fc": 160}
     drops = {n: {"0.5": 0.2, "0.9": 5.0} for n in sizes} | {"c2": {"0.5": 3.0, "0.9": 9.0}}
-    settings = {"level": 1, "modes": ("ptq_int8",), "max_accuracy_drop": 0.5}
+    settings = {"level": 1, "modes": ("ptq_int8",), "max_accuracy_drop": 0.5, "size": "coded"}
     timed = SearchSpace(_conv_model(), Sensitivity(0.8, drops, sizes), with_device=True, **settings)
     assert timed.channel_layers == ("c1", "c2")  # stem and classifier kept
     assert all(r["channels"] == 0.0 for r in timed.defaults())
@@ -509,8 +532,9 @@ def test_a_latency_budget_out_of_reach_steers_the_search_to_channel_pruning(data
     model = _fitted(_conv_model, data, epochs=1)
     train, val = (data[0][0][:500], data[0][1][:500]), (data[1][0][:200], data[1][1][:200])
     # No model runs in a picosecond: every candidate is too slow, whatever the machine's load.
+    # Coded: the raw search starts from fewer filters already.
     result = auto_optimize(model, train, val, AutoSettings(max_accuracy_drop=50.0, latency_budget=1e-9, n_trials=4,
-                                                           output_dir=tmp_path / "out"), device="host")
+                                                           size="coded", output_dir=tmp_path / "out"), device="host")
     assert result.chosen is None and all(c.latency_ms > 0 for c in result.candidates if c.error is None)
     first_pruned = next(c for c in result.candidates if c.recipe.get("channels"))
     channels = first_pruned.recipe["channels"]  # the first step: a quarter (an eighth where sensitive)
@@ -537,3 +561,100 @@ def test_int4_kernels_are_searched_per_layer_on_models_with_dense_layers():
     keras = _tf.keras()
     convs = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, name="c"), keras.layers.Flatten()])
     assert INT4 not in _space(convs, {"c": 36}, modes=("qat_int8", "ptq_int8", INT4)).modes
+
+
+def test_under_raw_size_the_search_cuts_weights_and_bits_not_zeros_or_clusters():
+    optuna = pytest.importorskip("optuna")
+    from mobile_opt._search_space import INT4, QAT_INT4, SIZE_MODES
+
+    sizes = {"stem": 72, "c1": 1152, "c2": 2304, "fc": 160}
+    drops = {n: {"0.5": 0.2, "0.9": 5.0} for n in sizes}
+
+    def space(model, sizes, size):
+        return SearchSpace(model, Sensitivity(0.8, drops if "c1" in sizes else {}, sizes), level=1, modes=SIZE_MODES,
+                           with_device=False, max_accuracy_drop=0.5, size=size)
+
+    for model, model_sizes in ((_conv_model(), sizes), (_tiny_model(), {"fc1": 784 * 48, "fc2": 480})):
+        raw = space(model, model_sizes, "raw")
+        assert raw.prune_choices == ("none",) and raw.cluster_choices == (0,)
+        assert raw.channel_layers  # channel pruning without a device
+        starts = raw.defaults()
+        steps = [p for d in starts for p in raw.pushes(d, slack=0.9)] + [raw.relax(d) for d in starts]
+        assert all(p.get("prune", "none") == "none" and not p.get("cluster_bits") for p in starts + steps if p)
+        # Fewer filters and int4 Dense kernels, trained: nothing precedes QAT that it cannot keep.
+        assert starts[1]["channels"] == 0.25 and starts[1]["quantize"] == QAT_INT4
+        assert [p["channels"] for p in raw.pushes(starts[1])] == [0.5]
+        plain_pushes = raw.pushes(starts[0])
+        assert plain_pushes[0]["channels"] == 0.25  # the biggest cut first, then fewer bits only
+        assert [p["quantize"] for p in plain_pushes if p["quantize"] != "ptq_int8"] == [INT4, PER_TENSOR]
+        assert raw.pushes({**starts[1], "quantize": INT4})[1] == starts[1]
+        assert raw.relax(starts[1]) == {**starts[0], "quantize": "qat_int8"}
+        stages, recipe = raw.suggest(optuna.trial.FixedTrial(starts[1]))
+        assert [s.kind for s in stages] == ["prune_channels", "quantize"] and "sparsity" not in recipe
+        # "zip" and "coded" keep Deep Compression's start: sparsity and clusters.
+        for size in ("zip", "coded"):
+            deep = space(model, model_sizes, size).defaults()[1]
+            assert deep["prune"] == "unstructured" and deep["cluster_bits"] == 4 and "channels" not in deep
+            assert QAT_INT4 not in space(model, model_sizes, size).modes
+    # With a device 2:4 pruning may come first, which int4 QAT cannot keep.
+    timed = SearchSpace(_tiny_model(), Sensitivity(0.8, {}, {"fc1": 784 * 48, "fc2": 480}), level=1,
+                        modes=SIZE_MODES, with_device=True, max_accuracy_drop=0.5, size="raw")
+    assert timed.prune_choices == ("none", "2:4") and QAT_INT4 not in timed.modes
+    # Without filters to remove (a's channels reach a Reshape), a big hidden Dense layer is cut
+    # to a lower rank instead; without int4 in the modes, QAT.
+    keras = _tf.keras()
+    mlp = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64, name="a"), keras.layers.Reshape((8, 8)),
+                            keras.layers.Flatten(), keras.layers.Dense(3, name="b")])
+    low = SearchSpace(mlp, Sensitivity(0.8, {}, {"a": 4096, "b": 192}), level=1, modes=("qat_int8", "ptq_int8"),
+                      with_device=False, max_accuracy_drop=0.5, size="raw")
+    assert low.channel_layers == () and "channels" not in low.defaults()[0]
+    start = low.defaults()[1]
+    assert start["low_rank"] == 0.5 and start["quantize"] == "qat_int8"
+    assert low.pushes(start)[0]["low_rank"] == 0.25 and low.relax(start) == {**start, "low_rank": 0.0}
+
+
+def _study_of(records):
+    optuna = pytest.importorskip("optuna")
+    from optuna.distributions import CategoricalDistribution
+
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    for i, attrs in enumerate(records):
+        study.add_trial(optuna.trial.create_trial(
+            params={"quantize": "ptq_int8"}, distributions={"quantize": CategoricalDistribution(["ptq_int8"])},
+            values=[attrs["accuracy_drop_pp"], 0.0], user_attrs={"recipe": {}, "accuracy": 0.8, **attrs}))
+    return study
+
+
+def test_the_size_budget_bounds_the_chosen_measure_raw_by_default():
+    from mobile_opt._auto_choice import candidates_of, choose
+
+    # Trial 0 ships smaller; trial 1 codes smaller (sparse and clustered, stored densely).
+    study = _study_of([{"accuracy_drop_pp": 0.2, "raw_bytes": 10_000, "zip_bytes": 8_000, "coded_bytes": 6_000},
+                       {"accuracy_drop_pp": 0.1, "raw_bytes": 14_000, "zip_bytes": 7_000, "coded_bytes": 3_000}])
+    raw = AutoSettings(size_budget=12_000).constraints
+    candidates = candidates_of(study, raw)
+    assert [c.feasible for c in candidates] == [True, False]
+    assert candidates[1].violations == {"raw_bytes": 2_000}
+    chosen, _, message = choose(candidates, raw, baseline_raw_bytes=40_000)
+    assert chosen.number == 0 and message.startswith("Chose trial 0 (by .tflite size as shipped): 10,000 B .tflite")
+    for size, number in (("zip", 1), ("coded", 1)):
+        k = AutoSettings(size_budget=12_000, size=size).constraints
+        assert choose(candidates_of(study, k), k, baseline_raw_bytes=40_000)[0].number == number
+    zipped = AutoSettings(size_budget=12_000, size="zip").constraints
+    assert "zipped size (APK download) <= 12,000 B" in zipped.describe()
+
+
+def test_a_study_from_before_the_size_choice_resumes_only_as_coded():
+    optuna = pytest.importorskip("optuna")
+    from mobile_opt._auto_study import check_settings
+
+    old = {"model_sha256": "x", "max_accuracy_drop": 0.5, "size_budget": None, "latency_budget_ms": None,
+           "device": None, "level": 1}
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    study.set_user_attr("settings", old)
+    check_settings(study, {**old, "size": "coded"}, "old")  # what it was
+    with pytest.raises(ConstraintError, match="size: stored 'coded', now 'raw'"):
+        check_settings(study, {**old, "size": "raw"}, "old")
+    # Its pareto.json too: constraints without a size were coded ones.
+    old_file = {"max_accuracy_drop": 0.5, "size_budget": None, "latency_budget_ms": None}
+    assert Constraints.from_dict(old_file).size == "coded"

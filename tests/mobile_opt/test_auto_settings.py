@@ -32,6 +32,7 @@ def test_output_dir_becomes_a_path():
     ({"max_accuracy_drop": -1}, ConstraintError, "max_accuracy_drop=-1"),
     ({"size_budget": "50 parsecs"}, ConstraintError, "parsecs"),
     ({"latency_budget": "5 fortnights"}, ConstraintError, "fortnights"),
+    ({"size": "gzip"}, ConstraintError, "size must be one of 'raw', 'zip', 'coded'.*Received: size='gzip'"),
     ({"level": 4}, InputError, "level=4"),
     ({"level": True}, InputError, "level=True"),
     ({"n_trials": 0}, InputError, "n_trials=0"),

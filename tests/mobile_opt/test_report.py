@@ -205,6 +205,7 @@ def test_auto_pareto_front_and_chosen_point(tmp_path):
     html = write_report([tmp_path / "auto" / "pareto.json"], tmp_path / "r.html").read_text()
     assert "auto: Pareto front" in html and f"<b>chosen</b> {result.chosen.number}" in html
     assert f"{result.chosen.coded_bytes:,}" in html and "data:image/png;base64," in html
+    assert f"{result.chosen.raw_bytes:,}" in html and "searched for the smallest .tflite size as shipped" in html
 
 
 def test_op_profiled_runs_show_time_against_the_models_macs(results, tmp_path):
