@@ -30,6 +30,8 @@ def recipe_text(recipe: dict) -> str:
         parts.append("remove filters " + ", ".join(f"{k} {v:.0%}" for k, v in recipe["channels"].items()))
     if recipe.get("low_rank"):
         parts.append("low-rank " + ", ".join(f"{k} r{v}" for k, v in recipe["low_rank"].items()) + " + distill")
+    if recipe.get("fold_batchnorm"):
+        parts.append(f"fold {recipe['fold_batchnorm']} BN")
     sparsity = recipe.get("sparsity")
     if isinstance(sparsity, dict) and sparsity:
         parts.append("prune " + ", ".join(f"{k} {v:.0%}" for k, v in sparsity.items()))

@@ -159,6 +159,7 @@ class SearchSpace:
         self.model, self.sensitivity = model, sensitivity
         self.dense = size in DENSE_SIZES
         self.epochs = SCHEDULES[level]
+        from mobile_opt.batchnorm import foldable_batchnorms
         from mobile_opt.quantization import qat_unsupported
 
         self.qat_skip = qat_unsupported(model)
@@ -174,6 +175,7 @@ class SearchSpace:
         self.cluster_choices = (0,) if self.dense else CLUSTER_BITS
         self.max_accuracy_drop = max_accuracy_drop
         self.cluster_layers = [] if self.dense else cluster_candidates(model)
+        self.foldable = len(foldable_batchnorms(model)) if self.cluster_layers else 0
         self.low_rank_layers = self._low_rank_layers()
         self.channel_layers = self._channel_layers() if with_device or self.dense else ()
         self.baseline_accuracy: float | None = None  # set by the watch on the first stage
@@ -245,6 +247,7 @@ class SearchSpace:
 
     def suggest(self, trial, watch=None):
         """Asks `trial` for one recipe; returns `(stages, description)`."""
+        from mobile_opt.batchnorm import fold_batchnorm
         from mobile_opt.clustering import cluster
         from mobile_opt.distillation import distill
         from mobile_opt.lowrank import low_rank
@@ -269,19 +272,28 @@ class SearchSpace:
                            Scheduled(distill(self.model, learning_rate=1e-3), e_prune)]
                 description["low_rank"] = ranks
         structure = trial.suggest_categorical("prune", list(self.prune_choices))
-        if structure == "unstructured":
-            per_layer = self.layer_sparsity(trial.suggest_float("prune_level", 0.5, 0.985))
+        level = trial.suggest_float("prune_level", 0.5, 0.985) if structure == "unstructured" else None
+        bits = self.layer_bits(trial.suggest_categorical("cluster_bits", list(self.cluster_choices)))
+        mode = trial.suggest_categorical("quantize", list(self.modes))
+        if bits and self.foldable:
+            # The converter folds BN after our stages, scaling each channel's clusters apart.
+            stages.append(fold_batchnorm())
+            description["fold_batchnorm"] = self.foldable
+        if level is not None:
+            per_layer = self.layer_sparsity(level)
             description["sparsity"] = per_layer
             if per_layer:
                 stages.append(Scheduled(prune(per_layer, schedule="polynomial", learning_rate=1e-3), e_prune, watch))
         elif structure == "2:4":
             stages.append(Scheduled(prune(structure="2:4", learning_rate=1e-3), e_prune, watch))
             description["sparsity"] = "2:4"
-        bits = self.layer_bits(trial.suggest_categorical("cluster_bits", list(self.cluster_choices)))
+        # Clusters that int4 stores are trained on its grid (per tensor: TF-MOT shares one
+        # centroid set per Dense kernel), so the int4 stage adds no loss.
+        grid = bool(bits) and mode == INT4 and set(bits) <= set(self.int4_layers) and max(bits.values()) <= 4
         if bits:
-            stages.append(Scheduled(cluster({k: 2**v for k, v in bits.items()}, learning_rate=1e-4), e_cluster, watch))
+            stages.append(Scheduled(cluster({k: 2**v for k, v in bits.items()}, learning_rate=1e-4, int4_grid=grid),
+                                    e_cluster, watch))
             description["cluster_bits"] = bits
-        mode = trial.suggest_categorical("quantize", list(self.modes))
         if mode == "qat_int8":
             qat = quantize("qat_int8", skip_layers=self.qat_skip, learning_rate=1e-4)
             stages.append(Scheduled(QatOrPtq(qat, quantize("ptq_int8")), e_qat))
@@ -291,7 +303,7 @@ class SearchSpace:
             stages.append(quantize("ptq_int8", per_channel=False))
         elif mode in (INT4, QAT_INT4):
             keep = self.kernel_bits()
-            ptq = quantize(INT4, bits=keep or None)
+            ptq = quantize(INT4, bits=keep or None, per_channel=not grid)
             stages.append(ptq if mode == INT4 else Scheduled(
                 QatOrPtq(quantize(QAT_INT4, bits=keep or None, learning_rate=1e-4), ptq), e_qat))
             description["kernel_bits"] = {n: keep.get(n, 4) for n in self.int4_layers}

@@ -23,7 +23,7 @@ import numpy as np
 from mobile_opt import _tf
 from mobile_opt.stage import Check, Stage, StageContext, StageOutput, stage_builder
 
-__all__ = ["FoldBatchNormStage", "fold_batchnorm", "fold_batchnorm_layers"]
+__all__ = ["FoldBatchNormStage", "fold_batchnorm", "fold_batchnorm_layers", "foldable_batchnorms"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +111,11 @@ def _folded_weights(producer, bn) -> list[np.ndarray]:
     folded = kernel * factor.reshape(kernel.shape[-2:]) if type(producer).__name__ == "DepthwiseConv2D" \
         else kernel * factor
     return [folded.astype(kernel.dtype), ((bias - bn.moving_mean.numpy()) * factor + beta).astype(kernel.dtype)]
+
+
+def foldable_batchnorms(model) -> dict[str, str]:
+    """{BatchNormalization name: the layer it would fold into} for `model`."""
+    return _foldable_pairs(model, model.get_config())
 
 
 def fold_batchnorm_layers(model):

@@ -16,6 +16,7 @@ from mobile_opt import _tf
 from converters.budget import parse_size
 from converters.evaluation import paired_drop
 from mobile_opt._auto_choice import MARGIN_STANDARD_ERRORS
+from mobile_opt._auto_report import recipe_text
 from mobile_opt._search_space import PER_TENSOR, SearchSpace, parse_latency
 from mobile_opt._sensitivity import Sensitivity
 from mobile_opt.auto import AutoSettings, Constraints, auto_optimize, pareto_front
@@ -561,6 +562,27 @@ def test_int4_kernels_are_searched_per_layer_on_models_with_dense_layers():
     keras = _tf.keras()
     convs = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, name="c"), keras.layers.Flatten()])
     assert INT4 not in _space(convs, {"c": 36}, modes=("qat_int8", "ptq_int8", INT4)).modes
+
+
+def test_clustering_trials_fold_batchnorm_first_and_train_int4_clusters_on_its_grid():
+    optuna = pytest.importorskip("optuna")
+    from mobile_opt._search_space import INT4
+
+    keras = _tf.keras()
+    inp = keras.Input((64,))
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization(name="bn")(keras.layers.Dense(64, name="fc1")(inp)))
+    model = keras.Model(inp, keras.layers.Dense(10, name="head")(keras.layers.Dense(64, name="fc2")(x)))
+    space = _space(model, {"fc1": 4096, "fc2": 4096, "head": 640}, modes=("qat_int8", "ptq_int8", INT4))
+    deep = {**space.defaults()[1], "cluster_bits": 4}
+    stages, recipe = space.suggest(optuna.trial.FixedTrial({**deep, "quantize": INT4}))
+    assert [s.kind for s in stages] == ["fold_batchnorm", "prune", "cluster", "quantize"]
+    assert recipe["fold_batchnorm"] == 1 and "fold 1 BN" in recipe_text(recipe)
+    assert stages[2].params()["int4_grid"] is True and stages[3].params()["per_channel"] is False
+    # int8 after clustering: no grid, per-channel scales as before; no clusters: no fold.
+    stages, _ = space.suggest(optuna.trial.FixedTrial({**deep, "quantize": "ptq_int8"}))
+    assert stages[2].params()["int4_grid"] is False
+    stages, recipe = space.suggest(optuna.trial.FixedTrial({**deep, "cluster_bits": 0, "quantize": "ptq_int8"}))
+    assert "fold_batchnorm" not in recipe and stages[0].kind == "prune"
 
 
 def test_under_raw_size_the_search_cuts_weights_and_bits_not_zeros_or_clusters():
