@@ -30,13 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from _lenet import SEED, trained
 from _rounds import machine
 from converters import IntegerWeights, convert, evaluate, load_tflite, paired_drop
-from mobile_opt import Pipeline, _int4, _tf, cluster, zoo
-from mobile_opt.datasets import load_fashion_mnist
+from mobile_opt import Pipeline, _int4, _tf, cluster
 
-SEED = 0
-VAL = 5000
 CLUSTERED = ("fc1", "fc2")
 
 
@@ -59,13 +57,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     keras = _tf.keras()
-    keras.utils.set_random_seed(SEED)
-    (x, y), (xt, yt) = load_fashion_mnist()
-    x, xt = x.astype(np.float32) / 255.0, xt.astype(np.float32) / 255.0
-    train, val = (x[:-VAL], y[:-VAL]), (x[-VAL:], y[-VAL:])
-    model = zoo.lenet_300_100()
-    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(*train, epochs=args.epochs, batch_size=128, verbose=0)
+    model, train, val, (xt, yt) = trained(args.epochs)
     bits = {"fc1": 4, "fc2": 4, "fc3": 8}
     rows = {}
     for label, grid, per_channel in (("snapped", False, True), ("on grid", True, False)):
@@ -73,7 +65,7 @@ def main(argv=None) -> int:
         stage = cluster({n: 16 for n in CLUSTERED}, int4_grid=grid)
         clustered = Pipeline([stage]).run(model, train, val, fine_tune_epochs=args.cluster_epochs).model
         stored = _int4.on_grid(clustered, set(CLUSTERED), per_channel=True)[0] if not grid else clustered
-        int4 = convert(stored, quantization="int4_fc", representative_data=x[:200],
+        int4 = convert(stored, quantization="int4_fc", representative_data=train[0][:200],
                        weights=IntegerWeights(per_channel=per_channel, weight_bits=bits))
         before = evaluate(convert(clustered), (xt, yt), per_sample=True)
         after = evaluate(int4, (xt, yt), per_sample=True)

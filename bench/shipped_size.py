@@ -44,13 +44,12 @@ import numpy as np
 
 import device_bench
 import _mobilenet
+from _lenet import trained as trained_lenet
 from _rounds import interleaved_p50s, machine, median_summary, ratio_summary
 from converters import analyze, convert, evaluate, load_tflite, paired_drop, shorten_names
-from mobile_opt import Pipeline, _tf, cluster, fold_batchnorm, prune, prune_channels, quantize, zoo
-from mobile_opt.datasets import load_fashion_mnist
+from mobile_opt import Pipeline, _tf, cluster, fold_batchnorm, prune, prune_channels, quantize
 
 SEED = 0
-VAL = 5000
 GOALS = {"lenet_300_100": {"raw_vs_fp32": 8.0, "max_drop_pp": 0.5, "latency_vs_int8": 1.05},
          "mobilenetv2": {"coded_vs_fp32": 12.0, "max_drop_pp": 1.0, "latency_vs_int8": 1.05}}
 
@@ -68,21 +67,14 @@ def _stage_rows(result) -> list[dict]:
 
 
 def _lenet(epochs: int, ratio: float, qat_epochs: int):
-    keras = _tf.keras()
-    keras.utils.set_random_seed(SEED)
-    (x, y), (xt, yt) = load_fashion_mnist()
-    x, xt = x.astype(np.float32) / 255.0, xt.astype(np.float32) / 255.0
-    train, val = (x[:-VAL], y[:-VAL]), (x[-VAL:], y[-VAL:])
-    model = zoo.lenet_300_100()
-    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(*train, epochs=epochs, batch_size=128, verbose=0)
+    model, train, val, test = trained_lenet(epochs)
     result = Pipeline([prune_channels(ratio), quantize("qat_int4")]).run(
         model, train, val, fine_tune_epochs=qat_epochs, max_accuracy_drop=GOALS["lenet_300_100"]["max_drop_pp"])
     stages = _stage_rows(result)
-    files = {"fp32": convert(model), "int8": convert(model, quantization="int8", representative_data=x[:200]),
+    files = {"fp32": convert(model), "int8": convert(model, quantization="int8", representative_data=train[0][:200]),
              "ours": shorten_names(result.tflite)}
     recipe = f"Pipeline([prune_channels({ratio}), quantize('qat_int4')]), {qat_epochs} epochs per stage"
-    return files, (xt, yt), {"train_epochs": epochs, "recipe": recipe, "stages": stages}
+    return files, test, {"train_epochs": epochs, "recipe": recipe, "stages": stages}
 
 
 def _mobilenetv2(results: Path, epochs: int, fine_tune_epochs: int):
