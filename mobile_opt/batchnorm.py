@@ -37,37 +37,46 @@ def _inbound_names(entry: dict) -> list[str]:
     return [ref[0] for node in entry.get("inbound_nodes", []) for ref in node]
 
 
-def _foldable_pairs(model, config: dict) -> dict[str, str]:
-    """{BatchNormalization name: the layer it folds into}, for each BN that can be folded.
+def _foldable_pairs(model, config: dict) -> tuple[dict[str, str], dict[str, str]]:
+    """`({BN name: the layer it folds into}, {BN name: why it stays})`.
 
     A BN folds when it normalises the last axis, its input comes from one foldable layer
     with a linear activation (a ReLU before the BN would not commute), and that layer feeds
-    nothing else (its raw output is needed elsewhere otherwise).
+    nothing else, a model output included (its raw output is needed elsewhere otherwise).
     """
     entries = config["layers"]
     if "inbound_nodes" in (entries[0] if entries else {}):
         producer_of = {e["config"]["name"]: _inbound_names(e) for e in entries}
+        outputs = [ref[0] for ref in config.get("output_layers", [])]
     else:  # Sequential: each layer takes the one before it
         names = [e["config"]["name"] for e in entries]
         producer_of = {n: [names[i - 1]] if i else [] for i, n in enumerate(names)}
+        outputs = names[-1:]
     consumers: dict[str, int] = {}
-    for sources in producer_of.values():
-        for source in sources:
-            consumers[source] = consumers.get(source, 0) + 1
+    for source in [s for sources in producer_of.values() for s in sources] + outputs:
+        consumers[source] = consumers.get(source, 0) + 1
     layers = {layer.name: layer for layer in model.layers}
-    pairs = {}
+    pairs, left = {}, {}
     for name, sources in producer_of.items():
         layer = layers.get(name)
-        if type(layer).__name__ != "BatchNormalization" or len(sources) != 1 or len(layer.inbound_nodes) != 1:
+        if type(layer).__name__ != "BatchNormalization":
             continue
         axis = layer.axis if isinstance(layer.axis, int) else (layer.axis[0] if len(layer.axis) == 1 else None)
-        producer = layers.get(sources[0])
-        if (axis not in (-1, len(layer.input_shape) - 1) or type(producer).__name__ not in _FOLDABLE
-                or producer.get_config().get("activation") not in (None, "linear")
-                or len(producer.inbound_nodes) != 1 or consumers.get(producer.name) != 1):
-            continue
-        pairs[name] = producer.name
-    return pairs
+        producer = layers.get(sources[0]) if len(sources) == 1 else None
+        kind = type(producer).__name__
+        if len(layer.inbound_nodes) != 1 or producer is None:
+            left[name] = "called more than once, or not on one layer's output"
+        elif axis not in (-1, len(layer.input_shape) - 1):
+            left[name] = f"normalises axis {layer.axis}, not the channels (last)"
+        elif kind not in _FOLDABLE:
+            left[name] = f"follows {producer.name!r} ({kind}), not one of {', '.join(_FOLDABLE)}"
+        elif producer.get_config().get("activation") not in (None, "linear"):
+            left[name] = f"follows {producer.name!r}'s {producer.get_config()['activation']} activation"
+        elif len(producer.inbound_nodes) != 1 or consumers.get(producer.name) != 1:
+            left[name] = f"{producer.name!r} also feeds other layers or a model output"
+        else:
+            pairs[name] = producer.name
+    return pairs, left
 
 
 def _rewired(config: dict, pairs: dict[str, str]) -> dict:
@@ -115,18 +124,19 @@ def _folded_weights(producer, bn) -> list[np.ndarray]:
 
 def foldable_batchnorms(model) -> dict[str, str]:
     """{BatchNormalization name: the layer it would fold into} for `model`."""
-    return _foldable_pairs(model, model.get_config())
+    return _foldable_pairs(model, model.get_config())[0]
 
 
 def fold_batchnorm_layers(model):
     """A copy of `model` with every foldable BatchNormalization folded into the layer before it.
 
     Returns:
-        `(new_model, {batchnorm_name: layer_name})`; the model is a plain copy when none folds.
+        `(new_model, {batchnorm_name: layer_name}, {batchnorm_name: why it stays})`; the model
+        is a plain copy when none folds.
     """
     keras = _tf.keras()
     config = model.get_config()
-    pairs = _foldable_pairs(model, config)
+    pairs, left = _foldable_pairs(model, config)
     sequential = isinstance(model, keras.Sequential)
     new = (keras.Sequential if sequential else keras.Model).from_config(_rewired(config, pairs))
     bn_of = {producer: bn for bn, producer in pairs.items()}
@@ -136,16 +146,19 @@ def fold_batchnorm_layers(model):
             layer.set_weights(_folded_weights(old, model.get_layer(bn_of[layer.name])))
         else:
             layer.set_weights(old.get_weights())
-    return new, pairs
+    return new, pairs, left
 
 
 class FoldBatchNormStage(Stage):
     """Folds BatchNormalization into the Conv/Dense layer before it (no training).
 
     Put it before `prune`/`cluster` on a network with BatchNormalization (MobileNet,
-    EfficientNet, ResNet): the later stages then compress the weights as they ship. A BN
-    after an activation, or whose input layer also feeds other layers, stays (named in the
-    notes). The check: the folded model computes what the input model computes (inference).
+    EfficientNet, ResNet) that ends in post-training quantization: the later stages then
+    compress the weights as they ship. Not before QAT: TF-MOT's QAT folds BN itself, and
+    PCQAT after a fold lost the sparsity and clusters of MobileNetV2's Conv+ReLU6 layers. A BN
+    that cannot fold (after an activation, after a layer that also feeds others, ...) stays,
+    each named in the notes with its reason; BNs inside a nested model are not reached. The
+    check: the folded model computes what the input model computes (inference).
 
     Returns:
         A `FoldBatchNormStage` for `Pipeline`.
@@ -162,19 +175,21 @@ class FoldBatchNormStage(Stage):
         return {}
 
     def apply(self, model, ctx: StageContext) -> StageOutput:
-        folded, pairs = fold_batchnorm_layers(model)
-        left = [l.name for l in folded.layers if type(l).__name__ == "BatchNormalization"]
+        folded, pairs, left = fold_batchnorm_layers(model)
         x = ctx.val.features(64)
-        before, after = np.asarray(model(x, training=False)), np.asarray(folded(x, training=False))
-        diff = float(np.max(np.abs(before - after)) / max(float(np.max(np.abs(before))), 1e-12))
-        checks = (Check("same outputs (inference)", f"max |diff| <= {_TOLERANCE:g} of the output range",
+        before, after = _outputs(model, x), _outputs(folded, x)
+        diff = max(float(np.max(np.abs(b - a)) / max(float(np.max(np.abs(b))), 1e-12)) for b, a in zip(before, after))
+        checks = (Check("same outputs (inference)", f"max |diff| <= {_TOLERANCE:g} of each output's range",
                         f"{diff:.2g}", diff <= _TOLERANCE),)
         notes = [f"folded {len(pairs)} BatchNormalization layer(s) into the layer before each"]
-        if left:
-            notes.append(f"{len(left)} BatchNormalization layer(s) left (after an activation, or their "
-                         f"input feeds other layers too): {', '.join(left)}")
+        notes += [f"{name} stays: {why}" for name, why in left.items()]
         logger.info("fold_batchnorm: %s", "; ".join(notes))
         return StageOutput(folded, checks, {}, tuple(notes))
+
+
+def _outputs(model, x) -> list[np.ndarray]:
+    out = model(x, training=False)
+    return [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
 
 
 fold_batchnorm = stage_builder(FoldBatchNormStage, "fold_batchnorm")

@@ -35,7 +35,7 @@ def _bn_net():
     x = keras.layers.Add()([left, branch])
     x = keras.layers.GlobalAveragePooling2D()(x)
     x = keras.layers.Dense(64, name="fc")(x)
-    x = keras.layers.BatchNormalization(name="fc_bn")(x)  # folds
+    x = keras.layers.BatchNormalization(scale=False, name="fc_bn")(x)  # folds (no gamma)
     out = keras.layers.Dense(10, activation="softmax", name="head")(keras.layers.ReLU()(x))
     return keras.Model(inp, out)
 
@@ -52,10 +52,11 @@ def _randomise_statistics(model):
 def test_folds_what_commutes_and_computes_the_same(fmnist):
     model = _bn_net()
     _randomise_statistics(model)
-    folded, pairs = fold_batchnorm_layers(model)
+    folded, pairs, left = fold_batchnorm_layers(model)
     assert pairs == {"conv_bn": "conv", "dw_bn": "dw", "fc_bn": "fc"}
-    left = {l.name for l in folded.layers if type(l).__name__ == "BatchNormalization"}
-    assert left == {"after_relu_bn", "branch_bn"}
+    assert {l.name for l in folded.layers if type(l).__name__ == "BatchNormalization"} == set(left)
+    assert left == {"after_relu_bn": "follows 'relu_conv''s relu activation",
+                    "branch_bn": "'shared_out' also feeds other layers or a model output"}
     assert all(folded.get_layer(n).use_bias for n in pairs.values())
     x = fmnist[1][0][:64]
     expected = model(x, training=False).numpy()
@@ -68,10 +69,23 @@ def test_sequential_models_fold_too(fmnist):
     model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(32),
                               keras.layers.BatchNormalization(), keras.layers.ReLU(), keras.layers.Dense(10)])
     _randomise_statistics(model)
-    folded, pairs = fold_batchnorm_layers(model)
+    folded, pairs, _ = fold_batchnorm_layers(model)
     assert len(pairs) == 1 and isinstance(folded, keras.Sequential)
     x = fmnist[1][0][:32]
     np.testing.assert_allclose(folded(x).numpy(), model(x, training=False).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_a_layer_that_is_also_a_model_output_keeps_its_batchnorm(fmnist):
+    keras = _tf.keras()
+    inp = keras.Input((28, 28))
+    dense = keras.layers.Dense(8, name="d")(keras.layers.Flatten()(inp))
+    model = keras.Model(inp, [keras.layers.BatchNormalization(name="bn")(dense), dense])
+    _randomise_statistics(model)
+    folded, pairs, left = fold_batchnorm_layers(model)
+    assert pairs == {} and "a model output" in left["bn"]
+    x = fmnist[1][0][:16]
+    for got, expected in zip(folded(x, training=False), model(x, training=False)):
+        np.testing.assert_array_equal(got.numpy(), expected.numpy())
 
 
 def test_clusters_ship_as_clustered_when_folded_first(fmnist):
