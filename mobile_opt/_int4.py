@@ -23,9 +23,16 @@ from mobile_opt.errors import UnsupportedModelError
 from mobile_opt.measure import kernel_arrays
 from mobile_opt.stage import clone
 
-__all__ = ["LEVELS", "GridCentroids", "fake_quantized", "grid_diff", "grid_ready", "int4_qat_config", "odd_width_notes", "on_grid"]
+__all__ = ["LEVELS", "GridCentroids", "fake_quantized", "grid_diff", "grid_ready", "int4_qat_config", "odd_width_notes",
+           "off_grid", "on_grid"]
 
 LEVELS = 7  # symmetric int4 as ai-edge-quantizer writes it: scale = max|w| / 7
+
+
+def off_grid(kernel: np.ndarray, out_axis: int, *, per_channel: bool) -> float:
+    """Largest distance of a kernel's values from the int4 grid, in units of the scale."""
+    codes = kernel / _scale(kernel, out_axis, per_channel)
+    return float(np.max(np.abs(codes - np.round(codes)))) if kernel.size else 0.0
 
 
 def grid_ready(kernel: np.ndarray, out_axis: int) -> bool:
@@ -59,10 +66,9 @@ def GridCentroids():
             self.on_train_batch_end(-1)
 
         def on_train_batch_end(self, batch, logs=None):
-            for var in self._vars:
+            for var in self._vars:  # (clusters,) per tensor, or (channels, clusters)
                 values = var.numpy()
-                bound = np.max(np.abs(values), axis=-1, keepdims=True)
-                var.assign(_snapped(values, np.where(bound > 0, bound / LEVELS, 1.0)))
+                var.assign(_snapped(values, _scale(values, 0, per_channel=values.ndim > 1)))
 
     return _GridCentroids()
 

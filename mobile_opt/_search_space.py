@@ -275,8 +275,10 @@ class SearchSpace:
         level = trial.suggest_float("prune_level", 0.5, 0.985) if structure == "unstructured" else None
         bits = self.layer_bits(trial.suggest_categorical("cluster_bits", list(self.cluster_choices)))
         mode = trial.suggest_categorical("quantize", list(self.modes))
-        if bits and self.foldable:
+        if bits and self.foldable and mode not in ("qat_int8", QAT_INT4):
             # The converter folds BN after our stages, scaling each channel's clusters apart.
+            # QAT folds BN itself, and its cluster-preserving scheme needs the BN there: on
+            # MobileNetV2, PCQAT after a fold lost sparsity and clusters on every expand layer.
             stages.append(fold_batchnorm())
             description["fold_batchnorm"] = self.foldable
         if level is not None:
@@ -288,8 +290,11 @@ class SearchSpace:
             stages.append(Scheduled(prune(structure="2:4", learning_rate=1e-3), e_prune, watch))
             description["sparsity"] = "2:4"
         # Clusters that int4 stores are trained on its grid (per tensor: TF-MOT shares one
-        # centroid set per Dense kernel), so the int4 stage adds no loss.
-        grid = bool(bits) and mode == INT4 and set(bits) <= set(self.int4_layers) and max(bits.values()) <= 4
+        # centroid set per Dense kernel), so the int4 stage adds no loss; only when every
+        # clustered layer goes to int4, as per-tensor scales then hold for every kernel.
+        keep = self.kernel_bits() if mode in (INT4, QAT_INT4) else {}
+        grid = (bool(bits) and mode == INT4 and set(bits) <= set(self.int4_layers) - set(keep)
+                and max(bits.values()) <= 4)
         if bits:
             stages.append(Scheduled(cluster({k: 2**v for k, v in bits.items()}, learning_rate=1e-4, int4_grid=grid),
                                     e_cluster, watch))
@@ -302,7 +307,6 @@ class SearchSpace:
         elif mode == PER_TENSOR:
             stages.append(quantize("ptq_int8", per_channel=False))
         elif mode in (INT4, QAT_INT4):
-            keep = self.kernel_bits()
             ptq = quantize(INT4, bits=keep or None, per_channel=not grid)
             stages.append(ptq if mode == INT4 else Scheduled(
                 QatOrPtq(quantize(QAT_INT4, bits=keep or None, learning_rate=1e-4), ptq), e_qat))

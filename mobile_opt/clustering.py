@@ -13,7 +13,7 @@ from mobile_opt import _int4, _stage_options as options, _tf
 from mobile_opt._compat_tfmot import experimental_cluster
 from mobile_opt.errors import RecipeError
 from mobile_opt.layer_selection import DEPTHWISE_KERNEL, LayerSelection
-from mobile_opt.measure import kernel_stats
+from mobile_opt.measure import kernel_arrays, kernel_stats
 from mobile_opt.stage import Check, Stage, StageContext, StageOutput, clone, stage_builder
 
 __all__ = ["ClusterStage", "cluster"]
@@ -98,6 +98,17 @@ class ClusterStage(Stage):
             "learning_rate": self.learning_rate,
         }
 
+    def check_model(self, model) -> None:
+        if self.int4_grid and self.per_channel:
+            dense = [n for n in self.layers.select_for_tfmot(model, "cluster", [])
+                     if type(model.get_layer(n)).__name__ == "Dense"]
+            if dense:
+                raise RecipeError(
+                    f"int4_grid with per_channel=True cannot hold Dense layers {dense}: TF-MOT 0.8.1 "
+                    "clusters a Dense kernel with one set of centroids, which one int4 scale per tensor "
+                    "stores exactly. Use cluster(..., int4_grid=True) with per_channel=False and "
+                    "quantize('int4_fc', per_channel=False).")
+
     def count(self, layer_name: str) -> int:
         return self.clusters[layer_name] if isinstance(self.clusters, dict) else self.clusters
 
@@ -129,8 +140,14 @@ class ClusterStage(Stage):
         ctx.fine_tune(wrapped, learning_rate=self.learning_rate, callbacks=callbacks, label=f"cluster {self.clusters}")
         stripped = clustering.strip_clustering(wrapped)
         stats = {k: v for k, v in kernel_stats(stripped, selected).items() if not k.endswith(DEPTHWISE_KERNEL)}
+        arrays = kernel_arrays(stripped)
         for name, st in stats.items():
             k = self.count(name.split("/")[0])
+            if self.int4_grid:
+                kernel, _, out_axis = arrays[name]
+                off = _int4.off_grid(kernel, out_axis, per_channel=self.per_channel)
+                checks.append(Check(f"int4 grid[{name}]", "max |w / scale - round(w / scale)| <= 1e-4",
+                                    f"{off:.2g}", off <= 1e-4))
             measured = st.max_unique_per_channel if self.per_channel else st.unique_values
             what = "unique values per channel" if self.per_channel else "unique values"
             checks.append(Check(f"clusters[{name}]", f"{what} <= {k}", str(measured), measured <= k))

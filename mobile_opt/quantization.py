@@ -67,9 +67,10 @@ class QuantizeStage(Stage):
         learning_rate: QAT fine-tuning learning rate when no optimizer is
             given (default 1e-4).
         representative_samples: calibration samples for int8 (default 200).
-        per_channel: "ptq_int8" only: False gives each weight tensor one scale instead of
-            one per output channel (smaller graph, and clusters stay one code each; costs
-            accuracy on convolutions). Default True.
+        per_channel: "ptq_int8" and "int4_fc": False gives every weight tensor (int8 and
+            int4 alike) one scale instead of one per output channel (smaller graph, clusters
+            stay one code each, and `cluster(int4_grid=True)`'s values are stored exactly;
+            costs accuracy on convolutions). Default True.
         bits: `{layer: 4 or 8}` kernel bits per layer for "ptq_int8" / "int4_fc" (default
             none: the mode's). After clustering, a layer going int4 whose channels hold at most
             16 values is put on the int4 grid first, and the check proves the .tflite stores

@@ -583,6 +583,9 @@ def test_clustering_trials_fold_batchnorm_first_and_train_int4_clusters_on_its_g
     assert stages[2].params()["int4_grid"] is False
     stages, recipe = space.suggest(optuna.trial.FixedTrial({**deep, "cluster_bits": 0, "quantize": "ptq_int8"}))
     assert "fold_batchnorm" not in recipe and stages[0].kind == "prune"
+    # QAT folds BN itself (and PCQAT needs it there): no fold before it.
+    stages, recipe = space.suggest(optuna.trial.FixedTrial({**deep, "quantize": "qat_int8"}))
+    assert "fold_batchnorm" not in recipe and [s.kind for s in stages] == ["prune", "cluster", "quantize"]
 
 
 def test_under_raw_size_the_search_cuts_weights_and_bits_not_zeros_or_clusters():
