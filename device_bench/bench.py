@@ -116,16 +116,22 @@ def _check_readable(path: Path) -> None:
                 )
 
 
+def check_matrix(backends: Sequence[str], threads: Sequence[int]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The backends and thread counts to run, as tuples; refuses an empty or unknown one.
+
+    Raises:
+        InputError: a backend outside BACKENDS, or a thread count that is not a positive int.
+    """
+    backends, threads = tuple(backends), tuple(threads)
+    if not backends or any(b not in BACKENDS for b in backends):
+        raise InputError(f"backends must be some of {BACKENDS}. Received: backends={backends!r}")
+    if not threads or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in threads):
+        raise InputError(f"threads must be positive integers. Received: threads={threads!r}")
+    return backends, threads
+
+
 def _validate(backends: tuple, threads: tuple, run: object, energy: object, tool: object) -> None:
-    unknown = [b for b in backends if b not in BACKENDS]
-    if not backends or unknown:
-        raise InputError(
-            f"backends must be some of {BACKENDS}. Received: backends={tuple(backends)!r}"
-        )
-    if not threads or any(not isinstance(t, int) or t < 1 for t in threads):
-        raise InputError(
-            f"threads must be positive integers. Received: threads={tuple(threads)!r}"
-        )
+    check_matrix(backends, threads)
     if not isinstance(run, RunSettings):
         raise InputError(f"run must be a RunSettings. Received: run={run!r}")
     if not isinstance(tool, ToolSettings):

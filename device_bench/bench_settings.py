@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from device_bench.bench import BACKENDS
+from device_bench.bench import check_matrix
 from device_bench.settings import EnergySettings, RunSettings, ToolSettings, _path, _set
+from mobile_opt._checks import check_number
 from mobile_opt.errors import InputError
 
 __all__ = ["BenchSettings", "GateSettings", "OutputCheckSettings", "ReportFiles"]
@@ -187,11 +188,7 @@ class BenchSettings:
             raise InputError(f"devices must name at least one device ('host', 'auto', 'all', a serial). "
                              f"Received: devices={self.devices!r}")
         _set(self, "devices", specs)
-        backends, threads = tuple(self.backends), tuple(self.threads)
-        if not backends or any(b not in BACKENDS for b in backends):
-            raise InputError(f"backends must be some of {BACKENDS}. Received: backends={backends!r}")
-        if not threads or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in threads):
-            raise InputError(f"threads must be positive integers. Received: threads={threads!r}")
+        backends, threads = check_matrix(self.backends, self.threads)
         _set(self, "backends", backends)
         _set(self, "threads", threads)
         for name, kind in (("run", RunSettings), ("tool", ToolSettings), ("gates", GateSettings),
@@ -201,10 +198,9 @@ class BenchSettings:
         for name, kind in (("energy", EnergySettings), ("outputs", OutputCheckSettings)):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), kind):
                 raise InputError(f"{name} must be a {kind.__name__} or None. Received: {name}={getattr(self, name)!r}")
-        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
-            raise InputError(f"retries must be an integer >= 0. Received: retries={self.retries!r}")
-        if self.adb_port is not None and not (isinstance(self.adb_port, int) and 0 < self.adb_port < 65536):
-            raise InputError(f"adb_port must be a port number (1-65535) or None. Received: adb_port={self.adb_port!r}")
+        check_number("retries", self.retries, at_least=0, integer=True)
+        check_number("adb_port", self.adb_port, at_least=1, at_most=65535, integer=True, optional=True,
+                     hint="(a port number, or None)")
         if self.files.junit is not None and not (self.gates.any or (self.outputs is not None and self.outputs.gated)):
             raise InputError("files.junit reports the gates, and none is set: give gates.max_regression, "
                              "gates.latency_budgets or an output gate (bench --fail-on-regression). "

@@ -171,8 +171,6 @@ def _judge(farm, checks, baseline, settings: BenchSettings) -> BenchReport:
 
 
 def _plot(report: BenchReport, path: Path, staged: OutputFiles) -> BenchReport:
-    import dataclasses
-
     from device_bench.op_cost import plot_op_costs_beside
     from device_bench.plot import plot_latency
 

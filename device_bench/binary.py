@@ -18,7 +18,7 @@ from device_bench.device import Device, quote
 from device_bench.settings import ToolSettings
 from mobile_opt.errors import BenchmarkError
 
-__all__ = ["Binary", "default_cache_dir", "prepare_binary", "sha256"]
+__all__ = ["Binary", "default_cache_dir", "elf_problem", "prepare_binary", "sha256"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,14 +70,14 @@ def _check_elf(binary: Path, abi: str) -> None:
     if head.startswith(b"#!"):
         logger.info("benchmark binary %s is a script; no ELF ABI check", binary)
         return
-    problem = _elf_problem(head, abi)
+    problem = elf_problem(head, abi)
     if problem is not None:
         raise BenchmarkError(f"benchmark binary {binary} {problem}. Pass the {abi} build of TFLite's "
                              f"benchmark_model with --benchmark-binary, or put it at "
                              f"{default_cache_dir()}/{abi}/benchmark_model.")
 
 
-def _elf_problem(head: bytes, abi: str) -> str | None:
+def elf_problem(head: bytes, abi: str) -> str | None:
     """Why a file starting with `head` (its first 20 bytes) cannot run on `abi`, as the end of
     a sentence about it ("is not an executable ..."), or None when it can (or `abi` is unknown)."""
     if not head.startswith(b"\x7fELF") or len(head) < 20:

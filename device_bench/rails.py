@@ -51,8 +51,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RailEnergy", "RailsEnergy", "RailsLog", "compute_rails", "parse_dumpsys", "parse_energy_value",
-           "parse_rails"]
+from mobile_opt.errors import InputError
+
+__all__ = ["RailEnergy", "RailsEnergy", "RailsFormatError", "RailsLog", "compute_rails", "parse_dumpsys",
+           "parse_energy_value", "parse_rails"]
 
 MARKS = ("baseline_start", "baseline_end", "tail_end")
 MIN_INTERVAL_COUNTS = 20  # the driver's ODPM_MIN_INTERVAL_ACC_COUNT
@@ -68,7 +70,7 @@ _DUMP_END = "End of PowerStats HAL 2.0 energy meter"
 _DUMP_LINE = re.compile(r"^\s*(\S.*?)\s+(-?[0-9.]+)\s+(\S+)(?:\s+\(.*\))?\s*$")
 
 
-class RailsFormatError(ValueError):
+class RailsFormatError(InputError):
     """A counter text that does not follow the driver's or the HAL's format."""
 
 
@@ -257,8 +259,6 @@ class RailsEnergy:
     energy_per_inference_j: float | None = None
     energy_per_inference_bound_j: float | None = None
     inferences: int | None = None
-    baseline_s: float | None = None
-    measured_s: float | None = None
     sources: tuple[str, ...] = ()
     sampling_rate_hz: dict[str, float] = field(default_factory=dict)
     counter_times_s: dict[str, list[float]] = field(default_factory=dict)  # per source, at MARKS
@@ -269,7 +269,9 @@ class RailsEnergy:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RailsEnergy":
-        values = dict(data)
+        # baseline_s / measured_s: the last source's windows, written before 2026-12-07 14:00;
+        # each source's are in counter_times_s.
+        values = {k: v for k, v in data.items() if k not in ("baseline_s", "measured_s")}
         values["per_rail"] = {k: RailEnergy(**v) for k, v in values.get("per_rail", {}).items()}
         values["sources"] = tuple(values.get("sources", ()))
         return cls(**values)
@@ -297,7 +299,6 @@ def compute_rails(log: RailsLog, inferences: int | None, tail_s: float | None = 
     rates: dict[str, float] = {}
     counter_times: dict[str, list[float]] = {}
     names = [c.rail for s in sources for c in log.snapshots[MARKS[0]].get(s, Snapshot(s, 0, None, ())).counters]
-    base_s = run_s = 0.0
     for source in sources:
         snaps = [log.snapshots[m].get(source) for m in MARKS]
         why = _check(source, snaps, tail_s)
@@ -335,7 +336,7 @@ def compute_rails(log: RailsLog, inferences: int | None, tail_s: float | None = 
         per_rail=per_rail,
         energy_per_inference_j=sum(r.energy_per_inference_j for r in per_rail.values()),
         energy_per_inference_bound_j=sum(r.energy_per_inference_bound_j for r in per_rail.values()),
-        inferences=inferences, baseline_s=base_s, measured_s=run_s, sources=tuple(sources),
+        inferences=inferences, sources=tuple(sources),
         sampling_rate_hz=rates, counter_times_s=counter_times,
     )
 

@@ -40,7 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from device_bench.binary import REMOTE_BIN, _elf_problem, default_cache_dir, sha256
+from device_bench.binary import REMOTE_BIN, elf_problem, default_cache_dir, sha256
 from device_bench.device import Device, quote
 from mobile_opt._checks import check_number
 from mobile_opt.errors import BenchmarkError, DeviceError, InputError, MobileOptError
@@ -316,7 +316,7 @@ def _verify(path: Path, abi: str, url: str, hint: str, refused: type[MobileOptEr
         # device's `--help` says it is a benchmark tool. Recorded as kind="script".
         logger.info("%s is a script, not an ELF binary: no ABI or size check", url)
         return "script"
-    problem = _elf_problem(head[:20], abi)
+    problem = elf_problem(head[:20], abi)
     if problem is not None:
         raise refused(f"refused the binary from {url}: it {problem}. Pass the Android build of TFLite's "
                       f"benchmark_model for {abi} ({_FILE_NAME.get(abi, 'benchmark_model')}). {hint}")

@@ -214,18 +214,18 @@ def load_inputs(spec: str | Path, models: Sequence[str | Path], *,
     from mobile_opt.errors import InputError
 
     check_number("samples", samples, at_least=1, integer=True)
-    out, by_shape = {}, {}
-    for model in validate_models(models):  # a corrupt model fails before any data is read
+    shapes = {}
+    for model in validate_models(models):  # every model is checked before any data is read
         details = make_interpreter(model.read_bytes()).get_input_details()
         if len(details) != 1:
             raise InputError(f"{model}: output checks take models with one input; this one has "
                              f"{len(details)}: {[d['name'] for d in details]}.")
-        shape = tuple(int(d) for d in details[0]["shape"][1:])
-        if shape not in by_shape:
-            _, val = load_dataset(spec, input_shape=shape, val_samples=samples)
-            by_shape[shape] = _arrays(val, samples)
-        out[model] = by_shape[shape]
-    return out
+        shapes[model] = tuple(int(d) for d in details[0]["shape"][1:])
+    by_shape = {}
+    for shape in dict.fromkeys(shapes.values()):  # each shape read once, in the models' order
+        _, val = load_dataset(spec, input_shape=shape, val_samples=samples)
+        by_shape[shape] = _arrays(val, samples)
+    return {model: by_shape[shape] for model, shape in shapes.items()}
 
 
 def _arrays(val, samples: int) -> tuple[np.ndarray, np.ndarray]:
