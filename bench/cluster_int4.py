@@ -28,7 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 from _lenet import SEED, trained
 from _rounds import machine

@@ -173,7 +173,7 @@ def run_auto(name: str, data, *, train_epochs: int | None, level: int, search_mi
     drop, drop_se = paired_drop(base_eval.correct, final_eval.correct)
     return {
         "network": name,
-        "recipe_source": f"auto_optimize(max_accuracy_drop={MAX_DROP_PP}, level={level}), unaided",
+        "recipe_source": f"auto_optimize(max_accuracy_drop={MAX_DROP_PP}, level={level}, size=\"coded\"), unaided",
         "params": int(model.count_params()),
         "train_epochs": epochs,
         "chosen_trial": chosen.number,

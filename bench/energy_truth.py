@@ -210,7 +210,7 @@ def rails_summary(data: dict) -> list[str]:
         if both:
             ratios = sorted(b / s for s, b in both)
             lines.append(f"  battery figure / sum of rails: median {statistics.median(ratios):.3f} "
-                         f"({len(both)} runs with both; the battery also sees rails the ODPM does not meter)")
+                         f"({len(both)} runs with both; the loopback sets its battery load and its rail powers independently, so this ratio says nothing about the client)")
     return lines
 
 
