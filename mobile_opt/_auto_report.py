@@ -30,13 +30,13 @@ def recipe_text(recipe: dict) -> str:
         parts.append("remove filters " + ", ".join(f"{k} {v:.0%}" for k, v in recipe["channels"].items()))
     if recipe.get("low_rank"):
         parts.append("low-rank " + ", ".join(f"{k} r{v}" for k, v in recipe["low_rank"].items()) + " + distill")
-    if recipe.get("fold_batchnorm"):
-        parts.append(f"fold {recipe['fold_batchnorm']} BN")
     sparsity = recipe.get("sparsity")
     if isinstance(sparsity, dict) and sparsity:
         parts.append("prune " + ", ".join(f"{k} {v:.0%}" for k, v in sparsity.items()))
     elif sparsity == "2:4":
         parts.append("prune 2:4")
+    if recipe.get("fold_batchnorm"):
+        parts.append(f"fold {recipe['fold_batchnorm']} BN")
     if recipe.get("cluster_bits"):
         parts.append("cluster " + ", ".join(f"{k} {v}b" for k, v in recipe["cluster_bits"].items()))
     if recipe.get("quantize"):

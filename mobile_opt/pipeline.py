@@ -29,7 +29,7 @@ _MAY_FOLLOW = {
     "distill": {"low_rank"},
     "low_rank": {"distill"},
     "prune_channels": {"distill", "low_rank"},
-    "fold_batchnorm": {"distill", "low_rank", "prune_channels"},
+    "fold_batchnorm": {"distill", "low_rank", "prune_channels", "prune"},
     "prune": {"distill", "low_rank", "prune_channels", "fold_batchnorm"},
     "cluster": {"distill", "low_rank", "prune_channels", "fold_batchnorm", "prune"},
     "quantize": {"distill", "low_rank", "prune_channels", "fold_batchnorm", "prune", "cluster"},
@@ -306,7 +306,7 @@ _ORDER_HINT = {
     ("quantize", "prune"): "quantization must be the last stage; prune first (prune → QAT gives PQAT).",
     ("quantize", "cluster"): "quantization must be the last stage; cluster first (cluster → QAT gives CQAT).",
     **{(k, "fold_batchnorm"): f"fold BatchNormalization before {k}, so that {k} works on the weights that ship."
-       for k in ("prune", "cluster", "quantize")},
+       for k in ("cluster", "quantize")},
 }
 
 

@@ -575,12 +575,12 @@ def test_clustering_trials_fold_batchnorm_first_and_train_int4_clusters_on_its_g
     space = _space(model, {"fc1": 4096, "fc2": 4096, "head": 640}, modes=("qat_int8", "ptq_int8", INT4))
     deep = {**space.defaults()[1], "cluster_bits": 4}
     stages, recipe = space.suggest(optuna.trial.FixedTrial({**deep, "quantize": INT4}))
-    assert [s.kind for s in stages] == ["fold_batchnorm", "prune", "cluster", "quantize"]
+    assert [s.kind for s in stages] == ["prune", "fold_batchnorm", "cluster", "quantize"]
     assert recipe["fold_batchnorm"] == 1 and "fold 1 BN" in recipe_text(recipe)
     assert stages[2].params()["int4_grid"] is True and stages[3].params()["per_channel"] is False
     # int8 after clustering: no grid, per-channel scales as before; no clusters: no fold.
     stages, _ = space.suggest(optuna.trial.FixedTrial({**deep, "quantize": "ptq_int8"}))
-    assert stages[2].params()["int4_grid"] is False
+    assert stages[2].params()["int4_grid"] is False and stages[1].kind == "fold_batchnorm"
     stages, recipe = space.suggest(optuna.trial.FixedTrial({**deep, "cluster_bits": 0, "quantize": "ptq_int8"}))
     assert "fold_batchnorm" not in recipe and stages[0].kind == "prune"
     # QAT folds BN itself (and PCQAT needs it there): no fold before it.

@@ -109,9 +109,27 @@ def test_clusters_ship_as_clustered_when_folded_first(fmnist):
     assert plain.stages[-1].kernels["relu_conv"]["unique_values"] <= 8
 
 
+def test_zeros_pruned_before_the_fold_ship_as_zeros(fmnist):
+    """prune -> fold -> cluster -> PTQ: the fold scales kernels, so pruned zeros stay zeros, and
+    the fold stage hands the pruned kernels' figures on to the checks of the stages after it."""
+    model = _bn_net()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(*fmnist[0], epochs=1, batch_size=64, verbose=0)
+    result = Pipeline([prune({"fc": 0.5}), fold_batchnorm(), cluster({"fc": 8}),
+                       quantize("ptq_int8", per_channel=False)]).run(model, fmnist[0], fmnist[1], fine_tune_epochs=1)
+    assert [s.kind for s in result.stages] == ["prune", "fold_batchnorm", "cluster", "quantize"]
+    assert result.stages[1].kernels["fc"]["sparsity"] >= 0.5
+    final = result.stages[-1]
+    assert {"sparsity kept[fc]", "clusters kept[fc]"} <= {c.name for c in final.checks}
+    assert final.ok, [c for c in final.checks if not c.ok]
+    assert final.kernels["fc"]["sparsity"] >= 0.5 and final.kernels["fc"]["unique_values"] <= 9
+
+
 def test_order_and_recipe():
-    with pytest.raises(RecipeError, match="fold BatchNormalization before prune"):
-        Pipeline([prune(0.5), fold_batchnorm()])
+    with pytest.raises(RecipeError, match="fold BatchNormalization before cluster"):
+        Pipeline([cluster(8), fold_batchnorm()])
+    assert [s.kind for s in Pipeline([prune(0.5), fold_batchnorm(), cluster(8)]).stages] == [
+        "prune", "fold_batchnorm", "cluster"]
     recipe = load_recipe({"stages": [{"kind": "fold_batchnorm"}, {"kind": "quantize", "mode": "ptq_int8"}]})
     assert [s.kind for s in recipe.pipeline.stages] == ["fold_batchnorm", "quantize"]
 
