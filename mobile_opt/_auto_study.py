@@ -31,7 +31,7 @@ from mobile_opt._auto_choice import SIZE_BEFORE_CHOICE
 from mobile_opt.errors import ConstraintError, DependencyError, InputError, OptimizationError
 
 __all__ = ["optuna", "native_constraints", "open_storage", "check_settings", "fingerprint", "finished", "same_params",
-           "set_constraints", "SETTING_KEYS", "artifact_store", "run_shared"]
+           "set_constraints", "SETTING_KEYS", "artifact_store", "run_shared", "create_or_load"]
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +222,18 @@ def _storage_class(optuna):
     return Storage
 
 
+def create_or_load(optuna_module, *, storage, study_name: str | None, **kwargs):
+    """`(study, created)`: the study, and whether this call created it.
+
+    Only its creator warm-starts a study: the storage's unique study name decides that once,
+    where "no trials yet" let two workers starting together both queue the defaults.
+    """
+    try:
+        return optuna_module.create_study(storage=storage, study_name=study_name, **kwargs), True
+    except optuna_module.exceptions.DuplicatedStudyError:
+        return optuna_module.create_study(storage=storage, study_name=study_name, load_if_exists=True, **kwargs), False
+
+
 def check_settings(study, settings: dict, name: str) -> None:
     """Stores `settings` on a new study; refuses to resume one started with other settings."""
     stored = study.user_attrs.get("settings")
@@ -299,15 +311,16 @@ def run_shared(study, objective, *, total: int, timeout_s: float | None, catch: 
         if left is not None and left <= 0:
             return
         trials = study.get_trials(deepcopy=False)
-        # Retries of lost trials must run; other queued trials (the enqueued defaults) only
-        # while the study is short of its total.
-        waiting = sum(t.state == TrialState.WAITING and "failed_trial" in t.system_attrs for t in trials)
+        # Every queued trial runs, even past the total: a retry of a lost trial must, and a
+        # steered one queued while another worker started the last trial would otherwise be
+        # left WAITING (the enqueued defaults never exceed the total).
+        waiting = sum(t.state == TrialState.WAITING for t in trials)
         todo = total - finished(study, running=True)
         if todo > 0 or waiting:
             try:
-                study.optimize(objective, n_trials=max(todo, waiting), timeout=left, catch=catch,
-                               callbacks=[*callbacks, stop], gc_after_trial=True)
-            except Exception as exc:
+                study.optimize(_abandon_on_outage(objective), n_trials=max(todo, waiting), timeout=left,
+                               catch=catch, callbacks=[*callbacks, stop], gc_after_trial=True)
+            except (Exception, _Abandoned) as exc:
                 if _is_outage(exc):
                     _wait_for_database(study, exc)
                     _requeue(study, current_trial())
@@ -327,6 +340,26 @@ def run_shared(study, objective, *, total: int, timeout_s: float | None, catch: 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             optuna().storages.fail_stale_trials(study)
+
+
+class _Abandoned(BaseException):
+    """A trial given up because the study's database went away.
+
+    Not an `Exception`, so that Optuna does not record the trial as FAIL on its way out: it
+    stays RUNNING, for exactly one party to fail and re-queue (see `_requeue`).
+    """
+
+
+def _abandon_on_outage(objective):
+    def run(trial):
+        try:
+            return objective(trial)
+        except Exception as exc:
+            if _is_outage(exc):
+                raise _Abandoned() from exc
+            raise
+
+    return run
 
 
 def _is_outage(exc: BaseException | None) -> bool:
@@ -372,21 +405,25 @@ def _taken_over(study, trial_id: int | None) -> bool:
 
 
 def _requeue(study, trial_id: int | None) -> None:
-    """Fails (if still running) and re-queues this worker's trial interrupted by the outage."""
+    """Fails and re-queues this worker's trial abandoned in the outage, if it is still running.
+
+    Whoever moves a trial from RUNNING to FAIL re-queues it, and the storage lets only one
+    do so: this worker here, or another's stale-trial check (Optuna's callback re-queues it).
+    A trial found failed already is that other worker's to retry: retrying it here too
+    raced it and ran the trial twice.
+    """
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     if trial_id is None:
         return
     storage = study._storage
+    if storage.get_trial(trial_id).state != TrialState.RUNNING:
+        return
+    try:
+        storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+    except UpdateFinishedTrialError:
+        return
     trial = storage.get_trial(trial_id)
-    if trial.state == TrialState.RUNNING:
-        try:
-            storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
-        except UpdateFinishedTrialError:
-            return  # another worker failed it as stale and re-queued it already
-        trial = storage.get_trial(trial_id)
-    if trial.state == TrialState.FAIL and "error" not in trial.user_attrs \
-            and trial.number not in _retried(study.get_trials(deepcopy=False)):
-        logger.warning("re-queueing trial %d, interrupted by the database outage", trial.number)
-        _retry_callback()(study, trial)
+    logger.warning("re-queueing trial %d, interrupted by the database outage", trial.number)
+    _retry_callback()(study, trial)

@@ -184,9 +184,9 @@ def auto_optimize(
     try:
         if dev is not None:
             baseline["latency_ms"], baseline["latency_note"] = measure_latency(dev, fp32, "baseline")
-        study = _open_study(optuna, model, settings, dev, device)
+        study, created = _open_study(optuna, model, settings, dev, device)
         sensitivity = _sensitivity(study, model, val)
-        search = _search_space(study, model, sensitivity, settings, with_device=dev is not None)
+        search = _search_space(study, created, model, sensitivity, settings, with_device=dev is not None)
         measurer = Measurer(model, train, val, space=search, baseline=base_eval, device=dev,
                             constraints=settings.constraints, files=files)
         _run(study, measurer, settings, progress)
@@ -266,7 +266,8 @@ def _baseline(model, bridge, val, settings: AutoSettings):
 
 
 def _open_study(optuna, model, settings: AutoSettings, dev, device):
-    """The study to create or resume; a resumed one must have been run with the same settings."""
+    """The study to create or resume, and whether this call created it; a resumed one must
+    have been run with the same settings."""
     constraints = settings.constraints
     recorded = {
         "model_sha256": study_io.fingerprint(model), "max_accuracy_drop": constraints.max_accuracy_drop,
@@ -282,22 +283,22 @@ def _open_study(optuna, model, settings: AutoSettings, dev, device):
             seed=settings.seed, multivariate=True, n_startup_trials=max(3, min(10, settings.total_trials // 3)),
             **legacy)
     directions = ["minimize", "minimize"] + (["minimize"] if dev is not None else [])
-    study = optuna.create_study(storage=study_io.open_storage(optuna, settings.storage),
-                                study_name=settings.study_name, directions=directions, sampler=sampler,
-                                load_if_exists=True)
+    study, created = study_io.create_or_load(
+        optuna, storage=study_io.open_storage(optuna, settings.storage), study_name=settings.study_name,
+        directions=directions, sampler=sampler)
     study_io.check_settings(study, recorded, settings.study_name)
-    return study
+    return study, created
 
 
-def _search_space(study, model, sensitivity, settings: AutoSettings, *, with_device: bool):
-    """The space to search; a new study is warm-started with the generic recipes."""
+def _search_space(study, created: bool, model, sensitivity, settings: AutoSettings, *, with_device: bool):
+    """The space to search; a study this worker `created` is warm-started with the generic recipes."""
     size = settings.constraints.size_budget
     search = space.SearchSpace(model, sensitivity, level=settings.level,
                                max_accuracy_drop=settings.constraints.max_accuracy_drop,
                                modes=space.quant_modes(size_budget=size, with_device=with_device),
                                with_device=with_device, size=settings.size)
-    if not study.get_trials(deepcopy=False):
-        for params in search.defaults():  # warm start: generic recipes, then the search
+    if created:  # warm start: generic recipes, then the search (never more than the total)
+        for params in search.defaults()[:settings.total_trials]:
             study.enqueue_trial(params, skip_if_exists=True)
     return search
 

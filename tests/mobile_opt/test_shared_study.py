@@ -218,3 +218,85 @@ def test_a_missing_driver_names_the_pip_command_that_installs_it(tmp_path):
     assert "pip install 'mobile-opt[postgres]'" in plain and "pip install 'mobile-opt[postgres]'" in psycopg3
     assert "pip install psycopg2-binary" in psycopg2 and "mobile-opt[postgres]" not in psycopg2
 
+
+
+# --- The interleavings behind the shared-study rules, replayed step by step on SQLite ------
+
+def _sqlite_study(tmp_path, name="R"):
+    from mobile_opt._auto_study import create_or_load
+
+    opt = optuna()
+    storage = open_storage(opt, f"sqlite:///{tmp_path / 'rules.db'}")
+    return create_or_load(opt, storage=storage, study_name=name, directions=["minimize", "minimize"])
+
+
+def test_only_the_worker_that_creates_the_study_warm_starts_it(tmp_path):
+    # Two workers open the study before either has queued anything: "no trials yet" was true
+    # for both, and both queued the defaults (a duplicate was then left WAITING).
+    first, created_first = _sqlite_study(tmp_path)
+    second, created_second = _sqlite_study(tmp_path)
+    assert (created_first, created_second) == (True, False)
+    assert first._study_id == second._study_id
+
+
+def test_a_trial_failed_as_stale_by_another_worker_is_retried_once(tmp_path):
+    from optuna.trial import TrialState
+
+    from mobile_opt._auto_study import _requeue, _retry_callback
+
+    study, _ = _sqlite_study(tmp_path)
+    lost = study.ask({"x": optuna().distributions.FloatDistribution(0, 1)})
+    # Another worker's stale-trial check fails it, and is about to run its retry callback
+    # when this worker, back from the outage, looks at its trial.
+    study._storage.set_trial_state_values(lost._trial_id, state=TrialState.FAIL)
+    _requeue(study, lost._trial_id)
+    _retry_callback()(study, study._storage.get_trial(lost._trial_id))
+    retries = [t for t in study.get_trials() if t.system_attrs.get("failed_trial") == lost.number]
+    assert [t.state for t in retries] == [TrialState.WAITING]
+
+
+def test_a_trial_still_running_after_the_outage_is_failed_and_retried_by_its_worker(tmp_path):
+    from optuna.trial import TrialState
+
+    from mobile_opt._auto_study import _requeue
+
+    study, _ = _sqlite_study(tmp_path)
+    lost = study.ask({"x": optuna().distributions.FloatDistribution(0, 1)})
+    _requeue(study, lost._trial_id)
+    _requeue(study, lost._trial_id)  # a second look changes nothing
+    trials = study.get_trials()
+    assert trials[0].state == TrialState.FAIL
+    assert [(t.state, t.params) for t in trials[1:]] == [(TrialState.WAITING, lost.params)]
+    assert trials[1].system_attrs["failed_trial"] == lost.number
+
+
+def test_an_outage_in_the_objective_leaves_its_trial_running_for_the_requeue(tmp_path):
+    import sqlalchemy.exc
+    from optuna.trial import TrialState
+
+    from mobile_opt._auto_study import _Abandoned, _abandon_on_outage
+
+    study, _ = _sqlite_study(tmp_path)
+
+    def objective(trial):
+        trial.suggest_float("x", 0, 1)
+        raise sqlalchemy.exc.OperationalError("UPDATE trials", {}, ConnectionError("server closed the connection"))
+
+    with pytest.raises(_Abandoned):
+        study.optimize(_abandon_on_outage(objective), n_trials=1)
+    # Optuna recorded no FAIL: only `_requeue` (or another worker's stale check) may.
+    assert [t.state for t in study.get_trials()] == [TrialState.RUNNING]
+
+
+def test_a_queued_trial_runs_even_when_the_study_is_full(tmp_path):
+    from mobile_opt._auto_study import run_shared
+
+    study, _ = _sqlite_study(tmp_path)
+    study.optimize(lambda t: (t.suggest_float("x", 0, 1), 1.0), n_trials=1)
+    # Steered while another worker started the last trial: nobody else will run it.
+    study.enqueue_trial({"x": 0.5})
+    ran = []
+    run_shared(study, lambda t: ran.append(t.suggest_float("x", 0, 1)) or (0.5, 1.0), total=1, timeout_s=None,
+               catch=(), callbacks=[], stopped=lambda: False, current_trial=lambda: None)
+    assert ran == [0.5]
+    assert [t.state.name for t in study.get_trials()] == ["COMPLETE", "COMPLETE"]
