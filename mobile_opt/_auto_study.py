@@ -418,11 +418,9 @@ def _requeue(study, trial_id: int | None) -> None:
     if trial_id is None:
         return
     storage = study._storage
-    if storage.get_trial(trial_id).state != TrialState.RUNNING:
-        return
     try:
         storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
-    except UpdateFinishedTrialError:
+    except UpdateFinishedTrialError:  # finished, or failed by another worker
         return
     trial = storage.get_trial(trial_id)
     logger.warning("re-queueing trial %d, interrupted by the database outage", trial.number)
